@@ -1,0 +1,1 @@
+"""Hunt: many rules over many logs, into a timeline, through a grouped single-scan fast path."""

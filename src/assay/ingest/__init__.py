@@ -1,0 +1,1 @@
+"""Telemetry ingestion: readers (EVTX, JSON lines, OTRF, Defender exports) -> normalized DuckDB tables."""

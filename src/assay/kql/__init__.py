@@ -1,0 +1,1 @@
+"""Kusto Query Language: lexer, recursive-descent parser, binder and lowering to sqlglot."""

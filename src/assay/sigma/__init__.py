@@ -1,0 +1,1 @@
+"""Sigma through pySigma: loading offline, lowering to sqlglot for local execution, conversion to platforms."""

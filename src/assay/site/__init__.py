@@ -1,0 +1,1 @@
+"""The static detection site and ATT&CK Navigator layers."""
