@@ -1,0 +1,135 @@
+"""The scale-out engine: Apache Spark (PySpark) in local mode or on a cluster, over Parquet written by ingestion.
+
+It runs the same sqlglot trees as :class:`~assay.engine.DuckDBEngine`, generated in sqlglot's ``spark`` dialect.
+PySpark is an optional extra (``pip install 'assay[spark]'``); without it, or without a Java runtime, the
+engine fails with an :class:`~assay.errors.EngineError` saying what to install. Nothing is imported or started
+until an engine is created.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+
+from assay.engine.duckdb_engine import Result
+from assay.errors import EngineError
+
+SPARK_INSTALL_HINT = "install the Spark extra: pip install 'assay[spark]' (needs Java 17 or later on PATH)"
+
+
+def pyspark_available() -> str | None:
+    """None when PySpark and a Java runtime are usable, else the reason they are not."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        return "pyspark is not installed"
+    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+        return "no Java runtime found (set JAVA_HOME or put java on PATH)"
+    return None
+
+
+def spark_like_semantics(tree: exp.Expression) -> exp.Expression:
+    """The tree with DuckDB LIKE semantics made explicit for Spark.
+
+    DuckDB's LIKE has no escape character unless ``ESCAPE`` is given; Spark's default escape is a backslash.
+    A Windows path pattern such as ``'%\\cmd.exe'`` would otherwise be rejected (or mean something else), so a
+    LIKE without ``ESCAPE`` gets its backslashes doubled: the same match, spelled for Spark.
+    """
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Like | exp.ILike) and not isinstance(node.parent, exp.Escape):
+            pattern = node.expression
+            if isinstance(pattern, exp.Literal) and pattern.is_string and "\\" in pattern.this:
+                node.set("expression", exp.Literal.string(pattern.this.replace("\\", "\\\\")))
+        return node
+
+    return tree.copy().transform(rewrite, copy=False)
+
+
+def _spark_type_name(data_type: Any) -> str:
+    simple = getattr(data_type, "simpleString", None)
+    return str(simple()) if callable(simple) else str(data_type)
+
+
+class SparkEngine:
+    """A Spark session running sqlglot trees. ``master`` is ``local[N]`` (default: all cores) or a cluster URL.
+
+    Tables are Parquet files or folders registered as temporary views (:meth:`register_parquet`), so the SQL the
+    Sigma and KQL stages compile runs unchanged apart from the dialect.
+    """
+
+    dialect = "spark"
+
+    def __init__(self, master: str | None = None, *, app_name: str = "assay",
+                 config: dict[str, str] | None = None) -> None:
+        reason = pyspark_available()
+        if reason is not None:
+            raise EngineError(f"the Spark engine is not available: {reason}", hint=SPARK_INSTALL_HINT)
+        from pyspark.sql import SparkSession
+
+        self.master = master or os.environ.get("ASSAY_SPARK_MASTER") or "local[*]"
+        builder = (
+            SparkSession.builder.master(self.master).appName(app_name)
+            # Small local jobs: a few shuffle partitions, no UI, UTC everywhere so timestamps equal DuckDB's.
+            .config("spark.sql.shuffle.partitions", "4")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+            .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
+            .config("spark.sql.ansi.enabled", "false")
+        )
+        for key, value in (config or {}).items():
+            builder = builder.config(key, value)
+        try:
+            self.session = builder.getOrCreate()
+        except Exception as error:  # the JVM failing to start surfaces as many exception types
+            raise EngineError(f"cannot start Spark ({self.master}): {error}", hint=SPARK_INSTALL_HINT) from error
+        self.session.sparkContext.setLogLevel("ERROR")
+
+    def register_parquet(self, table: str, path: str | Path) -> None:
+        """Expose a Parquet file or folder as the temporary view ``table``."""
+        location = Path(path)
+        if not location.exists():
+            raise EngineError(f"Parquet data for table {table} not found at {location}",
+                              hint="write it first with: assay ingest LOGS --format parquet")
+        try:
+            self.session.read.parquet(str(location)).createOrReplaceTempView(table)
+        except Exception as error:
+            raise EngineError(f"Spark cannot read {location} as Parquet: {error}") from error
+
+    def to_sql(self, query: exp.Expression | str) -> str:
+        """Spark SQL for a sqlglot tree; SQL text is taken as DuckDB SQL and transpiled."""
+        tree = query if isinstance(query, exp.Expression) else sqlglot.parse_one(query, read="duckdb")
+        return spark_like_semantics(tree).sql(dialect=self.dialect)
+
+    def run(self, query: exp.Expression | str, parameters: Sequence[Any] | None = None) -> Result:
+        if parameters:
+            raise EngineError("the Spark engine does not take query parameters; inline literals in the tree")
+        sql = self.to_sql(query)
+        try:
+            frame = self.session.sql(sql)
+            rows = frame.collect()
+        except Exception as error:
+            raise EngineError(f"Spark failed: {error}", sql=sql) from error
+        columns = tuple(frame.columns)
+        types = tuple(_spark_type_name(field.dataType) for field in frame.schema.fields)
+        return Result(columns, tuple(tuple(row) for row in rows), sql, types)
+
+    def table_names(self) -> list[str]:
+        return sorted(t.name for t in self.session.catalog.listTables())
+
+    def close(self) -> None:
+        """Stop the session (the JVM stays up for the next engine in this process, as PySpark does)."""
+        self.session.stop()
+
+    def __enter__(self) -> SparkEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
