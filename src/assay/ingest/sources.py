@@ -1,0 +1,274 @@
+"""Finding and recognising telemetry sources: paths, folders, globs and zip members, with content-based detection.
+
+A :class:`Source` is one readable stream (a file, or a member of a zip) and the format its first bytes show.
+Detection looks at content, never at the extension alone: an EVTX header, a zip header, JSON (lines or array, and
+which shape: evtx JSON, Winlogbeat/ECS, OTRF, flat Sigma-style, Defender export) or a Defender CSV header.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from assay.errors import IngestError, SourceSpan
+from assay.schema import canonical_tables
+
+EVTX_MAGIC = b"ElfFile\x00"
+ZIP_MAGIC = b"PK\x03\x04"
+EMPTY_ZIP_MAGIC = b"PK\x05\x06"
+#: Extensions considered when walking a folder (detection still reads the content).
+CANDIDATE_SUFFIXES = {".evtx", ".json", ".jsonl", ".ndjson", ".csv", ".zip", ".log", ".txt"}
+HEAD_BYTES = 64 * 1024
+
+# Formats a reader knows; the value of RawEvents.SourceFormat.
+EVTX = "evtx"
+EVTX_JSON = "evtx-json"
+ECS = "ecs"
+OTRF = "otrf"
+FLAT = "flat"
+DEFENDER_JSON = "defender-json"
+DEFENDER_CSV = "defender-csv"
+JSON_FORMATS = {EVTX_JSON, ECS, OTRF, FLAT, DEFENDER_JSON}
+
+DEFENDER_TABLES = ("DeviceProcessEvents", "DeviceFileEvents", "DeviceRegistryEvents", "DeviceNetworkEvents",
+                   "DeviceImageLoadEvents")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One stream of telemetry: where it is (label, for evidence), how to open it, and its detected format."""
+
+    label: str  # "path" or "archive.zip!member.json"
+    opener: Callable[[], IO[bytes]]
+    format: str
+    #: For JSON: True when the document is one array (``[...]``), False for JSON lines.
+    json_array: bool = False
+    #: For Defender exports: the Device* table the rows belong to.
+    defender_table: str | None = None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file or zip member that was not read, and why (unknown format, unreadable zip…)."""
+
+    label: str
+    reason: str
+    is_damage: bool  # True when it looked like telemetry but was damaged (counted as a bad record)
+
+
+def expand_paths(paths: list[str | Path]) -> tuple[list[Path], list[Path]]:
+    """Files named explicitly, and files found by walking folders or globs (detection decides for those)."""
+    explicit: list[Path] = []
+    found: list[Path] = []
+    for raw in paths:
+        text = str(raw)
+        path = Path(text)
+        if path.is_file():
+            explicit.append(path)
+        elif path.is_dir():
+            found.extend(p for p in sorted(path.rglob("*"))
+                         if p.is_file() and p.suffix.lower() in CANDIDATE_SUFFIXES)
+        elif any(ch in text for ch in "*?["):
+            matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
+            if not matches:
+                raise IngestError(f"no file matches {text!r}", SourceSpan.of_file(text),
+                                  hint="check the pattern; quote it so the shell does not expand it")
+            for match in matches:
+                if match.is_file():
+                    explicit.append(match)
+                elif match.is_dir():
+                    found.extend(p for p in sorted(match.rglob("*"))
+                                 if p.is_file() and p.suffix.lower() in CANDIDATE_SUFFIXES)
+        else:
+            raise IngestError(f"no such file or folder: {text}", SourceSpan.of_file(text),
+                              hint="check the path")
+    return explicit, found
+
+
+def _defender_table_for(keys: list[str], stem: str) -> str | None:
+    """The Device* table a Defender export belongs to: by file name when it says, else by its columns."""
+    key_set = set(keys)
+    for table in DEFENDER_TABLES:
+        if stem.lower().startswith(table.lower()):
+            return table
+    if not ({"Timestamp", "DeviceName", "ActionType"} <= key_set):
+        return None
+    if "RegistryKey" in key_set:
+        return "DeviceRegistryEvents"
+    if "RemoteIP" in key_set or "RemotePort" in key_set:
+        return "DeviceNetworkEvents"
+    if "ProcessCommandLine" in key_set:
+        return "DeviceProcessEvents"
+    if "FileOriginUrl" in key_set or "PreviousFileName" in key_set:
+        return "DeviceFileEvents"
+    if "FileName" in key_set and "InitiatingProcessFileName" in key_set:
+        # File and image-load exports share columns; the action types say which.
+        return "DeviceFileEvents"
+    return None
+
+
+def classify_json_object(obj: object, stem: str) -> tuple[str, str | None] | None:
+    """The JSON shape of one record: (format, defender table) or None when it is no shape Assay knows."""
+    if not isinstance(obj, dict):
+        return None
+    event = obj.get("Event")
+    if isinstance(event, dict) and isinstance(event.get("System"), dict):
+        return EVTX_JSON, None
+    if isinstance(obj.get("winlog"), dict):
+        return ECS, None
+    defender = _defender_table_for(list(obj), stem)
+    if defender is not None:
+        return DEFENDER_JSON, defender
+    if "EventID" in obj or "EventId" in obj or "event_id" in obj:
+        # OTRF exports carry the collector's fields (Hostname, SourceName, @timestamp); flat Sigma-style JSON
+        # carries just the event fields. Both load the same way; the name only tells the user what was seen.
+        if "Hostname" in obj or "SourceName" in obj or "@timestamp" in obj:
+            return OTRF, None
+        return FLAT, None
+    return None
+
+
+def _first_json_value(head: bytes) -> tuple[object, bool] | None:
+    """The first record in a JSON document head and whether the document is an array; None if not JSON."""
+    text = head.decode("utf-8", "replace").lstrip("\ufeff \t\r\n")
+    if not text:
+        return None
+    decoder = json.JSONDecoder()
+    if text.startswith("["):
+        body = text[1:].lstrip()
+        try:
+            value, _ = decoder.raw_decode(body)
+        except json.JSONDecodeError:
+            return None
+        return value, True
+    if text.startswith("{"):
+        # JSON lines: try the first few lines, a damaged first line must not hide a good file.
+        for line in text.splitlines()[:20]:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                value, _ = decoder.raw_decode(line)
+            except json.JSONDecodeError:
+                continue
+            return value, False
+    return None
+
+
+def _classify_csv(head: bytes, stem: str) -> str | None:
+    first_line = head.decode("utf-8-sig", "replace").splitlines()[0] if head else ""
+    if "," not in first_line and "\t" not in first_line:
+        return None
+    import csv
+
+    delimiter = "\t" if first_line.count("\t") > first_line.count(",") else ","
+    header = next(csv.reader([first_line], delimiter=delimiter), [])
+    return _defender_table_for([h.strip() for h in header], stem)
+
+
+def detect(label: str, opener: Callable[[], IO[bytes]], stem: str) -> Source | Skipped | list[Source | Skipped]:
+    """Detect one stream's format from its first bytes (zips expand into their members)."""
+    with opener() as handle:
+        head = handle.read(HEAD_BYTES)
+    if head.startswith(EVTX_MAGIC):
+        return Source(label, opener, EVTX)
+    if not head:
+        # A zero-length .evtx is a damaged log (a crash, a failed copy), not an unrelated file.
+        return Skipped(label, "empty file", is_damage=label.lower().endswith(".evtx"))
+    if head.startswith((ZIP_MAGIC, EMPTY_ZIP_MAGIC)):
+        return _zip_members(label, opener)
+    first = _first_json_value(head)
+    if first is not None:
+        value, is_array = first
+        shape = classify_json_object(value, stem)
+        if shape is not None:
+            return Source(label, opener, shape[0], json_array=is_array, defender_table=shape[1])
+        return Skipped(label, "JSON, but not a known event shape (evtx JSON, Winlogbeat/ECS, OTRF, flat, Defender)",
+                       is_damage=False)
+    table = _classify_csv(head, stem)
+    if table is not None:
+        return Source(label, opener, DEFENDER_CSV, defender_table=table)
+    return Skipped(label, "unknown format (not EVTX, JSON events, a Defender CSV export or a zip of them)",
+                   is_damage=False)
+
+
+def _zip_members(label: str, opener: Callable[[], IO[bytes]]) -> list[Source | Skipped]:
+    results: list[Source | Skipped] = []
+    try:
+        with opener() as handle:
+            data = handle.read()
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = [info for info in archive.infolist() if not info.is_dir()]
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        return [Skipped(label, f"unreadable zip: {error}", is_damage=True)]
+
+    def member_opener(name: str) -> Callable[[], IO[bytes]]:
+        def open_member() -> IO[bytes]:
+            # Each open re-reads the member from the in-memory archive, so sources stay independent.
+            return zipfile.ZipFile(io.BytesIO(data)).open(name)
+
+        return open_member
+
+    for info in members:
+        member_label = f"{label}!{info.filename}"
+        if info.filename.startswith("__MACOSX/"):
+            continue
+        try:
+            found = detect(member_label, member_opener(info.filename), Path(info.filename).stem)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+            results.append(Skipped(member_label, f"damaged zip member: {error}", is_damage=True))
+            continue
+        if isinstance(found, list):
+            results.extend(found)
+        elif isinstance(found, Skipped):
+            # Inside a zip a non-telemetry member is junk next to the data: counted, so the user hears of it.
+            results.append(Skipped(found.label, found.reason, is_damage=True))
+        else:
+            results.append(found)
+    return results
+
+
+def discover(paths: list[str | Path]) -> tuple[list[Source], list[Skipped]]:
+    """All sources under ``paths``; an explicitly named file of unknown format is an :class:`IngestError`."""
+    explicit, found = expand_paths(paths)
+    sources: list[Source] = []
+    skipped: list[Skipped] = []
+    seen: set[Path] = set()
+    for path, is_explicit in [(p, True) for p in explicit] + [(p, False) for p in found]:
+        resolved = path.resolve()
+        if resolved in seen:
+            continue
+        seen.add(resolved)
+
+        def file_opener(p: Path = path) -> IO[bytes]:
+            return p.open("rb")
+
+        try:
+            result = detect(str(path), file_opener, path.stem)
+        except OSError as error:
+            raise IngestError(f"cannot read {path}: {error}", SourceSpan.of_file(path),
+                              hint="check the file's permissions") from error
+        items = result if isinstance(result, list) else [result]
+        for item in items:
+            if isinstance(item, Source):
+                sources.append(item)
+            elif is_explicit and not item.is_damage and item.label == str(path) and item.reason != "empty file":
+                raise IngestError(f"{item.reason}: {path}", SourceSpan.of_file(path),
+                                  hint="Assay reads EVTX, JSON lines/arrays of Windows events, Defender XDR "
+                                       "CSV/JSON exports and zips of these")
+            else:
+                skipped.append(item)
+    return sources, skipped
+
+
+def defender_table_columns(table: str) -> tuple[str, ...]:
+    return canonical_tables()[table].column_names
+
+
+__all__ = ["Iterator", "Skipped", "Source", "discover"]

@@ -1,0 +1,194 @@
+"""The writer: raw JSON text batches → RawEvents (one set-based INSERT per batch) → typed tables (mappings).
+
+DuckDB parses the JSON with declared shapes (``json_transform``), so no per-record Python objects are built. Each
+event gets an AssayEventId (unique in the database); the mappings then run once per ingest over the new id range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from assay.engine import DuckDBEngine
+from assay.errors import EngineError
+from assay.ingest.mapping import Mapping, defender_insert_sql, sql_string, timestamp_sql
+from assay.ingest.readers import BadRecord, Batch
+from assay.ingest.sources import DEFENDER_CSV, DEFENDER_JSON, ECS, EVTX, EVTX_JSON
+
+_EVTX_SHAPE = (
+    '{"Event":{"System":{"Channel":"VARCHAR","Computer":"VARCHAR","EventID":"JSON",'
+    '"TimeCreated":{"#attributes":{"SystemTime":"VARCHAR"}},"Provider":{"#attributes":{"Name":"VARCHAR"}}},'
+    '"EventData":"JSON","UserData":"JSON"}}'
+)
+_ECS_SHAPE = (
+    '{"@timestamp":"VARCHAR","winlog":{"channel":"VARCHAR","event_id":"VARCHAR","provider_name":"VARCHAR",'
+    '"computer_name":"VARCHAR","event_data":"MAP(VARCHAR, VARCHAR)","user_data":"MAP(VARCHAR, VARCHAR)"},'
+    '"host":{"name":"VARCHAR"}}'
+)
+_MAP_SHAPE = '"MAP(VARCHAR, VARCHAR)"'
+_RAW_COLUMNS = ("AssayEventId, Timestamp, Channel, Provider, EventID, Computer, SourceFile, SourceRecord, "
+                "SourceFormat, Fields")
+STAGING = "assay_ingest_staging"
+
+
+def _system_map(event_id: str, channel: str, computer: str, provider: str) -> str:
+    return (f"MAP {{'EventID': CAST({event_id} AS VARCHAR), 'Channel': {channel}, 'Computer': {computer}, "
+            f"'Provider_Name': {provider}}}")
+
+
+def _raw_select(source_format: str) -> str:
+    """The SELECT producing RawEvents rows from the staging table for one source format."""
+    file_and_format = "$source_file AS SourceFile, SourceRecord, $source_format AS SourceFormat"
+    if source_format in (EVTX, EVTX_JSON):
+        # EventID is sometimes {"#attributes": {"Qualifiers": …}, "#text": 4688}; UserData wraps its fields in one
+        # element named after the event (e.g. LogFileCleared), whose fields we keep.
+        event_id = ("coalesce(TRY_CAST(json_extract_string(s.Event.System.EventID, '$') AS INTEGER), "
+                    "TRY_CAST(json_extract_string(s.Event.System.EventID, '$.\"#text\"') AS INTEGER))")
+        valid = "" if source_format == EVTX else "WHERE json_valid(Text)"
+        return f"""
+        SELECT $first_id + Position, {timestamp_sql('s.Event.System.TimeCreated."#attributes".SystemTime')},
+               s.Event.System.Channel, s.Event.System.Provider."#attributes".Name, EventID,
+               s.Event.System.Computer, {file_and_format},
+               map_concat({_system_map('EventID', 's.Event.System.Channel', 's.Event.System.Computer',
+                                       's.Event.System.Provider."#attributes".Name')},
+                          coalesce(json_transform(s.Event.EventData, '{_MAP_SHAPE}'),
+                                   json_transform(json_extract(s.Event.UserData, '$.*')[1], '{_MAP_SHAPE}')))
+        FROM (SELECT *, {event_id} AS EventID FROM (
+              SELECT Position, SourceRecord, json_transform(Text, '{_EVTX_SHAPE}') AS s FROM {STAGING} {valid}))
+        """
+    if source_format == ECS:
+        return f"""
+        SELECT $first_id + Position, {timestamp_sql('s."@timestamp"')}, s.winlog.channel, s.winlog.provider_name,
+               TRY_CAST(s.winlog.event_id AS INTEGER), coalesce(s.winlog.computer_name, s.host.name),
+               {file_and_format},
+               map_concat({_system_map('s.winlog.event_id', 's.winlog.channel',
+                                       'coalesce(s.winlog.computer_name, s.host.name)', 's.winlog.provider_name')},
+                          coalesce(s.winlog.event_data, s.winlog.user_data))
+        FROM (SELECT Position, SourceRecord, json_transform(Text, '{_ECS_SHAPE}') AS s
+              FROM {STAGING} WHERE json_valid(Text))
+        """
+    if source_format in (DEFENDER_CSV, DEFENDER_JSON):
+        return f"""
+        SELECT $first_id + Position, {timestamp_sql("m['Timestamp']")}, $defender_table, 'Microsoft Defender XDR',
+               NULL, m['DeviceName'], {file_and_format}, m
+        FROM (SELECT Position, SourceRecord, json_transform(Text, '{_MAP_SHAPE}') AS m
+              FROM {STAGING} WHERE json_valid(Text))
+        """
+    # OTRF and flat Sigma-style JSON: the record's own fields are the event's fields.
+    timestamp = ", ".join(timestamp_sql(f"m['{key}']") for key in ("@timestamp", "UtcTime", "TimeCreated",
+                                                                     "EventTime", "Timestamp"))
+    return f"""
+        SELECT $first_id + Position, coalesce({timestamp}), m['Channel'],
+               coalesce(m['SourceName'], m['Provider_Name'], m['ProviderName']),
+               TRY_CAST(coalesce(m['EventID'], m['EventId'], m['event_id']) AS INTEGER),
+               coalesce(m['Hostname'], m['Computer'], m['host']), {file_and_format}, m
+        FROM (SELECT Position, SourceRecord, json_transform(Text, '{_MAP_SHAPE}') AS m
+              FROM {STAGING} WHERE json_valid(Text) AND json_type(Text) = 'OBJECT')
+        """
+
+
+@dataclass
+class WrittenBatch:
+    rows: int
+    bad: list[BadRecord]
+
+
+class RawEventWriter:
+    """Appends batches to RawEvents; remembers the id range of this run for the mappings."""
+
+    def __init__(self, engine: DuckDBEngine) -> None:
+        self.engine = engine
+        self.connection = engine.connection
+        rows = self.connection.execute("SELECT coalesce(max(AssayEventId), 0) FROM RawEvents").fetchall()
+        self.first_id = int(rows[0][0]) + 1
+        self.next_id = self.first_id
+
+    @property
+    def last_id(self) -> int:
+        return self.next_id - 1
+
+    def write(self, batch: Batch) -> WrittenBatch:
+        """Insert one batch; JSON records that do not parse come back as bad records (with their line)."""
+        count = len(batch.texts)
+        if count == 0:
+            return WrittenBatch(0, [])
+        staging = pa.table({
+            "Position": pa.array(range(count), pa.int64()),
+            "SourceRecord": pa.array(batch.records, pa.int64()),
+            "Text": pa.array(batch.texts, pa.string()),
+        })
+        source = batch.source
+        bad: list[BadRecord] = []
+        parameters = {"first_id": self.next_id, "source_file": source.label, "source_format": source.format}
+        if source.defender_table:
+            parameters["defender_table"] = source.defender_table
+        sql = f"INSERT INTO RawEvents ({_RAW_COLUMNS}) {_raw_select(source.format)}"
+        self.connection.register(STAGING, staging)
+        try:
+            inserted = int(self.connection.execute(sql, parameters).fetchall()[0][0])
+            if source.format != EVTX and inserted < count:
+                rejected = self.connection.execute(
+                    f"SELECT SourceRecord, json_valid(Text) FROM {STAGING} "
+                    f"WHERE NOT json_valid(Text) OR json_type(Text) <> 'OBJECT' ORDER BY Position").fetchall()
+                unit = "element" if source.json_array else "line"
+                for record, is_valid in rejected:
+                    reason = "not a JSON object" if is_valid else "JSON does not parse"
+                    bad.append(BadRecord(source.label, f"{unit} {record}", reason))
+        except Exception as error:
+            import duckdb
+
+            if isinstance(error, duckdb.Error):
+                raise EngineError(f"DuckDB failed loading {source.label}: {error}", sql=sql) from error
+            raise
+        finally:
+            self.connection.unregister(STAGING)
+        self.next_id += count
+        return WrittenBatch(inserted, bad)
+
+
+def run_mappings(engine: DuckDBEngine, mappings: tuple[Mapping, ...], defender_tables: set[str], first_id: int,
+                 last_id: int) -> dict[str, int]:
+    """Map RawEvents ``first_id..last_id`` into the typed tables; rows added per (table, mapping)."""
+    added: dict[str, int] = {}
+    if last_id < first_id:
+        return added
+    connection = engine.connection
+    statements = [(m.name, m.insert_sql(first_id, last_id)) for m in mappings]
+    statements += [(f"defender:{t}", defender_insert_sql(t, first_id, last_id)) for t in sorted(defender_tables)]
+    for name, sql in statements:
+        try:
+            rows = connection.execute(sql).fetchall()
+        except Exception as error:
+            raise EngineError(f"mapping {name} failed: {error}", sql=sql) from error
+        added[name] = int(rows[0][0]) if rows else 0
+    return added
+
+
+def unmapped_fields(engine: DuckDBEngine, mappings: tuple[Mapping, ...], first_id: int,
+                    last_id: int) -> dict[str, dict[str, int]]:
+    """Per mapping: the source fields no column used (kept in AdditionalFields) and how many events had them."""
+    result: dict[str, dict[str, int]] = {}
+    if last_id < first_id:
+        return result
+    for mapping in mappings:
+        rows = engine.connection.execute(mapping.unmapped_sql(first_id, last_id)).fetchall()
+        if rows:
+            result[mapping.name] = {str(k): int(n) for k, n in rows}
+    return result
+
+
+def events_without_mapping(engine: DuckDBEngine, mappings: tuple[Mapping, ...], first_id: int,
+                           last_id: int) -> list[tuple[str | None, int | None, int]]:
+    """(Channel, EventID, count) of new events no mapping took: they live in RawEvents only."""
+    if last_id < first_id:
+        return []
+    conditions = " OR ".join(f"({m.where_sql()})" for m in mappings) or "FALSE"
+    rows = engine.connection.execute(
+        f"SELECT Channel, EventID, count(*) FROM RawEvents WHERE AssayEventId BETWEEN {first_id} AND {last_id} "
+        f"AND SourceFormat NOT LIKE 'defender-%' AND NOT coalesce({conditions}, FALSE) "
+        f"GROUP BY ALL ORDER BY count(*) DESC, Channel, EventID").fetchall()
+    return [(r[0], r[1], int(r[2])) for r in rows]
+
+
+__all__ = ["RawEventWriter", "run_mappings", "sql_string"]
