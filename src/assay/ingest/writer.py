@@ -27,6 +27,15 @@ _ECS_SHAPE = (
     '"host":{"name":"VARCHAR"}}'
 )
 _MAP_SHAPE = '"MAP(VARCHAR, VARCHAR)"'
+#: Channels as Windows spells them: some collectors lower-case them ("security"); routing compares exactly.
+KNOWN_CHANNELS = ("Security", "System", "Application", "Microsoft-Windows-Sysmon/Operational",
+                  "Microsoft-Windows-PowerShell/Operational", "Windows PowerShell",
+                  "Microsoft-Windows-TaskScheduler/Operational", "Microsoft-Windows-Windows Defender/Operational")
+
+
+def canonical_channel_sql(expr: str) -> str:
+    whens = " ".join(f"WHEN {sql_string(c.lower())} THEN {sql_string(c)}" for c in KNOWN_CHANNELS)
+    return f"CASE lower({expr}) {whens} ELSE {expr} END"
 _RAW_COLUMNS = ("AssayEventId, Timestamp, Channel, Provider, EventID, Computer, SourceFile, SourceRecord, "
                 "SourceFormat, Fields")
 STAGING = "assay_ingest_staging"
@@ -59,7 +68,8 @@ def _raw_select(source_format: str) -> str:
         """
     if source_format == ECS:
         return f"""
-        SELECT $first_id + Position, {timestamp_sql('s."@timestamp"')}, s.winlog.channel, s.winlog.provider_name,
+        SELECT $first_id + Position, {timestamp_sql('s."@timestamp"')}, {canonical_channel_sql('s.winlog.channel')},
+               s.winlog.provider_name,
                TRY_CAST(s.winlog.event_id AS INTEGER), coalesce(s.winlog.computer_name, s.host.name),
                {file_and_format},
                map_concat({_system_map('s.winlog.event_id', 's.winlog.channel',
@@ -79,7 +89,7 @@ def _raw_select(source_format: str) -> str:
     timestamp = ", ".join(timestamp_sql(f"m['{key}']") for key in ("@timestamp", "UtcTime", "TimeCreated",
                                                                      "EventTime", "Timestamp"))
     return f"""
-        SELECT $first_id + Position, coalesce({timestamp}), m['Channel'],
+        SELECT $first_id + Position, coalesce({timestamp}), {canonical_channel_sql("m['Channel']")},
                coalesce(m['SourceName'], m['Provider_Name'], m['ProviderName']),
                TRY_CAST(coalesce(m['EventID'], m['EventId'], m['event_id']) AS INTEGER),
                coalesce(m['Hostname'], m['Computer'], m['host']), {file_and_format}, m
