@@ -9,6 +9,7 @@ duplicate and dangling ids, required tables, and KQL through ``assay.kql.check``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -47,14 +48,16 @@ class LintIssue:
     span: SourceSpan
     hint: str | None = None
 
-    def location(self, relative_to: Path | None = None) -> str:
-        file = self.span.file or "<input>"
-        if relative_to is not None:
-            try:
+    def file_label(self, relative_to: Path | None = None) -> str | None:
+        """The file, relative to ``relative_to`` when it lies under it."""
+        file = self.span.file
+        if file is not None and relative_to is not None:
+            with contextlib.suppress(ValueError):
                 file = str(Path(file).resolve().relative_to(relative_to.resolve()))
-            except ValueError:
-                pass
-        where = file
+        return file
+
+    def location(self, relative_to: Path | None = None) -> str:
+        where = self.file_label(relative_to) or "<input>"
         if self.span.line is not None:
             where += f":{self.span.line}"
             if self.span.col is not None:
@@ -63,7 +66,7 @@ class LintIssue:
 
     def to_json(self, relative_to: Path | None = None) -> dict[str, Any]:
         return {"severity": self.severity, "code": self.code, "message": self.message,
-                "file": self.location(relative_to).split(":")[0] if self.span.file else None,
+                "file": self.file_label(relative_to),
                 "line": self.span.line, "col": self.span.col, "hint": self.hint}
 
 
@@ -215,8 +218,9 @@ class _Linter:
         except Exception as error:  # pySigma raises plain YAML errors for malformed files
             self.error("sigma-load", f"Sigma rule does not load: {error}", file_span)
             return
-        for error in collection.errors:
-            self.error("sigma-load", f"Sigma rule does not load: {_sigma_message(error)}", locate(str(error)))
+        for load_error in collection.errors:
+            self.error("sigma-load", f"Sigma rule does not load: {_sigma_message(load_error)}",
+                       locate(str(load_error)))
         if collection.errors:
             return
         if len(collection.rules) != 1:
