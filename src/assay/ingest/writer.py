@@ -39,6 +39,8 @@ def canonical_channel_sql(expr: str) -> str:
 _RAW_COLUMNS = ("AssayEventId, Timestamp, Channel, Provider, EventID, Computer, SourceFile, SourceRecord, "
                 "SourceFormat, Fields")
 STAGING = "assay_ingest_staging"
+#: A record is loaded only when its text parses as JSON and is an object; the rest are bad records.
+_VALID_OBJECT = "json_valid(Text) AND json_type(Text) = 'OBJECT'"
 
 
 def _system_map(event_id: str, channel: str, computer: str, provider: str) -> str:
@@ -54,7 +56,7 @@ def _raw_select(source_format: str) -> str:
         # element named after the event (e.g. LogFileCleared), whose fields we keep.
         event_id = ("coalesce(TRY_CAST(json_extract_string(s.Event.System.EventID, '$') AS INTEGER), "
                     "TRY_CAST(json_extract_string(s.Event.System.EventID, '$.\"#text\"') AS INTEGER))")
-        valid = "" if source_format == EVTX else "WHERE json_valid(Text)"
+        valid = "" if source_format == EVTX else f"WHERE {_VALID_OBJECT}"
         return f"""
         SELECT $first_id + Position, {timestamp_sql('s.Event.System.TimeCreated."#attributes".SystemTime')},
                s.Event.System.Channel, s.Event.System.Provider."#attributes".Name, EventID,
@@ -76,14 +78,14 @@ def _raw_select(source_format: str) -> str:
                                        'coalesce(s.winlog.computer_name, s.host.name)', 's.winlog.provider_name')},
                           coalesce(s.winlog.event_data, s.winlog.user_data))
         FROM (SELECT Position, SourceRecord, json_transform(Text, '{_ECS_SHAPE}') AS s
-              FROM {STAGING} WHERE json_valid(Text))
+              FROM {STAGING} WHERE {_VALID_OBJECT})
         """
     if source_format in (DEFENDER_CSV, DEFENDER_JSON):
         return f"""
         SELECT $first_id + Position, {timestamp_sql("m['Timestamp']")}, $defender_table, 'Microsoft Defender XDR',
                NULL, m['DeviceName'], {file_and_format}, m
         FROM (SELECT Position, SourceRecord, json_transform(Text, '{_MAP_SHAPE}') AS m
-              FROM {STAGING} WHERE json_valid(Text))
+              FROM {STAGING} WHERE {_VALID_OBJECT})
         """
     # OTRF and flat Sigma-style JSON: the record's own fields are the event's fields.
     timestamp = ", ".join(timestamp_sql(f"m['{key}']") for key in ("@timestamp", "UtcTime", "TimeCreated",
@@ -94,7 +96,7 @@ def _raw_select(source_format: str) -> str:
                TRY_CAST(coalesce(m['EventID'], m['EventId'], m['event_id']) AS INTEGER),
                coalesce(m['Hostname'], m['Computer'], m['host']), {file_and_format}, m
         FROM (SELECT Position, SourceRecord, json_transform(Text, '{_MAP_SHAPE}') AS m
-              FROM {STAGING} WHERE json_valid(Text) AND json_type(Text) = 'OBJECT')
+              FROM {STAGING} WHERE {_VALID_OBJECT})
         """
 
 
