@@ -8,6 +8,7 @@ a missing field is false (and ``not`` of it true), numbers match numeric strings
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, NoReturn
 
 import re2
@@ -62,6 +63,24 @@ def route_pipeline(route: Route) -> ProcessingPipeline:
     return ProcessingPipeline(name=f"assay route {route.name}", priority=20, items=items if mapping else [])
 
 
+def spaced_field_name(name: str) -> str | None:
+    """'ThreatName' → 'Threat Name': the EventData spelling of fields Sigma writes without spaces (Defender,
+    some service logs), or None when the name is a single word."""
+    words = re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z0-9]+", name)
+    return " ".join(words) if len(words) > 1 and "".join(words) == name else None
+
+
+def raw_field_reference(route: Route, name: str) -> exp.Expr:
+    """``Fields['name']`` of RawEvents; on service routes also the spaced EventData spelling of the name."""
+    reference: exp.Expr = exp.Bracket(this=exp.column("Fields", quoted=True),
+                                      expressions=[exp.Literal.string(name)])
+    spaced = spaced_field_name(name) if route.spaced_names else None
+    if spaced is not None:
+        alternative = exp.Bracket(this=exp.column("Fields", quoted=True), expressions=[exp.Literal.string(spaced)])
+        reference = exp.Coalesce(this=reference, expressions=[alternative])
+    return reference
+
+
 class SqlglotBackend(Backend):
     """Converts one Sigma rule for one route into a sqlglot boolean expression (see module docstring)."""
 
@@ -102,7 +121,7 @@ class SqlglotBackend(Backend):
             return exp.cast(reference, exp.DataType.build("VARCHAR"))
         if not route.flat and name in RAW_EVENT_SYSTEM_FIELDS:
             return exp.cast(exp.column(RAW_EVENT_SYSTEM_FIELDS[name], quoted=True), exp.DataType.build("VARCHAR"))
-        return exp.Bracket(this=exp.column("Fields", quoted=True), expressions=[exp.Literal.string(name)])
+        return raw_field_reference(route, name)
 
     def all_values_any(self, predicate_of: Any) -> exp.Expr:
         """True when the predicate holds for some field value of the event (keyword search)."""

@@ -15,6 +15,7 @@ from sqlglot import exp
 
 from assay.engine import DuckDBEngine
 from assay.errors import AssayError, SigmaError
+from assay.sigma.backend import raw_field_reference
 from assay.sigma.compiler import CompiledTarget, as_loaded, compile_rule, route_filter
 from assay.sigma.loading import LoadedRule
 from assay.sigma.routes import RAW_EVENT_SYSTEM_FIELDS
@@ -118,7 +119,7 @@ def _field_presence_expressions(target: CompiledTarget) -> list[tuple[str, exp.E
         elif not route.flat and name in RAW_EVENT_SYSTEM_FIELDS:
             column = exp.column(RAW_EVENT_SYSTEM_FIELDS[name], quoted=True)
         else:
-            column = exp.Bracket(this=exp.column("Fields", quoted=True), expressions=[exp.Literal.string(name)])
+            column = raw_field_reference(route, name)
         counts.append((name, exp.Count(this=column)))
     return counts
 

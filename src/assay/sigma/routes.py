@@ -53,6 +53,9 @@ class Route:
     field_map: Mapping[str, str | None] = field(default_factory=dict)
     #: flat JSON events (``assay sigma eval``): every name, System ones included, is a key of ``Fields``.
     flat: bool = False
+    #: Windows service logs (Defender…) name EventData fields with spaces ("Threat Name") where Sigma writes
+    #: "ThreatName": look both up.
+    spaced_names: bool = False
 
     @property
     def typed(self) -> bool:
@@ -150,7 +153,8 @@ def routes_for_logsource(logsource: SigmaLogSource) -> list[Route]:
     if service:
         service_channels = _service_channels().get(service)
         if service_channels is not None:
-            routes.append(Route(name=f"service:{service}", table=RAW_EVENTS, channels=service_channels))
+            routes.append(Route(name=f"service:{service}", table=RAW_EVENTS, channels=service_channels,
+                                spaced_names=True))
     return routes
 
 
