@@ -86,6 +86,9 @@ class FormResult(ReportModel):
 
     #: ``sigma``, ``kql`` or ``converted:<target>`` (e.g. ``converted:kusto``).
     form: str
+    #: The unit agreement compares: ``kql``, ``converted:kusto``, ``sigma[sysmon:1]``, or for Sigma on telemetry
+    #: another schema was mapped from, ``sigma[security:4688 via ecs]``.
+    key: str = ""
     #: Where it ran: for Sigma the route (``sysmon``, ``security-4688``, ``DeviceProcessEvents``), for KQL the
     #: telemetry schema the scenario was rendered in (``defender``).
     route: str | None = None
@@ -112,11 +115,6 @@ class FormResult(ReportModel):
     #: Fields the Sigma rule refers to that the route's events lack (a reason for a missed match).
     missing_fields: list[str] = Field(default_factory=list)
     duration_ms: float | None = None
-
-    @property
-    def key(self) -> str:
-        """The form and route, e.g. ``sigma[sysmon]`` or ``kql``: the unit agreement compares."""
-        return f"{self.form}[{self.route}]" if self.route and self.form == "sigma" else self.form
 
     @property
     def base_form(self) -> str:
@@ -194,20 +192,23 @@ class DetectionReport(ReportModel):
 
     @property
     def proof_status(self) -> ProofStatus:
-        """proven (every form ran and passed on every scenario), partial (passes, but some forms or scenarios did
-        not run), failing (any fail or error, or an undeclared disagreement), untested (nothing ran)."""
+        """failing: any fail or error, or an undeclared disagreement; untested: nothing passed; proven: every form
+        passed on every scenario that ran (a route that cannot show the activity, or an absent recording, may skip);
+        partial: the rest (a form never ran, or a scenario ran in some forms only)."""
         results = self.results()
         if self.errors or any(r.status in ("fail", "error") for r in results) or any(
             f.status == "fail" for f in self.agreement
         ):
             return "failing"
-        passed = [r for r in results if r.status == "pass"]
-        if not passed:
+        if not any(r.status == "pass" for r in results):
             return "untested"
-        forms_passed = {r.form for r in passed}
-        if set(self.forms) <= forms_passed and all(r.status == "pass" for r in results if r.telemetry != "recording"):
-            return "proven"
-        return "partial"
+        for scenario in self.scenarios:
+            passed_forms = {r.form for r in scenario.results if r.status == "pass"}
+            if not passed_forms:
+                continue  # nothing ran (e.g. an absent recording): says nothing against the forms
+            if not set(self.forms) <= passed_forms:
+                return "partial"
+        return "proven"
 
 
 class Summary(ReportModel):

@@ -264,7 +264,7 @@ class Telemetry:
         if schema == "ecs":
             return self.ecs
         if schema == "defender":
-            return [row | {"$table": table} for table, rows in self.defender.items() for row in rows]
+            return [row for rows in self.defender.values() for row in rows]
         raise VerifyError(f"unknown telemetry schema {schema!r} (known: {', '.join(SCHEMAS)})")
 
 
@@ -955,27 +955,36 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def write_telemetry(telemetry: Telemetry, folder: str | Path, schemas: Iterable[str] = SCHEMAS) -> dict[str, Path]:
-    """Write each schema's events as JSON lines in ``folder``; returns schema -> file.
+def write_telemetry(telemetry: Telemetry, folder: str | Path,
+                    schemas: Iterable[str] = SCHEMAS) -> dict[str, list[Path]]:
+    """Write each schema's events as JSON lines under ``folder``; returns schema -> files.
 
     Sysmon and Security records are evtx-JSON lines (what ``evtx_dump -o jsonl`` prints), ECS one Winlogbeat
-    document per line, Defender one row per line with its table in ``Table`` (the advanced-hunting export shape).
+    document per line, Defender one file per table named after it (``DeviceProcessEvents.json``, the shape of an
+    advanced-hunting export), so ingestion recognises each by content and name.
     """
-    target = Path(folder)
-    target.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Path] = {}
+    written: dict[str, list[Path]] = {}
     for schema in schemas:
-        path = target / f"{telemetry.scenario_id}.{schema}.jsonl"
-        with path.open("w", encoding="utf-8") as out:
-            if schema == "defender":
-                for table, rows in telemetry.defender.items():
+        target = Path(folder) / schema
+        target.mkdir(parents=True, exist_ok=True)
+        files: list[Path] = []
+        if schema == "defender":
+            for table, rows in telemetry.defender.items():
+                path = target / f"{table}.json"
+                with path.open("w", encoding="utf-8") as out:
                     for row in rows:
-                        document = {"Table": table, **{k: _json_value(v) for k, v in row.items()}}
-                        out.write(json.dumps(document, ensure_ascii=False) + "\n")
-            else:
-                for event in telemetry.events(schema):
-                    out.write(json.dumps(event, ensure_ascii=False) + "\n")
-        written[schema] = path
+                        out.write(json.dumps({k: _json_value(v) for k, v in row.items()}, ensure_ascii=False)
+                                  + "\n")
+                files.append(path)
+        else:
+            events = telemetry.events(schema)
+            if events:
+                path = target / f"{telemetry.scenario_id}.{schema}.json"
+                with path.open("w", encoding="utf-8") as out:
+                    for event in events:
+                        out.write(json.dumps(event, ensure_ascii=False) + "\n")
+                files.append(path)
+        written[schema] = files
     return written
 
 

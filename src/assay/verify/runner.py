@@ -1,0 +1,568 @@
+"""The detection test runner: every form of every detection on every scenario, judged against the expectation.
+
+For each scenario the runner synthesizes the activity in every schema (or loads its real recording), ingests each
+schema into its own in-memory DuckDB, then runs: the Sigma rule on every route its logsource lands on (Sysmon,
+Security 4688, Defender tables; also through Winlogbeat ECS), the native KQL on the Defender tables (with its alert
+predicate, so a scoring query's benign row does not count as an alert) and the KQL pySigma's Kusto backend
+produced, on our KQL engine. Verdicts are compared with the expectation (and expected output-column values), and
+the forms' verdicts with each other (:mod:`assay.verify.agreement`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from assay import __version__
+from assay.catalog.loader import load_catalog
+from assay.catalog.models import Form, LoadedDetection, Scenario
+from assay.engine import DuckDBEngine
+from assay.errors import AssayError, UsageError, VerifyError
+from assay.verify.report import (
+    ColumnCheck,
+    DetectionReport,
+    FormResult,
+    JsonScalar,
+    ProofReport,
+    ResultStatus,
+    RunInfo,
+    ScenarioResult,
+    Verdict,
+    cap_value,
+    evidence_rows,
+)
+from assay.verify.synth import Telemetry, synthesize, write_telemetry
+
+AgreementMode = Literal["fail", "warn"]
+#: pySigma conversion targets whose KQL runs on our engine, and the telemetry each reads.
+CONVERTED_TARGETS: dict[str, str] = {"microsoft-xdr": "defender"}
+#: Telemetry schemas the Sigma rule is run on for a synthesized scenario (ECS proves the Winlogbeat mapping too).
+SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "defender", "ecs")
+#: Telemetry the native KQL runs on: the Defender XDR tables it was written for.
+KQL_TELEMETRY: tuple[str, ...] = ("defender",)
+#: Which telemetry a Sigma route is native to (any other pairing is labelled "via <telemetry>").
+NATIVE_TELEMETRY = {"sysmon": "sysmon", "security": "security", "Device": "defender"}
+#: When no --now is given, the KQL runs this long after the scenario started (inside a 24h look-back).
+DEFAULT_NOW_OFFSET = dt.timedelta(hours=1)
+SHARED_DATA_ENV = "ASSAY_SHARED_DATA"
+#: Columns shown as Sigma evidence besides the fields the rule reads.
+EVIDENCE_CONTEXT = {
+    "RawEvents": ("Image", "NewProcessName", "CommandLine", "ParentImage", "ParentProcessName", "User",
+                  "OriginalFileName"),
+    "DeviceProcessEvents": ("Timestamp", "DeviceName", "AccountName", "FileName", "FolderPath",
+                            "ProcessCommandLine", "InitiatingProcessFileName", "InitiatingProcessCommandLine"),
+}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What to run and how to judge it."""
+
+    forms: tuple[Form, ...] = ("sigma", "kql", "converted")
+    agreement: AgreementMode = "fail"
+    #: Fixed "now" for the KQL (otherwise each scenario's start + an hour).
+    now: dt.datetime | None = None
+    #: Folder with the real recordings (``../shared/data``); found automatically when None.
+    shared_data: Path | None = None
+    converted_targets: tuple[str, ...] = tuple(CONVERTED_TARGETS)
+    sigma_telemetry: tuple[str, ...] = SIGMA_TELEMETRY
+    kql_telemetry: tuple[str, ...] = KQL_TELEMETRY
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Scenario data: one in-memory database per telemetry schema
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ScenarioData:
+    """A scenario's telemetry, ingested: schema -> database (``recording`` for a real file)."""
+
+    scenario: Scenario
+    engines: dict[str, DuckDBEngine] = field(default_factory=dict)
+    telemetry: Telemetry | None = None
+    recording: Path | None = None
+    #: Set when the scenario cannot run here (a recording that is absent), with the reason.
+    skip_reason: str | None = None
+    #: Problems ingestion reported (bad records), one sentence each.
+    ingest_notes: list[str] = field(default_factory=list)
+
+    def start_time(self) -> dt.datetime | None:
+        if self.scenario.activity is not None:
+            return self.scenario.activity.start.astimezone(dt.UTC)
+        return None
+
+
+def find_shared_data(start: Path | None = None) -> Path | None:
+    """``$ASSAY_SHARED_DATA``, else a ``shared/data`` folder beside the project (searched upward from ``start``)."""
+    env = os.environ.get(SHARED_DATA_ENV)
+    if env:
+        return Path(env) if Path(env).is_dir() else None
+    for base in [*(start.resolve().parents if start else ()), Path.cwd(), *Path.cwd().parents]:
+        candidate = base.parent / "shared" / "data"
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def _ingest(paths: Sequence[Path], data: ScenarioData, schema: str) -> DuckDBEngine:
+    from assay.ingest import ingest_paths
+
+    engine = DuckDBEngine(None)
+    summary = ingest_paths(list(paths), engine=engine)
+    if summary.bad_records:
+        data.ingest_notes.append(f"{schema}: {summary.bad_records} bad record(s) while ingesting "
+                                 f"({'; '.join(str(b) for b in summary.bad_record_list[:3])})")
+    return engine
+
+
+@contextmanager
+def scenario_data(scenario: Scenario, schemas: Sequence[str], shared_data: Path | None) -> Iterator[ScenarioData]:
+    """Synthesize (or locate) and ingest a scenario; the databases close when the block ends."""
+    data = ScenarioData(scenario)
+    with ExitStack() as stack:
+        recording = scenario.provenance.recording
+        if recording is not None:
+            if shared_data is None:
+                data.skip_reason = (f"recording {recording.path} needs the shared reference data (set "
+                                    f"${SHARED_DATA_ENV} or put it at ../shared/data)")
+            elif not (shared_data / recording.path).is_file():
+                data.skip_reason = f"recording {recording.path} not found under {shared_data}"
+            else:
+                data.recording = shared_data / recording.path
+                engine = _ingest([data.recording], data, "recording")
+                stack.callback(engine.close)
+                data.engines["recording"] = engine
+            yield data
+            return
+        data.telemetry = synthesize(scenario)
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="assay-proof-")))
+        files = write_telemetry(data.telemetry, folder, schemas)
+        for schema in schemas:
+            if not files.get(schema):
+                continue
+            engine = _ingest(files[schema], data, schema)
+            stack.callback(engine.close)
+            data.engines[schema] = engine
+        yield data
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Judging
+# --------------------------------------------------------------------------------------------------------------
+
+
+def judge(expected: Verdict, verdict: Verdict, checks: Sequence[ColumnCheck] = ()) -> tuple[ResultStatus, str]:
+    """pass/fail and why, from the verdict against the expectation and the expected column values."""
+    wrong = [c for c in checks if not c.ok]
+    if verdict == expected and not wrong:
+        detail = f"{verdict} as expected"
+        if checks:
+            detail += f"; {len(checks)} expected column value(s) match"
+        return "pass", detail
+    reasons = []
+    if verdict != expected:
+        reasons.append(f"expected {expected}, got {verdict}")
+    for check in wrong:
+        if check.missing:
+            reasons.append(f"column {check.column} not returned (expected {check.expected!r})")
+        else:
+            reasons.append(f"{check.column} = {check.actual!r}, expected {check.expected!r}")
+    return "fail", "; ".join(reasons)
+
+
+def _same_value(expected: JsonScalar, actual: Any) -> bool:
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return isinstance(actual, bool) and isinstance(expected, bool) and actual == expected
+    if isinstance(expected, int | float) and isinstance(actual, int | float):
+        return float(expected) == float(actual)
+    if expected is None:
+        return actual is None
+    return str(expected) == str(cap_value(actual))
+
+
+def column_checks(expected: dict[str, JsonScalar], columns: Sequence[str],
+                  rows: Sequence[Sequence[Any]]) -> list[ColumnCheck]:
+    """Expected column values against the returned row that matches them best (a query may return several)."""
+    if not expected:
+        return []
+    if not rows:
+        return [ColumnCheck(column=name, expected=value, ok=False, missing=True) for name, value in expected.items()]
+    best: list[ColumnCheck] = []
+    for row in rows:
+        values = dict(zip(columns, row, strict=False))
+        checks = [ColumnCheck(column=name, expected=value, actual=cap_value(values.get(name)),
+                              ok=name in values and _same_value(value, values.get(name)),
+                              missing=name not in values)
+                  for name, value in expected.items()]
+        if not best or sum(c.ok for c in checks) > sum(c.ok for c in best):
+            best = checks
+    return best
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Forms
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _route_applies(route: str, table: str, telemetry: str) -> bool:
+    """Whether a Sigma route is run on a telemetry schema: its own routes (and for ECS, the event-log routes its
+    documents are mapped back to); a recording runs on every route it has data for."""
+    if telemetry == "recording":
+        return True
+    if telemetry == "ecs":
+        return table == "RawEvents"
+    native = next((schema for prefix, schema in NATIVE_TELEMETRY.items() if route.startswith(prefix)), None)
+    return native == telemetry
+
+
+def _sigma_key(route: str, telemetry: str) -> str:
+    native = next((schema for prefix, schema in NATIVE_TELEMETRY.items() if route.startswith(prefix)), None)
+    if telemetry in (native, "recording"):
+        return f"sigma[{route}]"
+    return f"sigma[{route} via {telemetry}]"
+
+
+def _sigma_evidence(engine: DuckDBEngine, table: str, fields: Sequence[str], event_ids: Sequence[int]
+                    ) -> tuple[list[Any], int]:
+    if not event_ids:
+        return [], 0
+    ids = ", ".join(str(int(i)) for i in event_ids[:5])
+    if table == "RawEvents":
+        result = engine.run(f'SELECT "AssayEventId", "Timestamp", "Computer", "EventID", "SourceFile", '
+                            f'"SourceRecord", "Fields" FROM "RawEvents" WHERE "AssayEventId" IN ({ids}) '
+                            f'ORDER BY "AssayEventId"')
+        wanted = list(dict.fromkeys([*fields, *EVIDENCE_CONTEXT["RawEvents"]]))
+        columns = ["AssayEventId", "Timestamp", "Computer", "EventID", *wanted, "AssaySource"]
+        full_rows: list[list[Any]] = []
+        for event_id, timestamp, computer, eid, source_file, source_record, fields_map in result.rows:
+            mapping = dict(fields_map or {})
+            full_rows.append([event_id, timestamp, computer, eid, *(mapping.get(name) for name in wanted),
+                              f"{Path(str(source_file)).name}#{source_record}"])
+        # Only the fields these events carry (a 4688 event has no ParentImage, a Sysmon one no NewProcessName).
+        kept = [i for i in range(len(columns)) if any(r[i] is not None for r in full_rows)]
+        evidence, _ = evidence_rows([columns[i] for i in kept], [[r[i] for i in kept] for r in full_rows])
+        return evidence, max(len(event_ids) - 5, 0)
+    present = {column for column, _ in engine.table_columns(table)}
+    wanted = [c for c in dict.fromkeys(["AssayEventId", *EVIDENCE_CONTEXT.get(table, ("Timestamp", "DeviceName")),
+                                        *fields, "AssaySource"]) if c in present]
+    result = engine.run(f'SELECT {", ".join(chr(34) + c + chr(34) for c in wanted)} FROM "{table}" '
+                        f'WHERE "AssayEventId" IN ({ids}) ORDER BY "AssayEventId"')
+    evidence, _ = evidence_rows(list(result.columns), [list(r) for r in result.rows])
+    return evidence, max(len(event_ids) - 5, 0)
+
+
+class DetectionRun:
+    """Runs one detection's forms on its scenarios."""
+
+    def __init__(self, loaded: LoadedDetection, options: RunOptions) -> None:
+        self.loaded = loaded
+        self.options = options
+        self.errors: list[str] = []
+        self.rule: Any = None
+        #: The rule compiled once per route (pySigma parsing is the slow part; the trees are reused).
+        self.targets: list[Any] = []
+        self.route_fields: dict[str, tuple[str, ...]] = {}
+        self.conversions: dict[str, str] = {}
+        self.kql_text = loaded.kql_text
+        #: The synthesized telemetry of each scenario, kept for the agreement diagnosis.
+        self.telemetry: dict[str, Telemetry | None] = {}
+        forms = [f for f in loaded.forms if f in options.forms]
+        self.forms: list[str] = []
+        if "sigma" in forms:
+            self._load_sigma()
+            if self.rule is not None:
+                self.forms.append("sigma")
+        if "kql" in forms and self.kql_text is not None:
+            self.forms.append("kql")
+        if "converted" in forms and self.rule is not None:
+            self._convert()
+
+    def _load_sigma(self) -> None:
+        from assay.sigma import compile_rule, load_rule
+
+        assert self.loaded.sigma_path is not None
+        try:
+            self.rule = load_rule(self.loaded.sigma_path)
+            self.targets = compile_rule(self.rule)
+            for target in self.targets:
+                self.route_fields[target.route] = tuple(target.fields)
+        except AssayError as error:
+            self.rule = None
+            self.errors.append(f"sigma: the rule does not load or compile: {error}")
+
+    def _convert(self) -> None:
+        from assay.sigma import convert
+
+        for target in self.options.converted_targets:
+            try:
+                conversion = convert(self.rule, target)
+            except AssayError as error:
+                self.errors.append(f"converted:{target}: conversion failed: {error}")
+                continue
+            if conversion.status == "failed" or not conversion.query:
+                self.errors.append(f"converted:{target}: pySigma could not convert the rule: "
+                                   f"{'; '.join(conversion.messages) or 'no query produced'}")
+                continue
+            self.conversions[target] = conversion.query
+            self.forms.append(f"converted:{target}")
+
+    # -- one scenario ----------------------------------------------------------------------------------------------
+
+    def now_for(self, data: ScenarioData, engine: DuckDBEngine) -> dt.datetime:
+        if self.options.now is not None:
+            return self.options.now
+        start = data.start_time()
+        if start is None:
+            latest = engine.run('SELECT max("Timestamp") FROM "RawEvents"').rows[0][0]
+            start = latest.replace(tzinfo=dt.UTC) if isinstance(latest, dt.datetime) else dt.datetime.now(dt.UTC)
+        return start + DEFAULT_NOW_OFFSET
+
+    def run_scenario(self, scenario: Scenario, shared_data: Path | None) -> ScenarioResult:
+        result = ScenarioResult(
+            id=scenario.id, title=scenario.title, kind=scenario.kind, provenance=scenario.provenance.kind,
+            provenance_detail=_provenance_detail(scenario, self.loaded),
+            expected_columns={k: v for k, v in scenario.expected.columns.items()},
+        )
+        schemas = sorted(set(self.options.sigma_telemetry if "sigma" in self.forms else ())
+                         | set(self.options.kql_telemetry if "kql" in self.forms else ())
+                         | {CONVERTED_TARGETS.get(t, "defender") for t in self.conversions},
+                         key=lambda s: SIGMA_TELEMETRY.index(s) if s in SIGMA_TELEMETRY else 99)
+        try:
+            with scenario_data(scenario, schemas, shared_data) as data:
+                self.telemetry[scenario.id] = data.telemetry
+                if data.skip_reason:
+                    for form in self.forms:
+                        result.results.append(FormResult(
+                            form=form, key=form, status="skip", expected=scenario.expected.outcome(_base(form)),
+                            reason=data.skip_reason, telemetry="recording"))
+                    return result
+                if "sigma" in self.forms:
+                    result.results.extend(self.run_sigma(scenario, data))
+                if "kql" in self.forms:
+                    result.results.extend(self.run_kql(scenario, data))
+                for target, query in self.conversions.items():
+                    result.results.extend(self.run_converted(scenario, data, target, query))
+        except AssayError as error:
+            for form in self.forms:
+                result.results.append(FormResult(
+                    form=form, key=form, status="error", expected=scenario.expected.outcome(_base(form)),
+                    reason=f"the scenario could not be prepared: {error}"))
+        return result
+
+    def _engines(self, data: ScenarioData, schemas: Sequence[str]) -> list[tuple[str, DuckDBEngine]]:
+        if data.recording is not None:
+            return [("recording", data.engines["recording"])]
+        return [(schema, data.engines[schema]) for schema in schemas if schema in data.engines]
+
+    def run_sigma(self, scenario: Scenario, data: ScenarioData) -> list[FormResult]:
+        from assay.sigma.evaluation import evaluate_target
+
+        expected = scenario.expected.outcome("sigma")
+        results: list[FormResult] = []
+        for telemetry, engine in self._engines(data, self.options.sigma_telemetry):
+            for target in self.targets:
+                if not _route_applies(target.route, target.table, telemetry):
+                    continue
+                started = time.perf_counter()
+                try:
+                    route = evaluate_target(target, engine)
+                except AssayError as error:
+                    results.append(FormResult(form="sigma", key=_sigma_key(target.route, telemetry),
+                                              route=target.route, table=target.table, telemetry=telemetry,
+                                              status="error", expected=expected,
+                                              reason=f"Sigma evaluation failed: {error}"))
+                    continue
+                elapsed = (time.perf_counter() - started) * 1000
+                if route.status == "no-data":
+                    continue  # this telemetry has no events on this route
+                results.append(self._sigma_result(route, telemetry, engine, expected, elapsed))
+        return results
+
+    def _sigma_result(self, route: Any, telemetry: str, engine: DuckDBEngine, expected: Verdict,
+                      elapsed: float) -> FormResult:
+        common: dict[str, Any] = dict(form="sigma", key=_sigma_key(route.route, telemetry), route=route.route,
+                                      table=route.table, telemetry=telemetry, expected=expected, sql=route.sql,
+                                      missing_fields=list(route.missing), duration_ms=round(elapsed, 2))
+        verdict: Verdict = "fires" if route.status == "matched" else "does-not-fire"
+        if route.status == "cannot-evaluate" and expected == "fires":
+            # A route without a field the rule needs cannot show the activity: that is a property of the
+            # telemetry (e.g. 4688 has no OriginalFileName), not a defect of the rule.
+            return FormResult(**common, status="skip", verdict=verdict,
+                              reason=f"this telemetry cannot show it: the route lacks {', '.join(route.missing)}")
+        status, reason = judge(expected, verdict)
+        if route.missing and route.status != "matched":
+            reason += f" (route lacks {', '.join(route.missing)})"
+        evidence, omitted = _sigma_evidence(engine, route.table, self.route_fields.get(route.route, ()),
+                                            route.event_ids)
+        return FormResult(**common, status=status, verdict=verdict, reason=reason, row_count=len(route.event_ids),
+                          evidence=evidence, evidence_omitted=omitted)
+
+    def _run_kql(self, text: str, engine: DuckDBEngine, now: dt.datetime) -> Any:
+        import assay.kql
+
+        # Resolved at call time: the KQL engine's ``run(text, db=engine, now=...)``.
+        run_kql: Callable[..., Any] = getattr(assay.kql, "run")  # noqa: B009
+        return run_kql(text, db=engine, now=now)
+
+    def run_kql(self, scenario: Scenario, data: ScenarioData) -> list[FormResult]:
+        assert self.kql_text is not None
+        expected = scenario.expected.outcome("kql")
+        predicate = self.loaded.detection.alert.predicate if self.loaded.detection.alert else None
+        results: list[FormResult] = []
+        for telemetry, engine in self._engines(data, self.options.kql_telemetry):
+            now = self.now_for(data, engine)
+            query = self.kql_text.rstrip()
+            alert_query = f"{query}\n| where {predicate}" if predicate else query
+            common: dict[str, Any] = dict(form="kql", key="kql", table="DeviceProcessEvents", telemetry=telemetry,
+                                          expected=expected, query=alert_query)
+            started = time.perf_counter()
+            try:
+                scored = self._run_kql(query, engine, now)
+                alerts = self._run_kql(alert_query, engine, now) if predicate else scored
+            except AssayError as error:
+                results.append(FormResult(**common, status="error", reason=f"the KQL did not run: {error}",
+                                          sql=getattr(error, "sql", None)))
+                continue
+            elapsed = (time.perf_counter() - started) * 1000
+            verdict: Verdict = "fires" if alerts.rows else "does-not-fire"
+            checks = column_checks(dict(scenario.expected.columns), list(scored.columns),
+                                   [list(r) for r in scored.rows])
+            status, reason = judge(expected, verdict, checks)
+            if predicate:
+                reason += f" ({len(scored.rows)} row(s) scored, {len(alerts.rows)} meet the alert predicate)"
+            shown = alerts if alerts.rows else scored
+            evidence, omitted = evidence_rows(list(shown.columns), [list(r) for r in shown.rows])
+            results.append(FormResult(**common, status=status, verdict=verdict, reason=reason,
+                                      row_count=len(alerts.rows), scored_row_count=len(scored.rows) if predicate
+                                      else None, evidence=evidence, evidence_omitted=omitted,
+                                      column_checks=checks, sql=alerts.sql, duration_ms=round(elapsed, 2)))
+        return results
+
+    def run_converted(self, scenario: Scenario, data: ScenarioData, target: str, query: str) -> list[FormResult]:
+        form = f"converted:{target}"
+        expected = scenario.expected.outcome("converted")
+        results: list[FormResult] = []
+        for telemetry, engine in self._engines(data, (CONVERTED_TARGETS.get(target, "defender"),)):
+            common: dict[str, Any] = dict(form=form, key=form, telemetry=telemetry, expected=expected, query=query,
+                                          table=query.split("|", 1)[0].strip() or None)
+            started = time.perf_counter()
+            try:
+                result = self._run_kql(query, engine, self.now_for(data, engine))
+            except AssayError as error:
+                results.append(FormResult(**common, status="error",
+                                          reason=f"the converted KQL did not run on our engine: {error}",
+                                          sql=getattr(error, "sql", None)))
+                continue
+            verdict: Verdict = "fires" if result.rows else "does-not-fire"
+            status, reason = judge(expected, verdict)
+            evidence, omitted = evidence_rows(list(result.columns), [list(r) for r in result.rows])
+            results.append(FormResult(**common, status=status, verdict=verdict, reason=reason,
+                                      row_count=len(result.rows), evidence=evidence, evidence_omitted=omitted,
+                                      sql=result.sql, duration_ms=round((time.perf_counter() - started) * 1000, 2)))
+        return results
+
+    def run(self, shared_data: Path | None,
+            on_scenario: Callable[[str, ScenarioResult], None] | None = None) -> DetectionReport:
+        from assay.verify.agreement import agreement_findings
+
+        detection = self.loaded.detection
+        technique_name, tactics = _technique_facts(detection.technique)
+        report = DetectionReport(id=detection.id, title=detection.title, technique=detection.technique,
+                                 technique_name=technique_name, tactics=tactics, path=str(self.loaded.path),
+                                 forms=list(self.forms), errors=list(self.errors))
+        for scenario in self.loaded.scenarios:
+            scenario_result = self.run_scenario(scenario, shared_data)
+            report.scenarios.append(scenario_result)
+            if on_scenario is not None:
+                on_scenario(detection.id, scenario_result)
+        report.agreement = agreement_findings(self.loaded, report, self.telemetry, self.options.agreement,
+                                              converted_queries=self.conversions)
+        return report
+
+
+def _base(form: str) -> Form:
+    base = form.split(":", 1)[0]
+    if base == "sigma":
+        return "sigma"
+    if base == "kql":
+        return "kql"
+    return "converted"
+
+
+def _technique_facts(technique_id: str) -> tuple[str | None, list[str]]:
+    try:
+        from assay.schema.attack import attack_data
+
+        data = attack_data()
+        technique = data.technique(technique_id)
+        if technique is None:
+            return None, []
+        return technique.name, [t.name for t in data.tactics_of(technique)]
+    except AssayError:
+        return None, []
+
+
+def _provenance_detail(scenario: Scenario, loaded: LoadedDetection) -> str | None:
+    provenance = scenario.provenance
+    if provenance.atomic is not None:
+        return f"Atomic Red Team {provenance.atomic.technique or loaded.detection.technique} " \
+               f"{provenance.atomic.guid} \u2014 {provenance.atomic.test}"
+    if provenance.false_positive is not None:
+        index = provenance.false_positive.index
+        items = loaded.detection.false_positives
+        text = items[index - 1] if 0 < index <= len(items) else provenance.false_positive.text
+        return f"false positive #{index}: {text}" if text else f"false positive #{index}"
+    if provenance.recording is not None:
+        return f"recording {provenance.recording.path}" + (
+            f" ({provenance.recording.source})" if provenance.recording.source else "")
+    return provenance.own
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Whole runs
+# --------------------------------------------------------------------------------------------------------------
+
+
+def run_detections(detections: Sequence[LoadedDetection], options: RunOptions | None = None, *,
+                   paths: Sequence[str] = (),
+                   on_scenario: Callable[[str, ScenarioResult], None] | None = None) -> ProofReport:
+    """Prove each detection; returns the report (summary filled)."""
+    options = options or RunOptions()
+    shared_data = options.shared_data
+    if shared_data is None and detections:
+        shared_data = find_shared_data(detections[0].path)
+    report = ProofReport(run=RunInfo(
+        started=dt.datetime.now(dt.UTC), assay_version=__version__, now=options.now, forms=list(options.forms),
+        agreement_mode=options.agreement, paths=list(paths), shared_data=str(shared_data) if shared_data else None,
+        python=sys.version.split()[0], platform=platform.platform(terse=True)))
+    for loaded in detections:
+        report.detections.append(DetectionRun(loaded, options).run(shared_data, on_scenario))
+    report.run.finished = dt.datetime.now(dt.UTC)
+    report.summarize()
+    return report
+
+
+def run_paths(paths: Sequence[str | Path], options: RunOptions | None = None, *,
+              on_scenario: Callable[[str, ScenarioResult], None] | None = None) -> ProofReport:
+    """Load the detections under ``paths`` and prove them; a detection that does not load is a VerifyError
+    listing every problem (fix the catalog first: ``assay lint``)."""
+    catalog = load_catalog([Path(p) for p in paths])
+    if catalog.errors:
+        first = catalog.errors[0]
+        more = f" (and {len(catalog.errors) - 1} more)" if len(catalog.errors) > 1 else ""
+        raise VerifyError(f"the catalog does not load: {first.message}{more}", first.span,
+                          hint="run `assay lint` on it and fix the errors first")
+    if not catalog.detections:
+        raise UsageError(f"no detections under {', '.join(str(p) for p in paths)}",
+                         hint="pass a detection folder or a folder of detections (each holds detection.yml)")
+    return run_detections(catalog.detections, options, paths=[str(p) for p in paths], on_scenario=on_scenario)
