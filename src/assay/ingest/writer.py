@@ -50,7 +50,7 @@ def _system_map(event_id: str, channel: str, computer: str, provider: str) -> st
 
 def _raw_select(source_format: str) -> str:
     """The SELECT producing RawEvents rows from the staging table for one source format."""
-    file_and_format = "$source_file AS SourceFile, SourceRecord, $source_format AS SourceFormat"
+    file_and_format = "CAST(SourceFile AS VARCHAR), SourceRecord, $source_format AS SourceFormat"
     if source_format in (EVTX, EVTX_JSON):
         # EventID is sometimes {"#attributes": {"Qualifiers": …}, "#text": 4688}; UserData wraps its fields in one
         # element named after the event (e.g. LogFileCleared), whose fields we keep.
@@ -66,7 +66,7 @@ def _raw_select(source_format: str) -> str:
                           coalesce(json_transform(s.Event.EventData, '{_MAP_SHAPE}'),
                                    json_transform(json_extract(s.Event.UserData, '$.*')[1], '{_MAP_SHAPE}')))
         FROM (SELECT *, {event_id} AS EventID FROM (
-              SELECT Position, SourceRecord, json_transform(Text, '{_EVTX_SHAPE}') AS s FROM {STAGING} {valid}))
+              SELECT Position, SourceFile, SourceRecord, json_transform(Text, '{_EVTX_SHAPE}') AS s FROM {STAGING} {valid}))
         """
     if source_format == ECS:
         return f"""
@@ -77,14 +77,14 @@ def _raw_select(source_format: str) -> str:
                map_concat({_system_map('s.winlog.event_id', 's.winlog.channel',
                                        'coalesce(s.winlog.computer_name, s.host.name)', 's.winlog.provider_name')},
                           coalesce(s.winlog.event_data, s.winlog.user_data))
-        FROM (SELECT Position, SourceRecord, json_transform(Text, '{_ECS_SHAPE}') AS s
+        FROM (SELECT Position, SourceFile, SourceRecord, json_transform(Text, '{_ECS_SHAPE}') AS s
               FROM {STAGING} WHERE {_VALID_OBJECT})
         """
     if source_format in (DEFENDER_CSV, DEFENDER_JSON):
         return f"""
         SELECT $first_id + Position, {timestamp_sql("m['Timestamp']")}, $defender_table, 'Microsoft Defender XDR',
                NULL, m['DeviceName'], {file_and_format}, m
-        FROM (SELECT Position, SourceRecord, json_transform(Text, '{_MAP_SHAPE}') AS m
+        FROM (SELECT Position, SourceFile, SourceRecord, json_transform(Text, '{_MAP_SHAPE}') AS m
               FROM {STAGING} WHERE {_VALID_OBJECT})
         """
     # OTRF and flat Sigma-style JSON: the record's own fields are the event's fields.
@@ -95,7 +95,7 @@ def _raw_select(source_format: str) -> str:
                coalesce(m['SourceName'], m['Provider_Name'], m['ProviderName']),
                TRY_CAST(coalesce(m['EventID'], m['EventId'], m['event_id']) AS INTEGER),
                coalesce(m['Hostname'], m['Computer'], m['host']), {file_and_format}, m
-        FROM (SELECT Position, SourceRecord, json_transform(Text, '{_MAP_SHAPE}') AS m
+        FROM (SELECT Position, SourceFile, SourceRecord, json_transform(Text, '{_MAP_SHAPE}') AS m
               FROM {STAGING} WHERE {_VALID_OBJECT})
         """
 
@@ -120,19 +120,26 @@ class RawEventWriter:
     def last_id(self) -> int:
         return self.next_id - 1
 
-    def write(self, batch: Batch) -> WrittenBatch:
-        """Insert one batch; JSON records that do not parse come back as bad records (with their line)."""
-        count = len(batch.texts)
-        if count == 0:
+    def write(self, batches: list[Batch]) -> WrittenBatch:
+        """Insert batches of one kind (same format and target) in one statement; records that are not JSON
+        objects come back as bad records with their line or element."""
+        batches = [b for b in batches if b.texts]
+        if not batches:
             return WrittenBatch(0, [])
+        count = sum(len(b.texts) for b in batches)
+        source = batches[0].source
+        labels = [b.source.label for b in batches]
+        # Small files are common (one recording per technique): many sources share one INSERT, each row keeps
+        # its own file name through a dictionary-encoded column.
+        file_index = pa.array([i for i, b in enumerate(batches) for _ in range(len(b.texts))], pa.int32())
         staging = pa.table({
             "Position": pa.array(range(count), pa.int64()),
-            "SourceRecord": pa.array(batch.records, pa.int64()),
-            "Text": pa.array(batch.texts, pa.string()),
+            "SourceFile": pa.DictionaryArray.from_arrays(file_index, pa.array(labels, pa.string())),
+            "SourceRecord": pa.array([r for b in batches for r in b.records], pa.int64()),
+            "Text": pa.array([t for b in batches for t in b.texts], pa.string()),
         })
-        source = batch.source
         bad: list[BadRecord] = []
-        parameters = {"first_id": self.next_id, "source_file": source.label, "source_format": source.format}
+        parameters: dict[str, object] = {"first_id": self.next_id, "source_format": source.format}
         if source.defender_table:
             parameters["defender_table"] = source.defender_table
         sql = f"INSERT INTO RawEvents ({_RAW_COLUMNS}) {_raw_select(source.format)}"
@@ -141,17 +148,17 @@ class RawEventWriter:
             inserted = int(self.connection.execute(sql, parameters).fetchall()[0][0])
             if source.format != EVTX and inserted < count:
                 rejected = self.connection.execute(
-                    f"SELECT SourceRecord, json_valid(Text) FROM {STAGING} "
+                    f"SELECT CAST(SourceFile AS VARCHAR), SourceRecord, json_valid(Text) FROM {STAGING} "
                     f"WHERE NOT json_valid(Text) OR json_type(Text) <> 'OBJECT' ORDER BY Position").fetchall()
                 unit = "element" if source.json_array else "line"
-                for record, is_valid in rejected:
+                for label, record, is_valid in rejected:
                     reason = "not a JSON object" if is_valid else "JSON does not parse"
-                    bad.append(BadRecord(source.label, f"{unit} {record}", reason))
+                    bad.append(BadRecord(str(label), f"{unit} {record}", reason))
         except Exception as error:
             import duckdb
 
             if isinstance(error, duckdb.Error):
-                raise EngineError(f"DuckDB failed loading {source.label}: {error}", sql=sql) from error
+                raise EngineError(f"DuckDB failed loading {', '.join(labels[:3])}: {error}", sql=sql) from error
             raise
         finally:
             self.connection.unregister(STAGING)
