@@ -1,7 +1,235 @@
-"""CLI commands for the verify stage (registered by assay.cli.main)."""
+"""CLI commands for the verify stage: ``assay test``, ``assay coverage``, ``assay atomics import``."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
 import click
 
-COMMANDS: list[click.Command] = []
+from assay.cli.output import emit_json, print_table
+from assay.errors import UsageError
+
+DEFAULT_PROOF_DIR = Path("build") / "proof"
+REPORT_NAME = "report.json"
+JUNIT_NAME = "junit.xml"
+STATUS_MARK = {"pass": "ok", "fail": "FAIL", "skip": "skip", "error": "ERROR"}
+
+
+def _parse_now(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise UsageError(f"--now {value!r} is not an ISO 8601 date-time",
+                         hint="e.g. --now 2026-01-15T12:00:00Z") from error
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _form_cell(results: list[Any]) -> str:
+    """One form's outcome on a scenario: its verdict and status, routes summarised."""
+    if not results:
+        return "-"
+    verdicts = {r.verdict for r in results if r.verdict}
+    failing = [r for r in results if r.status in ("fail", "error")]
+    passed = [r for r in results if r.status == "pass"]
+    skipped = [r for r in results if r.status == "skip"]
+    verdict = "/".join(sorted(verdicts)) if verdicts else "-"
+    if failing:
+        names = ", ".join((r.route or r.form) for r in failing[:3])
+        return f"{verdict} {STATUS_MARK[failing[0].status]}" + (f" ({names})" if len(results) > 1 else "")
+    if not passed:
+        return "skip"
+    routes = f" {len(passed)}/{len(results)}" if len(results) > 1 else ""
+    return f"{verdict} ok{routes}" + (" +skip" if skipped else "")
+
+
+def _print_report(report: Any, verbose: bool) -> None:
+    for detection in report.detections:
+        forms = detection.forms or ["sigma", "kql"]
+        rows = []
+        for scenario in detection.scenarios:
+            expected = {r.base_form: r.expected for r in scenario.results}
+            row = [scenario.id, scenario.kind, "/".join(dict.fromkeys(expected.values())) or "-"]
+            row += [_form_cell([r for r in scenario.results if r.form == form]) for form in forms]
+            finding = next((f for f in detection.agreement if f.scenario == scenario.id), None)
+            row.append({"fail": "DISAGREE", "warn": "disagree (warn)", "known": "known difference",
+                        "agree": "agree (stale declaration)"}.get(finding.status, "") if finding else "agree")
+            rows.append(row)
+        print_table(["scenario", "kind", "expected", *forms, "agreement"], rows,
+                    title=f"{detection.technique} {detection.title} — {detection.proof_status}")
+        for message in detection.errors:
+            click.echo(f"  error: {message}")
+        for scenario in detection.scenarios:
+            for result in scenario.results:
+                if result.status in ("fail", "error") or (verbose and result.status == "skip"):
+                    click.echo(f"  {STATUS_MARK[result.status]} {scenario.id} [{result.key}]: {result.reason}")
+                    if result.status != "skip":
+                        for row in result.evidence[:2]:
+                            click.echo("      evidence: " + json.dumps(row.values, ensure_ascii=False, default=str))
+        for finding in detection.agreement:
+            if finding.status == "agree" and not verbose:
+                continue
+            verdicts = ", ".join(f"{k}={v}" for k, v in finding.verdicts.items())
+            label = {"fail": "DISAGREE", "warn": "disagree", "known": "known difference", "agree": "stale"}
+            click.echo(f"  {label[finding.status]} {finding.scenario}: {verdicts}")
+            if finding.operator:
+                click.echo(f"      operator: {finding.operator}")
+            if finding.explanation:
+                click.echo(f"      {finding.explanation}")
+            if finding.declared_reason and verbose:
+                click.echo(f"      declared: {finding.declared_reason}")
+    summary = report.summary
+    click.echo(f"{summary.detections} detection(s), {summary.scenarios} scenario(s), {summary.results} check(s): "
+               f"{summary.passed} passed, {summary.failed} failed, {summary.errors} error(s), "
+               f"{summary.skipped} skipped; agreement: {summary.disagreements} undeclared disagreement(s), "
+               f"{summary.known_differences} known difference(s)")
+
+
+@click.command("test")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--form", "forms", multiple=True, type=click.Choice(["sigma", "kql", "converted"]),
+              help="Run only these forms (repeatable). Default: every form the detection has.")
+@click.option("--format", "output_format", type=click.Choice(["table", "json", "junit"]), default="table",
+              show_default=True, help="What to print: a table for people, the JSON report, or JUnit XML.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=DEFAULT_PROOF_DIR, show_default=True,
+              help=f"Folder for {REPORT_NAME} (read by the site and `assay coverage`) and {JUNIT_NAME}.")
+@click.option("--agreement", type=click.Choice(["fail", "warn"]), default="fail", show_default=True,
+              help="Undeclared disagreements between forms fail the run, or only warn.")
+@click.option("--now", "now_text", metavar="ISO",
+              help="Fixed 'now' for the KQL's ago() (default: each scenario's start + 1 hour).")
+@click.option("--shared-data", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder with the real recordings (default: $ASSAY_SHARED_DATA or ../shared/data).")
+@click.option("-v", "--verbose", is_flag=True, help="Also list skipped checks and declared differences.")
+def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format: str, out_dir: Path,
+                 agreement: str, now_text: str | None, shared_data: Path | None, verbose: bool) -> None:
+    """Prove detections: run every form on every scenario and check the forms agree.
+
+    \b
+    For each detection under PATHS (default: detections/), each scenario of its tests.yml is synthesized as
+    Sysmon, Security 4688, Defender XDR and ECS events (or its real recording is loaded), ingested into a fresh
+    in-memory DuckDB, and judged in every form: the Sigma rule on every route it applies to, the native KQL with
+    the detection's alert predicate, and the KQL pySigma's Kusto backend converted the rule to.
+    Writes OUT/report.json and OUT/junit.xml. Exit 1 on any failure or undeclared disagreement.
+    """
+    from assay.verify.junit import junit_xml
+    from assay.verify.report import save_report
+    from assay.verify.runner import RunOptions, run_paths
+
+    targets = list(paths) or [Path("detections")]
+    options = RunOptions(
+        forms=tuple(forms) if forms else ("sigma", "kql", "converted"),  # type: ignore[arg-type]
+        agreement="warn" if agreement == "warn" else "fail", now=_parse_now(now_text),
+        shared_data=shared_data)
+    if shared_data is not None and not shared_data.is_dir():
+        raise UsageError(f"--shared-data {shared_data} is not a folder")
+    report = run_paths(targets, options)
+    report_path = save_report(report, out_dir / REPORT_NAME)
+    junit_path = out_dir / JUNIT_NAME
+    junit_path.write_text(junit_xml(report), encoding="utf-8")
+    if output_format == "json":
+        click.echo(report.model_dump_json(indent=2))
+    elif output_format == "junit":
+        click.echo(junit_xml(report), nl=False)
+    else:
+        _print_report(report, verbose)
+        click.echo(f"report: {report_path}  junit: {junit_path}")
+    summary = report.summary
+    failed = summary.failed or summary.errors or (summary.disagreements and agreement == "fail")
+    if failed:
+        raise SystemExit(1)
+
+
+@click.command("coverage")
+@click.argument("catalog_paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--report", "report_path", type=click.Path(path_type=Path), default=DEFAULT_PROOF_DIR / REPORT_NAME,
+              show_default=True, help="The proof report written by `assay test`.")
+@click.option("--navigator", "navigator_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write an ATT&CK Navigator layer (JSON, layer format 4.5) scored by proof status.")
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="Output format.")
+def coverage_command(catalog_paths: tuple[Path, ...], report_path: Path, navigator_path: Path | None,
+                     output_format: str) -> None:
+    """ATT&CK coverage by tactic, scored by proof status (proven / partial / untested / failing).
+
+    \b
+    Reads the proof report (run `assay test` first) and, when CATALOG_PATHS are given (default: detections/ if
+    it exists), counts catalog detections missing from the report as untested. Tactics are listed in ATT&CK
+    matrix order from the packaged ATT&CK data.
+    """
+    from assay.catalog.loader import load_catalog
+    from assay.verify.coverage import coverage_by_tactic, detection_statuses, navigator_layer
+    from assay.verify.report import load_report
+
+    # The default report may not exist yet (coverage then counts everything untested); a named one must.
+    explicit = report_path != DEFAULT_PROOF_DIR / REPORT_NAME
+    report = load_report(report_path) if report_path.exists() or explicit else None
+    roots = list(catalog_paths) or ([Path("detections")] if Path("detections").is_dir() else [])
+    catalog = load_catalog(roots).detections if roots else []
+    if report is None and not catalog:
+        raise UsageError(f"no proof report at {report_path} and no catalog to read",
+                         hint="run `assay test detections/` first, or pass --report FILE")
+    detections = detection_statuses(report, catalog)
+    rows = coverage_by_tactic(detections)
+    if navigator_path is not None:
+        layer = navigator_layer(report, catalog)
+        navigator_path.parent.mkdir(parents=True, exist_ok=True)
+        navigator_path.write_text(json.dumps(layer, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if output_format == "json":
+        emit_json({"report": str(report_path) if report else None,
+                   "detections": [vars(d) | {"forms": list(d.forms)} for d in detections],
+                   "tactics": [row.as_dict() for row in rows],
+                   "navigator": str(navigator_path) if navigator_path else None})
+        return
+    print_table(["tactic", "name", "techniques", "covered", "proven", "partial", "untested", "failing"],
+                [[r.id, r.name, r.techniques_total, len(r.techniques), r.count("proven"), r.count("partial"),
+                  r.count("untested"), r.count("failing")] for r in rows],
+                title="ATT&CK coverage by tactic (techniques with a detection, by proof status)")
+    print_table(["detection", "technique", "title", "proof", "forms"],
+                [[d.id[:8], d.technique, d.title, d.status, ", ".join(d.forms)] for d in detections],
+                title="Detections")
+    if navigator_path is not None:
+        click.echo(f"navigator layer: {navigator_path}")
+    if report is None:
+        click.echo(f"note: no proof report at {report_path}; every detection counted as untested")
+
+
+@click.group("atomics")
+def atomics_group() -> None:
+    """Atomic Red Team: turn atomic tests into scenario stubs."""
+
+
+@atomics_group.command("import")
+@click.argument("atomics_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--technique", "-t", required=True, help="ATT&CK technique id, e.g. T1218.003.")
+@click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the stubs to this file (default: print them).")
+@click.option("--all-platforms", is_flag=True, help="Include tests for Linux and macOS too.")
+def atomics_import(atomics_dir: Path, technique: str, out_path: Path | None, all_platforms: bool) -> None:
+    """Write tests.yml scenario stubs from the atomic tests of one technique.
+
+    \b
+    Each stub carries the test's GUID and name, its command with the default input arguments substituted,
+    the executor as parent process (command_prompt -> cmd.exe, powershell -> powershell.exe) and the
+    elevation requirement as integrity level. Complete the stubs, then merge them into tests.yml.
+    """
+    from assay.verify.atomics import import_atomics
+
+    if not atomics_dir.is_dir():
+        raise UsageError(f"{atomics_dir} is not a folder", hint="pass the Atomic Red Team atomics folder")
+    text = import_atomics(atomics_dir, technique, windows_only=not all_platforms)
+    if out_path is None:
+        click.echo(text, nl=False)
+        return
+    if out_path.exists():
+        raise UsageError(f"{out_path} exists; not overwriting it", hint="choose another --out or delete the file")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {text.count(chr(10) + '- id: ')} scenario stub(s) to {out_path}")
+
+
+COMMANDS: list[click.Command] = [prove_command, coverage_command, atomics_group]
+

@@ -169,6 +169,8 @@ class DetectionReport(ReportModel):
     path: str | None = None
     #: The forms the detection has and that were run (``sigma``, ``kql``, ``converted:kusto``).
     forms: list[str] = Field(default_factory=list)
+    #: Every form the detection has, run or not (a run restricted with ``--form`` proves only part of it).
+    available_forms: list[str] = Field(default_factory=list)
     scenarios: list[ScenarioResult] = Field(default_factory=list)
     agreement: list[AgreementFinding] = Field(default_factory=list)
     #: Problems that stopped part of the run (a rule that does not load, …), one sentence each.
@@ -206,7 +208,7 @@ class DetectionReport(ReportModel):
             passed_forms = {r.form for r in scenario.results if r.status == "pass"}
             if not passed_forms:
                 continue  # nothing ran (e.g. an absent recording): says nothing against the forms
-            if not set(self.forms) <= passed_forms:
+            if not set(self.available_forms or self.forms) <= passed_forms:
                 return "partial"
         return "proven"
 

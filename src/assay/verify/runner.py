@@ -287,6 +287,16 @@ class DetectionRun:
         if "converted" in forms and self.rule is not None:
             self._convert()
 
+    def available_forms(self) -> list[str]:
+        """Every form the detection has, whatever this run was restricted to."""
+        forms: list[str] = []
+        for form in self.loaded.forms:
+            if form == "converted":
+                forms.extend(f"converted:{target}" for target in self.options.converted_targets)
+            else:
+                forms.append(form)
+        return forms
+
     def _load_sigma(self) -> None:
         from assay.sigma import compile_rule, load_rule
 
@@ -479,7 +489,8 @@ class DetectionRun:
         technique_name, tactics = _technique_facts(detection.technique)
         report = DetectionReport(id=detection.id, title=detection.title, technique=detection.technique,
                                  technique_name=technique_name, tactics=tactics, path=str(self.loaded.path),
-                                 forms=list(self.forms), errors=list(self.errors))
+                                 forms=list(self.forms), available_forms=self.available_forms(),
+                                 errors=list(self.errors))
         for scenario in self.loaded.scenarios:
             scenario_result = self.run_scenario(scenario, shared_data)
             report.scenarios.append(scenario_result)
