@@ -1,0 +1,129 @@
+"""Benchmark: EVTX → populated DuckDB tables (records/s) against the raw ``evtx`` parse floor, and peak RSS.
+
+The input is ``../shared/data/evtx-attack-samples`` replicated in memory (each pass re-reads every file's bytes
+as a new source) up to ``--records`` (default 1M; ``--records 10000000`` for 10M). Each configuration runs in a
+fresh subprocess so peak RSS is its own.
+
+    .venv/bin/python bench/bench_ingest.py                  # 1M records, DuckDB threads 1 and 2
+    .venv/bin/python bench/bench_ingest.py --records 10000000 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_corpus(shared: Path) -> list[tuple[str, bytes, int]]:
+    import evtx
+
+    corpus = []
+    for path in sorted((shared / "evtx-attack-samples").rglob("*.evtx")):
+        data = path.read_bytes()
+        count = sum(1 for _ in evtx.PyEvtxParser(io.BytesIO(data), number_of_threads=1, validate_checksums=True,
+                                                   skip_errors=True).records_json())
+        if count:
+            corpus.append((str(path), data, count))
+    return corpus
+
+
+def plan(corpus: list[tuple[str, bytes, int]], records: int) -> list[tuple[str, bytes]]:
+    """Sources (label, bytes) repeating the corpus until ``records`` records are reached."""
+    chosen: list[tuple[str, bytes]] = []
+    total, copy = 0, 0
+    while total < records:
+        for label, data, count in corpus:
+            chosen.append((f"{label}#copy{copy}", data))
+            total += count
+            if total >= records:
+                break
+        copy += 1
+    return chosen
+
+
+def run_floor(shared: Path, records: int) -> dict[str, float]:
+    import warnings
+
+    import evtx
+
+    sources = plan(load_corpus(shared), records)
+    started = time.perf_counter()
+    count = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _, data in sources:
+            for _record in evtx.PyEvtxParser(io.BytesIO(data), number_of_threads=1, validate_checksums=True,
+                                             skip_errors=True).records_json():
+                count += 1
+    seconds = time.perf_counter() - started
+    return {"records": count, "seconds": seconds, "rate": count / seconds}
+
+
+def run_ingest(shared: Path, records: int, threads: int) -> dict[str, float]:
+    from assay.engine import DuckDBEngine
+    from assay.ingest.pipeline import ingest_sources
+    from assay.ingest.sources import EVTX, Source
+
+    sources = [Source(label, (lambda d=data: io.BytesIO(d)), EVTX) for label, data in
+               plan(load_corpus(shared), records)]
+    with tempfile.TemporaryDirectory() as folder:
+        engine = DuckDBEngine(Path(folder) / "bench.duckdb", threads=threads)
+        engine.connection.execute("SET memory_limit = '600MB'").fetchall()
+        started = time.perf_counter()
+        summary = ingest_sources(sources, engine)
+        seconds = time.perf_counter() - started
+        engine.close()
+    return {"records": summary.records_read, "seconds": seconds, "rate": summary.records_read / seconds,
+            "typed_rows": sum(n for t, n in summary.rows_per_table.items() if t != "RawEvents"),
+            "bad": summary.bad_records}
+
+
+def child(args: argparse.Namespace) -> None:
+    shared = Path(args.shared)
+    result = run_floor(shared, args.records) if args.mode == "floor" else run_ingest(shared, args.records,
+                                                                                       args.threads)
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--threads", type=int, nargs="*", default=[1, 2], help="DuckDB thread counts to run")
+    parser.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--mode", choices=["floor", "ingest"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.mode:
+        args.threads = args.threads[0]
+        child(args)
+        return
+    if not (Path(args.shared) / "evtx-attack-samples").is_dir():
+        sys.exit(f"shared data not found at {args.shared} (pass --shared)")
+
+    def spawn(mode: str, threads: int = 1) -> dict[str, float]:
+        output = subprocess.run([sys.executable, __file__, "--mode", mode, "--records", str(args.records),
+                                 "--threads", str(threads), "--shared", args.shared],
+                                check=True, capture_output=True, text=True).stdout
+        return dict(json.loads(output.strip().splitlines()[-1]))
+
+    floor = spawn("floor")
+    print(f"evtx parse floor (1 thread):     {floor['records']:>10,.0f} records  {floor['rate']:>9,.0f} rec/s  "
+          f"peak RSS {floor['peak_rss_mib']:,.0f} MiB")
+    for threads in args.threads:
+        result = spawn("ingest", threads)
+        print(f"ingest → DuckDB (threads={threads}):  {result['records']:>10,.0f} records  {result['rate']:>9,.0f} rec/s"
+              f"  {result['rate'] / floor['rate']:>5.0%} of floor  {result['seconds']:.1f} s  "
+              f"typed rows {result['typed_rows']:,.0f}  peak RSS {result['peak_rss_mib']:,.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
