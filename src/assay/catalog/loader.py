@@ -383,12 +383,12 @@ class Catalog:
         """Detections matching an id, an id prefix (≥ 8 chars), a technique id or a folder name."""
         if by_id := self.by_id(reference):
             return [by_id]
-        if reference.upper().startswith("T") and reference[1:2].isdigit():
-            return self.by_technique(reference)
         lowered = reference.lower()
         matches = [d for d in self.detections if d.path.name.lower() == lowered]
         if matches:
             return matches
+        if reference.upper().startswith("T") and reference[1:2].isdigit():
+            return self.by_technique(reference)
         if len(lowered) >= 8:
             return [d for d in self.detections if d.id.startswith(lowered)]
         return []

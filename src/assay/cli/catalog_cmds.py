@@ -69,6 +69,10 @@ def lint_command(paths: tuple[Path, ...], output_format: str, attack_version: st
             severity = click.style(issue.severity, fg="red" if issue.severity == "error" else "yellow",
                                    bold=True) if colour else issue.severity
             click.echo(f"{issue.location(cwd)}: {severity}: {issue.message} [{issue.code}]")
+            source_line = issue.span.source_line()
+            if source_line is not None and issue.span.col is not None:
+                click.echo(f"    {source_line}")
+                click.echo(f"    {' ' * (max(issue.span.col, 1) - 1)}^")
             if issue.hint:
                 click.echo(f"    hint: {issue.hint}")
         for check, reason in report.skipped_checks.items():
