@@ -79,7 +79,19 @@ class RuleLoadError:
         return str(self.error)
 
 
+def _ensure_spec_modifiers() -> None:
+    """Teach pySigma the Sigma specification's ``utf16le`` (an alias of ``wide``), which pySigma 1.5 lacks.
+
+    ``modifier_mapping`` is pySigma's own registry; adding the alias (only if absent) keeps every backend in
+    agreement on what ``utf16le`` means.
+    """
+    from sigma.modifiers import SigmaWideModifier, modifier_mapping
+
+    modifier_mapping.setdefault("utf16le", SigmaWideModifier)
+
+
 def _parse_collection(text: str, path: Path | None) -> SigmaCollection:
+    _ensure_spec_modifiers()
     collection = SigmaCollection.from_yaml(text, collect_errors=True)
     errors = [error for rule in collection.rules for error in rule.errors]
     if errors:
@@ -104,7 +116,7 @@ def _locate(message: str, text: str) -> tuple[int | None, int | None]:
     candidates = re.findall(r"'([^']+)'", message)
     modifier = re.search(r"[Uu]nknown modifier (\S+)", message)
     if modifier:
-        candidates.insert(0, modifier.group(1).strip("'\""))
+        candidates.insert(0, "|" + modifier.group(1).strip("'\""))
     for candidate in candidates:
         for number, line in enumerate(text.splitlines(), start=1):
             col = line.find(candidate)
