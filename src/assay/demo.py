@@ -13,6 +13,31 @@ import click
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def step_catalog(out: Path) -> None:
+    """Lint the catalog, then show the CMSTP detection (the full page goes to ``<out>/T1218.003-cmstp.txt``)."""
+    from assay.catalog import lint_catalog, load_catalog
+    from assay.catalog.view import attack_context, detection_document
+    from assay.cli.catalog_render import render_plain
+    from assay.schema.attack import attack_data
+
+    report = lint_catalog(ROOT / "detections")
+    click.echo(f"[catalog] assay lint detections/: {report.detections_checked} detection(s), "
+               f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+    for issue in report.errors[:5]:
+        click.echo(f"[catalog]   {issue.location(ROOT)}: {issue.message}")
+    attack = attack_data()
+    loaded = load_catalog(ROOT / "detections").find("T1218.003")[0]
+    context = attack_context(loaded, attack)
+    page = out / "T1218.003-cmstp.txt"
+    page.write_text(render_plain(detection_document(loaded, attack)), encoding="utf-8")
+    kinds = [s.kind for s in loaded.scenarios]
+    click.echo(f"[catalog] assay show T1218.003: {loaded.detection.title} | "
+               f"{', '.join(t.name for t in context.tactics)} > {context.technique_label} > "
+               f"{context.subtechnique_label} | severity {loaded.detection.severity} | forms "
+               f"{', '.join(loaded.forms)} | {kinds.count('attack')} attack + {kinds.count('benign')} benign "
+               f"scenarios -> {page}")
+
+
 def step_ingest(out: Path) -> Path:
     """Ingest the bundled sample ``samples/cmstp-case`` into ``<out>/demo.duckdb`` and print the summary."""
     from assay.ingest import ingest_paths
@@ -36,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     click.echo("Assay demo")
+    step_catalog(out)
     step_ingest(out)
     return 0
 
