@@ -132,7 +132,7 @@ def test_raw_events_keep_every_original_field(shared_db: tuple[DuckDBEngine, Ing
     assert isinstance(fields, dict)
     for name in ("Image", "CommandLine", "ParentImage", "Hashes", "ProcessGuid", "LogonGuid", "UtcTime"):
         assert fields.get(name), name
-    assert fields["EventID"] == "1" and event["Channel"] == "Microsoft-Windows-Sysmon/Operational"
+    assert event["EventID"] == 1 and event["Channel"] == "Microsoft-Windows-Sysmon/Operational"
     # What no column took is listed in the summary and kept in AdditionalFields.
     assert "ProcessGuid" in summary.unmapped_fields["sysmon-1-process-create"]
     extra = rows(engine, """SELECT AdditionalFields->>'ProcessGuid' AS guid FROM DeviceProcessEvents

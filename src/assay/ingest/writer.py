@@ -61,12 +61,12 @@ def _raw_select(source_format: str) -> str:
         SELECT $first_id + Position, {timestamp_sql('s.Event.System.TimeCreated."#attributes".SystemTime')},
                s.Event.System.Channel, s.Event.System.Provider."#attributes".Name, EventID,
                s.Event.System.Computer, {file_and_format},
-               map_concat({_system_map('EventID', 's.Event.System.Channel', 's.Event.System.Computer',
-                                       's.Event.System.Provider."#attributes".Name')},
-                          coalesce(json_transform(s.Event.EventData, '{_MAP_SHAPE}'),
-                                   json_transform(json_extract(s.Event.UserData, '$.*')[1], '{_MAP_SHAPE}')))
+               coalesce(event_data, json_transform(json_extract(s.Event.UserData, '$.*')[1], '{_MAP_SHAPE}'))
         FROM (SELECT *, {event_id} AS EventID FROM (
-              SELECT Position, SourceFile, SourceRecord, json_transform(Text, '{_EVTX_SHAPE}') AS s FROM {STAGING} {valid}))
+              SELECT Position, SourceFile, SourceRecord, json_transform(Text, '{_EVTX_SHAPE}') AS s,
+                     -- straight from the text: converting the extracted JSON value again is 3x slower
+                     json_transform(json_extract(Text, '$.Event.EventData'), '{_MAP_SHAPE}') AS event_data
+              FROM {STAGING} {valid}))
         """
     if source_format == ECS:
         return f"""
@@ -74,9 +74,7 @@ def _raw_select(source_format: str) -> str:
                s.winlog.provider_name,
                TRY_CAST(s.winlog.event_id AS INTEGER), coalesce(s.winlog.computer_name, s.host.name),
                {file_and_format},
-               map_concat({_system_map('s.winlog.event_id', 's.winlog.channel',
-                                       'coalesce(s.winlog.computer_name, s.host.name)', 's.winlog.provider_name')},
-                          coalesce(s.winlog.event_data, s.winlog.user_data))
+               coalesce(s.winlog.event_data, s.winlog.user_data)
         FROM (SELECT Position, SourceFile, SourceRecord, json_transform(Text, '{_ECS_SHAPE}') AS s
               FROM {STAGING} WHERE {_VALID_OBJECT})
         """
