@@ -1,7 +1,178 @@
-"""CLI commands for the kql stage (registered by assay.cli.main)."""
+"""CLI commands for the kql stage: ``assay kql QUERY|FILE`` runs a query, ``assay kql check FILE...`` validates.
+
+Thin layer over :mod:`assay.kql`; errors are AssayErrors rendered by the main group (line:col and a caret).
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
 import click
 
-COMMANDS: list[click.Command] = []
+from assay.cli.output import emit_json, json_default, print_table, render_error
+from assay.errors import AssayError, KqlError, UsageError
+
+
+def _read_query(query: str) -> tuple[str, str | None]:
+    """QUERY is a file when it names an existing file (or ends in .kql), else KQL text."""
+    candidate = Path(query)
+    looks_like_file = query.endswith((".kql", ".csl", ".kusto")) and "\n" not in query and "|" not in query
+    try:
+        exists = candidate.is_file()
+    except OSError:
+        exists = False
+    if exists:
+        try:
+            return candidate.read_text(encoding="utf-8-sig"), str(candidate)
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"cannot read {candidate}: {error}") from error
+    if looks_like_file:
+        raise UsageError(f"query file {query} does not exist", hint="pass the KQL text or an existing .kql file")
+    return query, None
+
+
+class KqlGroup(click.Group):
+    """``assay kql QUERY`` runs a query; ``assay kql check FILE...`` validates: QUERY falls through to ``run``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("kql", cls=KqlGroup)
+def kql_group() -> None:
+    """Run Kusto (KQL) queries locally on DuckDB, or check them without running.
+
+    \b
+    Examples:
+      assay kql detections/T1218.003-cmstp/sentinel.kql --db case.duckdb
+      assay kql 'print now(), ago(1d)' --now 2024-05-01T00:00:00Z
+      assay kql 'DeviceProcessEvents | take 5' --sql spark
+      assay kql check detections/*/sentinel.kql
+    """
+
+
+@kql_group.command("run")
+@click.argument("query")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="DuckDB file with ingested tables (default: $ASSAY_DB or .assay/assay.duckdb if present).")
+@click.option("--now", "now", help="Fix now() (and ago()) to this ISO 8601 time, for reproducible results.")
+@click.option("--format", "output_format", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True, help="Output format.")
+@click.option("--sql", "sql_dialect", type=click.Choice(["duckdb", "spark"]),
+              help="Print the compiled SQL for this engine instead of running the query.")
+def run_command(query: str, db_path: Path | None, now: str | None, output_format: str,
+                sql_dialect: str | None) -> None:
+    """Run QUERY (KQL text or a .kql file) and print its rows."""
+    from assay import kql
+    from assay.engine import default_db_path
+
+    text, file = _read_query(query)
+    if sql_dialect:
+        engine = None
+        if db_path is not None:
+            if not db_path.exists():
+                raise UsageError(f"database {db_path} does not exist")
+            from assay.engine import DuckDBEngine
+
+            engine = DuckDBEngine(db_path, read_only=True)
+        try:
+            tables = kql.table_schemas(engine)
+        finally:
+            if engine is not None:
+                engine.close()
+        compiled = kql.compile(text, tables=tables, now=now, dialect=sql_dialect, file=file)
+        click.echo(compiled.sql)
+        return
+    if db_path is None:
+        default = default_db_path()
+        db_path = default if default.exists() else None
+    result = kql.run(text, db=db_path, now=now, file=file)
+    names = list(result.column_names)
+    if output_format == "json":
+        emit_json({"columns": [{"name": n, "type": t} for n, t in result.columns],
+                   "rows": result.as_dicts(), "now": result.now, "sql": result.sql})
+    elif output_format == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(names)
+        for row in result.rows:
+            writer.writerow([_csv_value(v) for v in row])
+        click.echo(buffer.getvalue(), nl=False)
+    else:
+        print_table(names, [[_display(v) for v in row] for row in result.rows])
+        click.echo(f"({len(result.rows)} row{'s' if len(result.rows) != 1 else ''})", err=True)
+
+
+def _display(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=json_default, ensure_ascii=False)
+    return value
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=json_default, ensure_ascii=False)
+    return json_default(value) if not isinstance(value, str | int | float | bool) else value
+
+
+@kql_group.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also accept the tables found in this DuckDB file.")
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="Output format.")
+def check_command(files: tuple[Path, ...], db_path: Path | None, output_format: str) -> None:
+    """Check the syntax and schema of KQL FILES without running them (exit 1 if any fails)."""
+    from assay import kql
+
+    engine = None
+    if db_path is not None:
+        if not db_path.exists():
+            raise UsageError(f"database {db_path} does not exist")
+        from assay.engine import DuckDBEngine
+
+        engine = DuckDBEngine(db_path, read_only=True)
+    try:
+        tables = kql.table_schemas(engine)
+    finally:
+        if engine is not None:
+            engine.close()
+    results: list[dict[str, Any]] = []
+    failed = 0
+    for path in files:
+        if not path.is_file():
+            raise UsageError(f"{path} is not a file")
+        text = path.read_text(encoding="utf-8-sig")
+        try:
+            kql.check(text, file=str(path), tables=tables)
+            results.append({"file": str(path), "ok": True})
+        except KqlError as error:
+            failed += 1
+            results.append({"file": str(path), "ok": False, "error": error.message,
+                            "line": error.span.line if error.span else None,
+                            "col": error.span.col if error.span else None, "hint": error.hint,
+                            "kind": type(error).__name__})
+            if output_format == "table":
+                click.echo(render_error(error), err=True)
+        except AssayError as error:
+            failed += 1
+            results.append({"file": str(path), "ok": False, "error": error.message})
+            if output_format == "table":
+                click.echo(render_error(error), err=True)
+    if output_format == "json":
+        emit_json({"checked": len(files), "failed": failed, "results": results})
+    else:
+        click.echo(f"{len(files) - failed} of {len(files)} KQL file(s) OK")
+    if failed:
+        raise SystemExit(1)
+
+
+COMMANDS: list[click.Command] = [kql_group]

@@ -1,1 +1,205 @@
-"""Kusto Query Language: lexer, recursive-descent parser, binder and lowering to sqlglot."""
+"""Kusto Query Language, run locally: lexer, recursive-descent parser, binder and lowering to sqlglot.
+
+Public API (used by the catalog lint, the proof runner and the CLI)::
+
+    parse(text, file=None) -> ast.Query            syntax only
+    check(text, file=None, tables=None) -> None    parse + bind (unknown columns, type errors), raises KqlError
+    compile(text, tables=None, now=None, dialect="duckdb") -> Compiled(tree, sql, columns)
+    run(text, db=None|path|DuckDBEngine, now=None) -> KqlResult(columns, rows, sql)
+
+A detection's alert predicate can be evaluated over a query's output by string concatenation:
+``run(query + "\\n| where " + predicate)``.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlglot import exp
+
+from assay.errors import KqlError, KqlSyntaxError, SourceSpan
+from assay.kql import ast
+from assay.kql.binder import ORDINAL, Binder, Relation, decode_value
+from assay.kql.parser import parse as _parse
+
+__all__ = ["Compiled", "KqlResult", "check", "compile", "parse", "run", "table_schemas"]
+
+TableMap = Mapping[str, Sequence[tuple[str, str]]]
+
+
+def parse(text: str, *, file: str | None = None) -> ast.Query:
+    """Parse KQL text; raises KqlSyntaxError (line:col, source line) on bad syntax."""
+    try:
+        return _parse(text, file=file)
+    except RecursionError:
+        raise KqlSyntaxError("query is nested too deeply", SourceSpan(file, 1, 1, text),
+                             "simplify the query or split it with let statements") from None
+
+
+def _database_columns(engine: Any) -> dict[str, list[tuple[str, str]]]:
+    """Every table's columns (DuckDB types) in one catalog query (information_schema is slow per table)."""
+    rows = engine.connection.execute(
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+        "WHERE schema_name = 'main' AND NOT internal ORDER BY table_name, column_index").fetchall()
+    tables: dict[str, list[tuple[str, str]]] = {}
+    for table_name, column_name, data_type in rows:
+        tables.setdefault(str(table_name), []).append((str(column_name), str(data_type)))
+    return tables
+
+
+def table_schemas(engine: Any | None = None) -> dict[str, list[tuple[str, str]]]:
+    """Canonical tables from ``assay.schema`` plus every table found in the DuckDB engine (Kusto types)."""
+    from assay.kql.typed import kusto_type_of_duckdb
+    from assay.schema import canonical_tables
+
+    tables: dict[str, list[tuple[str, str]]] = {
+        name: [(c.name, c.kusto_type) for c in table.columns] for name, table in canonical_tables().items()}
+    if engine is not None:
+        for table_name, columns in _database_columns(engine).items():
+            if table_name in tables:
+                continue
+            tables[table_name] = [(name, kusto_type_of_duckdb(sql_type)) for name, sql_type in columns]
+    return tables
+
+
+def _json_columns(engine: Any | None) -> dict[str, set[str]]:
+    """Columns stored as MAP/LIST/STRUCT in DuckDB: the binder converts them to JSON when read."""
+    from assay.schema import RAW_EVENTS
+
+    if engine is None:
+        return {RAW_EVENTS: {"Fields"}}
+    columns: dict[str, set[str]] = {}
+    for table_name, table_columns in _database_columns(engine).items():
+        for name, sql_type in table_columns:
+            upper = sql_type.upper()
+            if upper.startswith(("MAP", "STRUCT")) or upper.endswith("]"):
+                columns.setdefault(table_name, set()).add(name)
+    return columns
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A bound query: the sqlglot tree, SQL text for the dialect, and output columns (name, Kusto type)."""
+
+    tree: exp.Expr
+    sql: str
+    columns: tuple[tuple[str, str], ...]
+    dialect: str = "duckdb"
+
+
+@dataclass(frozen=True)
+class KqlResult:
+    """Rows a KQL query returned, its columns (name, Kusto type) and the SQL that ran."""
+
+    columns: tuple[tuple[str, str], ...]
+    rows: tuple[tuple[Any, ...], ...]
+    sql: str
+    now: datetime | None = field(default=None)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.columns)
+
+    def as_dicts(self) -> builtins.list[dict[str, Any]]:
+        return [dict(zip(self.column_names, row, strict=True)) for row in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def _now(now: datetime | str | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    if isinstance(now, str):
+        from assay.kql.values import parse_datetime_literal
+
+        parsed = parse_datetime_literal(now)
+        if parsed is None:
+            from assay.errors import UsageError
+
+            raise UsageError(f"invalid --now value {now!r}", hint="use ISO 8601, e.g. 2024-05-01T12:00:00Z")
+        return parsed
+    if now.tzinfo is not None:
+        now = now.astimezone(UTC).replace(tzinfo=None)
+    return now
+
+
+def _final_select(relation: Relation) -> exp.Expr:
+    """The outermost SELECT: visible columns only, ordered by the hidden ordinal when the query sorted."""
+    if not relation.ordered:
+        return relation.select  # unsorted, or ending in sort/top whose SELECT has the ORDER BY
+    alias = "_final"
+    return exp.select(*[exp.column(name, quoted=True) for name, _ in relation.columns]).from_(
+        exp.Subquery(this=relation.select, alias=exp.TableAlias(this=exp.to_identifier(alias)))).order_by(
+        exp.Ordered(this=exp.column(ORDINAL, quoted=True)))
+
+
+def _bind(text: str, file: str | None, tables: TableMap | None, now: datetime | str | None,
+          engine: Any | None = None) -> tuple[Relation, datetime]:
+    query = parse(text, file=file)
+    schemas = dict(tables) if tables is not None else table_schemas(engine)
+    fixed_now = _now(now)
+    try:
+        relation = Binder(query, schemas, fixed_now, _json_columns(engine)).bind()
+    except RecursionError:
+        raise KqlSyntaxError("query is nested too deeply", SourceSpan(file, 1, 1, text),
+                             "simplify the query or split it with let statements") from None
+    return relation, fixed_now
+
+
+def check(text: str, *, file: str | None = None, tables: TableMap | None = None) -> None:
+    """Parse and bind ``text`` against the canonical tables (or ``tables``); raises KqlError, returns None."""
+    _bind(text, file, tables, None)
+
+
+def compile(text: str, *, tables: TableMap | None = None, now: datetime | str | None = None,
+            dialect: str = "duckdb", file: str | None = None) -> Compiled:
+    """Bind and lower ``text`` to a sqlglot tree; ``.sql`` is the text for ``dialect`` (duckdb or spark)."""
+    relation, _ = _bind(text, file, tables, now)
+    tree = _final_select(relation)
+    return Compiled(tree, _generate(tree, dialect), tuple(relation.columns), dialect)
+
+
+def _generate(tree: exp.Expr, dialect: str) -> str:
+    if dialect == "spark":
+        from assay.engine.spark_sql import to_spark_sql
+
+        return to_spark_sql(tree)
+    return tree.sql(dialect=dialect)
+
+
+def run(text: str, *, db: Any = None, now: datetime | str | None = None, file: str | None = None) -> KqlResult:
+    """Run ``text`` on DuckDB: ``db`` is None (in-memory, canonical tables empty), a path, or a DuckDBEngine."""
+    from assay.engine import DuckDBEngine
+    from assay.kql.runtime import install_macros
+
+    owns_engine = not isinstance(db, DuckDBEngine)
+    if isinstance(db, DuckDBEngine):
+        engine = db
+    elif db is None:
+        engine = DuckDBEngine(None)
+    else:
+        path = Path(db)
+        if not path.exists():
+            from assay.errors import UsageError
+
+            raise UsageError(f"database {path} does not exist", hint="create it with `assay ingest ... --db FILE`")
+        engine = DuckDBEngine(path, read_only=True)
+    try:
+        relation, fixed_now = _bind(text, file, None, now, engine)
+        tree = _final_select(relation)
+        install_macros(engine)
+        result = engine.run(tree.sql(dialect="duckdb"))
+    except KqlError:
+        raise
+    finally:
+        if owns_engine:
+            engine.close()
+    rows = tuple(tuple(decode_value(value, kusto_type) for value, (_, kusto_type) in
+                       zip(row, relation.columns, strict=True)) for row in result.rows)
+    return KqlResult(tuple(relation.columns), rows, result.sql, fixed_now)

@@ -1,0 +1,97 @@
+"""Spark SQL generation for trees lowered from KQL: DuckDB-named functions mapped to Spark equivalents.
+
+The KQL binder emits some DuckDB function names as anonymous calls (json_extract, regexp_extract, epoch_us...);
+sqlglot's Spark generator cannot know them, so this module rewrites them first, as a table (not a pile of ifs).
+Functions without a Spark equivalent are left as they are and listed by :func:`spark_gaps`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlglot import exp
+
+
+def _anon(name: str, *args: exp.Expr) -> exp.Expr:
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+def _json_path(path: exp.Expr) -> exp.Expr:
+    """DuckDB '$."a"."b"' → Spark '$.a.b' (get_json_object does not take quoted keys)."""
+    if isinstance(path, exp.Literal) and path.is_string:
+        text = path.this
+        converted = []
+        index = 0
+        while index < len(text):
+            if text.startswith('."', index):
+                end = text.index('"', index + 2)
+                key = text[index + 2:end]
+                converted.append(f".{key}" if key.isidentifier() else f"['{key}']")
+                index = end + 1
+            else:
+                converted.append(text[index])
+                index += 1
+        return exp.Literal.string("".join(converted))
+    return path
+
+
+SPARK_FUNCTIONS: dict[str, Callable[[list[exp.Expr]], exp.Expr]] = {
+    "json_extract": lambda a: _anon("get_json_object", a[0], _json_path(a[1])),
+    "json_extract_string": lambda a: _anon("get_json_object", a[0], _json_path(a[1])),
+    "regexp_extract": lambda a: _anon("regexp_extract", *a),
+    "epoch_us": lambda a: _anon("unix_micros", *a),
+    "make_timestamp": lambda a: _anon("timestamp_micros", *a) if len(a) == 1 else _anon("make_timestamp", *a),
+    "to_microseconds": lambda a: exp.Interval(this=a[0], unit=exp.Var(this="MICROSECOND")),
+    "epoch": lambda a: _anon("extract", exp.Var(this="EPOCH FROM " + a[0].sql("spark"))),
+    "regexp_extract_all": lambda a: _anon("regexp_extract_all", *a),
+    "string_split": lambda a: _anon("split", a[0], a[1]),
+    "strftime": lambda a: _anon("date_format", *a),
+    "to_json": lambda a: _anon("to_json", *a),
+    "len": lambda a: _anon("size", *a),
+    "list_value": lambda a: _anon("array", *a),
+    "list_contains": lambda a: _anon("array_contains", *a),
+    "list_distinct": lambda a: _anon("array_distinct", *a),
+    "list_concat": lambda a: _anon("concat", *a),
+    "list_intersect": lambda a: _anon("array_intersect", *a),
+    "list_filter": lambda a: _anon("filter", *a),
+    "list_transform": lambda a: _anon("transform", *a),
+    "flatten": lambda a: _anon("flatten", *a),
+    "from_json": lambda a: _anon("from_json", a[0], exp.Literal.string("array<string>")),
+    "json_array_length": lambda a: _anon("json_array_length", *a),
+    "json_keys": lambda a: _anon("json_object_keys", *a),
+    "generate_series": lambda a: _anon("sequence", *a),
+    "quantile_disc": lambda a: _anon("percentile_disc", *a) if False else _anon("percentile", *a),
+    "sha256": lambda a: _anon("sha2", a[0], exp.Literal.number(256)),
+    "regexp_replace": lambda a: _anon("regexp_replace", *a[:3]),
+    "concat_ws": lambda a: _anon("concat_ws", *a),
+    "substr": lambda a: _anon("substr", *a),
+    "trunc": lambda a: _anon("cast", exp.Var(this=a[0].sql("spark") + " AS BIGINT")),
+    "date_trunc": lambda a: _anon("date_trunc", *a),
+    "date_diff": lambda a: _anon("datediff", *a),
+    "date_part": lambda a: _anon("date_part", *a),
+}
+
+#: Functions kept by name because Spark has the same one.
+SPARK_SAME = frozenset({"hour", "day", "month", "year", "dayofyear", "weekofyear", "dayofweek", "md5", "sha1",
+                        "reverse", "floor", "sign", "ln", "log10", "log2", "sqrt", "exp", "sin", "cos", "tan",
+                        "asin", "acos", "atan", "pi", "random", "isnan", "replace", "split_part", "to_base64",
+                        "from_base64", "url_decode", "url_encode", "hex", "decode", "encode", "try"})
+
+
+def spark_gaps(tree: exp.Expr) -> list[str]:
+    """DuckDB function names in ``tree`` with no Spark mapping (the Spark SQL will fail on them)."""
+    names = {node.name.lower() for node in tree.find_all(exp.Anonymous)}
+    return sorted(n for n in names if n not in SPARK_FUNCTIONS and n not in SPARK_SAME)
+
+
+def to_spark_sql(tree: exp.Expr) -> str:
+    """Spark SQL text for a KQL-lowered tree."""
+
+    def rewrite(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Anonymous):
+            mapping = SPARK_FUNCTIONS.get(node.name.lower())
+            if mapping is not None:
+                return mapping(list(node.expressions))
+        return node
+
+    return tree.copy().transform(rewrite).sql(dialect="spark")

@@ -1,0 +1,944 @@
+"""Hand-written recursive-descent parser: tokens → :mod:`assay.kql.ast`.
+
+Recursive descent gives precise errors ("expected ')' after the arguments of count, found 'by'") and is what
+Microsoft's own Kusto parser does. Nesting depth is bounded so hostile input gives a KqlSyntaxError, never a
+RecursionError.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any, NoReturn
+
+from assay.errors import KqlSyntaxError, KqlUnsupportedError, SourceSpan, did_you_mean
+from assay.kql import ast
+from assay.kql.lexer import TIMESPAN_UNITS, Token, TokenKind, tokenize
+
+MAX_DEPTH = 200
+
+#: Tabular operators we parse (→ supported or a clear KqlUnsupportedError from the parser itself).
+TABULAR_OPERATORS = (
+    "where", "filter", "extend", "project", "project-away", "project-keep", "project-rename", "project-reorder",
+    "summarize", "sort", "order", "top", "take", "limit", "distinct", "count", "join", "lookup", "union",
+    "mv-expand", "parse", "parse-where", "as", "invoke", "render", "serialize",
+)
+#: Operators Kusto has and Assay does not run (named so the error says so instead of "unknown operator").
+UNSUPPORTED_OPERATORS = (
+    "make-series", "mv-apply", "evaluate", "sample", "sample-distinct", "top-nested", "top-hitters", "fork",
+    "facet", "partition", "scan", "reduce", "getschema", "project-smart", "parse-kv", "consume", "find",
+    "search", "externaldata", "lookup-hint", "partition-by", "sql", "graph-match", "make-graph", "execute",
+)
+COMPARISON_OPS = (
+    "==", "!=", "<>", "<", "<=", ">", ">=", "=~", "!~",
+)
+STRING_OPS = (
+    "has", "!has", "has_cs", "!has_cs", "hasprefix", "!hasprefix", "hasprefix_cs", "!hasprefix_cs",
+    "hassuffix", "!hassuffix", "hassuffix_cs", "!hassuffix_cs", "contains", "!contains", "contains_cs",
+    "!contains_cs", "startswith", "!startswith", "startswith_cs", "!startswith_cs", "endswith", "!endswith",
+    "endswith_cs", "!endswith_cs", "like", "notlike", "contains_cs",
+)
+LIST_OPS = ("in", "!in", "in~", "!in~", "has_any", "has_all", "!has_any", "!has_all")
+SCALAR_TYPES = ("string", "long", "int", "real", "double", "bool", "boolean", "datetime", "date", "timespan",
+                "time", "dynamic", "guid", "decimal", "uniqueid")
+TYPE_ALIASES = {"double": "real", "boolean": "bool", "date": "datetime", "time": "timespan", "uniqueid": "guid",
+                "decimal": "real", "int64": "long", "int32": "int", "float": "real"}
+
+
+def normalize_type(name: str) -> str:
+    lowered = name.lower()
+    return TYPE_ALIASES.get(lowered, lowered)
+
+
+class Parser:
+    def __init__(self, text: str, file: str | None = None) -> None:
+        self.text = text
+        self.file = file
+        self.tokens = tokenize(text, file)
+        self.index = 0
+        self.depth = 0
+
+    # ---------------------------------------------------------------- helpers
+    @property
+    def token(self) -> Token:
+        return self.tokens[self.index]
+
+    def peek(self, offset: int = 1) -> Token:
+        return self.tokens[min(self.index + offset, len(self.tokens) - 1)]
+
+    def span(self, token: Token | None = None) -> SourceSpan:
+        token = token or self.token
+        return SourceSpan(self.file, token.line, token.col, self.text)
+
+    def pos(self, token: Token | None = None) -> ast.Pos:
+        token = token or self.token
+        return (token.line, token.col)
+
+    def fail(self, message: str, token: Token | None = None, hint: str | None = None) -> NoReturn:
+        raise KqlSyntaxError(message, self.span(token), hint)
+
+    def advance(self) -> Token:
+        token = self.token
+        if token.kind is not TokenKind.EOF:
+            self.index += 1
+        return token
+
+    def at_end(self) -> bool:
+        return self.token.kind is TokenKind.EOF
+
+    def at_op(self, *ops: str) -> bool:
+        return self.token.kind is TokenKind.OP and self.token.text in ops
+
+    def at_word(self, *words: str) -> bool:
+        return self.token.kind is TokenKind.IDENT and self.token.text.lower() in words
+
+    def accept_op(self, op: str) -> bool:
+        if self.at_op(op):
+            self.advance()
+            return True
+        return False
+
+    def accept_word(self, word: str) -> bool:
+        if self.at_word(word):
+            self.advance()
+            return True
+        return False
+
+    def expect_op(self, op: str, context: str) -> Token:
+        if not self.at_op(op):
+            self.fail(f"expected '{op}' {context}, found {self.token.describe()}")
+        return self.advance()
+
+    def expect_word(self, word: str, context: str) -> Token:
+        if not self.at_word(word):
+            self.fail(f"expected '{word}' {context}, found {self.token.describe()}")
+        return self.advance()
+
+    def expect_ident(self, context: str) -> Token:
+        token = self.token
+        if token.kind is TokenKind.IDENT:
+            return self.advance()
+        if token.kind is TokenKind.OP and token.text == "[" and self.peek().kind is TokenKind.STRING \
+                and self.peek(2).kind is TokenKind.OP and self.peek(2).text == "]":
+            self.advance()
+            name = self.advance()
+            self.advance()
+            return Token(TokenKind.IDENT, name.text, token.line, token.col, token.offset, name.end)
+        self.fail(f"expected a name {context}, found {token.describe()}")
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self.fail(f"query is nested too deeply (more than {MAX_DEPTH} levels)",
+                      hint="simplify the expression or split it with let statements")
+
+    def leave(self) -> None:
+        self.depth -= 1
+
+    # ---------------------------------------------------------------- statements
+    def parse_query(self) -> ast.Query:
+        lets: list[ast.LetStatement] = []
+        body: ast.Expr | ast.TabularExpr | None = None
+        while not self.at_end():
+            if self.accept_op(";"):
+                continue
+            if self.at_word("let"):
+                lets.append(self.parse_let())
+            elif self.at_word("set"):
+                # client request properties (set notruncation;) do not change results here
+                while not self.at_op(";") and not self.at_end():
+                    self.advance()
+            elif self.at_word("declare", "alias", "pattern", "restrict"):
+                raise KqlUnsupportedError(f"'{self.token.text}' statements are not supported",
+                                          self.span(), "inline the values with let statements")
+            else:
+                if body is not None:
+                    self.fail("a query can have only one result expression; separate statements with ';'",
+                              hint="make the earlier expression a let statement")
+                body = self.parse_statement_expression()
+                if not (self.at_op(";") or self.at_end()):
+                    self.fail(f"unexpected {self.token.describe()} after the end of the query",
+                              hint="tabular operators must follow a '|'")
+        return ast.Query(tuple(lets), body, self.text, self.file)
+
+    def parse_let(self) -> ast.LetStatement:
+        start = self.expect_word("let", "")
+        name = self.expect_ident("after 'let'").text
+        self.expect_op("=", f"after 'let {name}'")
+        if self.at_word("view") and self.peek().kind is TokenKind.OP and self.peek().text == "(":
+            self.advance()
+        if self.at_op("(") and self._looks_like_function():
+            parameters = self.parse_parameters()
+            self.expect_op("{", f"to open the body of function {name}")
+            body = self.parse_function_body()
+            self.expect_op("}", f"to close the body of function {name}")
+            return ast.LetStatement(self.pos(start), name, None, tuple(parameters), body)
+        value = self.parse_statement_expression()
+        if not (self.at_op(";") or self.at_end()):
+            self.fail(f"expected ';' after let {name}, found {self.token.describe()}")
+        return ast.LetStatement(self.pos(start), name, value)
+
+    def _looks_like_function(self) -> bool:
+        """``(`` starts a parameter list when it closes and is followed by ``{``."""
+        depth = 0
+        index = self.index
+        while index < len(self.tokens):
+            token = self.tokens[index]
+            if token.kind is TokenKind.OP and token.text == "(":
+                depth += 1
+            elif token.kind is TokenKind.OP and token.text == ")":
+                depth -= 1
+                if depth == 0:
+                    following = self.tokens[index + 1] if index + 1 < len(self.tokens) else token
+                    return following.kind is TokenKind.OP and following.text == "{"
+            elif token.kind is TokenKind.EOF:
+                return False
+            index += 1
+        return False
+
+    def parse_parameters(self) -> list[ast.Parameter]:
+        self.expect_op("(", "to open the parameter list")
+        parameters: list[ast.Parameter] = []
+        while not self.at_op(")"):
+            name = self.expect_ident("for a parameter").text
+            self.expect_op(":", f"after parameter {name}")
+            if self.accept_op("("):
+                depth = 1
+                while depth and not self.at_end():
+                    token = self.advance()
+                    if token.kind is TokenKind.OP and token.text == "(":
+                        depth += 1
+                    elif token.kind is TokenKind.OP and token.text == ")":
+                        depth -= 1
+                kusto_type = "table"
+            else:
+                kusto_type = normalize_type(self.expect_ident(f"for the type of parameter {name}").text)
+            default = None
+            if self.accept_op("="):
+                default = self.parse_expression()
+            parameters.append(ast.Parameter(name, kusto_type, default))
+            if not self.accept_op(","):
+                break
+        self.expect_op(")", "to close the parameter list")
+        return parameters
+
+    def parse_function_body(self) -> ast.Query:
+        lets: list[ast.LetStatement] = []
+        body: ast.Expr | ast.TabularExpr | None = None
+        while not self.at_op("}") and not self.at_end():
+            if self.accept_op(";"):
+                continue
+            if self.at_word("let"):
+                lets.append(self.parse_let())
+            else:
+                body = self.parse_statement_expression()
+        return ast.Query(tuple(lets), body, self.text, self.file)
+
+    # ---------------------------------------------------------------- tabular
+    def parse_statement_expression(self) -> ast.Expr | ast.TabularExpr:
+        """A tabular expression with pipes, or a scalar expression (decided by what follows)."""
+        self.enter()
+        try:
+            source: ast.Expr | ast.TabularExpr
+            if self.token.kind is TokenKind.IDENT and self.token.text.lower() in (
+                    "datatable", "print", "range", "union", "externaldata", "external_data", "find", "search",
+                    "evaluate", "materialize") and self._tabular_keyword_context():
+                source = self.parse_tabular_source()
+            elif self.at_op("|"):
+                self.fail("a query cannot start with '|'", hint="start with a table name")
+            else:
+                source = self.parse_expression()
+            if not self.at_op("|"):
+                return source
+            tabular = self.to_tabular(source)
+            while self.accept_op("|"):
+                tabular = ast.Pipe(tabular.pos, tabular, self.parse_operator())
+            return tabular
+        finally:
+            self.leave()
+
+    def _tabular_keyword_context(self) -> bool:
+        word = self.token.text.lower()
+        following = self.peek()
+        if word == "materialize":
+            return True
+        if word in ("print", "union", "find", "search", "evaluate"):
+            return not (following.kind is TokenKind.OP and following.text in ("=", "==", ".", "|", ";", ")"))
+        return (following.kind is TokenKind.OP and following.text == "(") or \
+            (word == "range" and following.kind is TokenKind.IDENT)
+
+    def to_tabular(self, source: ast.Expr | ast.TabularExpr) -> ast.TabularExpr:
+        if isinstance(source, ast.TabularExpr):
+            return source
+        if isinstance(source, ast.Name):
+            return ast.TableRef(source.pos, source.name)
+        if isinstance(source, ast.Call):
+            return ast.FunctionSource(source.pos, source.name, source.args)
+        if isinstance(source, ast.TabularArg):
+            return source.query
+        raise KqlSyntaxError("expected a table before '|'",
+                             SourceSpan(self.file, source.pos[0], source.pos[1], self.text),
+                             "a tabular expression starts with a table name, a let name, datatable, print or range")
+
+    def parse_tabular_source(self) -> ast.TabularExpr:
+        token = self.token
+        word = token.text.lower()
+        if word == "datatable":
+            return self.parse_datatable()
+        if word == "print":
+            self.advance()
+            return ast.Print(self.pos(token), tuple(self.parse_assignments("print")))
+        if word == "range":
+            self.advance()
+            column = self.expect_ident("after 'range'").text
+            self.expect_word("from", f"after 'range {column}'")
+            start = self.parse_expression()
+            self.expect_word("to", "in range")
+            stop = self.parse_expression()
+            self.expect_word("step", "in range")
+            step = self.parse_expression()
+            return ast.Range(self.pos(token), column, start, stop, step)
+        if word == "union":
+            self.advance()
+            operator = self.parse_union_body(token)
+            return ast.Union(operator.pos, operator.sources, operator.kind, operator.withsource, operator.isfuzzy)
+        if word in ("externaldata", "external_data"):
+            raise KqlUnsupportedError("externaldata is not available offline: Assay runs without network access",
+                                      self.span(), "load the data into a table with `assay ingest`, or use datatable")
+        if word == "materialize":
+            self.advance()
+            self.expect_op("(", "after materialize")
+            inner = self.to_tabular(self.parse_statement_expression())
+            self.expect_op(")", "to close materialize(...)")
+            return inner
+        raise KqlUnsupportedError(f"the '{word}' operator is not supported", self.span(),
+                                  "rewrite the query with where/union over named tables")
+
+    def parse_datatable(self) -> ast.TabularExpr:
+        token = self.advance()
+        self.expect_op("(", "after datatable")
+        columns: list[tuple[str, str]] = []
+        while not self.at_op(")"):
+            name = self.expect_ident("for a datatable column").text
+            self.expect_op(":", f"after datatable column {name}")
+            type_token = self.expect_ident(f"for the type of column {name}")
+            kusto_type = normalize_type(type_token.text)
+            if kusto_type not in {normalize_type(t) for t in SCALAR_TYPES}:
+                self.fail(f"unknown type {type_token.text!r}", type_token,
+                          f"did you mean {did_you_mean(type_token.text, SCALAR_TYPES) or 'string'}?")
+            columns.append((name, kusto_type))
+            if not self.accept_op(","):
+                break
+        self.expect_op(")", "to close the datatable schema")
+        self.expect_op("[", "to open the datatable values")
+        values: list[ast.Expr] = []
+        while not self.at_op("]"):
+            values.append(self.parse_expression())
+            if not self.accept_op(","):
+                break
+        self.expect_op("]", "to close the datatable values")
+        if columns and len(values) % len(columns):
+            self.fail(f"datatable has {len(values)} values for {len(columns)} columns; "
+                      "the count must be a multiple of the column count", token)
+        return ast.Datatable(self.pos(token), tuple(columns), tuple(values))
+
+    def parse_options(self) -> dict[str, tuple[str, Token]]:
+        """``kind=inner hint.strategy=shuffle withsource=T`` style options before an operator's body."""
+        options: dict[str, tuple[str, Token]] = {}
+        while self.token.kind is TokenKind.IDENT and self.peek().kind is TokenKind.OP and \
+                self.peek().text in ("=", "."):
+            start = self.index
+            name_parts = [self.advance().text]
+            while self.accept_op("."):
+                name_parts.append(self.expect_ident("in an option name").text)
+            if not self.accept_op("="):
+                self.index = start
+                break
+            value_token = self.advance()
+            value = value_token.text
+            while value_token.kind is TokenKind.IDENT and self.at_op("."):  # dotted values
+                self.advance()
+                value += "." + self.advance().text
+            options[".".join(name_parts).lower()] = (value, value_token)
+        return options
+
+    def parse_operator(self) -> ast.Operator:
+        token = self.token
+        if token.kind is not TokenKind.IDENT:
+            self.fail(f"expected a tabular operator after '|', found {token.describe()}",
+                      hint="for example: where, extend, project, summarize")
+        word = token.text.lower()
+        if word in UNSUPPORTED_OPERATORS:
+            raise KqlUnsupportedError(f"the '{word}' operator is not supported", self.span(),
+                                      "see docs/kql-support.md for what Assay runs")
+        if word not in TABULAR_OPERATORS:
+            suggestion = did_you_mean(word, TABULAR_OPERATORS + UNSUPPORTED_OPERATORS)
+            self.fail(f"unknown tabular operator '{token.text}'", token,
+                      f"did you mean '{suggestion}'?" if suggestion else "see docs/kql-support.md")
+        self.advance()
+        pos = self.pos(token)
+        if word in ("where", "filter"):
+            return ast.Where(pos, "where", self.parse_expression())
+        if word == "extend":
+            return ast.Extend(pos, word, tuple(self.parse_assignments(word)))
+        if word == "project":
+            return ast.Project(pos, word, tuple(self.parse_assignments(word)))
+        if word in ("project-away", "project-keep", "project-reorder"):
+            patterns: list[tuple[str, ast.Pos, str | None]] = []
+            while True:
+                pattern_token = self.token
+                pattern = self.parse_column_pattern(word)
+                direction = None
+                if word == "project-reorder" and self.at_word("asc", "desc", "granny-asc", "granny-desc"):
+                    direction = self.advance().text.lower()
+                patterns.append((pattern, self.pos(pattern_token), direction))
+                if not self.accept_op(","):
+                    break
+            return ast.ProjectColumns(pos, word, tuple(patterns))
+        if word == "project-rename":
+            renames: list[tuple[str, str, ast.Pos]] = []
+            while True:
+                new_token = self.expect_ident("for the new column name")
+                self.expect_op("=", f"after {new_token.text} in project-rename")
+                old_token = self.expect_ident("for the column to rename")
+                renames.append((new_token.text, old_token.text, self.pos(old_token)))
+                if not self.accept_op(","):
+                    break
+            return ast.ProjectRename(pos, word, tuple(renames))
+        if word == "summarize":
+            self.parse_options()
+            aggregates: list[ast.Assignment] = []
+            if not self.at_word("by"):
+                aggregates = self.parse_assignments(word)
+            by: list[ast.Assignment] = []
+            if self.accept_word("by"):
+                by = self.parse_assignments("summarize by")
+            return ast.Summarize(pos, word, tuple(aggregates), tuple(by))
+        if word in ("sort", "order"):
+            self.parse_options()
+            self.expect_word("by", f"after '{word}'")
+            keys = [self.parse_sort_key()]
+            while self.accept_op(","):
+                keys.append(self.parse_sort_key())
+            return ast.Sort(pos, "sort", tuple(keys))
+        if word == "top":
+            count = self.parse_expression()
+            self.expect_word("by", "after 'top N'")
+            return ast.Top(pos, word, count, self.parse_sort_key())
+        if word in ("take", "limit"):
+            self.parse_options()
+            return ast.Take(pos, "take", self.parse_expression())
+        if word == "distinct":
+            if self.at_op("*"):
+                star = self.advance()
+                return ast.Distinct(pos, word, (ast.Star(self.pos(star)),))
+            columns = [self.parse_expression()]
+            while self.accept_op(","):
+                columns.append(self.parse_expression())
+            return ast.Distinct(pos, word, tuple(columns))
+        if word == "count":
+            return ast.Count(pos, word)
+        if word in ("join", "lookup"):
+            options = self.parse_options()
+            default_kind = "innerunique" if word == "join" else "leftouter"
+            kind = options.get("kind", (default_kind, token))[0].lower()
+            valid = ("innerunique", "inner", "leftouter", "rightouter", "fullouter", "leftanti", "rightanti",
+                     "leftsemi", "rightsemi", "leftantisemi", "rightantisemi", "anti", "semi") \
+                if word == "join" else ("leftouter", "inner")
+            if kind not in valid:
+                kind_token = options["kind"][1]
+                suggestion = did_you_mean(kind, list(valid))
+                self.fail(f"unknown {word} kind '{kind}'", kind_token,
+                          f"did you mean '{suggestion}'?" if suggestion else f"use one of {', '.join(valid)}")
+            kind = {"leftantisemi": "leftanti", "rightantisemi": "rightanti", "anti": "leftanti",
+                    "semi": "leftsemi"}.get(kind, kind)
+            right = self.parse_join_right()
+            self.expect_word("on", f"after the right side of {word}")
+            conditions = [self.parse_expression()]
+            while self.accept_op(","):
+                conditions.append(self.parse_expression())
+            return ast.Join(pos, word, kind, right, tuple(conditions), word == "lookup")
+        if word == "union":
+            return self.parse_union_body(token)
+        if word == "mv-expand":
+            options = self.parse_options()
+            item_index = options["with_itemindex"][0] if "with_itemindex" in options else None
+            if "bagexpansion" in options:
+                raise KqlUnsupportedError("mv-expand bagexpansion is not supported", self.span(token),
+                                          "expand arrays; for property bags use bag_keys() first")
+            expansions: list[tuple[str | None, ast.Expr, str | None]] = []
+            while True:
+                assignment = self.parse_assignment("mv-expand")
+                to_type = None
+                if self.accept_word("to"):
+                    self.expect_word("typeof", "after 'to' in mv-expand")
+                    self.expect_op("(", "after typeof")
+                    to_type = normalize_type(self.expect_ident("for the type in typeof(...)").text)
+                    self.expect_op(")", "to close typeof(...)")
+                expansions.append((assignment.name, assignment.expr, to_type))
+                if not self.accept_op(","):
+                    break
+            limit = self.parse_expression() if self.accept_word("limit") else None
+            return ast.MvExpand(pos, word, tuple(expansions), item_index, limit)
+        if word in ("parse", "parse-where"):
+            return self.parse_parse(pos, word)
+        if word == "as":
+            self.parse_options()
+            return ast.As(pos, word, self.expect_ident("after 'as'").text)
+        if word == "invoke":
+            name = self.expect_ident("after 'invoke'").text
+            self.expect_op("(", f"after invoke {name}")
+            args = self.parse_call_args()
+            return ast.Invoke(pos, word, name, tuple(args))
+        # render, serialize: no effect on the rows; skip their arguments
+        while not self.at_op("|", ";", ")") and not self.at_end():
+            if self.at_op("("):
+                self.skip_balanced()
+            else:
+                self.advance()
+        return ast.NoOp(pos, word)
+
+    def skip_balanced(self) -> None:
+        depth = 0
+        while not self.at_end():
+            token = self.advance()
+            if token.kind is TokenKind.OP and token.text == "(":
+                depth += 1
+            elif token.kind is TokenKind.OP and token.text == ")":
+                depth -= 1
+                if depth == 0:
+                    return
+
+    def parse_column_pattern(self, context: str) -> str:
+        parts: list[str] = []
+        start_index = self.index
+        while True:
+            if self.at_op("*"):
+                parts.append("*")
+                self.advance()
+            elif self.token.kind is TokenKind.IDENT or (self.at_op("[") and self.peek().kind is TokenKind.STRING):
+                if parts and parts[-1] != "*":
+                    break
+                parts.append(self.expect_ident("").text)
+            else:
+                break
+            # a pattern continues only when the next piece touches this one (Init*Name)
+            previous = self.tokens[self.index - 1]
+            if self.token.offset != previous.end:
+                break
+        if not parts:
+            self.index = start_index
+            self.fail(f"expected a column name or pattern in {context}, found {self.token.describe()}")
+        return "".join(parts)
+
+    def parse_union_body(self, token: Token) -> ast.UnionOp:
+        options = self.parse_options()
+        kind = options.get("kind", ("outer", token))[0].lower()
+        withsource = options.get("withsource", (None, token))[0]
+        isfuzzy = options.get("isfuzzy", ("false", token))[0].lower() == "true"
+        sources: list[ast.TabularExpr] = []
+        while True:
+            source_token = self.token
+            if self.at_op("("):
+                self.advance()
+                sources.append(self.to_tabular(self.parse_statement_expression()))
+                self.expect_op(")", "to close the union leg")
+            else:
+                name = self.parse_column_pattern("union")
+                if "*" in name:
+                    raise KqlUnsupportedError("union with table wildcards is not supported", self.span(source_token),
+                                              "name the tables")
+                if self.at_op("("):
+                    self.advance()
+                    sources.append(ast.FunctionSource(self.pos(source_token), name, tuple(self.parse_call_args())))
+                else:
+                    sources.append(ast.TableRef(self.pos(source_token), name))
+            if not self.accept_op(","):
+                break
+        return ast.UnionOp(self.pos(token), "union", tuple(sources), kind, withsource, isfuzzy)
+
+    def parse_join_right(self) -> ast.TabularExpr:
+        if self.accept_op("("):
+            right = self.to_tabular(self.parse_statement_expression())
+            self.expect_op(")", "to close the right side of the join")
+            return right
+        token = self.expect_ident("for the right side of the join (a table, or a query in parentheses)")
+        if self.at_op("("):
+            self.advance()
+            return ast.FunctionSource(self.pos(token), token.text, tuple(self.parse_call_args()))
+        return ast.TableRef(self.pos(token), token.text)
+
+    def parse_parse(self, pos: ast.Pos, word: str) -> ast.Parse:
+        options = self.parse_options()
+        kind = options.get("kind", ("simple", self.token))[0].lower()
+        if kind not in ("simple", "regex", "relaxed"):
+            self.fail(f"unknown parse kind '{kind}'", options["kind"][1], "use simple, regex or relaxed")
+        flags = options.get("flags", ("", self.token))[0]
+        source = self.parse_expression()
+        self.expect_word("with", f"after the source of {word}")
+        pattern: list[Any] = []
+        while not self.at_op("|", ";", ")") and not self.at_end():
+            if self.at_op("*"):
+                self.advance()
+                pattern.append("*")
+            elif self.token.kind is TokenKind.STRING:
+                pattern.append(self.advance().text)
+            elif self.token.kind is TokenKind.IDENT:
+                name = self.advance().text
+                kusto_type = "string"
+                if self.accept_op(":"):
+                    kusto_type = normalize_type(self.expect_ident(f"for the type of {name}").text)
+                pattern.append((name, kusto_type))
+            elif self.accept_op(","):
+                continue
+            else:
+                self.fail(f"unexpected {self.token.describe()} in the {word} pattern",
+                          hint="a pattern is string literals, * and Column:type names")
+        return ast.Parse(pos, word, kind, source, tuple(pattern), flags, word == "parse-where")
+
+    def parse_sort_key(self) -> ast.SortKey:
+        expr = self.parse_expression()
+        descending = True
+        if self.at_word("asc", "desc"):
+            descending = self.advance().text.lower() == "desc"
+        nulls_first = None
+        if self.accept_word("nulls"):
+            if not self.at_word("first", "last"):
+                self.fail(f"expected 'first' or 'last' after 'nulls', found {self.token.describe()}")
+            nulls_first = self.advance().text.lower() == "first"
+        return ast.SortKey(expr, descending, nulls_first)
+
+    def parse_assignments(self, context: str) -> list[ast.Assignment]:
+        assignments = [self.parse_assignment(context)]
+        while self.accept_op(","):
+            assignments.append(self.parse_assignment(context))
+        return assignments
+
+    def parse_assignment(self, context: str) -> ast.Assignment:
+        # (a, b) = expr
+        if self.at_op("(") and self._looks_like_name_tuple():
+            self.advance()
+            names = [self.expect_ident("in the name list").text]
+            while self.accept_op(","):
+                names.append(self.expect_ident("in the name list").text)
+            self.expect_op(")", "to close the name list")
+            self.expect_op("=", "after the name list")
+            return ast.Assignment(None, self.parse_expression(), tuple(names))
+        is_name = self.token.kind is TokenKind.IDENT or (
+            self.at_op("[") and self.peek().kind is TokenKind.STRING and self.peek(2).text == "]")
+        if is_name:
+            start = self.index
+            name_token = self.expect_ident("")
+            if self.at_op("=") and not self.at_op("=="):
+                self.advance()
+                return ast.Assignment(name_token.text, self.parse_expression())
+            self.index = start
+        if self.at_end() or self.at_op("|", ";", ")"):
+            self.fail(f"expected an expression in {context}, found {self.token.describe()}")
+        return ast.Assignment(None, self.parse_expression())
+
+    def _looks_like_name_tuple(self) -> bool:
+        index = self.index + 1
+        while index < len(self.tokens):
+            token = self.tokens[index]
+            if token.kind is TokenKind.IDENT:
+                index += 1
+                following = self.tokens[index]
+                if following.kind is TokenKind.OP and following.text == ",":
+                    index += 1
+                    continue
+                if following.kind is TokenKind.OP and following.text == ")":
+                    after = self.tokens[index + 1] if index + 1 < len(self.tokens) else following
+                    return after.kind is TokenKind.OP and after.text == "="
+            return False
+        return False
+
+    # ---------------------------------------------------------------- scalar expressions
+    def parse_expression(self) -> ast.Expr:
+        self.enter()
+        try:
+            return self.parse_or()
+        finally:
+            self.leave()
+
+    def parse_or(self) -> ast.Expr:
+        left = self.parse_and()
+        while self.at_word("or"):
+            token = self.advance()
+            left = ast.Binary(self.pos(token), "or", left, self.parse_and())
+        return left
+
+    def parse_and(self) -> ast.Expr:
+        left = self.parse_comparison()
+        while self.at_word("and"):
+            token = self.advance()
+            left = ast.Binary(self.pos(token), "and", left, self.parse_comparison())
+        return left
+
+    def _comparison_operator(self) -> str | None:
+        token = self.token
+        if (token.kind is TokenKind.OP and token.text in (*COMPARISON_OPS, "!in~", "in~")) or \
+                (token.kind is TokenKind.OP and token.text.startswith("!") and len(token.text) > 1):
+            return token.text
+        if token.kind is TokenKind.IDENT:
+            lowered = token.text.lower()
+            if lowered in STRING_OPS or lowered in LIST_OPS or lowered in ("between", "matches", "has_any_cs",
+                                                                           "has_all_cs"):
+                return lowered
+        return None
+
+    def parse_comparison(self) -> ast.Expr:
+        left = self.parse_additive()
+        while True:
+            op = self._comparison_operator()
+            if op is None:
+                return left
+            token = self.advance()
+            pos = self.pos(token)
+            if op == "matches":
+                self.expect_word("regex", "after 'matches'")
+                left = ast.Binary(pos, "matches regex", left, self.parse_additive())
+            elif op in ("between", "!between"):
+                self.expect_op("(", f"after '{op}'")
+                low = self.parse_additive()
+                self.expect_op("..", "between the bounds of 'between'")
+                high = self.parse_additive()
+                self.expect_op(")", "to close 'between'")
+                left = ast.Between(pos, op == "!between", left, low, high)
+            elif op in LIST_OPS or op in ("has_any_cs", "has_all_cs"):
+                self.expect_op("(", f"after '{op}'")
+                items: list[ast.Expr] = []
+                if (self.token.kind is TokenKind.IDENT and self.peek().kind is TokenKind.OP and \
+                        self.peek().text == "|") or self._at_tabular_keyword():
+                    query = self.to_tabular(self.parse_statement_expression())
+                    items.append(ast.TabularArg(query.pos, query))
+                else:
+                    while not self.at_op(")"):
+                        items.append(self.parse_expression())
+                        if not self.accept_op(","):
+                            break
+                self.expect_op(")", f"to close the list of '{op}'")
+                left = ast.InList(pos, op, left, tuple(items))
+            elif op in ("like", "notlike"):
+                self.fail(f"'{op}' is not a Kusto operator", token, "use contains, startswith or matches regex")
+            else:
+                left = ast.Binary(pos, "!=" if op == "<>" else op, left, self.parse_additive())
+
+    def _at_tabular_keyword(self) -> bool:
+        return self.at_word("datatable", "range", "print", "union") and self._tabular_keyword_context()
+
+    def parse_additive(self) -> ast.Expr:
+        left = self.parse_multiplicative()
+        while self.at_op("+", "-"):
+            token = self.advance()
+            left = ast.Binary(self.pos(token), token.text, left, self.parse_multiplicative())
+        return left
+
+    def parse_multiplicative(self) -> ast.Expr:
+        left = self.parse_unary()
+        while self.at_op("*", "/", "%"):
+            token = self.advance()
+            left = ast.Binary(self.pos(token), token.text, left, self.parse_unary())
+        return left
+
+    def parse_unary(self) -> ast.Expr:
+        if self.at_op("-", "+"):
+            token = self.advance()
+            self.enter()
+            try:
+                operand = self.parse_unary()
+            finally:
+                self.leave()
+            if token.text == "-" and isinstance(operand, ast.Literal) and operand.value is not None and \
+                    operand.kusto_type in ("long", "int", "real", "timespan"):
+                return ast.Literal(self.pos(token), -operand.value, operand.kusto_type)
+            return ast.Unary(self.pos(token), token.text, operand)
+        return self.parse_postfix()
+
+    def parse_postfix(self) -> ast.Expr:
+        expr = self.parse_primary()
+        while True:
+            if self.at_op(".") and self.peek().kind in (TokenKind.IDENT, TokenKind.INT) and \
+                    self.peek().offset == self.token.end:
+                token = self.advance()
+                expr = ast.Member(self.pos(token), expr, self.advance().text)
+            elif self.at_op(".") and self.peek().kind is TokenKind.OP and self.peek().text == "[":
+                self.advance()
+            elif self.at_op("["):
+                token = self.advance()
+                index = self.parse_expression()
+                self.expect_op("]", "to close the index")
+                expr = ast.Index(self.pos(token), expr, index)
+            else:
+                return expr
+
+    def parse_call_args(self) -> list[ast.Expr]:
+        """Arguments after '(' up to and including ')'."""
+        args: list[ast.Expr] = []
+        while not self.at_op(")"):
+            if self.at_op("*"):
+                token = self.advance()
+                args.append(ast.Star(self.pos(token)))
+            elif (self.token.kind is TokenKind.IDENT and self.peek().kind is TokenKind.OP and \
+                    self.peek().text == "|") or self._at_tabular_keyword():
+                query = self.to_tabular(self.parse_statement_expression())
+                args.append(ast.TabularArg(query.pos, query))
+            else:
+                args.append(self.parse_expression())
+            if not self.accept_op(","):
+                break
+        self.expect_op(")", "to close the argument list")
+        return args
+
+    def parse_primary(self) -> ast.Expr:
+        token = self.token
+        pos = self.pos(token)
+        if token.kind is TokenKind.STRING:
+            self.advance()
+            value = token.text
+            while self.token.kind is TokenKind.STRING:  # adjacent literals concatenate
+                value += self.advance().text
+            return ast.Literal(pos, value, "string")
+        if token.kind is TokenKind.INT:
+            self.advance()
+            return ast.Literal(pos, int(token.text), "long")
+        if token.kind is TokenKind.REAL:
+            self.advance()
+            return ast.Literal(pos, float(token.text), "real")
+        if token.kind is TokenKind.TIMESPAN:
+            self.advance()
+            micros = float(token.text) * TIMESPAN_UNITS[token.raw_kind]
+            return ast.Literal(pos, timedelta(microseconds=micros), "timespan")
+        if token.kind is TokenKind.RAW:
+            self.advance()
+            return self.raw_literal(token)
+        if token.kind is TokenKind.OP and token.text == "(":
+            self.advance()
+            inner = self.parse_statement_expression()
+            self.expect_op(")", "to close the parenthesis")
+            if isinstance(inner, ast.TabularExpr):
+                return ast.TabularArg(inner.pos, inner)
+            return inner
+        if token.kind is TokenKind.OP and token.text == "[" and self.peek().kind is TokenKind.STRING:
+            return ast.Name(pos, self.expect_ident("").text)
+        if token.kind is TokenKind.OP and token.text == "*":
+            self.advance()
+            return ast.Star(pos)
+        if token.kind is TokenKind.IDENT:
+            word = token.text
+            lowered = word.lower()
+            if lowered in ("true", "false") and not (self.peek().kind is TokenKind.OP and self.peek().text == "("):
+                self.advance()
+                return ast.Literal(pos, lowered == "true", "bool")
+            if lowered == "not" and self.peek().kind is TokenKind.OP and self.peek().text == "(":
+                self.advance()
+                self.advance()
+                operand = self.parse_expression()
+                self.expect_op(")", "to close not(...)")
+                return ast.Unary(pos, "not", operand)
+            self.advance()
+            if self.at_op("(") and self.token.offset >= token.end:
+                self.advance()
+                if normalize_type(lowered) in ("string", "long", "int", "real", "bool", "timespan") \
+                        and self.at_word("null") and self.peek().text == ")":
+                    self.advance()
+                    self.advance()
+                    return ast.Literal(pos, None, normalize_type(lowered))
+                args = self.parse_call_args()
+                if normalize_type(lowered) in ("long", "int", "real", "bool") and len(args) == 1 and \
+                        isinstance(args[0], ast.Literal):
+                    return ast.Call(pos, "to" + {"real": "double"}.get(normalize_type(lowered),
+                                                                        normalize_type(lowered)), tuple(args))
+                return ast.Call(pos, word, tuple(args))
+            if lowered == "null":
+                return ast.Literal(pos, None, "dynamic")
+            return ast.Name(pos, word)
+        if token.kind is TokenKind.EOF:
+            self.fail("unexpected end of query: an expression is missing")
+        self.fail(f"unexpected {token.describe()}: expected an expression")
+
+    def raw_literal(self, token: Token) -> ast.Literal:
+        from assay.kql.values import parse_datetime_literal, parse_timespan_literal
+
+        pos = self.pos(token)
+        raw = token.text
+        if token.raw_kind == "datetime":
+            if raw.lower() in ("", "null"):
+                return ast.Literal(pos, None, "datetime")
+            value = parse_datetime_literal(raw)
+            if value is None:
+                self.fail(f"invalid datetime literal datetime({raw})", token,
+                          "use ISO 8601, e.g. datetime(2024-01-31 13:45:00)")
+            return ast.Literal(pos, value, "datetime")
+        if token.raw_kind == "timespan":
+            if raw.lower() == "null":
+                return ast.Literal(pos, None, "timespan")
+            span = parse_timespan_literal(raw)
+            if span is None:
+                self.fail(f"invalid timespan literal timespan({raw})", token, "use e.g. 1d, 2h, or 1.02:03:04")
+            return ast.Literal(pos, span, "timespan")
+        if token.raw_kind == "guid":
+            return ast.Literal(pos, None if raw.lower() == "null" else raw.lower(), "guid")
+        # dynamic(...)
+        value = parse_dynamic_literal(raw)
+        if value is _INVALID:
+            self.fail(f"invalid dynamic literal dynamic({raw})", token,
+                      "write JSON: dynamic([1, \"a\"]) or dynamic({\"key\": \"value\"})")
+        return ast.Literal(pos, value, "dynamic")
+
+
+_INVALID = object()
+
+
+def parse_dynamic_literal(raw: str) -> Any:
+    text = raw.strip()
+    if text.lower() == "null" or text == "":
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    # Kusto also accepts single-quoted strings inside dynamic literals
+    try:
+        converted = _single_to_double_quotes(text)
+        return json.loads(converted)
+    except ValueError:
+        return _INVALID
+
+
+def _single_to_double_quotes(text: str) -> str:
+    out: list[str] = []
+    quote: str | None = None
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if quote:
+            if char == "\\" and index + 1 < len(text):
+                out.append(text[index:index + 2])
+                index += 2
+                continue
+            if char == quote:
+                out.append('"')
+                quote = None
+            elif char == '"' and quote == "'":
+                out.append('\\"')
+            else:
+                out.append(char)
+        elif char in "'\"":
+            quote = char
+            out.append('"')
+        else:
+            out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def parse(text: str, *, file: str | None = None) -> ast.Query:
+    """Parse KQL text into a :class:`ast.Query`; raises KqlSyntaxError with line:col on bad input."""
+    parser = Parser(text, file)
+    query = parser.parse_query()
+    if query.body is None:
+        raise KqlSyntaxError("the query has no result expression (only let statements)",
+                             SourceSpan(file, parser.token.line, parser.token.col, text),
+                             "end the query with a tabular expression such as a table name")
+    return query
