@@ -1,7 +1,184 @@
-"""CLI commands for the hunt stage (registered by assay.cli.main)."""
+"""CLI commands for the hunt stage (registered by assay.cli.main): ``assay hunt``."""
 
 from __future__ import annotations
 
+import sys
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, TextIO
+
 import click
 
-COMMANDS: list[click.Command] = []
+from assay.cli.output import emit_json, is_tty, print_table
+from assay.errors import UsageError
+
+TABLE_COLUMNS = ("timestamp", "host", "rule", "level", "techniques", "event_id", "fields", "source_file",
+                 "source_record")
+MAX_TABLE_FIELD_CHARS = 160
+
+
+class _Progress(AbstractContextManager["_Progress"]):
+    """Rich progress bars on stderr when it is a terminal; nothing otherwise."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.tasks: dict[str, Any] = {}
+        self.bar: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.bar is None:
+            return
+        if stage not in self.tasks:
+            label = "compiling rules" if stage == "rules" else "hunting logs (work units)"
+            self.tasks[stage] = self.bar.add_task(label, total=total)
+        self.bar.update(self.tasks[stage], completed=done, total=total)
+
+
+def _short(text: Any) -> Any:
+    if isinstance(text, str) and len(text) > MAX_TABLE_FIELD_CHARS:
+        return text[:MAX_TABLE_FIELD_CHARS] + "…"
+    return text
+
+
+def _write_timeline(result: Any, output_format: str, stream: TextIO) -> None:
+    from assay.hunt.timeline import timeline_rows, write_csv, write_jsonl
+
+    if output_format == "csv":
+        write_csv(result.hits, stream)
+    elif output_format == "jsonl":
+        write_jsonl(result.hits, stream)
+    else:  # plain tab-separated table into a file
+        stream.write("\t".join(TABLE_COLUMNS) + "\n")
+        for row in timeline_rows(result.hits, TABLE_COLUMNS):
+            stream.write("\t".join("" if v is None else str(v).replace("\t", " ").replace("\n", " ")
+                                   for v in row) + "\n")
+
+
+def _print_summary(result: Any, err: bool) -> None:
+    """Summary by rule, level and technique, then the rules not evaluated (stderr when stdout has data)."""
+    echo = (lambda text: click.echo(text, err=True)) if err else click.echo
+    summary = result.summary
+    echo(f"{summary.events} events, {len(result.hits)} hits from {len(summary.by_rule)} rules "
+         f"({result.rules} rules, {result.targets} routes evaluated) in {result.seconds:.1f}s")
+    if err:
+        for title, level, count in summary.by_rule:
+            echo(f"  {count:6d}  {level:13s} {title}")
+    else:
+        if summary.by_rule:
+            print_table(("hits", "level", "rule"), [(n, lv, t) for t, lv, n in summary.by_rule], title="Hits by rule")
+        if summary.by_level:
+            print_table(("level", "hits"), list(summary.by_level.items()), title="Hits by level")
+        if summary.by_technique:
+            print_table(("technique", "hits"), list(summary.by_technique.items()), title="Hits by ATT&CK technique")
+    if result.problems:
+        echo(f"{len(result.problems)} rules not evaluated:")
+        for problem in result.problems:
+            title = f" ({problem.title})" if problem.title else ""
+            echo(f"  {problem.source}{title}: {problem.kind}: {problem.reason}")
+    if result.bad_records:
+        echo(f"{result.bad_records} bad records skipped (damaged logs):")
+        for bad in result.bad_record_list[:20]:
+            echo(f"  {bad}")
+    for note in result.notes:
+        echo(f"note: {note}")
+
+
+@click.command("hunt")
+@click.argument("logs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--rules", "-r", "rule_paths", multiple=True, type=click.Path(path_type=Path),
+              help="Sigma rule files or folders (e.g. a SigmaHQ rules/windows checkout) or catalog detection "
+                   "folders; repeatable. Default: ./detections.")
+@click.option("--format", "output_format", type=click.Choice(["table", "csv", "jsonl", "json"]), default="table",
+              show_default=True, help="Timeline format. 'json' prints the whole result (timeline, summary, "
+                                      "rules not evaluated) as one document.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
+              help="Write the timeline to this file (the summary still goes to the terminal).")
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+              help="duckdb: streaming fast path on this machine. spark: ingest to Parquet and run the same SQL "
+                   "on Apache Spark (needs: pip install 'assay[spark]').")
+@click.option("--spark-master", default=None, metavar="URL",
+              help="Spark master for --engine spark (default local[*]; e.g. spark://host:7077).")
+@click.option("--rule-by-rule", is_flag=True,
+              help="Evaluate one SQL query per rule over all events (slow): the baseline the fast path equals.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: one per core).")
+@click.option("--no-cache", is_flag=True, help="Recompile every rule instead of using the compiled-rule cache.")
+def hunt_command(logs: tuple[Path, ...], rule_paths: tuple[Path, ...], output_format: str, out: Path | None,
+                 engine: str, spark_master: str | None, rule_by_rule: bool, workers: int | None,
+                 no_cache: bool) -> None:
+    """Run every rule over LOGS (EVTX, JSON lines, OTRF, Defender exports, folders, zips) into a timeline.
+
+    \b
+    The timeline lists each hit in time order: timestamp, host, rule, level, ATT&CK techniques, the key fields
+    of the event, and the source file and record. A summary by rule, level and technique follows, and the
+    rules that could not be evaluated are listed with the reason. Compiled rules are cached
+    ($ASSAY_CACHE_DIR, default ~/.cache/assay), so the second hunt with the same rules starts at once.
+
+    \b
+    Examples:
+      assay hunt case/logs/ --rules sigma/rules/windows
+      assay hunt case.zip --rules detections/ --format jsonl --out timeline.jsonl
+      assay hunt case/ --rules detections/ --engine spark --spark-master spark://cluster:7077
+    """
+    from assay.hunt.run import hunt
+
+    if not logs:
+        raise UsageError("no logs to hunt", hint="name at least one file, folder, glob or zip: assay hunt LOGS...")
+    if engine == "spark" and rule_by_rule:
+        raise UsageError("--rule-by-rule runs on DuckDB; drop it or use --engine duckdb")
+    paths: list[Path] = list(rule_paths)
+    if not paths:
+        default = Path("detections")
+        if not default.is_dir():
+            raise UsageError("no rules given and no ./detections catalog here",
+                             hint="pass --rules DIR (Sigma rules or catalog detections)")
+        paths = [default]
+    mode = "spark" if engine == "spark" else ("reference" if rule_by_rule else "fast")
+    with _Progress() as progress:
+        result = hunt(list(logs), paths, mode=mode, workers=workers, spark_master=spark_master,
+                      cache_dir=not no_cache, progress=progress if progress.enabled else None)
+    if output_format == "json":
+        if out is not None:
+            import json
+
+            from assay.cli.output import json_default
+
+            out.write_text(json.dumps(result.as_dict(), indent=2, default=json_default, ensure_ascii=False),
+                           encoding="utf-8")
+            _print_summary(result, err=False)
+        else:
+            emit_json(result.as_dict())
+        return
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", encoding="utf-8", newline="") as stream:
+            _write_timeline(result, output_format, stream)
+        click.echo(f"timeline: {len(result.hits)} hits written to {out}")
+        _print_summary(result, err=False)
+        return
+    if output_format in ("csv", "jsonl"):
+        _write_timeline(result, output_format, sys.stdout)
+        _print_summary(result, err=True)
+        return
+    from assay.hunt.timeline import timeline_rows
+
+    rows = [[_short(v) for v in row] for row in timeline_rows(result.hits, TABLE_COLUMNS)]
+    print_table(TABLE_COLUMNS, rows, title="Timeline" if is_tty() else None)
+    _print_summary(result, err=False)
+
+
+COMMANDS: list[click.Command] = [hunt_command]

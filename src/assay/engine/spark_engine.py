@@ -34,14 +34,20 @@ def pyspark_available() -> str | None:
     return None
 
 
-def spark_like_semantics(tree: exp.Expression) -> exp.Expression:
+def spark_like_semantics(tree: exp.Expr) -> exp.Expr:
     """The tree with DuckDB LIKE semantics made explicit for Spark.
 
     DuckDB's LIKE has no escape character unless ``ESCAPE`` is given; Spark's default escape is a backslash.
+    DuckDB list functions become their Spark equivalents (``list_bool_or(list_transform(…))`` → ``exists``).
     A Windows path pattern such as ``'%\\cmd.exe'`` would otherwise be rejected (or mean something else), so a
     LIKE without ``ESCAPE`` gets its backslashes doubled: the same match, spelled for Spark.
     """
-    def rewrite(node: exp.Expression) -> exp.Expression:
+    def rewrite(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Anonymous) and str(node.name).lower() == "list_bool_or" and node.expressions:
+            # DuckDB list_bool_or(list_transform(xs, x -> p)) is Spark's exists(xs, x -> p)
+            inner = node.expressions[0]
+            if isinstance(inner, exp.Anonymous) and str(inner.name).lower() == "list_transform":
+                return exp.Anonymous(this="exists", expressions=list(inner.expressions))
         if isinstance(node, exp.Like | exp.ILike) and not isinstance(node.parent, exp.Escape):
             pattern = node.expression
             if isinstance(pattern, exp.Literal) and pattern.is_string and "\\" in pattern.this:
@@ -103,12 +109,12 @@ class SparkEngine:
         except Exception as error:
             raise EngineError(f"Spark cannot read {location} as Parquet: {error}") from error
 
-    def to_sql(self, query: exp.Expression | str) -> str:
+    def to_sql(self, query: exp.Expr | str) -> str:
         """Spark SQL for a sqlglot tree; SQL text is taken as DuckDB SQL and transpiled."""
-        tree = query if isinstance(query, exp.Expression) else sqlglot.parse_one(query, read="duckdb")
+        tree: exp.Expr = query if isinstance(query, exp.Expr) else sqlglot.parse_one(query, read="duckdb")
         return spark_like_semantics(tree).sql(dialect=self.dialect)
 
-    def run(self, query: exp.Expression | str, parameters: Sequence[Any] | None = None) -> Result:
+    def run(self, query: exp.Expr | str, parameters: Sequence[Any] | None = None) -> Result:
         if parameters:
             raise EngineError("the Spark engine does not take query parameters; inline literals in the tree")
         sql = self.to_sql(query)

@@ -1,0 +1,316 @@
+"""The rules of a hunt: Sigma files or catalog detections, compiled once (cached on disk) into hunt targets.
+
+Each rule file is loaded and compiled by the Sigma stage (``assay.sigma``) into one target per route; a target
+keeps what the hunt needs in plain data: the DuckDB SQL of its route filter and condition, the Spark SQL of the
+same tree, and the prefilter formula. Compiling SigmaHQ's ~2,400 Windows rules takes minutes (pySigma parses
+YAML in pure Python), so results are cached per rule text and compiler version, and compiled on every core.
+Rules that cannot run are kept as :class:`RuleProblem` entries with the reason, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from assay.errors import SigmaError, UsageError
+from assay.hunt.prefilter import Formula, formula_from_json, necessary_condition
+
+#: In a catalog detection folder, the Sigma form of the detection.
+DETECTION_RULE_FILE = "rule.sigma.yml"
+RULE_SUFFIXES = (".yml", ".yaml")
+LEVELS = ("informational", "low", "medium", "high", "critical")
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class HuntTarget:
+    """One rule on one route: where it runs and its exact logic (SQL) plus its prefilter formula."""
+
+    route: str
+    table: str
+    channels: tuple[str, ...]  # lower-cased route channels (empty: any)
+    event_ids: tuple[int, ...]  # route event ids (empty: any)
+    where_duckdb: str  # route filter AND condition, DuckDB dialect
+    where_spark: str  # the same tree in Spark SQL
+    fields: tuple[str, ...]  # fields the condition reads on this route
+    unavailable: tuple[str, ...]  # Sigma fields this route cannot provide
+    formula: Formula
+
+
+@dataclass(frozen=True)
+class HuntRule:
+    """A rule that compiled: identity and metadata for the timeline, and its targets."""
+
+    id: str
+    title: str
+    level: str
+    status: str
+    techniques: tuple[str, ...]  # ATT&CK technique ids from the tags, e.g. T1218.003
+    source: str
+    targets: tuple[HuntTarget, ...]
+
+
+@dataclass(frozen=True)
+class RuleProblem:
+    """A rule file that cannot be evaluated, and why (``kind``: load, correlation, unsupported, no-route)."""
+
+    source: str
+    title: str | None
+    kind: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "title": self.title, "kind": self.kind, "reason": self.reason}
+
+
+@dataclass
+class RuleSet:
+    """What loading the rules gave: rules that run, problems, and how long compiling took."""
+
+    rules: list[HuntRule] = field(default_factory=list)
+    problems: list[RuleProblem] = field(default_factory=list)
+    files: int = 0
+    compiled: int = 0  # files compiled in this run (the rest came from the cache)
+    seconds: float = 0.0
+
+    @property
+    def target_count(self) -> int:
+        return sum(len(rule.targets) for rule in self.rules)
+
+
+# -- finding rule files ------------------------------------------------------------------------------------------
+def rule_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Sigma rule files under the paths. A folder holding catalog detections yields their ``rule.sigma.yml``
+    (not ``detection.yml`` or ``tests.yml``); any other folder yields every ``.yml``/``.yaml`` file below it."""
+    found: list[Path] = []
+    seen: set[Path] = set()
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            if (path / DETECTION_RULE_FILE).is_file():
+                candidates: list[Path] = [path / DETECTION_RULE_FILE]
+            else:
+                detection_rules = sorted(path.rglob(DETECTION_RULE_FILE))
+                if detection_rules:
+                    candidates = detection_rules
+                else:
+                    candidates = sorted(p for p in path.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file())
+        elif path.is_file():
+            candidates = [path]
+        else:
+            raise UsageError(f"no such rule file or folder: {path}",
+                             hint="pass Sigma rule files, folders of rules, or catalog detection folders")
+        for candidate in candidates:
+            resolved = candidate.resolve()
+            if resolved not in seen:
+                seen.add(resolved)
+                found.append(candidate)
+    return found
+
+
+# -- compiling one rule file (runs in worker processes) ----------------------------------------------------------
+def _techniques(tags: Iterable[Any]) -> tuple[str, ...]:
+    techniques = []
+    for tag in tags:
+        namespace = str(getattr(tag, "namespace", "")).lower()
+        name = str(getattr(tag, "name", ""))
+        if namespace == "attack" and name[:1].lower() == "t" and name[1:2].isdigit():
+            techniques.append(name.upper())
+    return tuple(dict.fromkeys(techniques))
+
+
+def compile_rule_file(path_text: str, text: str) -> dict[str, Any]:
+    """One rule file → a JSON-able record: ``{"rule": …}`` or ``{"problem": …}`` (never raises for bad rules)."""
+    from assay.sigma.compiler import compile_rule, route_filter
+    from assay.sigma.loading import load_rule_text
+
+    path = Path(path_text)
+    try:
+        loaded = load_rule_text(text, path)
+    except SigmaError as error:
+        return {"problem": {"source": path_text, "title": None, "kind": "load", "reason": str(error)}}
+    title = loaded.title
+    if loaded.is_correlation:
+        return {"problem": {"source": path_text, "title": title, "kind": "correlation",
+                            "reason": "correlation rules need event windows; run them with assay sigma eval"}}
+    try:
+        compiled = compile_rule(loaded)
+    except SigmaError as error:
+        kind = "no-route" if "no table holds logsource" in error.message else "unsupported"
+        return {"problem": {"source": path_text, "title": title, "kind": kind, "reason": error.message}}
+    except Exception as error:  # a construct the lowering trips over: report it, keep hunting with the rest
+        return {"problem": {"source": path_text, "title": title, "kind": "unsupported",
+                            "reason": f"{type(error).__name__}: {error}"}}
+    from sqlglot import exp
+
+    from assay.engine.spark_engine import spark_like_semantics
+
+    targets = []
+    for target in compiled:
+        route = target.route_spec
+        row_filter = route_filter(route)
+        where = (exp.and_(row_filter, exp.paren(target.condition.copy(), copy=False))
+                 if row_filter is not None else target.condition.copy())
+        targets.append({
+            "route": target.route, "table": target.table,
+            "channels": [c.lower() for c in route.channels], "event_ids": list(route.event_ids),
+            "where_duckdb": where.sql(dialect="duckdb"),
+            "where_spark": spark_like_semantics(where).sql(dialect="spark"),
+            "fields": list(target.fields), "unavailable": list(target.unavailable),
+            "formula": necessary_condition(target.condition),
+        })
+    rule = loaded.rule
+    level = str(rule.level.name).lower() if rule.level is not None else "unknown"
+    status = str(rule.status.name).lower() if rule.status is not None else ""
+    return {"rule": {"id": loaded.id, "title": title, "level": level, "status": status,
+                     "techniques": list(_techniques(rule.tags or [])), "source": path_text, "targets": targets}}
+
+
+def _rule_from_record(record: dict[str, Any], source: str) -> HuntRule | RuleProblem:
+    if "problem" in record:
+        problem = record["problem"]
+        return RuleProblem(source=source, title=problem["title"], kind=problem["kind"], reason=problem["reason"])
+    data = record["rule"]
+    targets = tuple(HuntTarget(
+        route=t["route"], table=t["table"], channels=tuple(t["channels"]), event_ids=tuple(t["event_ids"]),
+        where_duckdb=t["where_duckdb"], where_spark=t["where_spark"], fields=tuple(t["fields"]),
+        unavailable=tuple(t["unavailable"]), formula=formula_from_json(t["formula"])) for t in data["targets"])
+    return HuntRule(id=data["id"], title=data["title"], level=data["level"], status=data["status"],
+                    techniques=tuple(data["techniques"]), source=source, targets=targets)
+
+
+# -- cache -------------------------------------------------------------------------------------------------------
+def default_cache_dir() -> Path:
+    """``$ASSAY_CACHE_DIR`` or ``$XDG_CACHE_HOME/assay`` (``~/.cache/assay``)."""
+    env = os.environ.get("ASSAY_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "assay"
+
+
+@cache
+def compiler_fingerprint() -> str:
+    """A hash of the code that shapes a compiled rule, so a changed compiler never serves stale results."""
+    import assay.hunt.prefilter as prefilter_module
+    import assay.sigma as sigma_package
+
+    digest = hashlib.sha256(f"format {CACHE_FORMAT}".encode())
+    sigma_dir = Path(sigma_package.__file__).parent
+    files = [*sorted(sigma_dir.glob("*.py")), Path(prefilter_module.__file__), Path(__file__)]
+    for file in files:
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes())
+    try:
+        from importlib.metadata import version
+
+        digest.update(version("pysigma").encode() + version("sqlglot").encode())
+    except Exception:  # metadata missing in odd installs: the source hash still guards the format
+        pass
+    return digest.hexdigest()[:16]
+
+
+def _cache_key(text: str) -> str:
+    return hashlib.sha256((compiler_fingerprint() + "\0" + text).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _cache_read(cache_dir: Path | None, key: str) -> dict[str, Any] | None:
+    if cache_dir is None:
+        return None
+    try:
+        data: dict[str, Any] = json.loads((cache_dir / key[:2] / f"{key}.json").read_text(encoding="utf-8"))
+        return data
+    except (OSError, ValueError):
+        return None
+
+
+def _cache_write(cache_dir: Path | None, key: str, record: dict[str, Any]) -> None:
+    if cache_dir is None:
+        return
+    folder = cache_dir / key[:2]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f".{key}.{os.getpid()}.tmp"
+        temporary.write_text(json.dumps(record), encoding="utf-8")
+        temporary.replace(folder / f"{key}.json")  # atomic: concurrent hunts never read half a file
+    except OSError:
+        pass  # a read-only cache only costs time
+
+
+def _compile_job(job: tuple[str, str]) -> dict[str, Any]:
+    return compile_rule_file(job[0], job[1])
+
+
+#: progress(rule files done, rule files in total)
+RuleProgress = Callable[[int, int], None]
+
+
+def load_hunt_rules(paths: Iterable[str | Path], *, cache_dir: Path | bool | None = True, processes: int | None = None,
+                    progress: RuleProgress | None = None) -> RuleSet:
+    """Load and compile every rule under ``paths`` (cached; uncached ones compiled on ``processes`` cores)."""
+    started = time.perf_counter()
+    directory: Path | None
+    if cache_dir is True:
+        directory = default_cache_dir() / "hunt-rules"
+    elif cache_dir is False:
+        directory = None
+    else:
+        directory = cache_dir
+    files = rule_files(paths)
+    result = RuleSet(files=len(files))
+    records: list[dict[str, Any] | None] = [None] * len(files)
+    keys: list[str] = [""] * len(files)
+    jobs: list[tuple[int, tuple[str, str]]] = []
+    for index, file in enumerate(files):
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            records[index] = {"problem": {"source": str(file), "title": None, "kind": "load",
+                                          "reason": f"cannot read rule file: {error}"}}
+            continue
+        keys[index] = _cache_key(text)
+        cached = _cache_read(directory, keys[index])
+        if cached is not None:
+            records[index] = cached
+        else:
+            jobs.append((index, (str(file), text)))
+    done = len(files) - len(jobs)
+    if progress is not None:
+        progress(done, len(files))
+    for index, record in _run_jobs(jobs, processes):
+        records[index] = record
+        _cache_write(directory, keys[index], record)
+        done += 1
+        if progress is not None:
+            progress(done, len(files))
+    result.compiled = len(jobs)
+    for file, maybe_record in zip(files, records, strict=True):
+        assert maybe_record is not None
+        item = _rule_from_record(maybe_record, str(file))
+        if isinstance(item, HuntRule):
+            result.rules.append(item)
+        else:
+            result.problems.append(item)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _run_jobs(jobs: list[tuple[int, tuple[str, str]]], processes: int | None) -> Iterator[tuple[int, dict[str, Any]]]:
+    workers = processes or os.cpu_count() or 1
+    if len(jobs) < 8 or workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        for index, job in jobs:
+            yield index, _compile_job(job)
+        return
+    context = multiprocessing.get_context("fork")
+    with context.Pool(processes=min(workers, len(jobs))) as pool:
+        results = pool.imap(_compile_job, [job for _, job in jobs], chunksize=4)
+        for (index, _job), record in zip(jobs, results, strict=True):
+            yield index, record

@@ -1,0 +1,165 @@
+"""``hunt()``: the whole rule set over a case's logs, into a timeline and a summary.
+
+Three ways to evaluate, one result shape (:class:`HuntResult`), so they can be compared hit for hit:
+
+- ``fast`` (default): stream raw records through the prefilter, exact SQL on candidates only (``fastpath``);
+- ``reference``: ingest everything into DuckDB, one query per rule target (slow; the correctness baseline);
+- ``spark``: ingest to Parquet, run the same compiled SQL on Apache Spark (``assay.hunt.spark``).
+
+Evtx and event JSON are hunted in their raw form (RawEvents routes: Sysmon, Security, PowerShell… channels);
+Defender XDR exports on their typed tables (Device*Events routes).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assay.engine import DuckDBEngine
+from assay.errors import UsageError
+from assay.hunt.evaluate import TargetRef, enumerate_targets, evaluate_all, hits_for
+from assay.hunt.rules import RuleProblem, RuleSet, load_hunt_rules
+from assay.hunt.timeline import Hit, Summary, dedupe_sorted, summarize
+from assay.ingest.readers import BadRecord
+from assay.ingest.sources import Skipped, Source, discover
+from assay.schema import RAW_EVENTS
+
+MODES = ("fast", "reference", "spark")
+#: Bad records listed one by one in a result (all are counted).
+MAX_LISTED_BAD_RECORDS = 1000
+
+
+@dataclass
+class HuntResult:
+    """The timeline (sorted hits), its summary, the rules that could not run, and what was read."""
+
+    hits: list[Hit]
+    summary: Summary
+    problems: list[RuleProblem]
+    rules: int
+    targets: int
+    events: int
+    candidates: int = 0
+    pairs: int = 0
+    bad_records: int = 0
+    bad_record_list: list[BadRecord] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    mode: str = "fast"
+    seconds: float = 0.0
+    rule_seconds: float = 0.0
+    rules_compiled: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode, "events": self.events, "rules": self.rules, "targets": self.targets,
+            "hits": len(self.hits), "candidates": self.candidates, "candidate_pairs": self.pairs,
+            "seconds": round(self.seconds, 3), "rule_seconds": round(self.rule_seconds, 3),
+            "rules_compiled": self.rules_compiled,
+            "summary": self.summary.as_dict(),
+            "not_evaluated": [p.as_dict() for p in self.problems],
+            "bad_records": self.bad_records, "bad_record_list": [vars(b) for b in self.bad_record_list],
+            "skipped": [{"source": s.label, "reason": s.reason, "damaged": s.is_damage} for s in self.skipped],
+            "notes": self.notes,
+            "timeline": [h.as_dict() for h in self.hits],
+        }
+
+
+#: progress(stage, done, total): stage is "rules" (files compiled) or "events" (work units done; done is units)
+HuntProgress = Callable[[str, int, int], None]
+
+
+def _raw_and_typed(refs: Sequence[TargetRef]) -> tuple[list[TargetRef], list[TargetRef]]:
+    raw = [r for r in refs if r.target.table == RAW_EVENTS]
+    typed = [r for r in refs if r.target.table != RAW_EVENTS]
+    return raw, typed
+
+
+def hunt(logs: Sequence[str | Path], rules: RuleSet | Iterable[str | Path], *, mode: str = "fast",
+         workers: int | None = None, spark_master: str | None = None, cache_dir: Path | bool | None = True,
+         progress: HuntProgress | None = None, work_dir: Path | None = None) -> HuntResult:
+    """Hunt ``logs`` (files, folders, globs, zips) with ``rules`` (a loaded :class:`RuleSet` or rule paths)."""
+    if mode not in MODES:
+        raise UsageError(f"unknown hunt mode {mode!r}", hint="use one of: " + ", ".join(MODES))
+    started = time.perf_counter()
+    if isinstance(rules, RuleSet):
+        rule_set = rules
+    else:
+        rule_set = load_hunt_rules(rules, cache_dir=cache_dir, processes=workers,
+                                   progress=(lambda done, total: progress("rules", done, total)) if progress else None)
+    refs = enumerate_targets(rule_set.rules)
+    if not logs:
+        raise UsageError("no logs to hunt", hint="name at least one file, folder, glob or zip")
+    sources, skipped = discover(list(logs))
+    result = HuntResult(hits=[], summary=Summary(), problems=list(rule_set.problems), rules=len(rule_set.rules),
+                        targets=len(refs), events=0, skipped=skipped, mode=mode, rule_seconds=rule_set.seconds,
+                        rules_compiled=rule_set.compiled)
+    for item in skipped:
+        if item.is_damage:
+            _add_bad(result, [BadRecord(item.label, "file", item.reason)])
+    hits: list[Hit] = []
+    if mode == "fast":
+        hits = _hunt_fast(result, refs, sources, workers, progress)
+    elif mode == "reference":
+        hits = _hunt_reference(result, refs, sources, progress)
+    else:
+        from assay.hunt.spark import hunt_on_spark
+
+        hits = hunt_on_spark(result, refs, sources, skipped, master=spark_master, work_dir=work_dir,
+                             progress=progress)
+    result.hits = dedupe_sorted(hits)
+    result.summary = summarize(result.hits, result.events)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _add_bad(result: HuntResult, bad: Sequence[BadRecord], lost: int = 0) -> None:
+    result.bad_records += len(bad) + lost
+    room = MAX_LISTED_BAD_RECORDS - len(result.bad_record_list)
+    if room > 0:
+        result.bad_record_list.extend(bad[:room])
+
+
+def _hunt_fast(result: HuntResult, refs: list[TargetRef], sources: list[Source], workers: int | None,
+               progress: HuntProgress | None) -> list[Hit]:
+    from assay.hunt.fastpath import build_plan, run_fast_path
+
+    raw_refs, typed_refs = _raw_and_typed(refs)
+    event_sources = [s for s in sources if not s.defender_table]
+    defender_sources = [s for s in sources if s.defender_table]
+    hits: list[Hit] = []
+    if event_sources:
+        plan = build_plan(raw_refs)
+        callback = (lambda records, done, total: progress("events", done, total)) if progress else None
+        for unit in run_fast_path(plan, event_sources, workers=workers, progress=callback):
+            hits.extend(unit.hits)
+            result.events += unit.records
+            result.candidates += unit.candidates
+            result.pairs += unit.pairs
+            _add_bad(result, unit.bad, unit.lost)
+    if defender_sources:
+        # Defender exports are modest tables: ingest them and run their typed routes rule by rule.
+        hits.extend(_reference_hits(result, typed_refs, defender_sources, progress))
+    return hits
+
+
+def _reference_hits(result: HuntResult, refs: list[TargetRef], sources: list[Source],
+                    progress: HuntProgress | None) -> list[Hit]:
+    from assay.ingest.pipeline import ingest_sources
+
+    with DuckDBEngine(None) as engine:
+        summary = ingest_sources(sources, engine)
+        result.events += summary.records_read
+        _add_bad(result, summary.bad_record_list, summary.bad_records - len(summary.bad_record_list))
+        matches = evaluate_all(engine, refs)
+        if progress is not None:
+            progress("events", 1, 1)
+        return hits_for(engine, matches, refs)
+
+
+def _hunt_reference(result: HuntResult, refs: list[TargetRef], sources: list[Source],
+                    progress: HuntProgress | None) -> list[Hit]:
+    return _reference_hits(result, refs, sources, progress)
