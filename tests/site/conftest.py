@@ -12,8 +12,17 @@ from pathlib import Path
 import pytest
 from tests.conftest import DETECTIONS
 
-from assay.catalog.loader import load_catalog
+from assay.catalog.loader import load_catalog, load_detection
 from assay.site.builder import SiteBuild, build_site
+from assay.verify.report import (
+    ColumnCheck,
+    DetectionReport,
+    EvidenceRow,
+    FormResult,
+    ProofReport,
+    RunInfo,
+    ScenarioResult,
+)
 
 CMSTP_FOLDER = DETECTIONS / "T1218.003-cmstp"
 CMSTP_ID = "5c191f9c-ff71-48e7-bebb-1f04e3d6e3f8"
@@ -34,7 +43,7 @@ class ParsedPage:
 
     @property
     def all_text(self) -> str:
-        return " ".join(" ".join(self.text).split())
+        return " ".join("".join(self.text).split())
 
 
 class _Collector(HTMLParser):
@@ -227,3 +236,67 @@ def copy_cmstp(root: Path, folder_name: str = "T1218.003-cmstp") -> Path:
     target = root / folder_name
     shutil.copytree(CMSTP_FOLDER, target)
     return target
+
+
+RUN_STARTED = dt.datetime(2026, 11, 28, 9, 41, 7, tzinfo=dt.UTC)
+
+
+def make_report(folder: Path = CMSTP_FOLDER, *, failing_kql: str | None = None) -> ProofReport:
+    """A proof report for a catalog detection shaped like ``assay test`` writes it: every form passes on every
+    synthesized scenario, recordings are skipped, and ``failing_kql`` (a scenario id) makes the native KQL miss.
+
+    The site tests need a report with a known failure to check how one is shown; the runner's own tests prove
+    the runner. Evidence rows carry the scenario's own process facts.
+    """
+    loaded = load_detection(folder)
+    report = ProofReport(run=RunInfo(started=RUN_STARTED, finished=RUN_STARTED + dt.timedelta(seconds=14),
+                                     assay_version="0.1.0", forms=["sigma", "kql", "converted"],
+                                     paths=[str(folder)]))
+    forms = ["sigma", "kql", "converted:microsoft-xdr"]
+    detection = DetectionReport(id=loaded.id, title=loaded.detection.title, technique=loaded.detection.technique,
+                                forms=forms, path=str(folder))
+    for scenario in loaded.scenarios:
+        result = ScenarioResult(id=scenario.id, title=scenario.title, kind=scenario.kind,
+                                provenance=scenario.provenance.kind)
+        if scenario.activity is None:
+            for form in forms:
+                result.results.append(FormResult(
+                    form=form, status="skip", telemetry="recording", expected=scenario.expected.outcome(
+                        "converted" if form.startswith("converted") else form),  # type: ignore[arg-type]
+                    reason="recording not found under the shared data folder"))
+            detection.scenarios.append(result)
+            continue
+        process = next((p for p in scenario.activity.processes if p.file_name.lower() == "cmstp.exe"),
+                       scenario.activity.processes[-1])
+        parent = scenario.activity.process(process.parent) if process.parent else None
+        parent_name = parent.file_name if parent else (process.parent_image or "").split("\\")[-1]
+        for form, route, table, telemetry in (("sigma", "process_creation:sysmon", "RawEvents", "sysmon"),
+                                              ("kql", None, "DeviceProcessEvents", "defender"),
+                                              ("converted:microsoft-xdr", None, "DeviceProcessEvents", "defender")):
+            base = "converted" if form.startswith("converted") else form
+            expected = scenario.expected.outcome(base)  # type: ignore[arg-type]
+            verdict = expected
+            if form == "kql" and scenario.id == failing_kql:
+                verdict = "does-not-fire" if expected == "fires" else "fires"
+            fired = verdict == "fires"
+            values: dict[str, str | int | float | bool | None] = (
+                {"Image": process.image, "CommandLine": process.command_line,
+                 "ParentImage": parent.image if parent else process.parent_image}
+                if form == "sigma" else
+                {"Timestamp": scenario.activity.start.isoformat(), "DeviceName": scenario.activity.host.fqdn,
+                 "AccountName": scenario.activity.user.name, "ProcessCommandLine": process.command_line,
+                 "InitiatingProcessFileName": parent_name})
+            checks = [ColumnCheck(column=name, expected=value, actual=value, ok=True)
+                      for name, value in scenario.expected.columns.items()] if form == "kql" and fired else []
+            result.results.append(FormResult(
+                form=form, route=route, table=table, telemetry=telemetry,
+                status="pass" if verdict == expected else "fail", verdict=verdict, expected=expected,
+                reason="fired as expected" if verdict == expected == "fires" else (
+                    "stayed quiet as expected" if verdict == expected else
+                    f"expected {expected}, got {verdict}"),
+                row_count=1 if fired else 0, column_checks=checks,
+                evidence=[EvidenceRow(values=values, source=f"{telemetry}.jsonl#1")] if fired else []))
+        detection.scenarios.append(result)
+    report.detections.append(detection)
+    report.summarize()
+    return report

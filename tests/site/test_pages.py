@@ -11,6 +11,7 @@ from tests.site.conftest import CMSTP_FOLDER, CMSTP_ID, CMSTP_SLUG, parse_page
 
 from assay.catalog.loader import load_detection
 from assay.site.builder import MANIFEST, NAVIGATOR_LAYER, SiteBuild
+from assay.verify.coverage import STATUS_SCORE
 
 #: The sections every detection × platform page carries (element ids).
 SECTIONS = ("description", "attack", "query", "badges", "explanation", "data-sources", "required-tables",
@@ -243,7 +244,7 @@ def test_navigator_layer(cmstp_site: SiteBuild) -> None:
     assert layer["versions"]["layer"] == "4.5"
     entries = [t for t in layer["techniques"] if t["techniqueID"] == "T1218.003"]
     assert entries and entries[0]["tactic"] == "defense-evasion"
-    assert entries[0]["score"] == 1  # not yet run
+    assert entries[0]["score"] == STATUS_SCORE["untested"]
 
 
 def test_manifest_lists_every_file(cmstp_site: SiteBuild) -> None:

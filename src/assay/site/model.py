@@ -15,7 +15,8 @@ from typing import Literal
 from assay.catalog.models import LoadedDetection, Scenario
 from assay.schema.attack import AttackData, Tactic, Technique
 from assay.site.paths import slugify
-from assay.verify.report import DetectionReport, FormResult, ProofReport, ProofStatus
+from assay.verify.coverage import combine
+from assay.verify.report import PROOF_STATUSES, DetectionReport, FormResult, ProofReport, ProofStatus
 
 #: How a page's query came to be: the detection's own KQL, the portable Sigma rule, or a pySigma conversion.
 QueryOrigin = Literal["native", "sigma", "converted"]
@@ -328,7 +329,10 @@ def _result_view(result: FormResult) -> ResultView:
 
 
 def form_proof_status(report: DetectionReport | None, form: str | None) -> PageProofStatus:
-    """A form's status over every scenario, with the same rules as ``DetectionReport.proof_status``."""
+    """One form's status, by the rules of ``DetectionReport.proof_status`` restricted to that form: failing on a
+    fail, an error or an undeclared disagreement it takes part in; untested when it never passed; proven when it
+    passed on every scenario where any form passed (skips such as an absent recording do not count against it);
+    partial otherwise."""
     if form is None:
         return "not-runnable"
     if report is None:
@@ -340,9 +344,11 @@ def form_proof_status(report: DetectionReport | None, form: str | None) -> PageP
         return "failing"
     if not any(r.status == "pass" for r in results):
         return "untested"
-    if all(r.status == "pass" for r in results if r.telemetry != "recording"):
-        return "proven"
-    return "partial"
+    for scenario in report.scenarios:
+        passed_forms = {r.form for r in scenario.results if r.status == "pass"}
+        if passed_forms and form not in passed_forms:
+            return "partial"
+    return "proven"
 
 
 def _provenance(loaded: LoadedDetection, scenario: Scenario) -> tuple[str, str, str | None, str | None]:
@@ -492,21 +498,11 @@ def with_related(views: Sequence[DetectionView]) -> tuple[DetectionView, ...]:
     return tuple(resolved)
 
 
-_CELL_STATUS_ORDER = ("failing", "partial", "proven", "untested")
-
-
 def cell_status(statuses: Iterable[str]) -> str:
-    """A matrix cell's colour: failing if any detection fails, proven only if all are, else partial/untested."""
-    present = set(statuses)
-    if not present:
-        return "none"
-    if "failing" in present:
-        return "failing"
-    if present == {"proven"}:
-        return "proven"
-    if present & {"proven", "partial"}:
-        return "partial"
-    return "untested"
+    """A matrix cell's colour, the same rule as the Navigator layer (``assay.verify.coverage.combine``): failing
+    wins, then proven, then partial; ``none`` for a technique without a detection."""
+    present = [status for status in statuses if status in PROOF_STATUSES]
+    return combine(present) if present else "none"
 
 
 def build_matrix(attack: AttackData, detections: Sequence[DetectionView]) -> tuple[MatrixColumn, ...]:
