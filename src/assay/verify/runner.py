@@ -45,8 +45,11 @@ from assay.verify.synth import Telemetry, synthesize, write_telemetry
 AgreementMode = Literal["fail", "warn"]
 #: pySigma conversion targets whose KQL runs on our engine, and the telemetry each reads.
 CONVERTED_TARGETS: dict[str, str] = {"microsoft-xdr": "defender"}
-#: Telemetry schemas the Sigma rule is run on for a synthesized scenario (ECS proves the Winlogbeat mapping too).
+#: Telemetry schemas a synthesized scenario can be rendered in for the Sigma rule.
 SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "defender", "ecs")
+#: The default: the schemas the detections are written for. ECS (Winlogbeat, mapped back to event-log names)
+#: doubles the Sigma checks and the ingest cost per scenario, so it is opt-in (``--telemetry ecs``).
+DEFAULT_SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "defender")
 #: Telemetry the native KQL runs on: the Defender XDR tables it was written for.
 KQL_TELEMETRY: tuple[str, ...] = ("defender",)
 #: Which telemetry a Sigma route is native to (any other pairing is labelled "via <telemetry>").
@@ -74,7 +77,7 @@ class RunOptions:
     #: Folder with the real recordings (``../shared/data``); found automatically when None.
     shared_data: Path | None = None
     converted_targets: tuple[str, ...] = tuple(CONVERTED_TARGETS)
-    sigma_telemetry: tuple[str, ...] = SIGMA_TELEMETRY
+    sigma_telemetry: tuple[str, ...] = DEFAULT_SIGMA_TELEMETRY
     kql_telemetry: tuple[str, ...] = KQL_TELEMETRY
 
 
@@ -418,10 +421,8 @@ class DetectionRun:
                           evidence=evidence, evidence_omitted=omitted)
 
     def _run_kql(self, text: str, engine: DuckDBEngine, now: dt.datetime) -> Any:
-        import assay.kql
+        from assay.kql import run as run_kql
 
-        # Resolved at call time: the KQL engine's ``run(text, db=engine, now=...)``.
-        run_kql: Callable[..., Any] = getattr(assay.kql, "run")  # noqa: B009
         return run_kql(text, db=engine, now=now)
 
     def run_kql(self, scenario: Scenario, data: ScenarioData) -> list[FormResult]:
@@ -445,13 +446,13 @@ class DetectionRun:
                 continue
             elapsed = (time.perf_counter() - started) * 1000
             verdict: Verdict = "fires" if alerts.rows else "does-not-fire"
-            checks = column_checks(dict(scenario.expected.columns), list(scored.columns),
+            checks = column_checks(dict(scenario.expected.columns), _names(scored),
                                    [list(r) for r in scored.rows])
             status, reason = judge(expected, verdict, checks)
             if predicate:
                 reason += f" ({len(scored.rows)} row(s) scored, {len(alerts.rows)} meet the alert predicate)"
             shown = alerts if alerts.rows else scored
-            evidence, omitted = evidence_rows(list(shown.columns), [list(r) for r in shown.rows])
+            evidence, omitted = evidence_rows(_names(shown), [list(r) for r in shown.rows])
             results.append(FormResult(**common, status=status, verdict=verdict, reason=reason,
                                       row_count=len(alerts.rows), scored_row_count=len(scored.rows) if predicate
                                       else None, evidence=evidence, evidence_omitted=omitted,
@@ -475,7 +476,7 @@ class DetectionRun:
                 continue
             verdict: Verdict = "fires" if result.rows else "does-not-fire"
             status, reason = judge(expected, verdict)
-            evidence, omitted = evidence_rows(list(result.columns), [list(r) for r in result.rows])
+            evidence, omitted = evidence_rows(_names(result), [list(r) for r in result.rows])
             results.append(FormResult(**common, status=status, verdict=verdict, reason=reason,
                                       row_count=len(result.rows), evidence=evidence, evidence_omitted=omitted,
                                       sql=result.sql, duration_ms=round((time.perf_counter() - started) * 1000, 2)))
@@ -499,6 +500,11 @@ class DetectionRun:
         report.agreement = agreement_findings(self.loaded, report, self.telemetry, self.options.agreement,
                                               converted_queries=self.conversions)
         return report
+
+
+def _names(result: Any) -> list[str]:
+    """Column names of a KQL result (its columns are (name, Kusto type) pairs)."""
+    return [column[0] if isinstance(column, tuple) else str(column) for column in result.columns]
 
 
 def _base(form: str) -> Form:
