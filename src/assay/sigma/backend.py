@@ -128,7 +128,7 @@ class SqlglotBackend(Backend):
         if self.route.typed:
             predicates = [predicate_of(exp.column(c.name, quoted=True))
                           for c in canonical_tables()[self.route.table].columns if c.kusto_type in _STRING_TYPES]
-            return exp.or_(*predicates) if predicates else exp.false()
+            return exp.or_(*predicates, copy=False) if predicates else exp.false()
         variable = exp.to_identifier("field_value")
         lam = exp.Lambda(this=predicate_of(exp.column("field_value")), expressions=[variable])
         values = exp.func("map_values", exp.column("Fields", quoted=True))
@@ -136,10 +136,10 @@ class SqlglotBackend(Backend):
 
     # -- boolean structure ----------------------------------------------------------------------------------
     def convert_condition_or(self, cond: ConditionOR, state: ConversionState) -> exp.Expr:
-        return exp.or_(*(exp.paren(self.convert_condition(arg, state), copy=False) for arg in cond.args))
+        return exp.or_(*(exp.paren(self.convert_condition(arg, state), copy=False) for arg in cond.args), copy=False)
 
     def convert_condition_and(self, cond: ConditionAND, state: ConversionState) -> exp.Expr:
-        return exp.and_(*(exp.paren(self.convert_condition(arg, state), copy=False) for arg in cond.args))
+        return exp.and_(*(exp.paren(self.convert_condition(arg, state), copy=False) for arg in cond.args), copy=False)
 
     def convert_condition_not(self, cond: ConditionNOT, state: ConversionState) -> exp.Expr:
         # SQL's NOT NULL is NULL; Sigma's "not (predicate on a missing field)" is true.
@@ -204,7 +204,7 @@ class SqlglotBackend(Backend):
         field_value = self.field_expression(cond.field)
         # pySigma expands a network into exact textual prefixes (10.0.0.0/20 → 10.0.0.* … 10.0.15.*).
         predicates = [string_match(field_value, SigmaString(prefix)) for prefix in value.expand(wildcard="*")]
-        return exp.or_(*(exp.paren(p, copy=False) for p in predicates))
+        return exp.or_(*(exp.paren(p, copy=False) for p in predicates), copy=False)
 
     def convert_condition_field_compare_op_val(self, cond: ConditionFieldEqualsValueExpression,
                                                state: ConversionState) -> exp.Expr:

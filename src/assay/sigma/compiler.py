@@ -47,7 +47,7 @@ def route_filter(route: Route) -> exp.Expr | None:
     if route.event_ids:
         predicates.append(exp.In(this=exp.column("EventID", quoted=True),
                                  expressions=[exp.Literal.number(i) for i in route.event_ids]))
-    return exp.and_(*predicates) if predicates else None
+    return exp.and_(*predicates, copy=False) if predicates else None
 
 
 def as_loaded(rule: LoadedRule | str | Path) -> LoadedRule:
@@ -69,14 +69,15 @@ def compile_condition(rule: LoadedRule, route: Route, select: str | None = None)
     if not conditions:
         raise SigmaError(f"rule {rule.title!r} has no condition", span=SourceSpan.of_file(rule.source))
     condition: exp.Expr = (conditions[0] if len(conditions) == 1
-                                 else exp.or_(*(exp.paren(c, copy=False) for c in conditions)))
+                                 else exp.or_(*(exp.paren(c, copy=False) for c in conditions), copy=False))
     where = condition
     row_filter = route_filter(route)
     if row_filter is not None:
-        where = exp.and_(row_filter, exp.paren(condition, copy=False))
+        where = exp.and_(row_filter, exp.paren(condition.copy(), copy=False), copy=False)
+    # copy=False: the builder would otherwise deep-copy the whole condition tree at every step
     query = (exp.select(exp.column("AssayEventId", quoted=True), exp.column("Timestamp", quoted=True))
-             .from_(exp.to_table(route.table, quoted=True)).where(where)
-             .order_by(exp.column("AssayEventId", quoted=True)))
+             .from_(exp.to_table(route.table, quoted=True), copy=False).where(where, copy=False)
+             .order_by(exp.column("AssayEventId", quoted=True), copy=False))
     return CompiledTarget(route=route.name, table=route.table, condition=condition, query=query,
                           fields=tuple(backend.fields), unavailable=tuple(backend.unavailable), route_spec=route)
 

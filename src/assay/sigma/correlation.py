@@ -102,7 +102,7 @@ def _collect_events(rule: LoadedRule, correlation: SigmaCorrelationRule, engine:
             where: exp.Expr = exp.paren(target.condition.copy(), copy=False)
             row_filter = route_filter(route)
             if row_filter is not None:
-                where = exp.and_(row_filter, where)
+                where = exp.and_(row_filter, where, copy=False)
             query = exp.select(*columns).from_(exp.to_table(route.table, quoted=True)).where(where)
             for row in engine.run(query).rows:
                 if row[1] is None:

@@ -7,10 +7,12 @@ ATT&CK and validator data are only fetched by validators, which Assay does not r
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from sigma.collection import SigmaCollection
@@ -32,6 +34,8 @@ class LoadedRule:
     path: Path | None
     text: str
     rule: SigmaRule | SigmaCorrelationRule
+    #: the parsed YAML documents; fresh rules are built from deep copies (no second YAML parse)
+    documents: tuple[dict[str, Any], ...] = ()
 
     @property
     def id(self) -> str:
@@ -50,8 +54,9 @@ class LoadedRule:
         return str(self.path) if self.path else "<input>"
 
     def fresh_collection(self) -> SigmaCollection:
-        """A newly parsed collection of this file's rules (pipelines mutate rules: never reuse one)."""
-        return _parse_collection(self.text, self.path)
+        """A newly built collection of this file's rules (pipelines mutate rules: never reuse one)."""
+        documents = list(self.documents) if self.documents else _yaml_documents(self.text, self.path)
+        return _collection_from_documents(copy.deepcopy(documents), self.text, self.path)
 
     def fresh_rule(self, select: str | None = None) -> SigmaRule:
         """A newly parsed copy of the main rule, or of the rule in this file whose id or name is ``select``."""
@@ -90,9 +95,33 @@ def _ensure_spec_modifiers() -> None:
     modifier_mapping.setdefault("utf16le", SigmaWideModifier)
 
 
+def _yaml_documents(text: str, path: Path | None) -> list[dict[str, Any]]:
+    """The YAML documents of a rule file, with pySigma's loader (libyaml, safe, rejects duplicate keys)."""
+    from sigma.rule.base import SigmaYAMLLoader
+
+    try:
+        documents = [d for d in yaml.load_all(text, Loader=SigmaYAMLLoader) if d is not None]  # noqa: S506
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        span = SourceSpan(file=str(path) if path else None, line=mark.line + 1 if mark else None,
+                          col=mark.column + 1 if mark else None, text=text)
+        problem = getattr(error, "problem", None) or str(error)
+        raise SigmaError(f"not valid YAML: {problem}", span=span) from error
+    if not documents:
+        raise SigmaError("empty rule file", span=SourceSpan(file=str(path) if path else None))
+    if not all(isinstance(d, dict) for d in documents):
+        raise SigmaError("a Sigma rule is a YAML mapping (title, logsource, detection…)",
+                         span=SourceSpan(file=str(path) if path else None, line=1, col=1, text=text))
+    return documents
+
+
 def _parse_collection(text: str, path: Path | None) -> SigmaCollection:
+    return _collection_from_documents(_yaml_documents(text, path), text, path)
+
+
+def _collection_from_documents(documents: list[dict[str, Any]], text: str, path: Path | None) -> SigmaCollection:
     _ensure_spec_modifiers()
-    collection = SigmaCollection.from_yaml(text, collect_errors=True)
+    collection = SigmaCollection.from_dicts(documents, collect_errors=True)
     errors = [error for rule in collection.rules for error in rule.errors]
     if errors:
         raise _as_assay_error(errors[0], text, path)
@@ -127,20 +156,9 @@ def _locate(message: str, text: str) -> tuple[int | None, int | None]:
 
 def load_rule_text(text: str, path: Path | None = None) -> LoadedRule:
     """A rule from YAML text (one document, or a correlation rule with the rules it references)."""
+    documents = _yaml_documents(text, path)
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        span = SourceSpan(file=str(path) if path else None, line=mark.line + 1 if mark else None,
-                          col=mark.column + 1 if mark else None, text=text)
-        raise SigmaError(f"not valid YAML: {getattr(error, 'problem', None) or error}", span=span) from error
-    if not documents:
-        raise SigmaError("empty rule file", span=SourceSpan(file=str(path) if path else None))
-    if not all(isinstance(d, dict) for d in documents):
-        raise SigmaError("a Sigma rule is a YAML mapping (title, logsource, detection…)",
-                         span=SourceSpan(file=str(path) if path else None, line=1, col=1, text=text))
-    try:
-        collection = _parse_collection(text, path)
+        collection = _collection_from_documents(copy.deepcopy(documents), text, path)
     except SigmaError:
         raise
     except PySigmaError as error:
@@ -151,7 +169,7 @@ def load_rule_text(text: str, path: Path | None = None) -> LoadedRule:
         raise SigmaError("no Sigma rule in file", span=SourceSpan(file=str(path) if path else None))
     correlations = [r for r in collection.rules if isinstance(r, SigmaCorrelationRule)]
     main: SigmaRule | SigmaCorrelationRule = correlations[0] if correlations else collection.rules[0]
-    return LoadedRule(path=path, text=text, rule=main)
+    return LoadedRule(path=path, text=text, rule=main, documents=tuple(documents))
 
 
 def resolve_rule_path(path: str | Path) -> Path:
