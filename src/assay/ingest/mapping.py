@@ -44,11 +44,11 @@ def field_sql(name: str) -> str:
 
 
 def timestamp_sql(expr: str) -> str:
-    """A VARCHAR time (ISO 8601 with T or space, Z/UTC/+00:00 suffix, up to 7 decimals) as a UTC TIMESTAMP."""
-    cleaned = f"regexp_replace({expr}, '(Z| UTC|[+-]00:?00)$', '')"
-    # Windows writes 7 fractional digits (100 ns); DuckDB timestamps keep 6.
-    cleaned = f"regexp_replace({cleaned}, '(\\.\\d{{6}})\\d+$', '\\1')"
-    return f"TRY_CAST({cleaned} AS TIMESTAMP)"
+    """A VARCHAR time (ISO 8601 with T or space, Z/UTC suffix, up to 7 decimals, or an offset) as a UTC TIMESTAMP."""
+    # DuckDB's TIMESTAMP cast accepts Z, " UTC" and 7 decimals but ignores a non-zero offset; only strings that
+    # end in one take the (slower) TIMESTAMPTZ path, converted to UTC whatever the session time zone.
+    return (f"CASE WHEN {expr} SIMILAR TO '.*[+-][0-9][0-9]:?[0-9][0-9]' "
+            f"THEN timezone('UTC', TRY_CAST({expr} AS TIMESTAMPTZ)) ELSE TRY_CAST({expr} AS TIMESTAMP) END")
 
 
 def registry_key_sql(expr: str) -> str:
