@@ -100,7 +100,8 @@ def _yaml_documents(text: str, path: Path | None) -> list[dict[str, Any]]:
     from sigma.rule.base import SigmaYAMLLoader
 
     try:
-        documents = [d for d in yaml.load_all(text, Loader=SigmaYAMLLoader) if d is not None]  # noqa: S506
+        # SigmaYAMLLoader is a CSafeLoader (no arbitrary objects) that also rejects duplicate keys.
+        documents = [d for d in yaml.load_all(text, Loader=SigmaYAMLLoader) if d is not None]
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         span = SourceSpan(file=str(path) if path else None, line=mark.line + 1 if mark else None,
