@@ -140,3 +140,29 @@ def test_default_catalog_is_detections_in_the_working_folder(monkeypatch: pytest
     monkeypatch.chdir(ROOT)
     code, out, _ = run("list")
     assert code == 0 and CMSTP_ID in out
+
+
+def test_rich_rendering_escapes_markup_and_keeps_every_section(capsys: pytest.CaptureFixture[str]) -> None:
+    """On a TTY the page goes through rich: brackets in content ([DefaultInstall], [triage]) must survive."""
+    from assay.catalog import load_catalog
+    from assay.catalog.view import detection_document
+    from assay.cli.catalog_render import render_detection
+    from assay.schema.attack import attack_data
+
+    loaded = load_catalog(DETECTIONS).find("T1218.003")[0]
+    render_detection(detection_document(loaded, attack_data()), rich=True)
+    out = capsys.readouterr().out
+    for section in ("MITRE ATT&CK", "Response playbook", "Hunting queries", "Known differences between forms"):
+        assert section in out
+    assert "[triage]" in out and "[Connection Manager]" in out, out[-3000:]
+
+
+def test_strict_fails_on_warnings(cmstp_copy: Path, edit: Edit) -> None:
+    edit("rule.sigma.yml", "    - attack.defense-evasion\n", "")
+    code, out, _ = run("lint", "--format", "json", str(cmstp_copy))
+    report = json.loads(out)
+    assert any(i["severity"] == "warning" and "not tagged attack.defense-evasion" in i["message"]
+               for i in report["issues"])
+    assert code == (1 if report["errors"] else 0)  # a warning alone does not fail
+    code, out, _ = run("lint", "--strict", "--format", "json", str(cmstp_copy))
+    assert code == 1 and json.loads(out)["ok"] is False
