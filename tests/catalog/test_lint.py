@@ -160,3 +160,15 @@ def test_kql_errors_in_hunting_queries_point_into_detection_yml(cmstp_copy: Path
     assert found.message.startswith("hunting query 'Elevated processes started by the CMSTPLUA COM surrogate'")
     assert (found.span.file, found.span.line, found.span.col) == (
         str(path), line_of(path, '| where InitiatingProcessFileName =~ "dllhost.exe"'), 15)
+
+
+def test_sigma_rule_id_must_not_reuse_a_detection_id(cmstp_copy: Path, edit: Edit) -> None:
+    path = edit("rule.sigma.yml", "id: e0c41d4e-a058-4394-894c-372b49a55ee6", "id: 5c191f9c-ff71-48e7-bebb-1f04e3d6e3f8")
+    found = issue(lint(cmstp_copy), "duplicate-id")
+    assert "Sigma rule id 5c191f9c" in found.message and found.span.file == str(path) and found.span.line == 2
+
+
+def test_folder_name_should_start_with_the_technique(cmstp_copy: Path) -> None:
+    renamed = cmstp_copy.rename(cmstp_copy.parent / "cmstp")
+    found = issue(lint(renamed), "folder-name")
+    assert found.severity == "warning" and "T1218.003-" in found.message

@@ -134,8 +134,18 @@ class _Linter:
             else:
                 seen[loaded.id] = loaded
         known_ids = set(seen)
+        sigma_ids: dict[str, LoadedDetection] = {}
         for loaded in catalog.detections:
             self.check_detection(loaded, known_ids)
+            sigma_id = _sigma_rule_id(loaded)
+            if sigma_id is None:
+                continue
+            if sigma_id in sigma_ids or sigma_id in known_ids:
+                owner = sigma_ids.get(sigma_id) or seen[sigma_id]
+                self.error("duplicate-id", f"Sigma rule id {sigma_id} is also used by {owner.path.name}",
+                           loaded.span("sigma", ("id",)), hint="give the Sigma rule a fresh UUID of its own")
+            else:
+                sigma_ids[sigma_id] = loaded
 
     # --------------------------------------------------------------------------------------------- per detection
 
@@ -150,6 +160,9 @@ class _Linter:
     def check_attack(self, loaded: LoadedDetection) -> None:
         technique_id = loaded.detection.technique
         span = loaded.span("detection", ("technique",))
+        if not loaded.path.name.upper().startswith(technique_id.upper() + "-"):
+            self.warning("folder-name", f"folder {loaded.path.name!r} does not start with the technique id "
+                         f"({technique_id}-…)", span, hint=f"rename the folder to {technique_id}-<short-name>")
         try:
             technique = self.attack.resolve(technique_id)
         except UnknownTechniqueError as error:
@@ -482,6 +495,15 @@ class _AtomicIndex:
         if tests[guid.lower()].strip() != name.strip():
             return f"Atomic test {guid} is named {tests[guid.lower()]!r}, not {name!r}"
         return None
+
+
+def _sigma_rule_id(loaded: LoadedDetection) -> str | None:
+    """The Sigma rule's own id, read from the YAML (lowercased), or None when absent or unreadable."""
+    marks = loaded.marks.get("sigma")
+    if marks is None or loaded.sigma_path is None:
+        return None
+    match = re.search(r"^id:\s*['\"]?([0-9A-Fa-f-]{36})", loaded.sigma_text or "", re.MULTILINE)
+    return match.group(1).lower() if match else None
 
 
 def _sigma_message(error: Exception) -> str:
