@@ -54,6 +54,28 @@ def step_ingest(out: Path) -> Path:
     return database
 
 
+def step_site(out: Path, report: Path | None = None) -> Path:
+    """Build the static site into ``<out>/site`` with the proof report (``report``, else ``<out>/proof/report.json``
+    or ``build/proof/report.json`` when present) and print where to open it. The demo's last step."""
+    from assay.catalog.loader import load_catalog
+    from assay.site.builder import build_site
+
+    if report is None:
+        report = next((candidate for candidate in (out / "proof" / "report.json",
+                                                   ROOT / "build" / "proof" / "report.json")
+                       if candidate.is_file()), None)
+    site = out / "site"
+    build = build_site(load_catalog(ROOT / "detections"), site, report=report)
+    statuses = ", ".join(f"{count} {status}" for status, count in sorted(build.statuses.items()))
+    proof = f"proof from {report}" if report else "no proof report: results show as not yet run"
+    click.echo(f"[site] {build.detection_pages} pages for {build.detections} detection(s) ({statuses}; {proof})")
+    for warning in build.warnings:
+        click.echo(f"[site]   warning: {warning}")
+    click.echo(f"[site] open {build.index.as_uri()}")
+    click.echo(f"[site]   or preview it: .venv/bin/assay site serve --out {site} --port 8000")
+    return build.index
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m assay.demo")
     parser.add_argument("--out", default="build/demo", help="folder for the demo's outputs")
@@ -63,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     click.echo("Assay demo")
     step_catalog(out)
     step_ingest(out)
+    step_site(out)  # keep last: the demo ends by saying where to open the site
     return 0
 
 
