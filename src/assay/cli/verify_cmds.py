@@ -103,9 +103,14 @@ def _print_report(report: Any, verbose: bool) -> None:
               help="Fixed 'now' for the KQL's ago() (default: each scenario's start + 1 hour).")
 @click.option("--shared-data", type=click.Path(path_type=Path, file_okay=False),
               help="Folder with the real recordings (default: $ASSAY_SHARED_DATA or ../shared/data).")
+@click.option("--telemetry", "telemetry", multiple=True,
+              type=click.Choice(["sysmon", "security", "defender", "ecs"]),
+              help="Schemas the Sigma rule runs on (repeatable). Default: sysmon, security, defender; add ecs to "
+                   "also prove it through Winlogbeat documents.")
 @click.option("-v", "--verbose", is_flag=True, help="Also list skipped checks and declared differences.")
 def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format: str, out_dir: Path,
-                 agreement: str, now_text: str | None, shared_data: Path | None, verbose: bool) -> None:
+                  agreement: str, now_text: str | None, shared_data: Path | None, telemetry: tuple[str, ...],
+                  verbose: bool) -> None:
     """Prove detections: run every form on every scenario and check the forms agree.
 
     \b
@@ -117,13 +122,13 @@ def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format
     """
     from assay.verify.junit import junit_xml
     from assay.verify.report import save_report
-    from assay.verify.runner import RunOptions, run_paths
+    from assay.verify.runner import DEFAULT_SIGMA_TELEMETRY, RunOptions, run_paths
 
     targets = list(paths) or [Path("detections")]
     options = RunOptions(
         forms=tuple(forms) if forms else ("sigma", "kql", "converted"),  # type: ignore[arg-type]
         agreement="warn" if agreement == "warn" else "fail", now=_parse_now(now_text),
-        shared_data=shared_data)
+        shared_data=shared_data, sigma_telemetry=tuple(telemetry) or DEFAULT_SIGMA_TELEMETRY)
     if shared_data is not None and not shared_data.is_dir():
         raise UsageError(f"--shared-data {shared_data} is not a folder")
     report = run_paths(targets, options)
