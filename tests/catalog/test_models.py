@@ -99,3 +99,18 @@ def test_detection_ids_are_canonical_uuids_and_dates_ordered() -> None:
         Detection.model_validate({**base, "technique": "T1218.3"})
     with pytest.raises(ValidationError, match="before created"):
         Detection.model_validate({**base, "modified": "2026-11-01"})
+
+
+def test_editor_json_schemas_are_current() -> None:
+    """docs/schema/*.json come from the models via scripts/gen_catalog_schema.py; stale copies fail here."""
+    import importlib.util
+
+    from tests.conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("gen_catalog_schema", ROOT / "scripts" / "gen_catalog_schema.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, text in module.schemas().items():
+        current = (ROOT / "docs" / "schema" / name).read_text(encoding="utf-8")
+        assert current == text, f"docs/schema/{name} is stale: run python scripts/gen_catalog_schema.py"
