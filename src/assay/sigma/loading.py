@@ -204,7 +204,10 @@ def iter_rule_files(paths: Iterable[str | Path]) -> Iterator[Path]:
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            files: Iterable[Path] = sorted(p for p in path.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file())
+            # In a catalog detection folder only rule.sigma.yml is Sigma (detection.yml, tests.yml are not).
+            files: Iterable[Path] = sorted(
+                p for p in path.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file()
+                and (p.name == DETECTION_RULE_FILE or not (p.parent / DETECTION_RULE_FILE).is_file()))
         else:
             files = [path]
         for file in files:
