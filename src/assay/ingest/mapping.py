@@ -43,6 +43,11 @@ def field_sql(name: str) -> str:
     return f"Fields[{sql_string(name)}]"
 
 
+def field_alias(name: str) -> str:
+    """The column a mapping's inner query gives one field (each map lookup is done once per row, not per use)."""
+    return '"field:' + name.replace('"', '""') + '"'
+
+
 def timestamp_sql(expr: str) -> str:
     """A VARCHAR time (ISO 8601 with T or space, Z/UTC suffix, up to 7 decimals, or an offset) as a UTC TIMESTAMP."""
     # DuckDB's TIMESTAMP cast accepts Z, " UTC" and 7 decimals but ignores a non-zero offset; only strings that
@@ -108,8 +113,10 @@ class Mapping:
         names += ["AssayEventId", "AssaySource"]
         selects += ["AssayEventId", "SourceFile || '#' || CAST(SourceRecord AS VARCHAR)"]
         quoted = ", ".join(f'"{n}"' for n in names)
-        return (f'INSERT INTO "{self.table}" ({quoted}) SELECT {", ".join(selects)} FROM RawEvents '
-                f"WHERE AssayEventId BETWEEN {int(first_id)} AND {int(last_id)} AND {self.where_sql()}")
+        lookups = ", ".join(f"{field_sql(f)} AS {field_alias(f)}" for f in sorted(self.consumed_fields))
+        return (f'INSERT INTO "{self.table}" ({quoted}) SELECT {", ".join(selects)} FROM ('
+                f"SELECT *{', ' + lookups if lookups else ''} FROM RawEvents "
+                f"WHERE AssayEventId BETWEEN {int(first_id)} AND {int(last_id)} AND {self.where_sql()})")
 
     def unmapped_sql(self, first_id: int, last_id: int) -> str:
         """Field names (and how many events had them) that this mapping left to the leftover column."""
@@ -135,7 +142,7 @@ class _Compiler:
         if not isinstance(name, str) or not _FIELD_NAME.match(name):
             raise self.error(f"bad field name {name!r}")
         self.consumed.add(name)
-        return field_sql(name)
+        return field_alias(name)
 
     def compile(self, spec: Any, column: str) -> str:
         if isinstance(spec, str):
