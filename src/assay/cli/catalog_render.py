@@ -123,6 +123,18 @@ def render_plain(document: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _kql_lexer() -> str:
+    """Pygments' Kusto lexer when this Pygments has it (2.16+), SQL otherwise."""
+    from pygments.lexers import get_lexer_by_name
+    from pygments.util import ClassNotFound
+
+    try:
+        get_lexer_by_name("kql")
+    except ClassNotFound:
+        return "sql"
+    return "kql"
+
+
 def render_detection(document: dict[str, Any], *, rich: bool) -> None:
     """Print the page: rich on a TTY, plain otherwise."""
     if not rich:
@@ -133,7 +145,7 @@ def render_detection(document: dict[str, Any], *, rich: bool) -> None:
     from rich.panel import Panel
     from rich.syntax import Syntax
 
-    console = Console()
+    console = Console(highlight=False)  # content is prose and paths: no auto-colouring of numbers
     console.print(Panel(f"[bold]{escape(document['title'])}[/bold]\n{escape(document['technique'])} · Microsoft "
                         f"Sentinel · KQL · [dim]{escape(document['id'])}[/dim]\n\n{escape(document['description'])}",
                         expand=True))
@@ -141,7 +153,7 @@ def render_detection(document: dict[str, Any], *, rich: bool) -> None:
         console.rule(f"[bold cyan]{escape(title)}[/bold cyan]", align="left")
         for kind, text in parts:
             if kind == "code:kql":
-                console.print(Syntax(text, "sql", word_wrap=True, background_color="default"))
+                console.print(Syntax(text, _kql_lexer(), word_wrap=True, background_color="default"))
             elif kind == "code:yaml":
                 console.print(Syntax(text, "yaml", word_wrap=True, background_color="default"))
             elif kind == "list":
