@@ -172,3 +172,9 @@ def test_folder_name_should_start_with_the_technique(cmstp_copy: Path) -> None:
     renamed = cmstp_copy.rename(cmstp_copy.parent / "cmstp")
     found = issue(lint(renamed), "folder-name")
     assert found.severity == "warning" and "T1218.003-" in found.message
+
+
+def test_hunting_query_tables_must_name_the_table_it_reads(cmstp_copy: Path, edit: Edit) -> None:
+    edit("detection.yml", "    tables: [DeviceNetworkEvents]", "    tables: [DeviceProcessEvents]")
+    found = issue(lint(cmstp_copy), "table")
+    assert found.severity == "warning" and "reads DeviceNetworkEvents" in found.message

@@ -203,6 +203,15 @@ class _Linter:
                 if table not in tables:
                     self.error("table", f"unknown table {table!r}",
                                loaded.span("detection", ("hunting", query_index, "tables", table_index)))
+            source = _source_table(hunting.query)
+            if hunting.tables and source in tables and source not in hunting.tables:
+                self.warning("table", f"hunting query {hunting.title!r} reads {source}, which its tables list "
+                             "does not name", loaded.span("detection", ("hunting", query_index, "tables")),
+                             hint=f"add {source} to tables")
+        source = _source_table(loaded.kql_text or "")
+        if source in tables and source not in loaded.detection.required_tables:
+            self.warning("table", f"sentinel.kql reads {source}, which required_tables does not name",
+                         loaded.span("detection", ("required_tables",)), hint=f"add {source} to required_tables")
 
     # ------------------------------------------------------------------------------------------------------ Sigma
 
@@ -495,6 +504,17 @@ class _AtomicIndex:
         if tests[guid.lower()].strip() != name.strip():
             return f"Atomic test {guid} is named {tests[guid.lower()]!r}, not {name!r}"
         return None
+
+
+def _source_table(query: str) -> str | None:
+    """The table a tabular KQL query starts from (its first word, after comments and let statements)."""
+    for line in query.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("//") or stripped.startswith("let "):
+            continue
+        match = re.match(r"[A-Za-z_][A-Za-z0-9_]*", stripped)
+        return match.group(0) if match else None
+    return None
 
 
 def _sigma_rule_id(loaded: LoadedDetection) -> str | None:
