@@ -81,6 +81,61 @@ def raw_field_reference(route: Route, name: str) -> exp.Expr:
     return reference
 
 
+def _text(expression: exp.Expr) -> exp.Expr:
+    return exp.cast(expression, exp.DataType.build("VARCHAR"))
+
+
+def _joined(*parts: exp.Expr | str) -> exp.Expr:
+    """``concat`` of parts (NULL parts become empty), NULL when every column part is NULL."""
+    columns = [p for p in parts if not isinstance(p, str)]
+    # coalesce each column: DuckDB's || (what sqlglot writes for concat) is NULL when any operand is NULL
+    joined = exp.func("concat", *(exp.Literal.string(p) if isinstance(p, str)
+                                  else exp.Coalesce(this=p.copy(), expressions=[exp.Literal.string("")])
+                                  for p in parts))
+    return exp.If(this=exp.and_(*(exp.Is(this=c.copy(), expression=exp.Null()) for c in columns), copy=False),
+                  true=exp.Null(), false=joined)
+
+
+def _computed_fields(table: str) -> dict[str, exp.Expr]:
+    """Sigma fields a Defender table holds in pieces: Sysmon's ``Hashes`` and ``DOMAIN\\user`` accounts."""
+    columns = set(canonical_tables()[table].column_names)
+    computed: dict[str, exp.Expr] = {}
+
+    def col(name: str) -> exp.Expr:
+        return exp.column(name, quoted=True)
+
+    if {"SHA1", "MD5", "SHA256"} <= columns:
+        computed["=Hashes"] = _joined("SHA1=", exp.Upper(this=col("SHA1")), ",MD5=", exp.Upper(this=col("MD5")),
+                                      ",SHA256=", exp.Upper(this=col("SHA256")))
+    if {"AccountDomain", "AccountName"} <= columns:
+        computed["=User"] = _joined(col("AccountDomain"), "\\", col("AccountName"))
+    if {"InitiatingProcessAccountDomain", "InitiatingProcessAccountName"} <= columns:
+        computed["=ParentUser"] = _joined(col("InitiatingProcessAccountDomain"), "\\",
+                                          col("InitiatingProcessAccountName"))
+    return computed
+
+
+def computed_field_names(table: str) -> set[str]:
+    return set(_computed_fields(table))
+
+
+def field_value(route: Route, name: str) -> exp.Expr | None:
+    """The text value of a (route-named) field: a column, a computed column (``=Hashes``) or ``Fields['name']``;
+    None when the route's table has no such column."""
+    if route.typed:
+        if name.startswith("="):
+            computed = _computed_fields(route.table).get(name)
+            return computed.copy() if computed is not None else None
+        column = canonical_tables()[route.table].column(name)
+        if column is None:
+            return None
+        reference = exp.column(name, quoted=True)
+        return reference if column.kusto_type in _STRING_TYPES else _text(reference)
+    if not route.flat and name in RAW_EVENT_SYSTEM_FIELDS:
+        return _text(exp.column(RAW_EVENT_SYSTEM_FIELDS[name], quoted=True))
+    return raw_field_reference(route, name)
+
+
 class SqlglotBackend(Backend):
     """Converts one Sigma rule for one route into a sqlglot boolean expression (see module docstring)."""
 
@@ -106,22 +161,14 @@ class SqlglotBackend(Backend):
             if original not in self.unavailable:
                 self.unavailable.append(original)
             return exp.Null()
+        value = field_value(self.route, name)
+        if value is None:
+            if name not in self.unavailable:
+                self.unavailable.append(name)
+            return exp.Null()
         if name not in self.fields:
             self.fields.append(name)
-        route = self.route
-        if route.typed:
-            column = canonical_tables()[route.table].column(name)
-            if column is None:
-                if name not in self.unavailable:
-                    self.unavailable.append(name)
-                return exp.Null()
-            reference = exp.column(name, quoted=True)
-            if column.kusto_type in _STRING_TYPES:
-                return reference
-            return exp.cast(reference, exp.DataType.build("VARCHAR"))
-        if not route.flat and name in RAW_EVENT_SYSTEM_FIELDS:
-            return exp.cast(exp.column(RAW_EVENT_SYSTEM_FIELDS[name], quoted=True), exp.DataType.build("VARCHAR"))
-        return raw_field_reference(route, name)
+        return value
 
     def all_values_any(self, predicate_of: Any) -> exp.Expr:
         """True when the predicate holds for some field value of the event (keyword search)."""

@@ -57,6 +57,8 @@ def as_loaded(rule: LoadedRule | str | Path) -> LoadedRule:
 def compile_condition(rule: LoadedRule, route: Route, select: str | None = None) -> CompiledTarget:
     """The rule (or the rule ``select`` of its file) compiled for one route (``SigmaError`` names the problem)."""
     sigma_rule = rule.fresh_rule(select)
+    # pySigma returns no query for a rule a correlation references (unless it says generate: true); we need it.
+    sigma_rule._output = True
     backend = SqlglotBackend(route)
     try:
         conditions = backend.convert_rule(sigma_rule)

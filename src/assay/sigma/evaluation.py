@@ -15,10 +15,9 @@ from sqlglot import exp
 
 from assay.engine import DuckDBEngine
 from assay.errors import AssayError, SigmaError
-from assay.sigma.backend import raw_field_reference
+from assay.sigma.backend import field_value
 from assay.sigma.compiler import CompiledTarget, as_loaded, compile_rule, route_filter
 from assay.sigma.loading import LoadedRule
-from assay.sigma.routes import RAW_EVENT_SYSTEM_FIELDS
 
 RouteStatus = Literal["matched", "no-match", "cannot-evaluate", "no-data", "error"]
 
@@ -112,15 +111,9 @@ def _field_presence_expressions(target: CompiledTarget) -> list[tuple[str, exp.E
     """(field, expression counting rows that carry it) for every field the target reads."""
     counts: list[tuple[str, exp.Expr]] = []
     for name in target.fields:
-        route = target.route_spec
-        column: exp.Expr
-        if route.typed:
-            column = exp.column(name, quoted=True)
-        elif not route.flat and name in RAW_EVENT_SYSTEM_FIELDS:
-            column = exp.column(RAW_EVENT_SYSTEM_FIELDS[name], quoted=True)
-        else:
-            column = raw_field_reference(route, name)
-        counts.append((name, exp.Count(this=column)))
+        value = field_value(target.route_spec, name)
+        if value is not None:
+            counts.append((name, exp.Count(this=value)))
     return counts
 
 

@@ -121,6 +121,13 @@ def defender_field_map(table: str) -> dict[str, str | None]:
         candidates = target if isinstance(target, list) else [target]
         present = [c for c in candidates if c in columns]
         mapping[sigma_field] = present[0] if present else None
+    # Sysmon's Hashes ("SHA1=…,MD5=…,SHA256=…") and DOMAIN\\user accounts are several columns in Defender tables:
+    # the backend computes them ("=" names) so values keep Sysmon's shape.
+    from assay.sigma.backend import computed_field_names
+
+    for sigma_field in ("Hashes", "User", "ParentUser"):
+        if f"={sigma_field}" in computed_field_names(table):
+            mapping[sigma_field] = f"={sigma_field}"
     return mapping
 
 
