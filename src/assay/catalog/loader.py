@@ -113,7 +113,11 @@ def load_yaml(path: Path, text: str | None = None) -> tuple[Any, YamlMarks]:
                            hint="fix the YAML syntax at this position") from None
     except YAMLError as error:
         raise CatalogError(f"malformed YAML: {error}", SourceSpan(str(path), text=text)) from None
-    marks.nodes[()] = (1, 1)
+    # The document's own position: its first node (not line 1, which may be a comment).
+    if isinstance(document, CommentedMap | CommentedSeq):
+        marks.nodes[()] = (document.lc.line + 1, document.lc.col + 1)
+    else:
+        marks.nodes[()] = (1, 1)
     return _plain(document, (), marks, path), marks
 
 
@@ -191,10 +195,17 @@ def validation_errors(error: ValidationError, model: type[BaseModel], data: Any,
     """One CatalogError per pydantic error, each at the YAML node it is about."""
     results: list[CatalogError] = []
     seen: set[tuple[YamlPath, str]] = set()
-    for item in error.errors(include_url=False):
-        loc = tuple(item["loc"])
-        path = _data_path(data, loc)
+    items = [(item, _data_path(data, tuple(item["loc"]))) for item in error.errors(include_url=False)]
+    paths = [path for _, path in items]
+    unknown_keys = {(path[:-1], str(path[-1])) for item, path in items if item["type"] == "extra_forbidden"}
+    for item, path in items:
         kind = item["type"]
+        if kind == "literal_error" and any(len(other) > len(path) and other[:len(path)] == path for other in paths):
+            continue  # a union ('all' or a list): the list branch's deeper error says what is wrong
+        if kind == "missing" and any(
+            parent == path[:-1] and did_you_mean(str(path[-1]), [key]) for parent, key in unknown_keys
+        ):
+            continue  # 'severty' is unknown and 'severity' missing: the unknown key's "did you mean" says it all
         if (path, kind) in seen:
             continue  # a union reports once per member; one message per node is enough
         seen.add((path, kind))
