@@ -4,7 +4,7 @@ The input is ``../shared/data/evtx-attack-samples`` replicated in memory (each p
 as a new source) up to ``--records`` (default 1M; ``--records 10000000`` for 10M). Each configuration runs in a
 fresh subprocess so peak RSS is its own.
 
-    .venv/bin/python bench/bench_ingest.py                  # 1M records, DuckDB threads 1 and 2
+    .venv/bin/python bench/bench_ingest.py                  # 1M records, 1 and 2 threads (DuckDB and EVTX parser)
     .venv/bin/python bench/bench_ingest.py --records 10000000 --threads 2
 """
 
@@ -79,7 +79,7 @@ def run_ingest(shared: Path, records: int, threads: int) -> dict[str, float]:
         engine = DuckDBEngine(Path(folder) / "bench.duckdb", threads=threads)
         engine.connection.execute("SET memory_limit = '600MB'").fetchall()
         started = time.perf_counter()
-        summary = ingest_sources(sources, engine)
+        summary = ingest_sources(sources, engine, reader_threads=threads)
         seconds = time.perf_counter() - started
         engine.close()
     return {"records": summary.records_read, "seconds": seconds, "rate": summary.records_read / seconds,

@@ -120,7 +120,8 @@ def ingest_paths(paths: str | Path | list[str | Path] | tuple[str | Path, ...], 
     elif threads:
         engine.connection.execute(f"SET threads = {int(threads)}").fetchall()
     try:
-        summary = ingest_sources(sources, engine, skipped=skipped, batch_rows=batch_rows, progress=progress)
+        summary = ingest_sources(sources, engine, skipped=skipped, batch_rows=batch_rows, progress=progress,
+                                 reader_threads=threads or 1)
         if output_format == "parquet" and out is not None:
             summary.parquet_dir = str(write_parquet(engine, Path(out)))
     finally:
@@ -131,8 +132,12 @@ def ingest_paths(paths: str | Path | list[str | Path] | tuple[str | Path, ...], 
 
 
 def ingest_sources(sources: list[Source], engine: DuckDBEngine, *, skipped: list[Skipped] | None = None,
-                   batch_rows: int = DEFAULT_BATCH_ROWS, progress: ProgressCallback | None = None) -> IngestSummary:
-    """Load already discovered sources into an open database and run the mappings (the benchmark's entry)."""
+                   batch_rows: int = DEFAULT_BATCH_ROWS, progress: ProgressCallback | None = None,
+                   reader_threads: int = 1) -> IngestSummary:
+    """Load already discovered sources into an open database and run the mappings (the benchmark's entry).
+
+    ``reader_threads``: threads the EVTX parser may use (Rust, parallel per chunk).
+    """
     started = time.perf_counter()
     summary = IngestSummary(database=str(engine.path) if engine.path else ":memory:", skipped=list(skipped or []))
     for item in summary.skipped:
@@ -140,7 +145,7 @@ def ingest_sources(sources: list[Source], engine: DuckDBEngine, *, skipped: list
             summary.add_bad([BadRecord(item.label, "file", item.reason)])
     before = {name: engine.row_count(name) for name in canonical_tables()}
     writer = RawEventWriter(engine)
-    _load(sources, writer, summary, batch_rows, progress)
+    _load(sources, writer, summary, batch_rows, progress, reader_threads)
     first_id, last_id = writer.first_id, writer.last_id
     summary.first_event_id, summary.last_event_id = first_id, max(last_id, first_id - 1)
     mappings = builtin_mappings()
@@ -155,7 +160,7 @@ def ingest_sources(sources: list[Source], engine: DuckDBEngine, *, skipped: list
 
 
 def _load(sources: list[Source], writer: RawEventWriter, summary: IngestSummary, batch_rows: int,
-          progress: ProgressCallback | None) -> None:
+          progress: ProgressCallback | None, reader_threads: int = 1) -> None:
     """Read every source and load it, reading the next batches while DuckDB loads the previous ones.
 
     Batches of consecutive sources of one kind are gathered up to ``batch_rows`` rows, so a folder of small
@@ -200,7 +205,7 @@ def _load(sources: list[Source], writer: RawEventWriter, summary: IngestSummary,
             by_label[source.label] = source_summary
             if gathered and kind(gathered[0].source) != kind(source):
                 submit(loader)
-            for batch in read_source(source, batch_rows):
+            for batch in read_source(source, batch_rows, reader_threads):
                 if batch.bad or batch.lost_records:
                     source_summary.bad += len(batch.bad) + batch.lost_records
                     summary.add_bad(batch.bad, batch.lost_records)

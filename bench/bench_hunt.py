@@ -1,0 +1,210 @@
+"""Benchmark: the whole SigmaHQ Windows rule set over EVTX-ATTACK-SAMPLES replicated to ~1M (or 10M) events.
+
+Prints one table: end-to-end events/s of ``assay hunt`` (EVTX in, timeline out), rules compiled/s (cold and from
+the cache), peak RSS of the whole process tree, and, measured in the same run, the two baselines: the raw
+``evtx`` parse rate (the floor: records as JSON text, nothing else) and one DuckDB query per rule target over
+ingested events (measured on a slice and extrapolated linearly, as its cost is rules x events).
+
+    .venv/bin/python bench/bench_hunt.py                    # ~1M events
+    .venv/bin/python bench/bench_hunt.py --events 10000000  # ~10M events
+    .venv/bin/python bench/bench_hunt.py --events 100000 --skip-cold-compile   # quick look
+
+Replication uses hard links (distinct paths, one copy in the page cache), so every copy is a distinct source
+file in the timeline. Needs ../shared/data (or $ASSAY_SHARED_DATA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def shared_data() -> Path:
+    env = os.environ.get("ASSAY_SHARED_DATA")
+    for candidate in ([Path(env)] if env else []) + [ROOT.parent / "shared" / "data"]:
+        if candidate.is_dir():
+            return candidate
+    sys.exit("shared data not found: set ASSAY_SHARED_DATA or put it at ../shared/data")
+
+
+class PeakRss:
+    """Samples the RSS of this process and all its children every 50 ms; keeps the peak."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> int:
+        me = psutil.Process()
+        total = me.memory_info().rss
+        for child in me.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                pass
+        return int(total)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._sample())
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> PeakRss:
+        self.peak = self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def replicate(corpus: Path, copies: int, into: Path) -> list[Path]:
+    """``copies`` hard-linked copies of every .evtx file of the corpus, one folder per copy."""
+    files = sorted(corpus.rglob("*.evtx"))
+    for number in range(copies):
+        folder = into / f"copy-{number:05d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, file in enumerate(files):
+            target = folder / f"{index:03d}-{file.name}"
+            if not target.exists():
+                try:
+                    os.link(file, target)
+                except OSError:
+                    shutil.copyfile(file, target)
+    return files
+
+
+def count_records(files: list[Path]) -> int:
+    import evtx
+
+    total = 0
+    for file in files:
+        total += sum(1 for _ in evtx.PyEvtxParser(str(file), number_of_threads=1).records_json())
+    return total
+
+
+def parse_floor(files: list[Path], repeat: int) -> float:
+    """Raw evtx parse rate on one thread, records/s (records as JSON text, nothing else done)."""
+    import evtx
+
+    started = time.perf_counter()
+    records = 0
+    for _ in range(repeat):
+        for file in files:
+            for _record in evtx.PyEvtxParser(str(file), number_of_threads=1).records_json():
+                records += 1
+    return records / (time.perf_counter() - started)
+
+
+def rule_by_rule_baseline(corpus: Path, rule_set: object, max_targets: int | None) -> tuple[float, int, int, float]:
+    """(seconds, events, targets, ingest seconds) of one DuckDB query per target over the ingested corpus."""
+    from assay.engine import DuckDBEngine
+    from assay.hunt.evaluate import enumerate_targets, evaluate_all
+    from assay.ingest.pipeline import ingest_sources
+    from assay.ingest.sources import discover
+
+    refs = enumerate_targets(rule_set.rules)  # type: ignore[attr-defined]
+    if max_targets is not None:
+        refs = refs[:max_targets]
+    sources, skipped = discover([corpus])
+    with DuckDBEngine(None) as engine:
+        started = time.perf_counter()
+        summary = ingest_sources(sources, engine, skipped=skipped)
+        ingest_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        evaluate_all(engine, refs)
+        seconds = time.perf_counter() - started
+    return seconds, summary.records_read, len(refs), ingest_seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000, help="target event count (default 1M)")
+    parser.add_argument("--rules", type=Path, default=None, help="rule folder (default SigmaHQ rules/windows)")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    parser.add_argument("--skip-cold-compile", action="store_true",
+                        help="do not measure compiling without the cache (takes minutes)")
+    parser.add_argument("--baseline-targets", type=int, default=None,
+                        help="limit the rule-by-rule baseline to the first N targets (extrapolated to all)")
+    parser.add_argument("--work-dir", type=Path, default=None, help="where to put the replicated corpus")
+    args = parser.parse_args()
+
+    from assay.hunt.rules import load_hunt_rules
+    from assay.hunt.run import hunt
+
+    data = shared_data()
+    corpus = data / "evtx-attack-samples"
+    rules_dir = args.rules or data / "sigmahq" / "rules" / "windows"
+    rows: list[tuple[str, str, str]] = []
+
+    files = sorted(corpus.rglob("*.evtx"))
+    corpus_records = count_records(files)
+    copies = max(1, math.ceil(args.events / corpus_records))
+    print(f"corpus: {corpus_records} records in {len(files)} files; {copies} copies -> "
+          f"{copies * corpus_records:,} events", flush=True)
+
+    # 1. rules compiled/s: cold (fresh cache, all cores) and warm (the cache every later hunt uses)
+    if not args.skip_cold_compile:
+        with tempfile.TemporaryDirectory(prefix="assay-bench-cache-") as cold_cache:
+            cold = load_hunt_rules([rules_dir], cache_dir=Path(cold_cache), processes=args.workers)
+        rows.append(("rules compiled/s, cold (pySigma + lowering, all cores)",
+                     f"{cold.files / cold.seconds:,.0f}", f"{cold.files} files in {cold.seconds:.1f}s"))
+    load_hunt_rules([rules_dir], processes=args.workers)  # fill the default cache
+    warm = load_hunt_rules([rules_dir], processes=args.workers)
+    rows.append(("rules loaded/s from the compiled-rule cache", f"{warm.files / warm.seconds:,.0f}",
+                 f"{len(warm.rules)} rules, {warm.target_count} routes, {len(warm.problems)} not evaluable"))
+
+    # 2. the floor: raw evtx parsing, one thread
+    floor = parse_floor(files, repeat=3)
+    rows.append(("raw evtx parse floor, records/s per thread", f"{floor:,.0f}", "records_json(), nothing else"))
+
+    # 3. end to end: EVTX in, timeline out
+    work = Path(tempfile.mkdtemp(prefix="assay-bench-corpus-", dir=args.work_dir))
+    try:
+        replicate(corpus, copies, work)
+        with PeakRss() as rss:
+            started = time.perf_counter()
+            result = hunt([work], warm, workers=args.workers)
+            seconds = time.perf_counter() - started
+        rows.append(("assay hunt end to end, events/s", f"{result.events / seconds:,.0f}",
+                     f"{result.events:,} events, {len(result.hits):,} hits, {seconds:.1f}s, "
+                     f"{result.candidates:,} candidate events, {result.pairs:,} candidate pairs"))
+        rows.append(("peak RSS (all processes)", f"{rss.peak / 2**20:,.0f} MiB", f"workers={args.workers or os.cpu_count()}"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    # 4. baseline: one query per rule target on DuckDB, over the corpus once, extrapolated
+    base_seconds, base_events, base_targets, ingest_seconds = rule_by_rule_baseline(corpus, warm,
+                                                                                    args.baseline_targets)
+    scale = warm.target_count / max(base_targets, 1)
+    per_event = base_seconds * scale / max(base_events, 1)
+    rows.append(("baseline: one DuckDB query per rule, events/s",
+                 f"{1 / per_event:,.0f}" if per_event else "n/a",
+                 f"measured on {base_events:,} events x {base_targets} routes in {base_seconds:.1f}s"
+                 + (f", extrapolated x{scale:.1f} to all routes" if scale > 1 else "")
+                 + f"; evaluation only (ingest took {ingest_seconds:.1f}s more)"))
+
+    width = max(len(r[0]) for r in rows)
+    print()
+    print(f"{'measure'.ljust(width)}  {'value':>14}  notes")
+    for name, value, note in rows:
+        print(f"{name.ljust(width)}  {value:>14}  {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
