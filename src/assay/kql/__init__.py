@@ -132,11 +132,26 @@ def _now(now: datetime | str | None) -> datetime:
 def _final_select(relation: Relation) -> exp.Expr:
     """The outermost SELECT: visible columns only, ordered by the hidden ordinal when the query sorted."""
     if not relation.ordered:
-        return relation.select  # unsorted, or ending in sort/top whose SELECT has the ORDER BY
+        return parenthesize(relation.select)  # unsorted, or ending in sort/top whose SELECT has the ORDER BY
     alias = "_final"
-    return exp.select(*[exp.column(name, quoted=True) for name, _ in relation.columns]).from_(
+    return parenthesize(exp.select(*[exp.column(name, quoted=True) for name, _ in relation.columns]).from_(
         exp.Subquery(this=relation.select, alias=exp.TableAlias(this=exp.to_identifier(alias)))).order_by(
-        exp.Ordered(this=exp.column(ORDINAL, quoted=True)))
+        exp.Ordered(this=exp.column(ORDINAL, quoted=True))))
+
+
+def parenthesize(tree: exp.Expr) -> exp.Expr:
+    """Wrap nested operators in parentheses: trees built in code carry no Paren nodes, and sqlglot prints
+    ``Div(Mul(a, b), Mul(c, d))`` as ``a * b / c * d``. One pass over the finished tree fixes every case."""
+    operators = (exp.Binary, exp.Not, exp.Neg, exp.Between, exp.Is, exp.Interval)
+    for node in list(tree.walk()):
+        if isinstance(node, exp.Binary | exp.Neg | exp.Not | exp.Between | exp.Interval):
+            for key in ("this", "expression", "low", "high"):
+                child = node.args.get(key)
+                if isinstance(child, operators) and not isinstance(child, exp.Paren):
+                    if isinstance(node, exp.Interval) and key == "this" and not isinstance(child, exp.Binary):
+                        continue
+                    node.set(key, exp.Paren(this=child))
+    return tree
 
 
 def _bind(text: str, file: str | None, tables: TableMap | None, now: datetime | str | None,

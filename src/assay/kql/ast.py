@@ -249,6 +249,7 @@ class MvExpand(Operator):
     columns: tuple[tuple[str | None, Expr, str | None], ...]  # (new name, expr, to typeof(type))
     item_index: str | None = None
     limit: Expr | None = None
+    bag_as_array: bool = False  # kind=array: a property bag expands to [key, value] arrays
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,9 @@ class Binder:
         self.alias_counter = itertools.count(1)
         self.json_columns = json_columns or {}
         self.depth = 0
+        # inside a where predicate a null comparison may stay null (null filters like false); elsewhere Kusto
+        # shows false, so comparisons are wrapped in coalesce(..., false) only outside where
+        self.in_where = False
         from assay.kql.lexer import TokenKind, tokenize
 
         # every name the query text mentions: the table source reads only these when the pipeline projects
@@ -496,7 +499,11 @@ class Binder:
 
     def op_where(self, source: Relation, operator: ast.Where, env: Environment) -> Relation:
         scope = self.row_scope(source)
-        predicate = self.lower_expr(operator.predicate, scope, env)
+        self.in_where = True
+        try:
+            predicate = self.lower_expr(operator.predicate, scope, env)
+        finally:
+            self.in_where = False
         if predicate.kusto_type not in ("bool", "dynamic"):
             self.fail(f"where needs a bool predicate, got {predicate.kusto_type}", operator.predicate.pos,
                       "compare the value, e.g. where Column == \"value\"")
@@ -718,12 +725,18 @@ class Binder:
         name_of_first = self.derive_name(call.args[0], None) if call.args else None
 
         def default_name(prefix: str) -> str:
-            base = prefix + (name_of_first or "") if prefix.endswith("_") and name_of_first else prefix
-            if prefix == "count_" or prefix == "countif_":
+            if prefix == "countif_" or (prefix == "count_" and not call.args):
                 base = prefix
-            elif base.endswith("_") and not name_of_first:
-                base = base.rstrip("_")
-            return base
+            elif name_of_first:
+                base = prefix + name_of_first
+            else:
+                base = prefix.rstrip("_") + "_"
+            final = base
+            suffix = 1
+            while final in used_names:  # Kusto: set_y, set_y1 ...
+                final = f"{base}{suffix}"
+                suffix += 1
+            return final
 
         def hidden_name() -> str:
             return f"__agg{next(hidden)}"
@@ -777,13 +790,13 @@ class Binder:
             return exp.Case(ifs=[exp.If(this=predicate.sql, true=value)])
 
         if name == "count":
-            if args and not isinstance(args[0].sql, exp.Star):
-                return Typed(exp.cast(exp.Count(this=args[0].sql), "BIGINT"), "long")
+            # Kusto: count(expr) counts rows, nulls included (summarize-operator docs, "count(y)")
             return Typed(exp.cast(exp.Count(this=exp.Star()), "BIGINT"), "long")
         if name == "countif":
             self.require_bool(args[0], call.args[0])
-            return Typed(exp.cast(exp.Sum(this=exp.Case(ifs=[exp.If(this=args[0].sql, true=number(1))],
-                                                             default=number(0))), "BIGINT"), "long")
+            return Typed(exp.Coalesce(this=exp.cast(exp.Sum(this=exp.Case(
+                ifs=[exp.If(this=args[0].sql, true=number(1))], default=number(0))), "BIGINT"),
+                expressions=[number(0)]), "long")
         if name in ("dcount", "count_distinct"):
             return Typed(exp.cast(exp.Count(this=exp.Distinct(expressions=[args[0].sql])), "BIGINT"), "long")
         if name == "dcountif":
@@ -825,9 +838,13 @@ class Binder:
             if predicate is not None:
                 element = when(predicate, element)
             distinct = name.startswith("make_set")
-            items: exp.Expr = exp.ArrayAgg(this=exp.Distinct(expressions=[element]) if distinct else element)
+            # make_set: distinct values, sorted (Kusto leaves the order unspecified; sorted is reproducible)
+            items: exp.Expr = exp.ArrayAgg(this=exp.Distinct(expressions=[element]) if distinct and
+                                           value.kusto_type != "dynamic" else element)
             items = fn("list_filter", items, exp.Lambda(this=exp.not_(exp.Is(
                 this=exp.column("x"), expression=exp.null())), expressions=[exp.to_identifier("x")]))
+            if distinct and value.kusto_type != "dynamic":
+                items = fn("list_sort", items)
             if value.kusto_type == "dynamic":
                 # Kusto flattens arrays given to make_set/make_list
                 items = fn("flatten", fn("list_transform", items, exp.Lambda(
@@ -837,7 +854,7 @@ class Binder:
                                   default=fn("list_value", exp.column("x"))),
                     expressions=[exp.to_identifier("x")])))
                 if distinct:
-                    items = fn("list_distinct", items)
+                    items = fn("list_sort", fn("list_distinct", items))
             if limit_arg is not None:
                 limit_value = self.lower_expr(limit_arg, {}, env)
                 items = fn("list_slice", items, number(1), limit_value.sql)
@@ -891,8 +908,10 @@ class Binder:
             aggregate: exp.Expr = exp.AnyValue(this=struct)
         else:
             assert measure is not None
-            cls = exp.ArgMax if call.name == "arg_max" else exp.ArgMin
-            aggregate = cls(this=struct, expression=measure.sql)
+            extreme: type[exp.AggFunc] = exp.ArgMax if call.name == "arg_max" else exp.ArgMin
+            # Kusto still returns a row for a group whose measure is always null
+            aggregate = exp.Coalesce(this=extreme(this=struct, expression=measure.sql),
+                                     expressions=[exp.AnyValue(this=struct.copy())])
         seen = set(used_names)
         for index, (name, typed) in enumerate(returned):
             final_name = name
@@ -1012,29 +1031,48 @@ class Binder:
             legs.append(relation)
         if not legs:
             self.fail("union has no tables to read (all legs failed with isfuzzy=true)", pos)
+        # Kusto: a column name with different types in different legs becomes name_type per type
+        types_by_name: dict[str, list[str]] = {}
+        for leg in legs:
+            for name, kusto_type in leg.columns:
+                seen_types = types_by_name.setdefault(name, [])
+                if kusto_type not in seen_types:
+                    seen_types.append(kusto_type)
+        conflicting = {name for name, seen in types_by_name.items() if len(seen) > 1}
+        plain_names = {name for name in types_by_name if name not in conflicting}
+        final_name: dict[tuple[str, str], str] = {}
+        taken = set(plain_names)
         names: list[str] = []
         types: dict[str, str] = {}
         for leg in legs:
             for name, kusto_type in leg.columns:
-                if name not in types:
-                    names.append(name)
-                    types[name] = kusto_type
+                key = (name, kusto_type)
+                if key in final_name:
+                    continue
+                if name in conflicting:
+                    base = f"{name}_{kusto_type}"
+                    candidate, suffix = base, 1
+                    while candidate in taken:
+                        candidate, suffix = f"{base}{suffix}", suffix + 1
+                    taken.add(candidate)
+                else:
+                    candidate = name
+                final_name[key] = candidate
+                names.append(candidate)
+                types[candidate] = kusto_type
         if kind == "inner":
-            names = [n for n in names if all(n in leg.names() for leg in legs)]
+            names = [n for n in names if all(n in {final_name[(c, t)] for c, t in leg.columns} for leg in legs)]
         selects: list[exp.Select] = []
         for index, leg in enumerate(legs):
+            provided = {final_name[(c, t)]: c for c, t in leg.columns}
             items: list[exp.Expr] = []
             if withsource:
                 items.append(exp.alias_(string(leg.source_name or f"union_arg{index}"), withsource, quoted=True))
             for name in names:
-                leg_type = leg.type_of(name)
-                if leg_type is None:
-                    items.append(exp.alias_(literal(None, types[name]), name, quoted=True))
-                elif leg_type != types[name]:
-                    items.append(exp.alias_(self.coerce(Typed(exp.column(name, quoted=True), leg_type), types[name],
-                                                        pos, f"union column {name}"), name, quoted=True))
+                if name in provided:
+                    items.append(exp.alias_(exp.column(provided[name], quoted=True), name, quoted=True))
                 else:
-                    items.append(exp.column(name, quoted=True))
+                    items.append(exp.alias_(literal(None, types[name]), name, quoted=True))
             selects.append(exp.select(*items, copy=False).from_(self.subquery(leg), copy=False))
         combined: exp.Expr = selects[0]
         for other in selects[1:]:
@@ -1063,7 +1101,8 @@ class Binder:
                        true=fn("from_json", value, string('["json"]'))),
                 exp.If(this=exp.EQ(this=fn("json_type", value), expression=string("OBJECT")),
                        true=fn("list_transform", fn("json_keys", value), exp.Lambda(
-                           this=fn("json_object", exp.column("k"), fn("json_extract", value, exp.DPipe(
+                           this=fn("json_array" if operator.bag_as_array else "json_object", exp.column("k"),
+                                   fn("json_extract", value, exp.DPipe(
                                this=exp.DPipe(this=string('$."'), expression=exp.column("k")),
                                expression=string('"')))), expressions=[exp.to_identifier("k")]))),
             ], default=fn("list_value", value))
@@ -1126,48 +1165,61 @@ class Binder:
         scope = self.row_scope(source)
         text = as_string(self.lower_expr(operator.source, scope, env))
         regex_parts: list[str] = []
-        targets: list[tuple[str, str]] = []
+        targets: list[tuple[str, str, int]] = []  # (column, type, capture group number)
         elements = list(operator.pattern)
         for index, element in enumerate(elements):
             is_last = index == len(elements) - 1
-            if element == "*" and not isinstance(element, tuple):
-                regex_parts.append(".*?" if not is_last else ".*")
-            elif isinstance(element, tuple):
+            if isinstance(element, tuple):
                 name, kusto_type = element
-                if operator.kind == "regex":
-                    group = ".*?" if not is_last else ".*"
-                elif kusto_type in ("long", "int"):
-                    group = r"-?\d+"
-                elif kusto_type == "real":
-                    group = r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?"
+                number_regex = r"-?\d+" if kusto_type in ("long", "int") else \
+                    r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?" if kusto_type == "real" else None
+                if number_regex and operator.kind == "relaxed":
+                    group = f"{number_regex}|.*?"  # relaxed: a bad number gives null, the rest still parses
+                elif number_regex:
+                    group = number_regex
+                elif operator.kind == "regex":
+                    group = ".*"  # Kusto's regex mode: a string column is greedy
                 else:
-                    group = ".*?" if not is_last else ".*"
+                    group = ".*" if is_last else ".*?"
+                try:
+                    group_number = re.compile("".join(regex_parts)).groups + 1
+                except re.error as error:
+                    self.fail(f"invalid regular expression in {operator.name}: {error}", operator.pos)
                 regex_parts.append(f"({group})")
-                targets.append((name, kusto_type))
+                targets.append((name, kusto_type, group_number))
+            elif element == "*":
+                regex_parts.append(".*" if is_last else ".*?")
             else:
                 regex_parts.append(str(element) if operator.kind == "regex" else re.escape(str(element)))
         flags = ""
         if operator.kind == "regex" and operator.flags:
-            flags = "".join(f for f in operator.flags.lower() if f in "ims")
             if "U" in operator.flags:
                 self.unsupported("parse flags=U (ungreedy) is not supported", operator.pos)
-        anchored = ("^" if operator.kind != "regex" else "") + "".join(regex_parts)
-        if operator.kind == "simple" and elements and not (elements[-1] == "*" or isinstance(elements[-1], tuple)):
-            anchored += "$" if False else ""
-        pattern = (f"(?{flags})" if flags else "") + "(?s)" + anchored
+            flags = "".join(f for f in operator.flags.lower() if f in "ims")
+        elif operator.kind != "regex":
+            flags = "s"  # simple and relaxed patterns match across line breaks
+        pattern = (f"(?{flags})" if flags else "") + "^" + "".join(regex_parts)
         try:
             re.compile(pattern)
         except re.error as error:
             self.fail(f"invalid parse pattern: {error}", operator.pos)
         matched = exp.RegexpLike(this=text, expression=string(pattern))
         new_scope = dict(scope)
-        for group_index, (name, kusto_type) in enumerate(targets, start=1):
-            extracted: exp.Expr = fn("regexp_extract", text, string(pattern), number(group_index))
+        typed_extracts: list[exp.Expr] = []
+        for name, kusto_type, group_number in targets:
+            extracted: exp.Expr = fn("regexp_extract", text, string(pattern), number(group_number))
             if kusto_type != "string":
-                extracted = exp.Case(ifs=[exp.If(this=matched, true=to_type(Typed(extracted, "string"), kusto_type))])
+                converted = to_type(Typed(extracted, "string"), kusto_type)
+                typed_extracts.append(converted.copy())
+                extracted = exp.Case(ifs=[exp.If(this=matched.copy(), true=converted)])
             new_scope[name] = Typed(extracted, kusto_type)
+        if operator.where:
+            # parse-where keeps a row only when the pattern matched and every typed value converted
+            for typed_extract in typed_extracts:
+                matched = exp.and_(matched, exp.not_(exp.Is(this=typed_extract, expression=exp.null())), copy=False)
+        targets_plain = [(n, t) for n, t, _ in targets]
         columns = list(source.columns)
-        for name, kusto_type in targets:
+        for name, kusto_type in targets_plain:
             if name in [c for c, _ in columns]:
                 columns = [(c, kusto_type if c == name else t) for c, t in columns]
             else:
@@ -1331,8 +1383,11 @@ class Binder:
         if op in ("and", "or"):
             left, right = sub(node.left), sub(node.right)
             connect = exp.and_ if op == "and" else exp.or_
-            return Typed(connect(self.as_bool(left, node.left), self.as_bool(right, node.right), copy=False),
-                         "bool")
+            connected: exp.Expr = connect(self.as_bool(left, node.left), self.as_bool(right, node.right),
+                                          copy=False)
+            if not self.in_where:
+                connected = exp.Coalesce(this=exp.Paren(this=connected), expressions=[exp.false()])
+            return Typed(connected, "bool")
         left = sub(node.left)
         lowered_op = op.lower()
         string_ops = {
@@ -1379,12 +1434,17 @@ class Binder:
             self.check_comparable(left, right, node.pos)
             comparison: type[exp.Binary] = {"==": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT,
                                              ">=": exp.GTE}[op]
+            nullable = left.kusto_type not in ("string", "guid") or right.kusto_type not in ("string", "guid")
             left_sql, right_sql = left.sql, right.sql
             if left.kusto_type in ("string", "guid") and not self.is_null(left):
                 left_sql = as_string(left)
             if right.kusto_type in ("string", "guid") and not self.is_null(right):
                 right_sql = as_string(right)
-            return Typed(comparison(this=left_sql, expression=right_sql), "bool")
+            compared: exp.Expr = comparison(this=left_sql, expression=right_sql)
+            if nullable and not self.in_where:
+                # Kusto: a comparison with a null operand is false, not null (logical-operators docs)
+                compared = exp.Coalesce(this=compared, expressions=[exp.false()])
+            return Typed(compared, "bool")
         if op in ("+", "-", "*", "/", "%"):
             return self.lower_arithmetic(node, left, right)
         self.unsupported(f"operator '{op}' is not supported", node.pos)
@@ -1403,12 +1463,22 @@ class Binder:
         lsql, rsql = exp.Paren(this=left.sql), exp.Paren(this=right.sql)
         if lt in NUMERIC_TYPES and rt in NUMERIC_TYPES:
             result_type = common_numeric(lt, rt)
+            if result_type == "long":
+                # Kusto long arithmetic is 64-bit; DuckDB types small literals as INTEGER and would overflow
+                lsql = exp.cast(lsql, "BIGINT") if isinstance(left.sql, exp.Literal | exp.Neg) else lsql
+                rsql = exp.cast(rsql, "BIGINT") if isinstance(right.sql, exp.Literal | exp.Neg) else rsql
             if op == "/":
                 if result_type == "real":
                     return Typed(exp.Div(this=exp.cast(lsql, "DOUBLE"), expression=rsql), "real")
                 return Typed(exp.IntDiv(this=lsql, expression=rsql), result_type)
-            cls = {"+": exp.Add, "-": exp.Sub, "*": exp.Mul, "%": exp.Mod}[op]
-            return Typed(cls(this=lsql, expression=rsql), result_type)
+            if op == "%" and result_type != "real":
+                # Kusto's modulo is never negative: -14 % 12 == 10, 14 % -12 == 2
+                divisor = exp.Abs(this=rsql)
+                return Typed(exp.Mod(this=exp.Paren(this=exp.Add(this=exp.Mod(this=lsql, expression=rsql),
+                                                                 expression=divisor)),
+                                     expression=divisor.copy()), result_type)
+            arithmetic: type[exp.Binary] = {"+": exp.Add, "-": exp.Sub, "*": exp.Mul, "%": exp.Mod}[op]
+            return Typed(arithmetic(this=lsql, expression=rsql), result_type)
         if lt == "datetime" and rt == "datetime" and op == "-":
             return Typed(exp.Sub(this=lsql, expression=rsql), "timespan")
         if lt == "datetime" and rt == "timespan" and op in ("+", "-"):
@@ -1615,6 +1685,13 @@ class _AggregateScope:
         self.scope = scope
         self.env = env
         self.used = False
+
+
+def ordered_distinct(items: exp.Expr) -> exp.Expr:
+    """Distinct list elements in first-appearance order (Kusto's make_set/set_union order)."""
+    from assay.kql.functions import ordered_distinct as distinct_in_order
+
+    return distinct_in_order(items)
 
 
 def argument_is_star(call: ast.Call) -> bool:

@@ -320,7 +320,8 @@ def _url_decode(ctx: CallContext, args: list[Typed]) -> Typed:
     return Typed(fn("url_decode", s(args[0])), "string")
 
 
-@scalar("url_encode", 1, aliases=("url_encode_component",))
+@scalar("url_encode", 1, aliases=("url_encode_component",), status="partial",
+        note="percent-encodes with upper-case hex and %20 (Kusto: lower-case hex, + for spaces in url_encode)")
 def _url_encode(ctx: CallContext, args: list[Typed]) -> Typed:
     return Typed(fn("url_encode", s(args[0])), "string")
 
@@ -570,6 +571,12 @@ def _bin_at(ctx: CallContext, args: list[Typed]) -> Typed:
                           expression=size_us)
         return Typed(fn("make_timestamp", exp.cast(exp.Add(this=floored, expression=fn("epoch_us", anchor.sql)),
                                                    "BIGINT")), "datetime")
+    if value.kusto_type == "timespan":
+        size_us = exp.Mul(this=fn("epoch", size.sql), expression=number(1_000_000))
+        delta_us = exp.Mul(this=fn("epoch", exp.Sub(this=value.sql, expression=anchor.sql)),
+                           expression=number(1_000_000))
+        floored_us = exp.Mul(this=fn("floor", exp.Div(this=delta_us, expression=size_us)), expression=size_us.copy())
+        return Typed(exp.Add(this=interval_micros(floored_us), expression=anchor.sql), "timespan")
     delta = exp.Sub(this=value.sql, expression=anchor.sql)
     floored = exp.Mul(this=fn("floor", exp.Div(this=exp.cast(delta, "DOUBLE"), expression=size.sql)),
                       expression=size.sql)
@@ -693,13 +700,15 @@ def _dayofweek(ctx: CallContext, args: list[Typed]) -> Typed:
 
 @scalar("unixtime_seconds_todatetime", 1)
 def _unix_seconds(ctx: CallContext, args: list[Typed]) -> Typed:
-    return Typed(fn("make_timestamp", exp.cast(exp.Mul(this=args[0].sql, expression=number(1_000_000)), "BIGINT")),
+    seconds = exp.cast(args[0].sql, "DOUBLE")
+    return Typed(fn("make_timestamp", exp.cast(exp.Mul(this=seconds, expression=number(1_000_000)), "BIGINT")),
                  "datetime")
 
 
 @scalar("unixtime_milliseconds_todatetime", 1)
 def _unix_millis(ctx: CallContext, args: list[Typed]) -> Typed:
-    return Typed(fn("make_timestamp", exp.cast(exp.Mul(this=args[0].sql, expression=number(1000)), "BIGINT")),
+    millis = exp.cast(args[0].sql, "DOUBLE")
+    return Typed(fn("make_timestamp", exp.cast(exp.Mul(this=millis, expression=number(1000)), "BIGINT")),
                  "datetime")
 
 
@@ -729,12 +738,18 @@ def _datetime_diff(ctx: CallContext, args: list[Typed]) -> Typed:
     part = ctx.constant(0).lower()
     if part not in _PARTS:
         raise ctx.error(f"unknown datetime part {part!r}", ctx.call.args[0], f"use one of {', '.join(_PARTS)}")
-    duck_part = {"millisecond": "millisecond", "microsecond": "microsecond"}.get(part, part)
+    duck_part = part
+    if part == "nanosecond":
+        return Typed(exp.Mul(this=fn("date_diff", string("microsecond"), args[2].sql, args[1].sql),
+                             expression=number(1000)), "long")
     # Kusto counts calendar boundaries crossed (like DuckDB date_diff); weeks start on Sunday in Kusto
     if part == "week":
-        first = exp.Add(this=args[1].sql, expression=timespan_days(1))
-        second = exp.Add(this=args[2].sql, expression=timespan_days(1))
-        return Typed(fn("date_diff", string("week"), second, first), "long")
+        # weeks crossed, counting Sunday boundaries (Kusto weeks start on Sunday)
+        def sunday(value: exp.Expr) -> exp.Expr:
+            return exp.Sub(this=fn("date_trunc", string("week"), exp.Add(this=value, expression=timespan_days(1))),
+                           expression=timespan_days(1))
+        days = fn("date_diff", string("day"), sunday(args[2].sql), sunday(args[1].sql))
+        return Typed(exp.IntDiv(this=days, expression=number(7)), "long")
     return Typed(fn("date_diff", string(duck_part), args[2].sql, args[1].sql), "long")
 
 
@@ -828,7 +843,8 @@ def _json_value(value: Typed) -> exp.Expr:
 
 @scalar("bag_keys", 1)
 def _bag_keys(ctx: CallContext, args: list[Typed]) -> Typed:
-    return Typed(fn("to_json", fn("json_keys", args[0].sql)), "dynamic")
+    is_bag = exp.EQ(this=fn("json_type", args[0].sql), expression=string("OBJECT"))
+    return Typed(exp.Case(ifs=[exp.If(this=is_bag, true=fn("to_json", fn("json_keys", args[0].sql)))]), "dynamic")
 
 
 @scalar("array_index_of", 2, 4, status="partial", note="start/length arguments are not supported")
@@ -838,13 +854,20 @@ def _array_index_of(ctx: CallContext, args: list[Typed]) -> Typed:
     return Typed(exp.Coalesce(this=exp.Sub(this=position, expression=number(1)), expressions=[number(-1)]), "long")
 
 
+def ordered_distinct(items: exp.Expr) -> exp.Expr:
+    """Distinct elements in first-appearance order (DuckDB's list_distinct does not keep order)."""
+    return fn("list_filter", items, exp.Lambda(
+        this=exp.EQ(this=fn("list_position", items.copy(), exp.column("x")), expression=exp.column("i")),
+        expressions=[exp.to_identifier("x"), exp.to_identifier("i")]))
+
+
 @scalar("set_union", 2, 64)
 def _set_union(ctx: CallContext, args: list[Typed]) -> Typed:
     lists = [fn("from_json", a.sql, string('["json"]')) for a in args]
     combined = lists[0]
     for other in lists[1:]:
         combined = fn("list_concat", combined, other)
-    return Typed(fn("to_json", fn("list_distinct", combined)), "dynamic")
+    return Typed(fn("to_json", ordered_distinct(combined)), "dynamic")
 
 
 @scalar("set_intersect", 2, 64)
@@ -883,22 +906,31 @@ def _array_concat(ctx: CallContext, args: list[Typed]) -> Typed:
     return Typed(fn("to_json", combined), "dynamic")
 
 
+def _one_based(index: exp.Expr) -> exp.Expr:
+    """Kusto index (0-based, negative from the end) → DuckDB list index (1-based, -1 is the last)."""
+    return exp.Case(ifs=[exp.If(this=exp.GTE(this=index, expression=number(0)),
+                                true=exp.Add(this=index, expression=number(1)))], default=index.copy())
+
+
 @scalar("array_slice", 3)
 def _array_slice(ctx: CallContext, args: list[Typed]) -> Typed:
     items = fn("from_json", args[0].sql, string('["json"]'))
-    return Typed(fn("to_json", fn("list_slice", items, exp.Add(this=args[1].sql, expression=number(1)),
-                                  exp.Add(this=args[2].sql, expression=number(1)))), "dynamic")
-
-
-@scalar("array_sort_asc", 1, 2, status="partial", note="sorts JSON values by their text form")
-def _array_sort_asc(ctx: CallContext, args: list[Typed]) -> Typed:
-    return Typed(fn("to_json", fn("list_sort", fn("from_json", args[0].sql, string('["json"]')))), "dynamic")
-
-
-@scalar("array_sort_desc", 1, 2, status="partial", note="sorts JSON values by their text form")
-def _array_sort_desc(ctx: CallContext, args: list[Typed]) -> Typed:
-    return Typed(fn("to_json", fn("list_reverse_sort", fn("from_json", args[0].sql, string('["json"]')))),
+    return Typed(fn("to_json", fn("list_slice", items, _one_based(args[1].sql), _one_based(args[2].sql))),
                  "dynamic")
+
+
+def _array_sort(direction: str) -> Lowering:
+    def lower(ctx: CallContext, args: list[Typed]) -> Typed:
+        nulls_last = ctx.constant(1, bool) if len(args) == 2 else True
+        items = fn("from_json", args[0].sql, string('["varchar"]'))
+        ordered = fn("list_sort", items, string(direction), string("NULLS LAST" if nulls_last else "NULLS FIRST"))
+        return Typed(fn("to_json", ordered), "dynamic")
+    return lower
+
+
+scalar("array_sort_asc", 1, 2, status="partial", note="one array only; values sorted as strings")(_array_sort("ASC"))
+scalar("array_sort_desc", 1, 2, status="partial", note="one array only; values sorted as strings")(
+    _array_sort("DESC"))
 
 
 @scalar("strcat_array", 2)
@@ -999,9 +1031,25 @@ def _ipv4_is_in_range(ctx: CallContext, args: list[Typed]) -> Typed:
                           exp.LT(this=ip_number, expression=exp.Add(this=start, expression=size)), copy=False), "bool")
 
 
-@scalar("ipv4_compare", 2)
+def _prefix_bits(text: exp.Expr) -> exp.Expr:
+    bits_text = fn("split_part", text, string("/"), number(2))
+    return exp.Coalesce(this=exp.TryCast(this=exp.Nullif(this=bits_text, expression=string("")),
+                                         to=exp.DataType.build("BIGINT")), expressions=[number(32)])
+
+
+@scalar("ipv4_compare", 2, 3)
 def _ipv4_compare(ctx: CallContext, args: list[Typed]) -> Typed:
-    return Typed(fn("sign", exp.Sub(this=_ipv4_to_long(s(args[0])), expression=_ipv4_to_long(s(args[1])))), "int")
+    first, second = s(args[0]), s(args[1])
+    # the shorter prefix of the two (or the explicit mask) decides how many bits are compared
+    bits: exp.Expr = exp.Least(this=_prefix_bits(first), expressions=[_prefix_bits(second)])
+    if len(args) == 3:
+        bits = exp.Least(this=bits, expressions=[args[2].sql])
+    size = exp.Pow(this=number(2), expression=exp.Sub(this=number(32), expression=bits))
+
+    def masked(text: exp.Expr) -> exp.Expr:
+        address = _ipv4_to_long(fn("split_part", text, string("/"), number(1)))
+        return fn("floor", exp.Div(this=address, expression=size.copy()))
+    return Typed(exp.cast(fn("sign", exp.Sub(this=masked(first), expression=masked(second))), "INTEGER"), "int")
 
 
 @scalar("new_guid", 0, status="partial", note="random, as in Kusto")
@@ -1039,7 +1087,7 @@ AGGREGATE_FUNCTIONS: dict[str, AggregateFunction] = {a.name: a for a in (
     AggregateFunction("stdev", 1, 1, "stdev_"),
     AggregateFunction("variance", 1, 1, "variance_"),
     AggregateFunction("stdevp", 1, 1, "stdevp_"),
-    AggregateFunction("variancep", 1, 1, "variancep_"),
+    AggregateFunction("variancep", 1, 1, "variance_"),
     AggregateFunction("hll", 1, 2, "hll_", "unsupported", "HyperLogLog states are not supported"),
 )}
 

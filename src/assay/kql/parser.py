@@ -479,7 +479,8 @@ class Parser:
                 if not self.accept_op(","):
                     break
             limit = self.parse_expression() if self.accept_word("limit") else None
-            return ast.MvExpand(pos, word, tuple(expansions), item_index, limit)
+            bag_as_array = options.get("kind", ("bag", token))[0].lower() == "array"
+            return ast.MvExpand(pos, word, tuple(expansions), item_index, limit, bag_as_array)
         if word in ("parse", "parse-where"):
             return self.parse_parse(pos, word)
         if word == "as":

@@ -133,11 +133,18 @@ def as_string(value: Typed) -> exp.Expr:
     return exp.Coalesce(this=converted, expressions=[string("")])
 
 
+DATETIME_FORMATS = (
+    "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d",
+    "%a, %d %b %Y %H:%M:%S GMT", "%a, %d %b %Y %H:%M:%S", "%d %b %Y %H:%M:%S", "%A, %d-%b-%y %H:%M:%S GMT",
+    "%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ",
+)
+
+
 def to_type(value: Typed, target: str) -> exp.Expr:
     """Convert ``value`` to ``target`` the way Kusto's to<type>() does (invalid → null)."""
     if value.kusto_type == target:
         return value.sql
-    if target in ("string", "guid"):
+    if target == "string" or (target == "guid" and value.kusto_type == "guid"):
         return as_string(value)
     source = value.sql
     if value.kusto_type == "dynamic":
@@ -163,6 +170,17 @@ def to_type(value: Typed, target: str) -> exp.Expr:
                        expression=number(621355968000000000))
     if target == "timespan" and value.kusto_type in ("long", "int", "real"):
         return interval_micros(exp.Div(this=source, expression=number(10)))
+    if target == "datetime" and value.kusto_type in ("string", "dynamic"):
+        # ISO 8601 first, then the other forms Kusto's todatetime accepts (US dates, RFC 822/850)
+        formats = exp.Array(expressions=[string(f) for f in DATETIME_FORMATS])
+        return exp.Coalesce(this=exp.TryCast(this=source, to=exp.DataType.build("TIMESTAMP")),
+                            expressions=[fn("try_strptime", source, formats)])
+    if target == "guid" and value.kusto_type in ("string", "dynamic"):
+        hex_digits = fn("regexp_replace", exp.Lower(this=source), string("[-{}]"), string(""), string("g"))
+        dashed = fn("regexp_replace", hex_digits, string("^(.{8})(.{4})(.{4})(.{4})(.{12})$"),
+                    string("\\1-\\2-\\3-\\4-\\5"))
+        return exp.Case(ifs=[exp.If(this=exp.RegexpLike(this=hex_digits, expression=string("^[0-9a-f]{32}$")),
+                                    true=dashed)], default=exp.cast(exp.null(), "VARCHAR"))
     if target == "timespan" and value.kusto_type in ("string", "dynamic"):
         return fn("kql_parse_timespan", source)
     if target == "dynamic":
