@@ -107,10 +107,12 @@ def _print_report(report: Any, verbose: bool) -> None:
               type=click.Choice(["sysmon", "security", "defender", "ecs"]),
               help="Schemas the Sigma rule runs on (repeatable). Default: sysmon, security, defender; add ecs to "
                    "also prove it through Winlogbeat documents.")
+@click.option("--scenario", "scenario_ids", multiple=True, metavar="ID",
+              help="Run only this scenario (repeatable); the detections without it are left out.")
 @click.option("-v", "--verbose", is_flag=True, help="Also list skipped checks and declared differences.")
 def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format: str, out_dir: Path,
                   agreement: str, now_text: str | None, shared_data: Path | None, telemetry: tuple[str, ...],
-                  verbose: bool) -> None:
+                  scenario_ids: tuple[str, ...], verbose: bool) -> None:
     """Prove detections: run every form on every scenario and check the forms agree.
 
     \b
@@ -128,7 +130,8 @@ def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format
     options = RunOptions(
         forms=tuple(forms) if forms else ("sigma", "kql", "converted"),  # type: ignore[arg-type]
         agreement="warn" if agreement == "warn" else "fail", now=_parse_now(now_text),
-        shared_data=shared_data, sigma_telemetry=tuple(telemetry) or DEFAULT_SIGMA_TELEMETRY)
+        shared_data=shared_data, sigma_telemetry=tuple(telemetry) or DEFAULT_SIGMA_TELEMETRY,
+        scenarios=tuple(scenario_ids) or None)
     if shared_data is not None and not shared_data.is_dir():
         raise UsageError(f"--shared-data {shared_data} is not a folder")
     report = run_paths(targets, options)

@@ -26,7 +26,7 @@ from assay import __version__
 from assay.catalog.loader import load_catalog
 from assay.catalog.models import Form, LoadedDetection, Scenario
 from assay.engine import DuckDBEngine
-from assay.errors import AssayError, UsageError, VerifyError
+from assay.errors import AssayError, UsageError, VerifyError, did_you_mean
 from assay.verify.report import (
     ColumnCheck,
     DetectionReport,
@@ -79,6 +79,8 @@ class RunOptions:
     converted_targets: tuple[str, ...] = tuple(CONVERTED_TARGETS)
     sigma_telemetry: tuple[str, ...] = DEFAULT_SIGMA_TELEMETRY
     kql_telemetry: tuple[str, ...] = KQL_TELEMETRY
+    #: Run only these scenario ids (all when None); an id no detection has is a usage error.
+    scenarios: tuple[str, ...] | None = None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -493,6 +495,8 @@ class DetectionRun:
                                  forms=list(self.forms), available_forms=self.available_forms(),
                                  errors=list(self.errors))
         for scenario in self.loaded.scenarios:
+            if self.options.scenarios is not None and scenario.id not in self.options.scenarios:
+                continue
             scenario_result = self.run_scenario(scenario, shared_data)
             report.scenarios.append(scenario_result)
             if on_scenario is not None:
@@ -562,6 +566,15 @@ def run_detections(detections: Sequence[LoadedDetection], options: RunOptions | 
         started=dt.datetime.now(dt.UTC), assay_version=__version__, now=options.now, forms=list(options.forms),
         agreement_mode=options.agreement, paths=list(paths), shared_data=str(shared_data) if shared_data else None,
         python=sys.version.split()[0], platform=platform.platform(terse=True)))
+    if options.scenarios is not None:
+        known = {scenario.id for loaded in detections for scenario in loaded.scenarios}
+        for wanted in options.scenarios:
+            if wanted not in known:
+                suggestion = did_you_mean(wanted, sorted(known))
+                raise UsageError(f"no scenario {wanted!r} in the detections tested",
+                                 hint=f"did you mean {suggestion!r}?" if suggestion else
+                                 "scenario ids are the `id:` keys of tests.yml")
+        detections = [d for d in detections if any(s.id in options.scenarios for s in d.scenarios)]
     for loaded in detections:
         report.detections.append(DetectionRun(loaded, options).run(shared_data, on_scenario))
     report.run.finished = dt.datetime.now(dt.UTC)
