@@ -128,3 +128,43 @@ def test_mapping_with_unknown_column_says_did_you_mean() -> None:
     document["columns"] = {"FileName": {"basenam": "Image"}}
     with pytest.raises(IngestError, match="did you mean basename"):
         compile_mapping(document, "mappings/test.yml")
+
+
+def _sysmon(event_id: int, record: int, data: dict[str, str]) -> str:
+    return json.dumps({"Event": {"System": {
+        "Provider": {"#attributes": {"Name": "Microsoft-Windows-Sysmon"}}, "EventID": event_id,
+        "TimeCreated": {"#attributes": {"SystemTime": "2026-11-24T08:41:07.512304Z"}}, "EventRecordID": record,
+        "Channel": "Microsoft-Windows-Sysmon/Operational", "Computer": "FIN-WS042.corp.contoso.com"},
+        "EventData": {"RuleName": "-", "UtcTime": "2026-11-24 08:41:07.512", "ProcessId": "4928",
+                      "Image": "C:\\Windows\\System32\\cmstp.exe", "User": "CONTOSO\\j.martin", **data}}})
+
+
+def test_registry_value_split_hives_and_rename(tmp_path: Path) -> None:
+    lines = [
+        _sysmon(13, 1, {"EventType": "SetValue", "Details": "DWORD (0x00000000)",
+                        "TargetObject": "HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Policies\\System\\EnableLUA"}),
+        _sysmon(14, 2, {"EventType": "RenameKey",
+                        "TargetObject": "HKU\\S-1-5-21-1409082233-3263994021-2093917318-1117\\Software\\Classes\\ms-settings\\Shell\\Open\\command-old",
+                        "NewName": "HKU\\S-1-5-21-1409082233-3263994021-2093917318-1117\\Software\\Classes\\ms-settings\\Shell\\Open\\command"}),
+        _sysmon(12, 3, {"EventType": "CreateKey",
+                        "TargetObject": "HKCR\\CLSID\\{3E5FC7F9-9A51-4367-9063-A120244FBEC7}"}),
+    ]
+    target = tmp_path / "registry.jsonl"
+    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    engine = DuckDBEngine(None)
+    ingest_paths([target], engine=engine)
+    found = engine.run("SELECT ActionType, RegistryKey, RegistryValueName, RegistryValueData, RegistryValueType, "
+                       "PreviousRegistryKey, InitiatingProcessFileName FROM DeviceRegistryEvents "
+                       "ORDER BY AssayEventId").as_dicts()
+    engine.close()
+    assert found[0] == {
+        "ActionType": "RegistryValueSet",
+        "RegistryKey": "HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Policies\\System",
+        "RegistryValueName": "EnableLUA", "RegistryValueData": "DWORD (0x00000000)", "RegistryValueType": "Dword",
+        "PreviousRegistryKey": None, "InitiatingProcessFileName": "cmstp.exe"}
+    assert found[1]["ActionType"] == "RegistryKeyRenamed"
+    assert str(found[1]["RegistryKey"]).startswith("HKEY_USERS\\S-1-5-21-") and str(found[1]["RegistryKey"]).endswith("\\command")
+    assert str(found[1]["PreviousRegistryKey"]).endswith("\\command-old")
+    assert found[2]["ActionType"] == "RegistryKeyCreated"
+    assert found[2]["RegistryKey"] == "HKEY_CLASSES_ROOT\\CLSID\\{3E5FC7F9-9A51-4367-9063-A120244FBEC7}"
+    assert found[2]["RegistryValueName"] is None
