@@ -57,7 +57,7 @@ def test_kql_page_shows_run_date_status_and_evidence(proven_site: Path) -> None:
     assert 'data-result="pass"' in atomic
     assert "cmstp.exe  /s &#34;C:\\AtomicRedTeam\\atomics\\T1218.003\\src\\T1218.003.inf&#34;" in atomic
     assert "evidence-rows" in atomic and "column-checks" in atomic and "SuspiciousParent" in atomic
-    assert "fired (1 row); expected fires." in parse_page(_page(proven_site, "sentinel-kql")).all_text
+    assert "fired (1 row)." in parse_page(_page(proven_site, "sentinel-kql")).all_text
     # A benign scenario: passed by staying quiet, no evidence rows.
     benign = _scenario_html(html, "fp-vpn-client-install-program-files")
     assert 'data-result="pass"' in benign and "evidence-rows" not in benign
@@ -102,7 +102,7 @@ def test_a_failing_scenario_is_shown_as_failing(failing_site: Path) -> None:
     failing = _scenario_html(html, FAILING_SCENARIO)
     assert 'class="scenario result-fail"' in failing
     assert "expected fires, got does-not-fire" in failing
-    assert "did not fire (0 rows); expected fires." in " ".join(failing.split())
+    assert "did not fire (0 rows); expected it to fire." in " ".join(failing.split())
     header = html[html.index('id="badges"'):html.index("</div>", html.index('id="badges"'))]
     assert 'data-proof-status="failing"' in header
     # The Sigma form passed everywhere: its page is proven, and the sibling list shows both.

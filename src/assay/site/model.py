@@ -156,10 +156,28 @@ class ResultView:
     expected: str
     reason: str
     row_count: int
+    #: Rows a scoring query returned before its alert predicate (None for filtering queries).
+    scored_row_count: int | None
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     evidence_omitted: int
     column_checks: tuple[tuple[str, str, str, bool], ...]
+
+    @property
+    def fields(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """The evidence transposed: one line per column with its value in each row (records are wide)."""
+        return tuple((column, tuple(row[index] for row in self.rows)) for index, column in enumerate(self.columns))
+
+
+@dataclass(frozen=True)
+class FindingView:
+    """An agreement finding between forms on one scenario (a declared known difference or a disagreement)."""
+
+    status: str
+    verdicts: tuple[tuple[str, str], ...]
+    operator: str | None
+    explanation: str | None
+    declared_reason: str | None
 
 
 @dataclass(frozen=True)
@@ -175,13 +193,17 @@ class ScenarioView:
     expected_outcome: str | None
     expected_columns: tuple[tuple[str, str], ...]
     results: tuple[ResultView, ...]
+    findings: tuple[FindingView, ...] = ()
 
     @property
     def status(self) -> ResultBadge:
-        if not self.results:
-            return "not-run"
-        order: dict[ResultBadge, int] = {"pass": 0, "not-run": 1, "skip": 1, "fail": 2, "error": 3}
-        return max((r.status for r in self.results), key=lambda s: order[s])
+        """The scenario's badge for this form: a fail or error shows; else a pass on any route counts (a route
+        that cannot show the activity is skipped, not failed); else skipped, or not run."""
+        statuses = {r.status for r in self.results}
+        for status in ("error", "fail", "pass", "skip"):
+            if status in statuses:
+                return status  # type: ignore[return-value]
+        return "not-run"
 
 
 @dataclass(frozen=True)
@@ -324,7 +346,8 @@ def _result_view(result: FormResult) -> ResultView:
                     check.ok) for check in result.column_checks)
     return ResultView(form=result.form, route=result.route, table=result.table, telemetry=result.telemetry,
                       status=result.status, verdict=result.verdict, expected=result.expected, reason=result.reason,
-                      row_count=result.row_count, columns=tuple(columns), rows=rows,
+                      row_count=result.row_count, scored_row_count=result.scored_row_count,
+                      columns=tuple(columns), rows=rows,
                       evidence_omitted=result.evidence_omitted, column_checks=checks)
 
 
@@ -381,6 +404,23 @@ def _report_scenario_results(report: DetectionReport | None, scenario_id: str, f
     return ()
 
 
+def _findings(report: DetectionReport | None, scenario_id: str, form: str | None) -> tuple[FindingView, ...]:
+    """Agreement findings on this scenario that involve this page's form (all of them on the Sigma page)."""
+    if report is None or form is None:
+        return ()
+    found = []
+    for finding in report.agreement:
+        if finding.scenario != scenario_id or finding.status == "agree":
+            continue
+        if not any(key.split("[")[0] == form for key in finding.verdicts):
+            continue
+        verdicts = tuple((key, "did not run" if verdict is None else verdict.replace("-", " "))
+                         for key, verdict in finding.verdicts.items())
+        found.append(FindingView(finding.status, verdicts, finding.operator, finding.explanation,
+                                 finding.declared_reason))
+    return tuple(found)
+
+
 def _expected(scenario: Scenario, origin: QueryOrigin) -> str:
     if origin == "native":
         return scenario.expected.kql
@@ -399,7 +439,8 @@ def _scenario_views(loaded: LoadedDetection, report: DetectionReport | None, for
         views.append(ScenarioView(scenario=scenario, number=number, provenance_kind=kind, provenance_text=text,
                                   provenance_url=url, provenance_ref=ref,
                                   expected_outcome=_expected(scenario, origin), expected_columns=columns,
-                                  results=_report_scenario_results(report, scenario.id, form)))
+                                  results=_report_scenario_results(report, scenario.id, form),
+                                  findings=_findings(report, scenario.id, form)))
     return tuple(views)
 
 
