@@ -28,7 +28,13 @@ from assay.verify.report import (
     load_report,
     save_report,
 )
-from tests.verify.conftest import KQL_CERTUTIL, SIGMA_CERTUTIL, WriteDetection, attack_scenario, benign_scenario
+from tests.verify.conftest import (
+    KQL_CERTUTIL,
+    SIGMA_CERTUTIL,
+    WriteDetection,
+    attack_scenario,
+    benign_scenario,
+)
 
 
 def _detection(detection_id: str, technique: str, statuses: list[str], forms: list[str]) -> DetectionReport:
