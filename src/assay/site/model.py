@@ -200,10 +200,8 @@ class ScenarioView:
         """The scenario's badge for this form: a fail or error shows; else a pass on any route counts (a route
         that cannot show the activity is skipped, not failed); else skipped, or not run."""
         statuses = {r.status for r in self.results}
-        for status in ("error", "fail", "pass", "skip"):
-            if status in statuses:
-                return status  # type: ignore[return-value]
-        return "not-run"
+        order: tuple[ResultBadge, ...] = ("error", "fail", "pass", "skip")
+        return next((status for status in order if status in statuses), "not-run")
 
 
 @dataclass(frozen=True)
