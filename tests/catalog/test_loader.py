@@ -108,3 +108,24 @@ def test_marks_point_into_the_files(cmstp_copy: Path) -> None:
     assert span.source_line() is not None and "748cb4f6-2fb3-4e97-b7ad-b22635a09ab0" in (span.source_line() or "")
     technique = loaded.span("detection", ("technique",))
     assert (technique.source_line() or "").startswith("technique: T1218.003")
+
+
+def test_ruamel_fallback_gives_the_same_data_and_marks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without libyaml the loader composes with ruamel.yaml (safe): same values, same positions."""
+    import yaml
+
+    from assay.catalog.loader import load_yaml
+
+    path = CMSTP / "tests.yml"
+    fast_data, fast_marks = load_yaml(path)
+    monkeypatch.setattr(yaml, "__with_libyaml__", False)
+    slow_data, slow_marks = load_yaml(path)
+    assert slow_data == fast_data
+    assert slow_marks.nodes == fast_marks.nodes and slow_marks.keys == fast_marks.keys
+
+
+def test_merge_keys_are_refused_with_a_position(cmstp_copy: Path, edit: Edit) -> None:
+    path = edit("tests.yml", "      host: *atomic_host\n", "      host:\n        <<: *atomic_host\n")
+    error = only_error(cmstp_copy)
+    assert "merge keys" in error.message and error.span is not None
+    assert error.span.line == line_of(path, "<<: *atomic_host")
