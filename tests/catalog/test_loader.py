@@ -129,3 +129,18 @@ def test_merge_keys_are_refused_with_a_position(cmstp_copy: Path, edit: Edit) ->
     error = only_error(cmstp_copy)
     assert "merge keys" in error.message and error.span is not None
     assert error.span.line == line_of(path, "<<: *atomic_host")
+
+
+def test_alias_bombs_and_cycles_stop_with_an_error(tmp_path: Path) -> None:
+    from assay.catalog.loader import load_yaml
+
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]" for i in range(8)]
+    bomb = tmp_path / "bomb.yml"
+    bomb.write_text("\n".join(levels) + "\n", encoding="utf-8")
+    with pytest.raises(CatalogError, match="after expanding aliases"):
+        load_yaml(bomb)
+    cycle = tmp_path / "cycle.yml"
+    cycle.write_text("&loop\nself: *loop\n", encoding="utf-8")
+    with pytest.raises(CatalogError):
+        load_yaml(cycle)

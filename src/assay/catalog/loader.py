@@ -82,11 +82,46 @@ def _is_kind(node: Any, kind: str) -> bool:
     return type(node).__name__ == kind  # PyYAML and ruamel node classes share names, not a base class
 
 
-def _plain(node: Any, path: YamlPath, marks: YamlMarks, construct: Callable[[Any], Any]) -> Any:
+#: Aliases are expanded into plain values; this bounds the expansion (a "billion laughs" file stops here).
+MAX_YAML_VALUES = 200_000
+
+
+class _Budget:
+    def __init__(self) -> None:
+        self.values = 0
+        self.open: set[int] = set()  # nodes being expanded: an alias back into one of them is a cycle
+
+
+def _plain(node: Any, path: YamlPath, marks: YamlMarks, construct: Callable[[Any], Any],
+           budget: _Budget | None = None) -> Any:
     """A composed node → plain Python values, recording where every node (and key) starts."""
+    budget = budget or _Budget()
+    budget.values += 1
+    if budget.values > MAX_YAML_VALUES:
+        raise CatalogError(f"more than {MAX_YAML_VALUES} values after expanding aliases", marks.span(path),
+                           hint="catalog files are small; look for aliases nested inside aliases")
+    if id(node) in budget.open:
+        raise CatalogError("a YAML alias refers to a node that contains it (a cycle)", marks.span(path))
     if node.tag not in _SAFE_TAGS:
         raise CatalogError(f"YAML tag {node.tag!r} is not allowed", marks.span(path),
                            hint="remove the tag; catalog files hold plain YAML values only")
+    if _is_kind(node, "MappingNode") or _is_kind(node, "SequenceNode"):
+        budget.open.add(id(node))
+        try:
+            return _plain_collection(node, path, marks, construct, budget)
+        finally:
+            budget.open.discard(id(node))
+    value = construct(node)
+    if isinstance(value, dt.datetime):  # ruamel's TimeStamp subclass → a plain datetime
+        return dt.datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                           value.microsecond, tzinfo=value.tzinfo)
+    if isinstance(value, str | bool | int | float | dt.date) or value is None:
+        return str(value) if isinstance(value, str) else value
+    raise CatalogError(f"unsupported YAML value of type {type(value).__name__}", marks.span(path))
+
+
+def _plain_collection(node: Any, path: YamlPath, marks: YamlMarks, construct: Callable[[Any], Any],
+                      budget: _Budget) -> Any:
     if _is_kind(node, "MappingNode"):
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
@@ -106,22 +141,14 @@ def _plain(node: Any, path: YamlPath, marks: YamlMarks, construct: Callable[[Any
                                    SourceSpan(marks.file, *key_at, marks.text), hint="keep one of the two")
             marks.keys[child] = key_at
             marks.nodes[child] = (value_node.start_mark.line + 1, value_node.start_mark.column + 1)
-            result[key] = _plain(value_node, child, marks, construct)
+            result[key] = _plain(value_node, child, marks, construct, budget)
         return result
-    if _is_kind(node, "SequenceNode"):
-        items = []
-        for index, item in enumerate(node.value):
-            child = (*path, index)
-            marks.nodes[child] = (item.start_mark.line + 1, item.start_mark.column + 1)
-            items.append(_plain(item, child, marks, construct))
-        return items
-    value = construct(node)
-    if isinstance(value, dt.datetime):  # ruamel's TimeStamp subclass → a plain datetime
-        return dt.datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
-                           value.microsecond, tzinfo=value.tzinfo)
-    if isinstance(value, str | bool | int | float | dt.date) or value is None:
-        return str(value) if isinstance(value, str) else value
-    raise CatalogError(f"unsupported YAML value of type {type(value).__name__}", marks.span(path))
+    items = []
+    for index, item in enumerate(node.value):
+        child = (*path, index)
+        marks.nodes[child] = (item.start_mark.line + 1, item.start_mark.column + 1)
+        items.append(_plain(item, child, marks, construct, budget))
+    return items
 
 
 def _problem_of(error: Any) -> str:
