@@ -9,6 +9,7 @@ a missing field is false (and ``not`` of it true), numbers match numeric strings
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Any, ClassVar, NoReturn
 
 import re2
@@ -72,13 +73,23 @@ def spaced_field_name(name: str) -> str | None:
 
 def raw_field_reference(route: Route, name: str) -> exp.Expr:
     """``Fields['name']`` of RawEvents; on service routes also the spaced EventData spelling of the name."""
-    reference: exp.Expr = exp.Bracket(this=exp.column("Fields", quoted=True),
-                                      expressions=[exp.Literal.string(name)])
+    reference: exp.Expr = fields_lookup(name)
     spaced = spaced_field_name(name) if route.spaced_names else None
     if spaced is not None:
-        alternative = exp.Bracket(this=exp.column("Fields", quoted=True), expressions=[exp.Literal.string(spaced)])
-        reference = exp.Coalesce(this=reference, expressions=[alternative])
+        reference = exp.Coalesce(this=reference, expressions=[fields_lookup(spaced)])
     return reference
+
+
+@cache
+def _map_type() -> exp.DataType:
+    return exp.DataType.build("MAP(VARCHAR, VARCHAR)")
+
+
+def fields_lookup(key: str) -> exp.Expr:
+    """``Fields['key']``, typed as a map lookup so sqlglot never runs type inference to place the index."""
+    fields = exp.column("Fields", quoted=True)
+    fields.type = _map_type()
+    return exp.Bracket(this=fields, expressions=[exp.Literal.string(key)])
 
 
 def _text(expression: exp.Expr) -> exp.Expr:
