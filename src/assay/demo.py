@@ -54,6 +54,32 @@ def step_ingest(out: Path) -> Path:
     return database
 
 
+def step_proof(out: Path) -> Path:
+    """Prove the catalog (``assay test detections/``): print the table, write ``<out>/proof/report.json``,
+    ``junit.xml`` and an ATT&CK Navigator layer scored by proof status."""
+    import json
+
+    from assay.catalog.loader import load_catalog
+    from assay.cli.verify_cmds import print_proof_report
+    from assay.verify.coverage import navigator_layer
+    from assay.verify.junit import junit_xml
+    from assay.verify.report import save_report
+    from assay.verify.runner import run_paths
+
+    proof_dir = out / "proof"
+    report = run_paths([ROOT / "detections"])
+    report_path = save_report(report, proof_dir / "report.json")
+    (proof_dir / "junit.xml").write_text(junit_xml(report), encoding="utf-8")
+    layer = proof_dir / "navigator-layer.json"
+    layer.write_text(json.dumps(navigator_layer(report, load_catalog(ROOT / "detections").detections), indent=2)
+                     + "\n", encoding="utf-8")
+    click.echo("[proof] assay test detections/: every form of every detection on every scenario")
+    print_proof_report(report)
+    proven = ", ".join(f"{count} {status}" for status, count in sorted(report.summary.proof.items()))
+    click.echo(f"[proof] {proven} -> {report_path}, {proof_dir / 'junit.xml'}, {layer}")
+    return report_path
+
+
 def step_site(out: Path, report: Path | None = None) -> Path:
     """Build the static site into ``<out>/site`` with the proof report (``report``, else ``<out>/proof/report.json``
     or ``build/proof/report.json`` when present) and print where to open it. The demo's last step."""
@@ -85,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     click.echo("Assay demo")
     step_catalog(out)
     step_ingest(out)
-    step_site(out)  # keep last: the demo ends by saying where to open the site
+    step_site(out, step_proof(out))  # keep last: the demo ends by saying where to open the site
     return 0
 
 

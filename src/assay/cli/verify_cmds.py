@@ -33,7 +33,7 @@ def _form_cell(results: list[Any]) -> str:
     """One form's outcome on a scenario: its verdict and status, routes summarised."""
     if not results:
         return "-"
-    verdicts = {r.verdict for r in results if r.verdict}
+    verdicts = {r.verdict for r in results if r.verdict and r.status != "skip"}
     failing = [r for r in results if r.status in ("fail", "error")]
     passed = [r for r in results if r.status == "pass"]
     skipped = [r for r in results if r.status == "skip"]
@@ -47,13 +47,18 @@ def _form_cell(results: list[Any]) -> str:
     return f"{verdict} ok{routes}" + (" +skip" if skipped else "")
 
 
-def _print_report(report: Any, verbose: bool) -> None:
+def print_proof_report(report: Any, verbose: bool = False) -> None:
+    """The proof as people read it: a table per detection, then failures and agreement findings."""
     for detection in report.detections:
         forms = detection.forms or ["sigma", "kql"]
         rows = []
         for scenario in detection.scenarios:
             expected = {r.base_form: r.expected for r in scenario.results}
-            row = [scenario.id, scenario.kind, "/".join(dict.fromkeys(expected.values())) or "-"]
+            if len(set(expected.values())) > 1:
+                shown = ", ".join(f"{form} {outcome}" for form, outcome in expected.items())
+            else:
+                shown = next(iter(expected.values()), "-")
+            row = [scenario.id, scenario.kind, shown]
             row += [_form_cell([r for r in scenario.results if r.form == form]) for form in forms]
             finding = next((f for f in detection.agreement if f.scenario == scenario.id), None)
             row.append({"fail": "DISAGREE", "warn": "disagree (warn)", "known": "known difference",
@@ -143,7 +148,7 @@ def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format
     elif output_format == "junit":
         click.echo(junit_xml(report), nl=False)
     else:
-        _print_report(report, verbose)
+        print_proof_report(report, verbose)
         click.echo(f"report: {report_path}  junit: {junit_path}")
     summary = report.summary
     failed = summary.failed or summary.errors or (summary.disagreements and agreement == "fail")
