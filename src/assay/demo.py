@@ -54,6 +54,29 @@ def step_ingest(out: Path) -> Path:
     return database
 
 
+def step_sigma(out: Path) -> None:
+    """Run the CMSTP Sigma rule on ``<out>/demo.duckdb`` (from the ingest step): hits per route with their
+    evidence, then the conversion status for every target platform."""
+    from assay.engine import DuckDBEngine
+    from assay.sigma import convert_all, evaluate, load_rule
+
+    rule = load_rule(ROOT / "detections" / "T1218.003-cmstp")
+    with DuckDBEngine(out / "demo.duckdb", read_only=True) as engine:
+        outcome = evaluate(rule, engine)
+        click.echo(f"[sigma] {rule.title}: {len(outcome.event_ids)} event(s) matched")
+        for route in outcome.routes:
+            click.echo(f"[sigma]   {route.route:<20} {route.message}")
+        if outcome.event_ids:
+            ids = ", ".join(str(i) for i in outcome.event_ids)
+            rows = engine.run('SELECT "AssayEventId", "SourceFile", "SourceRecord", '
+                              'coalesce("Fields"[\'CommandLine\'], "Fields"[\'ProcessCommandLine\']) '
+                              f'FROM "RawEvents" WHERE "AssayEventId" IN ({ids}) ORDER BY 1').rows
+            for event_id, source, record, command_line in rows:
+                click.echo(f"[sigma]   event {event_id} {Path(str(source)).name}#{record}: {command_line}")
+    statuses = ", ".join(f"{c.target} {c.status}" for c in convert_all(rule))
+    click.echo(f"[sigma] assay convert: {statuses}")
+
+
 def step_proof(out: Path) -> Path:
     """Prove the catalog (``assay test detections/``): print the table, write ``<out>/proof/report.json``,
     ``junit.xml`` and an ATT&CK Navigator layer scored by proof status."""
@@ -111,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     click.echo("Assay demo")
     step_catalog(out)
     step_ingest(out)
+    step_sigma(out)
     step_site(out, step_proof(out))  # keep last: the demo ends by saying where to open the site
     return 0
 
