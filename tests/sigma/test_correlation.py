@@ -175,3 +175,25 @@ def test_unsupported_correlation_type_is_a_clear_error(tmp_path: Path) -> None:
     text = SPRAY.replace("type: value_count", "type: value_sum")
     with pytest.raises(SigmaError, match="value_sum"):
         evaluate(load_rule(write(tmp_path, text)), DuckDBEngine())
+
+
+def test_sigma_eval_runs_correlations_on_flat_events(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from assay.cli.main import cli
+
+    rule = write(tmp_path, BRUTE_FORCE)
+    events = tmp_path / "events.jsonl"
+    lines = []
+    for second in (40, 50, 62, 70, 80):  # alice: five failures in 40 s, across a minute boundary
+        when = START.replace(second=0) + timedelta(seconds=second)
+        lines.append({"@timestamp": when.isoformat() + "Z", "EventID": 4625, **failed_logon("alice", "203.0.113.50")})
+    lines.append({"@timestamp": START.isoformat() + "Z", "EventID": 4625, **failed_logon("bob", "203.0.113.50")})
+    events.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["sigma", "eval", str(rule), str(events), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [e["record"] for e in report["events"] if e["matched"]] == [1, 2, 3, 4, 5]
+    assert "TargetUserName=alice" in report["events"][0]["explanation"]

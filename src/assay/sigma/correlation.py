@@ -29,7 +29,7 @@ from assay.sigma.backend import SqlglotBackend
 from assay.sigma.compiler import compile_condition, route_filter
 from assay.sigma.evaluation import CorrelationHit, RouteEvaluation, SigmaEvaluation, evaluate_target
 from assay.sigma.loading import LoadedRule
-from assay.sigma.routes import routes_for_logsource
+from assay.sigma.routes import Route, routes_for_logsource
 
 _OPERATORS: dict[SigmaCorrelationConditionOperator, Callable[[float, float], bool]] = {
     SigmaCorrelationConditionOperator.LT: operator.lt, SigmaCorrelationConditionOperator.LTE: operator.le,
@@ -73,7 +73,7 @@ def _value_of(backend: SqlglotBackend, correlation: SigmaCorrelationRule, refere
 
 
 def _collect_events(rule: LoadedRule, correlation: SigmaCorrelationRule, engine: DuckDBEngine,
-                    routes_out: list[RouteEvaluation]) -> list[_Event]:
+                    routes_out: list[RouteEvaluation], route_override: Route | None = None) -> list[_Event]:
     group_by = list(correlation.group_by or [])
     value_field = correlation.condition.fieldref if isinstance(correlation.condition, SigmaCorrelationCondition) \
         else None
@@ -83,7 +83,7 @@ def _collect_events(rule: LoadedRule, correlation: SigmaCorrelationRule, engine:
     for reference in correlation.rules or []:
         key = _reference_key(reference)
         base = rule.fresh_rule(key)
-        routes = routes_for_logsource(base.logsource)
+        routes = [route_override] if route_override is not None else routes_for_logsource(base.logsource)
         if not routes:
             raise SigmaError(f"correlation {rule.title!r}: referenced rule {base.title!r} has no route",
                              span=SourceSpan.of_file(rule.source))
@@ -167,8 +167,9 @@ def _evaluate_window(correlation: SigmaCorrelationRule, window: list[_Event],
     return position == len(order), float(position), members
 
 
-def evaluate_correlation(rule: LoadedRule, engine: DuckDBEngine) -> SigmaEvaluation:
-    """Evaluate a correlation rule whose referenced rules are in the same file."""
+def evaluate_correlation(rule: LoadedRule, engine: DuckDBEngine, route: Route | None = None) -> SigmaEvaluation:
+    """Evaluate a correlation rule whose referenced rules are in the same file (on ``route`` only, if given:
+    ``assay sigma eval`` uses the flat route)."""
     correlation = rule.rule
     if not isinstance(correlation, SigmaCorrelationRule):
         raise SigmaError(f"{rule.title!r} is not a correlation rule", span=SourceSpan.of_file(rule.source))
@@ -177,7 +178,7 @@ def evaluate_correlation(rule: LoadedRule, engine: DuckDBEngine) -> SigmaEvaluat
                          span=SourceSpan.of_file(rule.source),
                          hint="supported: event_count, value_count, temporal, temporal_ordered")
     routes: list[RouteEvaluation] = []
-    events = _collect_events(rule, correlation, engine, routes)
+    events = _collect_events(rule, correlation, engine, routes, route)
     order = [_reference_key(r) for r in correlation.rules or []]
     hits = _windows(correlation, events, order)
     return SigmaEvaluation(rule_id=rule.id, title=rule.title, source=rule.source, routes=tuple(routes),

@@ -130,9 +130,6 @@ def eval_flat_events(rule_or_path: LoadedRule | str | Path,
                      events: str | Path | Iterable[Mapping[str, Any]], *, explain: bool = False) -> FlatEvaluation:
     """Evaluate one rule on flat events (a JSONL file or dicts): matched or not per event, and why not."""
     rule = rule_or_path if isinstance(rule_or_path, LoadedRule) else load_rule(rule_or_path)
-    if rule.is_correlation:
-        raise SigmaError("assay sigma eval runs single-event rules; correlation rules need a database "
-                         "(assay.sigma.evaluate)", span=SourceSpan.of_file(rule.source))
     bad: list[str] = []
     if isinstance(events, str | Path):
         numbered, bad = read_jsonl(events)
@@ -140,6 +137,8 @@ def eval_flat_events(rule_or_path: LoadedRule | str | Path,
     else:
         numbered = [(number, dict(event)) for number, event in enumerate(events, start=1)]
         source = "<events>"
+    if rule.is_correlation:
+        return _eval_flat_correlation(rule, numbered, bad, source)
     condition, fields = _condition_columns(rule)
     probes = _explain_probes(rule) if explain else []
     with DuckDBEngine() as engine:
@@ -163,6 +162,28 @@ def eval_flat_events(rule_or_path: LoadedRule | str | Path,
     missing = tuple(f for f in fields if f not in present)
     return FlatEvaluation(rule_id=rule.id, title=rule.title, results=tuple(results), bad_records=tuple(bad),
                           sql=condition.sql(dialect="duckdb"), missing=missing)
+
+
+def _eval_flat_correlation(rule: LoadedRule, numbered: list[tuple[int, dict[str, Any]]], bad: list[str],
+                           source: str) -> FlatEvaluation:
+    """A correlation rule on flat events (times from @timestamp/Timestamp/UtcTime…): an event matches when it is
+    part of a firing window."""
+    from assay.sigma.correlation import evaluate_correlation
+    from assay.sigma.routes import FLAT_ROUTE
+
+    untimed = [record for record, event in numbered if _timestamp(event) is None]
+    with DuckDBEngine() as engine:
+        load_flat_events(engine, numbered, source)
+        outcome = evaluate_correlation(rule, engine, FLAT_ROUTE)
+    window_of: dict[int, str] = {}
+    for hit in outcome.correlation_hits:
+        group = ", ".join(f"{k}={v}" for k, v in hit.group) or "all events"
+        for event_id in hit.event_ids:
+            window_of.setdefault(event_id, f"window {hit.start} .. {hit.end} ({group}; value {hit.value:g})")
+    results = tuple(FlatEventResult(record, record in window_of, window_of.get(record)) for record, _ in numbered)
+    notes = [f"{source}:{record}: no timestamp (@timestamp, Timestamp, UtcTime…): not placed in any window"
+             for record in untimed]
+    return FlatEvaluation(rule_id=rule.id, title=rule.title, results=results, bad_records=tuple(bad + notes))
 
 
 # -- explain ------------------------------------------------------------------------------------------------
