@@ -6,6 +6,7 @@ one place and never typed by hand.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,27 @@ def provenance_label(scenario: Scenario) -> str:
     return "own"
 
 
+def process_tree_lines(scenario: Scenario) -> list[str]:
+    """The scenario's process tree as indented lines: 'cmd.exe: cmd.exe /c …' under its parent."""
+    activity = scenario.activity
+    if activity is None:
+        return []
+    lines: list[str] = []
+
+    def walk(ref: str, depth: int) -> None:
+        process = activity.process(ref)
+        lines.append(f"{'  ' * depth}{process.file_name}: {process.command_line}")
+        for child in activity.children(ref):
+            walk(child.id, depth + 1)
+
+    for root in (p for p in activity.processes if p.parent is None):
+        parent_name = re.split(r"[\\/]", root.parent_image or "")[-1]
+        if parent_name:
+            lines.append(f"({parent_name})")
+        walk(root.id, 1 if parent_name else 0)
+    return lines
+
+
 def scenario_counts(loaded: LoadedDetection) -> dict[str, int]:
     attack = sum(1 for s in loaded.scenarios if s.kind == "attack")
     return {"total": len(loaded.scenarios), "attack": attack, "benign": len(loaded.scenarios) - attack}
@@ -99,7 +121,8 @@ def detection_document(loaded: LoadedDetection, attack: AttackData) -> dict[str,
         "sigma": loaded.sigma_text,
         "scenario_counts": scenario_counts(loaded),
         "scenarios": [
-            {**s.model_dump(mode="json", exclude={"activity"}), "provenance_label": provenance_label(s),
+            {**s.model_dump(mode="json"), "provenance_label": provenance_label(s),
+             "process_tree": process_tree_lines(s),
              "expected_outcomes": {form: s.expected.outcome(form) for form in loaded.forms}}
             for s in loaded.scenarios
         ],

@@ -52,7 +52,9 @@ def _sections(document: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]
         scenario_lines.append(f"[{scenario['kind']}] {scenario['id']}: {scenario['title']}\n"
                               f"provenance: {scenario['provenance_label']}; expected {outcomes}"
                               + ("\ntelemetry: " + "; ".join(scenario["expected_telemetry"])
-                                 if scenario["expected_telemetry"] else ""))
+                                 if scenario["expected_telemetry"] else "")
+                              + ("\nprocesses:\n" + "\n".join("  " + line for line in scenario["process_tree"])
+                                 if scenario["process_tree"] else ""))
     differences = [f"{' vs '.join(d['forms'])} on {d['scenarios'] if d['scenarios'] == 'all' else ', '.join(d['scenarios'])}"
                    + (f" ({d['operator']})" if d.get("operator") else "") + f": {d['reason']}"
                    for d in document["known_differences"]]
