@@ -27,6 +27,8 @@ from assay.ingest.writer import (
 )
 from assay.schema import canonical_tables
 
+#: DuckDB memory cap while ingesting into a database the call opens itself (peak RSS stays under ~1 GiB).
+DEFAULT_MEMORY_LIMIT = "600MB"
 #: Bad records listed one by one in a summary (all are counted).
 MAX_LISTED_BAD_RECORDS = 1000
 
@@ -96,12 +98,13 @@ ProgressCallback = Callable[[str, int, int, int], None]
 def ingest_paths(paths: str | Path | list[str | Path] | tuple[str | Path, ...], db: str | Path | None = None, *,
                  output_format: str = "duckdb", out: str | Path | None = None, batch_rows: int = DEFAULT_BATCH_ROWS,
                  threads: int | None = None, progress: ProgressCallback | None = None,
-                 engine: DuckDBEngine | None = None) -> IngestSummary:
+                 engine: DuckDBEngine | None = None, memory_limit: str | None = DEFAULT_MEMORY_LIMIT) -> IngestSummary:
     """Ingest telemetry files, folders, globs or zips into the canonical tables; return what happened.
 
     ``db``: DuckDB file (default :func:`assay.engine.default_db_path`); ``output_format="parquet"`` also writes
     one Parquet dataset per table under ``out``; ``threads`` limits DuckDB's threads; ``engine`` reuses an open
-    database (tests, the demo). Bad records are counted, never raised; an unknown explicit file raises
+    database (tests, the demo); ``memory_limit`` caps DuckDB's memory for a database this call opens (it spills
+    to disk beyond it), so ingesting any amount of telemetry stays within about 1 GiB. Bad records are counted, never raised; an unknown explicit file raises
     :class:`IngestError`.
     """
     if output_format not in ("duckdb", "parquet"):
@@ -117,6 +120,8 @@ def ingest_paths(paths: str | Path | list[str | Path] | tuple[str | Path, ...], 
     if engine is None:
         db_path = Path(db) if db is not None else default_db_path()
         engine = DuckDBEngine(db_path, threads=threads)
+        if memory_limit:
+            engine.connection.execute("SET memory_limit = $1", [memory_limit]).fetchall()
     elif threads:
         engine.connection.execute(f"SET threads = {int(threads)}").fetchall()
     try:
