@@ -177,15 +177,21 @@ def compile(text: str, *, tables: TableMap | None = None, now: datetime | str | 
     """Bind and lower ``text`` to a sqlglot tree; ``.sql`` is the text for ``dialect`` (duckdb or spark)."""
     relation, _ = _bind(text, file, tables, now)
     tree = _final_select(relation)
-    return Compiled(tree, _generate(tree, dialect), tuple(relation.columns), dialect)
+    return Compiled(tree, _generate(tree, dialect, text, file), tuple(relation.columns), dialect)
 
 
-def _generate(tree: exp.Expr, dialect: str) -> str:
-    if dialect == "spark":
-        from assay.engine.spark_sql import to_spark_sql
+def _generate(tree: exp.Expr, dialect: str, text: str = "", file: str | None = None) -> str:
+    try:
+        if dialect == "spark":
+            from assay.engine.spark_sql import to_spark_sql
 
-        return to_spark_sql(tree)
-    return tree.sql(dialect=dialect)
+            return to_spark_sql(tree)
+        return tree.sql(dialect=dialect)
+    except RecursionError:
+        from assay.errors import KqlUnsupportedError
+
+        raise KqlUnsupportedError("the query is too deeply nested to compile (too many nested subqueries)",
+                                  SourceSpan(file, 1, 1, text), "split it with let statements") from None
 
 
 def run(text: str, *, db: Any = None, now: datetime | str | None = None, file: str | None = None) -> KqlResult:
@@ -209,7 +215,7 @@ def run(text: str, *, db: Any = None, now: datetime | str | None = None, file: s
         relation, fixed_now = _bind(text, file, None, now, engine)
         tree = _final_select(relation)
         install_macros(engine)
-        result = engine.run(tree.sql(dialect="duckdb"))
+        result = engine.run(_generate(tree, "duckdb", text, file))
     except KqlError:
         raise
     finally:

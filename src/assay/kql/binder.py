@@ -46,6 +46,8 @@ from assay.kql.typed import (
 )
 
 ORDINAL = "__kql_order"
+#: Each operator becomes one nested SELECT; far deeper nesting than real queries use exhausts the SQL generator.
+MAX_PIPELINE_OPERATORS = 60
 
 Schema = Sequence[tuple[str, str]]  # (column name, Kusto type)
 
@@ -226,6 +228,10 @@ class Binder:
                 operators.append(base.operator)
                 base = base.source
             operators.reverse()
+            if len(operators) > MAX_PIPELINE_OPERATORS:
+                self.unsupported(f"a pipeline of {len(operators)} tabular operators is too long "
+                                 f"(the limit is {MAX_PIPELINE_OPERATORS})", operators[MAX_PIPELINE_OPERATORS].pos,
+                                 "split it with let statements")
             if isinstance(base, ast.TableRef) and self.pipeline_restricts_columns(operators):
                 source = self.lower_table(base, env, keep=self.referenced_names)
             else:
@@ -995,6 +1001,7 @@ class Binder:
         columns = list(left.columns)
         taken = set(left.names())
         lookup_keys = {rn for ln, rn, _ in pairs if ln == rn} if operator.is_lookup else set()
+        right_nullable = kind in ("leftouter", "fullouter")
         for name, kusto_type in right.columns:
             if name in lookup_keys:
                 continue
@@ -1004,8 +1011,17 @@ class Binder:
                 final = f"{name}{suffix}"
                 suffix += 1
             taken.add(final)
-            selections.append(exp.alias_(exp.column(name, table=right_alias, quoted=True), final, quoted=True))
+            value: exp.Expr = exp.column(name, table=right_alias, quoted=True)
+            if right_nullable and kusto_type in ("string", "guid"):
+                value = exp.Coalesce(this=value, expressions=[string("")])  # strings are never null in Kusto
+            selections.append(exp.alias_(value, final, quoted=True))
             columns.append((final, kusto_type))
+        if kind in ("rightouter", "fullouter"):
+            for index, (name, kusto_type) in enumerate(left.columns):
+                if kusto_type in ("string", "guid"):
+                    selections[index] = exp.alias_(exp.Coalesce(
+                        this=exp.column(name, table=left_alias, quoted=True), expressions=[string("")]),
+                        name, quoted=True)
         join_kind = {"inner": ("", "INNER"), "leftouter": ("LEFT", "OUTER"), "rightouter": ("RIGHT", "OUTER"),
                      "fullouter": ("FULL", "OUTER")}[kind]
         join = exp.Join(this=right_sub, on=join_condition, side=join_kind[0] or None, kind=join_kind[1])
@@ -1072,7 +1088,8 @@ class Binder:
                 if name in provided:
                     items.append(exp.alias_(exp.column(provided[name], quoted=True), name, quoted=True))
                 else:
-                    items.append(exp.alias_(literal(None, types[name]), name, quoted=True))
+                    missing = string("") if types[name] in ("string", "guid") else literal(None, types[name])
+                    items.append(exp.alias_(missing, name, quoted=True))  # strings are never null in Kusto
             selects.append(exp.select(*items, copy=False).from_(self.subquery(leg), copy=False))
         combined: exp.Expr = selects[0]
         for other in selects[1:]:
@@ -1203,7 +1220,7 @@ class Binder:
             re.compile(pattern)
         except re.error as error:
             self.fail(f"invalid parse pattern: {error}", operator.pos)
-        matched = exp.RegexpLike(this=text, expression=string(pattern))
+        matched: exp.Expr = exp.RegexpLike(this=text, expression=string(pattern))
         new_scope = dict(scope)
         typed_extracts: list[exp.Expr] = []
         for name, kusto_type, group_number in targets:
@@ -1460,7 +1477,8 @@ class Binder:
         lt, rt = left.kusto_type, right.kusto_type
         left, right = self.align_dynamic(left, right)
         lt, rt = left.kusto_type, right.kusto_type
-        lsql, rsql = exp.Paren(this=left.sql), exp.Paren(this=right.sql)
+        lsql: exp.Expr = exp.Paren(this=left.sql)
+        rsql: exp.Expr = exp.Paren(this=right.sql)
         if lt in NUMERIC_TYPES and rt in NUMERIC_TYPES:
             result_type = common_numeric(lt, rt)
             if result_type == "long":
@@ -1548,7 +1566,8 @@ class Binder:
             needle = left.sql if left.kusto_type not in ("string", "guid") else as_string(left)
             if base == "in~":
                 column, needle = exp.Lower(this=column), exp.Lower(this=needle)
-            membership = exp.In(this=needle, query=exp.select(column, copy=False).from_(self.subquery(relation), copy=False))
+            membership = exp.In(this=needle, query=exp.Subquery(this=exp.select(column, copy=False).from_(
+                self.subquery(relation), copy=False)))
             return Typed(exp.not_(exp.Paren(this=membership)) if negated else membership, "bool")
         items = self.expand_list_items(node.items, scope, env, aggregates)
         if base in ("has_any", "has_all", "has_any_cs", "has_all_cs"):
@@ -1631,7 +1650,11 @@ class Binder:
                 first_name, first_type = relation.columns[0]
                 query = exp.select(exp.column(first_name, quoted=True), copy=False).from_(self.subquery(relation), copy=False).limit(1, copy=False)
                 return Typed(exp.Subquery(this=query), first_type)
-            return self.lower_expr(argument, scope, env, aggregates)
+            value = self.lower_expr(argument, scope, env, aggregates)
+            if any(True for _ in value.sql.find_all(exp.Column)):
+                return value  # refers to row columns: nothing to evaluate once
+            # evaluated once per query, as Kusto does (toscalar(new_guid()) is one value for every row)
+            return Typed(exp.Subquery(this=exp.select(value.sql, copy=False)), value.kusto_type)
         if name == "column_ifexists":
             if len(node.args) != 2 or not isinstance(node.args[0], ast.Literal):
                 self.fail("column_ifexists() takes a column name string and a default value", node.pos)

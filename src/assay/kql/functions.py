@@ -572,10 +572,10 @@ def _bin_at(ctx: CallContext, args: list[Typed]) -> Typed:
         return Typed(fn("make_timestamp", exp.cast(exp.Add(this=floored, expression=fn("epoch_us", anchor.sql)),
                                                    "BIGINT")), "datetime")
     if value.kusto_type == "timespan":
-        size_us = exp.Mul(this=fn("epoch", size.sql), expression=number(1_000_000))
+        span_us = exp.Mul(this=fn("epoch", size.sql), expression=number(1_000_000))
         delta_us = exp.Mul(this=fn("epoch", exp.Sub(this=value.sql, expression=anchor.sql)),
                            expression=number(1_000_000))
-        floored_us = exp.Mul(this=fn("floor", exp.Div(this=delta_us, expression=size_us)), expression=size_us.copy())
+        floored_us = exp.Mul(this=fn("floor", exp.Div(this=delta_us, expression=span_us)), expression=span_us.copy())
         return Typed(exp.Add(this=interval_micros(floored_us), expression=anchor.sql), "timespan")
     delta = exp.Sub(this=value.sql, expression=anchor.sql)
     floored = exp.Mul(this=fn("floor", exp.Div(this=exp.cast(delta, "DOUBLE"), expression=size.sql)),

@@ -73,6 +73,8 @@ TIMESPAN_UNITS: dict[str, float] = {
     "tick": 0.1, "ticks": 0.1,
 }
 
+DIGITS = frozenset("0123456789")  # str.isdigit() also accepts '²' and other Unicode digits
+
 RAW_LITERAL_WORDS = frozenset({"datetime", "guid", "dynamic", "todatetime_literal"})
 
 
@@ -151,7 +153,7 @@ class Lexer:
             value = text[self.pos + 3:end]
             self._advance(end + 3 - self.pos)
             return self._make(TokenKind.STRING, value, start, line, col)
-        if char.isdigit() or (char == "." and self.pos + 1 < len(text) and text[self.pos + 1].isdigit()
+        if char in DIGITS or (char == "." and self.pos + 1 < len(text) and text[self.pos + 1] in DIGITS
                               and not text.startswith("..", self.pos)):
             return self._number(start, line, col)
         if char.isalpha() or char in "_$":
@@ -233,22 +235,22 @@ class Lexer:
             value = str(int(text[self.pos:end], 16)) if end > self.pos + 2 else "0"
             self._advance(end - self.pos)
             return self._make(TokenKind.INT, value, start, line, col)
-        while end < len(text) and text[end].isdigit():
+        while end < len(text) and text[end] in DIGITS:
             end += 1
         is_real = False
         if end < len(text) and text[end] == "." and not text.startswith("..", end):
             is_real = True
             end += 1
-            while end < len(text) and text[end].isdigit():
+            while end < len(text) and text[end] in DIGITS:
                 end += 1
         if end < len(text) and text[end] in "eE":
             exponent = end + 1
             if exponent < len(text) and text[exponent] in "+-":
                 exponent += 1
-            if exponent < len(text) and text[exponent].isdigit():
+            if exponent < len(text) and text[exponent] in DIGITS:
                 is_real = True
                 end = exponent
-                while end < len(text) and text[end].isdigit():
+                while end < len(text) and text[end] in DIGITS:
                     end += 1
         number = text[self.pos:end]
         suffix_end = end

@@ -276,7 +276,10 @@ class Parser:
             return ast.FunctionSource(source.pos, source.name, source.args)
         if isinstance(source, ast.TabularArg):
             return source.query
-        raise KqlSyntaxError("expected a table before '|'",
+        if self.at_op("|"):
+            self.fail("unexpected '|' after a scalar expression: expected ')' or a table before the '|'",
+                      hint="a tabular expression starts with a table name, a let name, datatable, print or range")
+        raise KqlSyntaxError("expected a tabular expression here",
                              SourceSpan(self.file, source.pos[0], source.pos[1], self.text),
                              "a tabular expression starts with a table name, a let name, datatable, print or range")
 
@@ -342,11 +345,13 @@ class Parser:
                       "the count must be a multiple of the column count", token)
         return ast.Datatable(self.pos(token), tuple(columns), tuple(values))
 
-    def parse_options(self) -> dict[str, tuple[str, Token]]:
-        """``kind=inner hint.strategy=shuffle withsource=T`` style options before an operator's body."""
+    def parse_options(self, allowed: tuple[str, ...] = ()) -> dict[str, tuple[str, Token]]:
+        """``kind=inner hint.strategy=shuffle withsource=T`` options before an operator's body. Only the
+        operator's own option names (and ``hint.*``) count: ``summarize n = count()`` is not an option."""
         options: dict[str, tuple[str, Token]] = {}
         while self.token.kind is TokenKind.IDENT and self.peek().kind is TokenKind.OP and \
-                self.peek().text in ("=", "."):
+                self.peek().text in ("=", ".") and (self.token.text.lower() in allowed or
+                                                   self.token.text.lower() == "hint"):
             start = self.index
             name_parts = [self.advance().text]
             while self.accept_op("."):
@@ -439,7 +444,7 @@ class Parser:
         if word == "count":
             return ast.Count(pos, word)
         if word in ("join", "lookup"):
-            options = self.parse_options()
+            options = self.parse_options(("kind",))
             default_kind = "innerunique" if word == "join" else "leftouter"
             kind = options.get("kind", (default_kind, token))[0].lower()
             valid = ("innerunique", "inner", "leftouter", "rightouter", "fullouter", "leftanti", "rightanti",
@@ -461,7 +466,7 @@ class Parser:
         if word == "union":
             return self.parse_union_body(token)
         if word == "mv-expand":
-            options = self.parse_options()
+            options = self.parse_options(("kind", "bagexpansion", "with_itemindex"))
             item_index = options["with_itemindex"][0] if "with_itemindex" in options else None
             if "bagexpansion" in options:
                 raise KqlUnsupportedError("mv-expand bagexpansion is not supported", self.span(token),
@@ -533,7 +538,7 @@ class Parser:
         return "".join(parts)
 
     def parse_union_body(self, token: Token) -> ast.UnionOp:
-        options = self.parse_options()
+        options = self.parse_options(("kind", "withsource", "isfuzzy"))
         kind = options.get("kind", ("outer", token))[0].lower()
         withsource = options.get("withsource", (None, token))[0]
         isfuzzy = options.get("isfuzzy", ("false", token))[0].lower() == "true"
@@ -570,7 +575,7 @@ class Parser:
         return ast.TableRef(self.pos(token), token.text)
 
     def parse_parse(self, pos: ast.Pos, word: str) -> ast.Parse:
-        options = self.parse_options()
+        options = self.parse_options(("kind", "flags"))
         kind = options.get("kind", ("simple", self.token))[0].lower()
         if kind not in ("simple", "regex", "relaxed"):
             self.fail(f"unknown parse kind '{kind}'", options["kind"][1], "use simple, regex or relaxed")
