@@ -54,6 +54,7 @@ def kql_group() -> None:
       assay kql 'print now(), ago(1d)' --now 2024-05-01T00:00:00Z
       assay kql 'DeviceProcessEvents | take 5' --sql spark
       assay kql check detections/*/sentinel.kql
+      assay kql support --out docs/kql-support.md
     """
 
 
@@ -173,6 +174,22 @@ def check_command(files: tuple[Path, ...], db_path: Path | None, output_format: 
         click.echo(f"{len(files) - failed} of {len(files)} KQL file(s) OK")
     if failed:
         raise SystemExit(1)
+
+
+@kql_group.command("support")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the page to this file (default: print it).")
+def support_command(out_path: Path | None) -> None:
+    """Print the KQL support matrix (operators, functions, semantics) generated from the code."""
+    from assay.kql.support import render_markdown
+
+    text = render_markdown()
+    if out_path is None:
+        click.echo(text, nl=False)
+        return
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {out_path}")
 
 
 COMMANDS: list[click.Command] = [kql_group]

@@ -305,7 +305,7 @@ class Binder:
             if kusto_type in ("string", "guid"):
                 value = exp.Coalesce(this=column, expressions=[string("")])  # Kusto strings are never null
             selections.append(exp.alias_(value, name, quoted=True))
-        select = exp.select(*selections, copy=False).from_(exp.to_table(node.name, quoted=True), copy=False)
+        select = exp.select(*selections, copy=False).from_(exp.Table(this=exp.to_identifier(node.name, quoted=True)), copy=False)
         return Relation(select, list(schema), source_name=node.name)
 
     def lower_function_source(self, node: ast.FunctionSource, env: Environment) -> Relation:

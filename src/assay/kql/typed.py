@@ -109,6 +109,8 @@ def as_string(value: Typed) -> exp.Expr:
     """Kusto ``tostring``: never null; datetimes as ISO 8601 with 7 fraction digits; dynamic as JSON text."""
     sql = value.sql
     kusto_type = value.kusto_type
+    if isinstance(sql, exp.Literal) and sql.is_string:
+        return sql  # a string literal is never null
     if kusto_type in ("string", "guid"):
         converted = sql
     elif kusto_type == "dynamic":

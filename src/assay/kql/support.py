@@ -1,0 +1,179 @@
+"""The KQL support matrix, generated from the code (the parser's operator lists, the function tables).
+
+``python -m assay.kql.support > docs/kql-support.md`` (or ``assay kql support --out docs/kql-support.md``)
+rewrites the page; a test fails when the committed page differs from what the code says.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from assay.kql.functions import (
+    AGGREGATE_FUNCTIONS,
+    OFFLINE_FUNCTIONS,
+    SCALAR_FUNCTIONS,
+    UNSUPPORTED_FUNCTIONS,
+)
+from assay.kql.parser import LIST_OPS, STRING_OPS, TABULAR_OPERATORS, UNSUPPORTED_OPERATORS
+
+#: Operators whose support is partial, or that need a note. Anything in TABULAR_OPERATORS not listed here is
+#: supported as documented by Microsoft.
+OPERATOR_NOTES: dict[str, tuple[str, str]] = {
+    "join": ("supported", "every kind; the default is innerunique (one arbitrary left row per key, as in Kusto); "
+                          "conditions are column names or $left.A == $right.B"),
+    "lookup": ("supported", "kind=leftouter (default) and inner"),
+    "union": ("partial", "withsource, kind=inner/outer, isfuzzy; table-name wildcards are not supported; a "
+                         "column with different types in different legs becomes name_type, as in Kusto"),
+    "mv-expand": ("partial", "arrays and property bags (kind=array gives [key, value]); `to typeof()`, "
+                             "with_itemindex; `limit` needs with_itemindex; bagexpansion= is not supported"),
+    "parse": ("partial", "kind=simple, regex (string columns greedy, as in Kusto) and relaxed; flags=U is not "
+                         "supported"),
+    "parse-where": ("partial", "as parse; rows whose pattern or typed values do not match are dropped"),
+    "summarize": ("supported", "with by, bin(); hints are ignored; see the aggregate table"),
+    "sort": ("supported", "Kusto's defaults: descending, nulls last (ascending: nulls first)"),
+    "order": ("supported", "alias of sort"),
+    "top": ("supported", "same defaults as sort"),
+    "distinct": ("supported", ""),
+    "render": ("supported", "accepted and ignored (presentation only)"),
+    "serialize": ("supported", "accepted; rows keep their order after sort anyway"),
+    "as": ("supported", "names the input for union withsource"),
+    "invoke": ("supported", "the pipe input becomes the function's first (tabular) parameter"),
+    "take": ("supported", "rows are not random: the first rows in the engine's order"),
+    "limit": ("supported", "alias of take"),
+    "filter": ("supported", "alias of where"),
+    "project-reorder": ("supported", "asc/desc ordering of wildcard matches"),
+}
+
+SOURCE_NOTES: list[tuple[str, str, str]] = [
+    ("let (scalars, tabular expressions, functions with defaults, view)", "supported", ""),
+    ("datatable", "supported", ""),
+    ("print", "supported", "runs without a database"),
+    ("range", "supported", "long and datetime ranges (not real)"),
+    ("materialize()", "supported", "inlined (no cache needed on DuckDB)"),
+    ("toscalar()", "supported", "evaluated once per query"),
+    ("externaldata", "not available offline", "load the data with `assay ingest`, or use datatable"),
+    ("_GetWatchlist, _ASim*, _Im_* (Sentinel workspace functions)", "not available offline",
+     "export the data and load it as a table"),
+    ("set statements", "supported", "accepted and ignored"),
+    ("declare query_parameters, alias, pattern, restrict", "not supported", ""),
+]
+
+SEMANTICS = [
+    "`has` family: a term is a maximal run of ASCII letters and digits; only the needle's alphanumeric edges need "
+    "a term boundary (`has \"/s\"` matches `x /s y`, not `x /su`). Lowered to a substring prefilter plus an "
+    "RE2/Java-compatible regex `(?i)(?:^|[^0-9A-Za-z])needle(?:$|[^0-9A-Za-z])`, so DuckDB and Spark agree.",
+    "`=~`, `!~`, `has`, `contains`, `startswith`, `endswith`, `in~` are case-insensitive; the `_cs` forms are not.",
+    "Strings are never null: table columns are read with `coalesce(column, '')`, outer joins and unions fill "
+    "missing strings with `\"\"`, `isnull(string)` is false, `tostring(null)` is `\"\"`.",
+    "A comparison with a null operand is false (not null) outside `where`, as documented for Kusto.",
+    "`now()` is fixed once per run and settable (`--now`, `run(now=...)`); `ago()` follows it.",
+    "long / long is integer division (truncating); a real operand gives real division; `%` is never negative.",
+    "Datetimes have microsecond precision (Kusto: 100 ns ticks).",
+    "`dcount`, `dcountif` and `percentile(s)` are exact (Kusto estimates); `make_set` returns its values sorted "
+    "(Kusto leaves the order unspecified).",
+    "Dynamic values are JSON; `d.a.b[0]` becomes one `json_extract(d, '$.\"a\".\"b\"[0]')`.",
+    "Spark SQL (`--sql spark`): generated from the same sqlglot tree; DuckDB-only function names are mapped by "
+    "`assay.engine.spark_sql` where Spark has an equivalent (`spark_gaps()` lists the rest).",
+]
+
+
+def _row(name: str, status: str, note: str) -> str:
+    return f"| `{name}` | {status} | {note.replace('|', '/')} |"
+
+
+def render_markdown() -> str:
+    lines = [
+        "# KQL support in Assay",
+        "",
+        "Generated from the code by `assay kql support --out docs/kql-support.md`; do not edit by hand.",
+        "Anything not listed as supported is rejected with an error naming the construct, never run with a "
+        "different meaning.",
+        "",
+        "## Semantics",
+        "",
+        *[f"- {line}" for line in SEMANTICS],
+        "",
+        "## Query statements and sources",
+        "",
+        "| construct | status | notes |",
+        "|---|---|---|",
+        *[f"| {name} | {status} | {note} |" for name, status, note in SOURCE_NOTES],
+        "",
+        "## Tabular operators",
+        "",
+        "| operator | status | notes |",
+        "|---|---|---|",
+    ]
+    for name in sorted(TABULAR_OPERATORS):
+        status, note = OPERATOR_NOTES.get(name, ("supported", ""))
+        lines.append(_row(name, status, note))
+    for name in sorted(UNSUPPORTED_OPERATORS):
+        lines.append(_row(name, "not supported", ""))
+    lines += [
+        "",
+        "## Scalar operators",
+        "",
+        "| operator | status | notes |",
+        "|---|---|---|",
+    ]
+    scalar_operators = sorted({*STRING_OPS, *LIST_OPS, "has_any_cs", "has_all_cs"} - {"like", "notlike"})
+    for name in ["==", "!=", "<", "<=", ">", ">=", "=~", "!~", "+", "-", "*", "/", "%", "and", "or", "not()",
+                 "between", "!between", "matches regex", *scalar_operators]:
+        note = ""
+        if name.lstrip("!").startswith("has") and name.lstrip("!") not in ("has_any", "has_all"):
+            note = "needs a constant right side"
+        if name.lstrip("!") in ("has_any", "has_all", "has_any_cs", "has_all_cs"):
+            note = "constant strings or a dynamic array literal (also through a let)"
+        if name in ("in", "!in", "in~", "!in~"):
+            note = "values, dynamic arrays (flattened) or a tabular subquery"
+        if name in ("between", "!between"):
+            note = "numbers and datetimes; datetime .. timespan"
+        lines.append(_row(name, "supported", note))
+    lines += [
+        "",
+        "## Scalar functions",
+        "",
+        "| function | arguments | status | notes |",
+        "|---|---|---|---|",
+    ]
+    for name in sorted(SCALAR_FUNCTIONS):
+        spec = SCALAR_FUNCTIONS[name]
+        arity = str(spec.min_args) if spec.min_args == spec.max_args else f"{spec.min_args}..{spec.max_args}"
+        lines.append(f"| `{name}` | {arity} | {spec.status} | {spec.note} |")
+    lines += [
+        "| `typeof` | 1 | supported | in extract() and function parameters |",
+        "| `toscalar` | 1 | supported | evaluated once per query |",
+        "| `column_ifexists` | 2 | supported | |",
+        "",
+        "## Aggregate functions (summarize)",
+        "",
+        "| function | arguments | default column | status | notes |",
+        "|---|---|---|---|---|",
+    ]
+    for name in sorted(AGGREGATE_FUNCTIONS):
+        aggregate = AGGREGATE_FUNCTIONS[name]
+        arity = str(aggregate.min_args) if aggregate.min_args == aggregate.max_args else \
+            f"{aggregate.min_args}..{aggregate.max_args}"
+        status = "not supported" if aggregate.status == "unsupported" else aggregate.status
+        lines.append(f"| `{name}` | {arity} | `{aggregate.column_prefix}…` | {status} | {aggregate.note} |")
+    lines += [
+        "",
+        "## Known functions that are not supported",
+        "",
+        ", ".join(f"`{name}`" for name in sorted(UNSUPPORTED_FUNCTIONS)),
+        "",
+        "## Not available offline",
+        "",
+        ", ".join(f"`{name}`" for name in sorted(OFFLINE_FUNCTIONS)) +
+        " and every `_GetWatchlist*`, `_ASim*`, `_Im_*` Sentinel function.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    sys.stdout.write(render_markdown())
+
+
+if __name__ == "__main__":
+    main()
