@@ -60,3 +60,6 @@ def test_each_form_page_shows_its_own_results(live: tuple[ProofReport, Path]) ->
         assert form in ran
         assert f'data-result-form="{form}"' in html
         assert "run-date" in parse_page(folder / f"{key}.html").ids
+    # The texts that ran are the ones on the pages: nothing is flagged stale.
+    for key in ("sentinel-kql", "microsoft-xdr", "sigma"):
+        assert "stale-results" not in parse_page(folder / f"{key}.html").ids, key

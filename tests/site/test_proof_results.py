@@ -124,3 +124,18 @@ def test_detection_changed_after_the_run_is_flagged(tmp_path: Path) -> None:
     build_site(load_catalog(DETECTIONS), tmp_path / "site", report=report, now=BUILD_TIME)
     text = parse_page(_page(tmp_path / "site", "sentinel-kql")).all_text
     assert "The detection was modified after this run" in text
+
+
+def test_results_for_another_query_text_are_flagged_stale(tmp_path: Path) -> None:
+    report = make_report()
+    kql_text = (DETECTIONS / "T1218.003-cmstp" / "sentinel.kql").read_text(encoding="utf-8")
+    for scenario in report.detections[0].scenarios:
+        for result in scenario.results:
+            if result.form == "kql":
+                # What ran: an older query that did not look at the /au switch.
+                result.query = kql_text.replace('("/s", "/au")', '("/s")') + "\n| where AutoClose"
+    build_site(load_catalog(DETECTIONS), tmp_path / "fresh", report=make_report(), now=BUILD_TIME)
+    build_site(load_catalog(DETECTIONS), tmp_path / "stale", report=report, now=BUILD_TIME)
+    assert "stale-results" in parse_page(_page(tmp_path / "stale", "sentinel-kql")).ids
+    assert "stale-results" not in parse_page(_page(tmp_path / "fresh", "sentinel-kql")).ids
+    assert "stale-results" not in parse_page(_page(tmp_path / "stale", "sigma")).ids

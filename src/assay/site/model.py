@@ -221,6 +221,8 @@ class PageView:
     scenarios: tuple[ScenarioView, ...]
     #: For conversions Assay cannot run, the Sigma form's status (the rule the query was converted from).
     source_status: PageProofStatus | None = None
+    #: True when the query that ran in the proof is not the query on this page any more (results are stale).
+    stale: bool = False
 
 
 @dataclass(frozen=True)
@@ -457,6 +459,15 @@ def _converted_form(report: DetectionReport | None, target: str) -> str | None:
     return None
 
 
+def query_changed(report: DetectionReport | None, form: str | None, query: str | None) -> bool:
+    """Whether the proof ran another text than ``query`` for this form (the KQL runs with the alert predicate
+    appended, so the page's query must be where the text that ran starts)."""
+    if report is None or form is None or query is None:
+        return False
+    ran = {r.query for r in report.results() if r.form == form and r.query}
+    return any(not text.strip().startswith(query.strip()) for text in ran)
+
+
 def _normalise_status(status: str) -> ConversionStatus:
     lowered = status.lower().replace("_", "-").replace(" ", "-")
     if lowered in ("converted", "ok", "success"):
@@ -484,7 +495,8 @@ def detection_view(loaded: LoadedDetection, slug: str, attack: AttackData, repor
     if loaded.kql_text is not None:
         pages.append(PageView(NATIVE_PLATFORM, "native", "native", loaded.kql_text, (), "kql",
                               f"{base}/{NATIVE_PLATFORM.key}.html", form_proof_status(detection_report, "kql"),
-                              _scenario_views(loaded, detection_report, "kql", "native")))
+                              _scenario_views(loaded, detection_report, "kql", "native"),
+                              stale=query_changed(detection_report, "kql", loaded.kql_text)))
     if loaded.sigma_text is not None:
         pages.append(PageView(SIGMA_PLATFORM, "sigma", "portable", loaded.sigma_text, (), "sigma",
                               f"{base}/{SIGMA_PLATFORM.key}.html", form_proof_status(detection_report, "sigma"),
@@ -505,6 +517,7 @@ def detection_view(loaded: LoadedDetection, slug: str, attack: AttackData, repor
             form_proof_status(detection_report, form) if form else "not-runnable",
             _scenario_views(loaded, detection_report, form, "converted"),
             source_status=None if form else runnable_sigma_status,
+            stale=query_changed(detection_report, form, conversion.query),
         ))
     converted.sort(key=lambda page: (page.platform.rank, page.platform.label, page.platform.key))
     pages.extend(converted)
