@@ -113,3 +113,16 @@ def test_generator_reads_a_stix_bundle_with_v19_tactics(tmp_path: Path) -> None:
     assert [t["shortname"] for t in table["tactics"]] == ["stealth", "defense-impairment"]
     revoked = next(t for t in table["techniques"] if t["id"] == "T1562.001")
     assert revoked["revoked"] and revoked["revoked_by"] == "T1685"
+
+
+def test_resolve_can_follow_a_revocation_and_tactics_list_their_techniques() -> None:
+    attack = attack_data()
+    assert attack.resolve("T1004", follow_revoked=True).id == "T1547.004"
+    assert attack.resolve("T1218.003", follow_revoked=True).id == "T1218.003"
+    defense_evasion = attack.tactic("defense-evasion")
+    assert defense_evasion is not None
+    techniques = attack.techniques_of(defense_evasion)
+    ids = [t.id for t in techniques]
+    assert "T1218" in ids and "T1218.003" in ids and ids.index("T1218") < ids.index("T1218.003")
+    assert all(t.usable for t in techniques)
+    assert "T1218.003" not in [t.id for t in attack.techniques_of(defense_evasion, include_subtechniques=False)]

@@ -89,6 +89,12 @@ class AttackData:
     def technique(self, technique_id: str) -> Technique | None:
         return self.techniques.get(technique_id.upper())
 
+    def techniques_of(self, tactic: Tactic, *, include_subtechniques: bool = True) -> tuple[Technique, ...]:
+        """Active techniques of a tactic, sorted by id (sub-techniques after their parent)."""
+        return tuple(t for _, t in sorted(self.techniques.items())
+                     if tactic.shortname in t.tactics and t.usable
+                     and (include_subtechniques or not t.is_subtechnique))
+
     def parent(self, technique: Technique) -> Technique | None:
         return self.techniques.get(technique.parent_id) if technique.parent_id else None
 
@@ -100,14 +106,17 @@ class AttackData:
         return tuple(self.detection_strategies[s] for s in technique.detection_strategies
                      if s in self.detection_strategies)
 
-    def resolve(self, technique_id: str) -> Technique:
+    def resolve(self, technique_id: str, *, follow_revoked: bool = False) -> Technique:
         """The technique for an id, or ``UnknownTechniqueError`` with a 'did you mean'.
 
         Revoked and deprecated techniques are returned as they are (``revoked_by`` names the replacement); callers
-        decide whether that is an error (lint does).
+        decide whether that is an error (lint does). With ``follow_revoked``, a revoked id resolves to its active
+        replacement (e.g. for mapping old tags onto the current matrix).
         """
         found = self.technique(technique_id)
         if found is not None:
+            if follow_revoked and found.revoked:
+                return self.replacement(found) or found
             return found
         suggestion = did_you_mean(technique_id, [t for t in self.techniques if self.techniques[t].usable])
         hint = f"did you mean {suggestion} ({self.techniques[suggestion].name})?" if suggestion else None
