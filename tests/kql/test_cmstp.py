@@ -132,3 +132,36 @@ def test_spark_sql_is_generated(cmstp_engine: DuckDBEngine) -> None:
     compiled = kql.compile(CMSTP_QUERY, now=FIXED_NOW, dialect="spark")
     assert "RLIKE" in compiled.sql and "`ProcessCommandLine`" in compiled.sql
     assert compiled.columns[6] == ("AutoClose", "bool")
+
+
+# (recording, command-line fragment, parent, (AutoClose, NoUserInteraction, HasINF, SuspiciousINFPath, RemoteLoad,
+#  SuspiciousParent)) for every cmstp row the query returns on the real recordings in ../shared/data/cmstp
+RECORDINGS = [
+    ("panache_sysmon_vs_EDRTestingScript.evtx", "/ni /s https://raw.githubusercontent.com/", "cmd.exe",
+     [(True, True, True, False, True, True)]),
+    ("psh_cmstp_execution_bypassuac_2020-10-2201543213.json", r"/s C:\ProgramData\T1218.003_uacbypass.inf /au",
+     "powershell.exe", [(True, False, True, True, False, True)] * 2),  # Sysmon EID 1 and Security 4688
+    ("sysmon_1_13_11_cmstp_ini_uacbypass.evtx", r"/au c:\users\ieuser\appdata\local\temp\tmp.ini", "python.exe",
+     [(True, False, False, True, False, False)]),
+]
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize(("recording", "fragment", "parent", "flags"), RECORDINGS)
+def test_cmstp_query_on_real_recordings(shared_data: Path, recording: str, fragment: str, parent: str,
+                                        flags: list[tuple[bool, ...]]) -> None:
+    """The catalog query, unchanged, on ingested public recordings of CMSTP abuse."""
+    from assay.ingest.pipeline import ingest_paths
+
+    query_path = ROOT / "detections" / "T1218.003-cmstp" / "sentinel.kql"
+    query = query_path.read_text(encoding="utf-8") if query_path.exists() else CMSTP_QUERY
+    with DuckDBEngine(None) as engine:
+        ingest_paths([shared_data / "cmstp" / recording], engine=engine)
+        latest = engine.connection.execute('SELECT max("Timestamp") FROM DeviceProcessEvents').fetchone()
+        assert latest is not None and latest[0] is not None
+        # the recordings are years old: put now() just after the recording so ago(24h) covers it
+        result = kql.run(query, db=engine, now=latest[0] + timedelta(minutes=1))
+    assert [row[6:] for row in result.rows] == flags
+    for row in result.rows:
+        assert fragment in row[3]
+        assert row[4] == parent
