@@ -178,3 +178,11 @@ def test_hunting_query_tables_must_name_the_table_it_reads(cmstp_copy: Path, edi
     edit("detection.yml", "    tables: [DeviceNetworkEvents]", "    tables: [DeviceProcessEvents]")
     found = issue(lint(cmstp_copy), "table")
     assert found.severity == "warning" and "reads DeviceNetworkEvents" in found.message
+
+
+def test_stale_known_difference_is_flagged(cmstp_copy: Path, edit: Edit) -> None:
+    path = edit("detection.yml", "    scenarios: [own-single-user-install-su-switch]\n    operator: \"Sigma",
+                "    scenarios: [fp-configmgr-deployment]\n    operator: \"Sigma")
+    found = issue(lint(cmstp_copy), "known-difference")
+    assert found.severity == "warning" and "every scenario it names expects the same outcome" in found.message
+    assert found.span.line == line_of(path, "scenarios: [fp-configmgr-deployment]") - 1

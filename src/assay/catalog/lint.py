@@ -386,6 +386,12 @@ class _Linter:
                                    "which tests.yml does not have",
                                    loaded.span("detection", ("known_differences", index, "scenarios",
                                                              scenario_index)))
+            covered = [s for s in loaded.scenarios if difference.scenarios == "all" or s.id in difference.scenarios]
+            if covered and all(len({s.expected.outcome(form) for form in difference.forms}) == 1 for s in covered):
+                self.warning("known-difference", f"known difference between {' and '.join(difference.forms)} is "
+                             "declared, but every scenario it names expects the same outcome from those forms",
+                             loaded.span("detection", ("known_differences", index)),
+                             hint="remove the stale declaration, or fix the scenarios' expected outcomes")
             for form in difference.forms:
                 if form not in loaded.forms:
                     self.error("known-difference", f"known difference names form {form!r}, which this detection "
