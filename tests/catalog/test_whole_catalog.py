@@ -122,3 +122,19 @@ def test_cmstp_sigma_catches_renamed_binary_and_declares_it() -> None:
     process = next(p for p in renamed.activity.processes if p.original_file_name == "CMSTP.EXE")
     assert process.file_name.lower() != "cmstp.exe"
     assert loaded.known_difference("sigma", "kql", renamed.id) is not None
+
+
+@pytest.mark.parametrize("loaded", CATALOG.detections, ids=IDS)
+def test_native_and_hunting_queries_run_on_duckdb(loaded: LoadedDetection) -> None:
+    """Binding is checked by lint; here every query also executes (on empty canonical tables)."""
+    from assay import kql
+
+    run = getattr(kql, "run", None)
+    if run is None:
+        pytest.skip("assay.kql.run is not available")
+    queries = [("sentinel.kql", loaded.kql_text or "")] + [(h.title, h.query) for h in loaded.detection.hunting]
+    for title, query in queries:
+        try:
+            run(query, db=None, now="2026-11-28T00:00:00Z")
+        except Exception as error:  # report which query, not just the first traceback
+            pytest.fail(f"{who(loaded)} -> expected {title!r} to run, got {type(error).__name__}: {error}")
