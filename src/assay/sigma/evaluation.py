@@ -118,24 +118,26 @@ def _field_presence_expressions(target: CompiledTarget) -> list[tuple[str, exp.E
 
 
 def evaluate_target(target: CompiledTarget, engine: DuckDBEngine) -> RouteEvaluation:
-    """Run one compiled route and check which of its fields the routed rows carry."""
+    """Run one compiled route and check which of its fields the routed rows carry, in a single scan:
+    ``SELECT count(*), count(field)…, list(AssayEventId) FILTER (WHERE condition) FROM table WHERE route``."""
     presence = _field_presence_expressions(target)
-    census = exp.select(exp.Count(this=exp.Star()), *(e for _, e in presence)).from_(
+    hits = exp.Filter(this=exp.func("list", exp.column("AssayEventId", quoted=True)),
+                      expression=exp.Where(this=target.condition.copy()))
+    scan = exp.select(exp.Count(this=exp.Star()), *(e for _, e in presence), hits).from_(
         exp.to_table(target.table, quoted=True), copy=False)
     row_filter = route_filter(target.route_spec)
     if row_filter is not None:
-        census = census.where(row_filter, copy=False)
-    census_row = engine.run(census).rows[0]
-    rows_in_route = int(census_row[0])
+        scan = scan.where(row_filter, copy=False)
+    sql = scan.sql(dialect=engine.dialect, copy=False)
+    row = engine.run(sql).rows[0]
+    rows_in_route = int(row[0])
     missing = list(target.unavailable)
-    for (name, _), count in zip(presence, census_row[1:], strict=True):
+    for (name, _), count in zip(presence, row[1:-1], strict=True):
         if int(count) == 0 and name not in missing:
             missing.append(name)
-    sql = target.sql(engine.dialect)
     if rows_in_route == 0:
         return RouteEvaluation(target.route, target.table, "no-data", missing=tuple(missing), sql=sql)
-    result = engine.run(sql)  # the SQL text generated once above (generation dominates for big rules)
-    event_ids = tuple(int(row[0]) for row in result.rows)
+    event_ids = tuple(sorted(int(event_id) for event_id in row[-1] or ()))
     if event_ids:
         status: RouteStatus = "matched"
     elif missing:
