@@ -6,8 +6,10 @@ Failure messages follow elastic/detection-rules: ``<id> - <title> -> expected â€
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
+import yaml
 
 from assay.catalog import LoadedDetection, load_catalog
 from assay.catalog.lint import lint_catalog
@@ -138,3 +140,30 @@ def test_native_and_hunting_queries_run_on_duckdb(loaded: LoadedDetection) -> No
             run(query, db=None, now="2026-11-28T00:00:00Z")
         except Exception as error:  # report which query, not just the first traceback
             pytest.fail(f"{who(loaded)} -> expected {title!r} to run, got {type(error).__name__}: {error}")
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("loaded", CATALOG.detections, ids=IDS)
+def test_atomic_scenarios_run_the_atomic_command_with_its_defaults(loaded: LoadedDetection, shared_data: Path) -> None:
+    """An atomic scenario's process tree contains the test's executor command, #{defaults} substituted."""
+    for scenario in loaded.scenarios:
+        atomic = scenario.provenance.atomic
+        if atomic is None or scenario.activity is None:
+            continue
+        technique = atomic.technique or loaded.detection.technique
+        data = yaml.safe_load((shared_data / "atomic-red-team" / "atomics" / technique / f"{technique}.yaml")
+                              .read_text(encoding="utf-8"))
+        test = next(t for t in data["atomic_tests"] if t["auto_generated_guid"] == atomic.guid)
+        command = test["executor"]["command"].strip()
+        for name, argument in test.get("input_arguments", {}).items():
+            command = command.replace("#{" + name + "}", str(argument["default"]))
+        command = command.replace("PathToAtomicsFolder", "C:\\AtomicRedTeam\\atomics")
+        normalized = " ".join(command.split()).lower()
+        command_lines = [" ".join(p.command_line.split()).lower() for p in scenario.activity.processes]
+        assert any(normalized in line for line in command_lines), (
+            f"{who(loaded)} -> expected scenario {scenario.id} to run {command!r}, got {command_lines}")
+        if test["executor"]["name"] == "command_prompt":
+            assert any(p.file_name.lower() == "cmd.exe" and normalized in " ".join(p.command_line.split()).lower()
+                       for p in scenario.activity.processes), (
+                f"{who(loaded)} -> expected scenario {scenario.id} to run the command through cmd.exe /c "
+                "(executor command_prompt)")
