@@ -204,3 +204,15 @@ def test_a_rule_that_does_not_load_is_a_detection_error(write_detection: WriteDe
     assert detection.errors and detection.errors[0].startswith("sigma:")
     assert detection.forms == ["kql"] and detection.proof_status == "failing"
     assert not report.summary.ok
+
+
+def test_sigma_through_ecs_and_in_parallel_gives_the_same_verdicts(write_detection: WriteDetection) -> None:
+    folder = write_detection(sigma=SIGMA_CERTUTIL.format(needle="-urlcache"),
+                             kql=KQL_CERTUTIL.format(needle="-urlcache"))
+    report = run_paths([folder], RunOptions(forms=("sigma",), sigma_telemetry=("ecs",), jobs=2))
+    keys = {r.key: r for r in _results(report, "own-urlcache-download")}
+    # Winlogbeat documents map back to the event-log routes: Sysmon EID 1 and Security 4688.
+    assert set(keys) == {"sigma[sysmon:1 via ecs]", "sigma[security:4688 via ecs]"}
+    assert all(r.status == "pass" and r.verdict == "fires" and r.telemetry == "ecs" for r in keys.values())
+    assert [s.id for s in report.detections[0].scenarios] == ["own-urlcache-download", "fp-hashfile-installer"]
+    assert all(r.status == "pass" for r in _results(report, "fp-hashfile-installer"))

@@ -114,10 +114,12 @@ def print_proof_report(report: Any, verbose: bool = False) -> None:
                    "also prove it through Winlogbeat documents.")
 @click.option("--scenario", "scenario_ids", multiple=True, metavar="ID",
               help="Run only this scenario (repeatable); the detections without it are left out.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 32), default=1, show_default=True,
+              help="Scenarios proven in parallel (each has its own databases).")
 @click.option("-v", "--verbose", is_flag=True, help="Also list skipped checks and declared differences.")
 def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format: str, out_dir: Path,
                   agreement: str, now_text: str | None, shared_data: Path | None, telemetry: tuple[str, ...],
-                  scenario_ids: tuple[str, ...], verbose: bool) -> None:
+                  scenario_ids: tuple[str, ...], jobs: int, verbose: bool) -> None:
     """Prove detections: run every form on every scenario and check the forms agree.
 
     \b
@@ -136,7 +138,7 @@ def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format
         forms=tuple(forms) if forms else ("sigma", "kql", "converted"),  # type: ignore[arg-type]
         agreement="warn" if agreement == "warn" else "fail", now=_parse_now(now_text),
         shared_data=shared_data, sigma_telemetry=tuple(telemetry) or DEFAULT_SIGMA_TELEMETRY,
-        scenarios=tuple(scenario_ids) or None)
+        scenarios=tuple(scenario_ids) or None, jobs=jobs)
     if shared_data is not None and not shared_data.is_dir():
         raise UsageError(f"--shared-data {shared_data} is not a folder")
     report = run_paths(targets, options)

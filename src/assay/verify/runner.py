@@ -81,6 +81,8 @@ class RunOptions:
     kql_telemetry: tuple[str, ...] = KQL_TELEMETRY
     #: Run only these scenario ids (all when None); an id no detection has is a usage error.
     scenarios: tuple[str, ...] | None = None
+    #: Scenarios proven in parallel (threads); results keep the tests.yml order.
+    jobs: int = 1
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -494,10 +496,17 @@ class DetectionRun:
                                  technique_name=technique_name, tactics=tactics, path=str(self.loaded.path),
                                  forms=list(self.forms), available_forms=self.available_forms(),
                                  errors=list(self.errors))
-        for scenario in self.loaded.scenarios:
-            if self.options.scenarios is not None and scenario.id not in self.options.scenarios:
-                continue
-            scenario_result = self.run_scenario(scenario, shared_data)
+        selected = [s for s in self.loaded.scenarios
+                    if self.options.scenarios is None or s.id in self.options.scenarios]
+        if self.options.jobs > 1 and len(selected) > 1:
+            # Scenarios are independent (each has its own databases); DuckDB releases the GIL while it works.
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=self.options.jobs, thread_name_prefix="assay-proof") as pool:
+                results = list(pool.map(lambda s: self.run_scenario(s, shared_data), selected))
+        else:
+            results = [self.run_scenario(s, shared_data) for s in selected]
+        for scenario_result in results:
             report.scenarios.append(scenario_result)
             if on_scenario is not None:
                 on_scenario(detection.id, scenario_result)
