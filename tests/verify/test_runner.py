@@ -216,3 +216,16 @@ def test_sigma_through_ecs_and_in_parallel_gives_the_same_verdicts(write_detecti
     assert all(r.status == "pass" and r.verdict == "fires" and r.telemetry == "ecs" for r in keys.values())
     assert [s.id for s in report.detections[0].scenarios] == ["own-urlcache-download", "fp-hashfile-installer"]
     assert all(r.status == "pass" for r in _results(report, "fp-hashfile-installer"))
+
+
+def test_a_rule_whose_routes_have_no_events_fails_the_attack(write_detection: WriteDetection) -> None:
+    # A registry rule on a scenario that writes no registry value: nothing on its routes.
+    registry_rule = SIGMA_CERTUTIL.format(needle="-urlcache").replace("category: process_creation",
+                                                                      "category: registry_set")
+    folder = write_detection(sigma=registry_rule, kql=KQL_CERTUTIL.format(needle="-urlcache"),
+                             scenarios=[attack_scenario(), benign_scenario()])
+    report = run_paths([folder], RunOptions(forms=("sigma",)))
+    attack = _results(report, "own-urlcache-download", "sigma")
+    assert [(r.status, r.key) for r in attack] == [("fail", "sigma")]
+    assert "no events on any route" in attack[0].reason and "sysmon:" in attack[0].reason
+    assert [r.status for r in _results(report, "fp-hashfile-installer", "sigma")] == ["pass"]

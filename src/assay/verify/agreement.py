@@ -276,8 +276,12 @@ def _why(a: Atom, b: Atom) -> str:
 
 
 def _pin_operator(truths_a: list[tuple[Atom, bool, str | None]], truths_b: list[tuple[Atom, bool, str | None]],
-                  sysmon: dict[str, Any], defender: dict[str, Any]) -> tuple[str, str] | None:
-    """Two atoms on the same fact and the same value whose truth differs: (what differs, the column)."""
+                  sysmon: dict[str, Any], defender: dict[str, Any], fired: int | None = None
+                  ) -> tuple[str, str] | None:
+    """Two atoms on the same fact and the same value whose truth differs: (what differs, the column).
+
+    ``fired`` (0 or 1) says which form fired: the atom must then be true on that side and false on the other,
+    or it does not explain the verdicts."""
     for atom_a, _, _ in truths_a:
         for atom_b, _, _ in truths_b:
             if atom_a.group() != atom_b.group():
@@ -291,7 +295,7 @@ def _pin_operator(truths_a: list[tuple[Atom, bool, str | None]], truths_b: list[
                 one_b = replace(atom_b, values=(value_b,))
                 truth_a = _evaluate(one_a, sysmon, defender)[0]
                 truth_b = _evaluate(one_b, sysmon, defender)[0]
-                if truth_a != truth_b:
+                if truth_a != truth_b and (fired is None or truth_a == (fired == 0)):
                     column = atom_b.column if atom_b.form != "sigma" else atom_a.column
                     why = _why(atom_a, atom_b)
                     text = f"{_describe(one_a, truth_a, value_a)}; {_describe(one_b, truth_b, value_b)}"
@@ -300,8 +304,9 @@ def _pin_operator(truths_a: list[tuple[Atom, bool, str | None]], truths_b: list[
 
 
 def diagnose(forms: tuple[str, str], loaded: LoadedDetection, telemetry: Telemetry,
-             converted: dict[str, str]) -> Diagnosis:
-    """The atoms of two forms re-evaluated on each process event of the scenario; the first that differ."""
+             converted: dict[str, str], fired: int | None = None) -> Diagnosis:
+    """The atoms of two forms re-evaluated on each process event of the scenario; the first that differ in the
+    direction of the verdicts (``fired``: index of the form that fired, when one did)."""
     atoms_a = _atoms_for(forms[0], loaded, converted)
     atoms_b = _atoms_for(forms[1], loaded, converted)
     process_rows = telemetry.defender.get("DeviceProcessEvents", [])
@@ -317,7 +322,7 @@ def diagnose(forms: tuple[str, str], loaded: LoadedDetection, telemetry: Telemet
         identity = COLUMN_GROUPS[0]
         relevance = sum(1 for atom, truth, _ in truths_a + truths_b if truth and atom.column in identity)
         # 1. Same column group, a shared value, different truth: the operator differs.
-        pinned = _pin_operator(truths_a, truths_b, sysmon, defender)
+        pinned = _pin_operator(truths_a, truths_b, sysmon, defender, fired)
         if pinned is not None:
             operator, column = pinned
             explanation = f"on {column} = {defender.get(column)!r}"
@@ -331,7 +336,7 @@ def diagnose(forms: tuple[str, str], loaded: LoadedDetection, telemetry: Telemet
                     continue
                 any_a = [t for t in in_a if t[1]]
                 any_b = [t for t in in_b if t[1]]
-                if bool(any_a) == bool(any_b):
+                if bool(any_a) == bool(any_b) or (fired is not None and bool(any_a) != (fired == 0)):
                     continue
                 true_side, false_side = (any_a, in_b) if any_a else (any_b, in_a)
                 operator = (f"{_describe(true_side[0][0], True, true_side[0][2])}; "
@@ -392,8 +397,10 @@ def agreement_findings(loaded: LoadedDetection, report: DetectionReport,
         status = "known" if not undeclared else ("warn" if mode == "warn" else "fail")
         focus = undeclared[0] if undeclared else pairs[0]
         scenario_telemetry = telemetry.get(scenario.id)
+        fires = [any(r.verdict == "fires" for r in ran if r.base_form == base) for base in focus]
+        fired = fires.index(True) if fires.count(True) == 1 else None
         diagnosis = diagnose((_full_form(focus[0], ran), _full_form(focus[1], ran)), loaded, scenario_telemetry,
-                             converted) if scenario_telemetry is not None else Diagnosis(None, None, {})
+                             converted, fired) if scenario_telemetry is not None else Diagnosis(None, None, {})
         declarations = [loaded.known_difference(_as_form(a), _as_form(b), scenario.id) for a, b in pairs]
         reasons = list(dict.fromkeys(d.reason for d in declarations if d is not None))
         operator = diagnosis.operator

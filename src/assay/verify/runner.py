@@ -311,6 +311,8 @@ class DetectionRun:
         try:
             self.rule = load_rule(self.loaded.sigma_path)
             self.targets = compile_rule(self.rule)
+            if not self.targets:
+                raise VerifyError("the rule's logsource lands on no table Assay has (see `assay sigma` routes)")
             for target in self.targets:
                 self.route_fields[target.route] = tuple(target.fields)
         except AssayError as error:
@@ -403,6 +405,15 @@ class DetectionRun:
                 if route.status == "no-data":
                     continue  # this telemetry has no events on this route
                 results.append(self._sigma_result(route, telemetry, engine, expected, elapsed))
+        if not results:
+            # None of the rule's routes has events in this scenario's telemetry: the activity does not produce
+            # what the rule reads. An attack that cannot be shown fails; a benign scenario trivially passes.
+            routes = ", ".join(t.route for t in self.targets)
+            status: ResultStatus = "fail" if expected == "fires" else "pass"
+            results.append(FormResult(
+                form="sigma", key="sigma", status=status, verdict="does-not-fire", expected=expected,
+                reason=f"no events on any route of the rule ({routes}) in this scenario's telemetry"
+                       + ("; add the activity the rule reads to the scenario" if status == "fail" else "")))
         return results
 
     def _sigma_result(self, route: Any, telemetry: str, engine: DuckDBEngine, expected: Verdict,
