@@ -23,7 +23,7 @@ from assay.catalog.loader import Catalog, load_catalog
 from assay.catalog.models import SEVERITIES, LoadedDetection
 from assay.errors import AssayError, SiteError, SourceSpan
 from assay.schema.attack import AttackData, attack_data
-from assay.site.highlight import highlight, pygments_css
+from assay.site.highlight import Highlighter, pygments_css
 from assay.site.model import (
     ConversionInput,
     DetectionView,
@@ -88,7 +88,7 @@ def _environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    environment.filters["highlight"] = highlight
+    environment.filters["highlight"] = Highlighter()
     environment.globals.update(proof_labels=PROOF_LABELS, result_labels=RESULT_LABELS,
                                conversion_labels=CONVERSION_LABELS, search_text=search_text)
     return environment

@@ -63,14 +63,28 @@ def lexer_for(language: str) -> Lexer:
     return TextLexer()
 
 
-def highlight(code: str, language: str) -> Markup:
+def highlight(code: str, language: str, formatter: HtmlFormatter | None = None) -> Markup:
     """The code as escaped HTML spans (Pygments classes), without the outer ``<pre>`` (templates add it)."""
-    formatter = HtmlFormatter(nowrap=True)
     # Pygments strips a trailing newline and, by default, leading ones; keep the text exactly as written.
     lexer = lexer_for(language)
     lexer.stripnl = False
     lexer.ensurenl = False
-    return Markup(pygments_highlight(code, lexer, formatter))
+    return Markup(pygments_highlight(code, lexer, formatter or HtmlFormatter(nowrap=True)))
+
+
+class Highlighter:
+    """``highlight`` for one site build: one formatter (costly to create) and each distinct query highlighted once
+    (a detection's hunting queries appear on every one of its platform pages)."""
+
+    def __init__(self) -> None:
+        self._formatter = HtmlFormatter(nowrap=True)
+        self._done: dict[tuple[str, str], Markup] = {}
+
+    def __call__(self, code: str, language: str) -> Markup:
+        key = (code, language)
+        if key not in self._done:
+            self._done[key] = highlight(code, language, self._formatter)
+        return self._done[key]
 
 
 def pygments_css() -> str:
