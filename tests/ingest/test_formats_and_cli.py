@@ -168,3 +168,17 @@ def test_registry_value_split_hives_and_rename(tmp_path: Path) -> None:
     assert found[2]["ActionType"] == "RegistryKeyCreated"
     assert found[2]["RegistryKey"] == "HKEY_CLASSES_ROOT\\CLSID\\{3E5FC7F9-9A51-4367-9063-A120244FBEC7}"
     assert found[2]["RegistryValueName"] is None
+
+
+def test_default_database_is_announced_and_python_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import assay
+
+    database = tmp_path / "env.duckdb"
+    monkeypatch.setenv("ASSAY_DB", str(database))
+    result = CliRunner().invoke(cli, ["ingest", str(SAMPLE / "security.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert f"database: {database} (default" in result.output
+    summary = assay.ingest([SAMPLE / "sysmon.jsonl"], db=tmp_path / "api.duckdb")
+    assert summary.database == str(tmp_path / "api.duckdb")
+    assert summary.rows_per_table["DeviceNetworkEvents"] > 0
+    assert summary.as_dict()["sources"][0]["format"] == "evtx-json"
