@@ -134,6 +134,10 @@ def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format
     from assay.verify.runner import DEFAULT_SIGMA_TELEMETRY, RunOptions, run_paths
 
     targets = list(paths) or [Path("detections")]
+    for target in targets:
+        if not target.exists():
+            raise UsageError(f"no such file or folder: {target}",
+                             hint="pass a detection folder or a folder of detections (default: detections/)")
     options = RunOptions(
         forms=tuple(forms) if forms else ("sigma", "kql", "converted"),  # type: ignore[arg-type]
         agreement="warn" if agreement == "warn" else "fail", now=_parse_now(now_text),
