@@ -227,3 +227,12 @@ def test_defender_tables_rebuild_sysmon_hashes_and_accounts(tmp_path: Path) -> N
     defender = next(r for r in outcome.routes if r.route == "DeviceProcessEvents")
     assert defender.event_ids == (21,)
     assert defender.missing == ()
+
+
+def test_placeholder_is_refused_with_the_rule_file(tmp_path: Path) -> None:
+    path = tmp_path / "placeholder.yml"
+    path.write_text(HASH_RULE.replace("Hashes|contains: 'SHA256=0F5A7C2B9E1D3F4A6B8C0D2E4F6A8B0C1D3E5F7A9B1C3D5E7F9A1B3C5D7E9F1A'",
+                                      "User|expand: '%admin_users%'"), encoding="utf-8")
+    with pytest.raises(SigmaError, match="placeholder") as raised:
+        compile_rule(path)
+    assert raised.value.span is not None and raised.value.span.file == str(path)

@@ -64,6 +64,11 @@ def compile_condition(rule: LoadedRule, route: Route, select: str | None = None)
     backend = SqlglotBackend(route)
     try:
         conditions = backend.convert_rule(sigma_rule)
+    except SigmaError as error:  # raised by our lowering: add the rule and file it lacks
+        if error.span is not None:
+            raise
+        raise SigmaError(f"rule {sigma_rule.title!r}: {error.message}", span=SourceSpan.of_file(rule.source),
+                         hint=error.hint) from error
     except PySigmaError as error:
         raise SigmaError(f"rule {sigma_rule.title!r} cannot run locally on route {route.name}: {error}",
                          span=SourceSpan.of_file(rule.source)) from error
