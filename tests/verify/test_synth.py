@@ -227,3 +227,19 @@ def test_a_scenario_without_activity_cannot_be_synthesized() -> None:
 ])
 def test_command_lines_split_like_windows(command_line: str, args: list[str]) -> None:
     assert split_command_line(command_line) == args
+
+
+def test_expected_telemetry_claims_are_checked_against_the_events(telemetry: Telemetry) -> None:
+    from assay.verify.expectations import inventory_of_events, unbacked_claims
+
+    inventory = inventory_of_events(telemetry.sysmon, telemetry.security)
+    backed = ["Sysmon EID 1 cmstp.exe with /s /ns and a Temp path, ParentImage powershell.exe",
+              "Sysmon EID 11 powershell.exe writes vpn.inf", "Sysmon EID 7 cmstp.exe loads scrobj.dll",
+              "Security 4688 for powershell.exe, cmstp.exe and calc.exe (one per process)"]
+    assert unbacked_claims(backed, inventory) == []
+    notes = unbacked_claims(["Sysmon EID 12 the Run key is created", "Sysmon EID 1 rundll32.exe loads the DLL",
+                             "Security 4688 for cmstp.exe and mshta.exe"], inventory)
+    assert len(notes) == 3
+    assert "no Sysmon EID 12" in notes[0]
+    assert "no Sysmon EID 1 event has Image rundll32.exe" in notes[1]
+    assert "no Security 4688 event for mshta.exe" in notes[2]

@@ -69,6 +69,8 @@ def print_proof_report(report: Any, verbose: bool = False) -> None:
         for message in detection.errors:
             click.echo(f"  error: {message}")
         for scenario in detection.scenarios:
+            for note in scenario.telemetry_notes:
+                click.echo(f"  note {scenario.id}: {note}")
             for result in scenario.results:
                 if result.status in ("fail", "error") or (verbose and result.status == "skip"):
                     click.echo(f"  {STATUS_MARK[result.status]} {scenario.id} [{result.key}]: {result.reason}")

@@ -152,6 +152,8 @@ class ScenarioResult(ReportModel):
     provenance_detail: str | None = None
     expected_columns: dict[str, JsonScalar] = Field(default_factory=dict)
     results: list[FormResult] = Field(default_factory=list)
+    #: Claims of the scenario's ``expected_telemetry`` the events do not back (the scenario text needs fixing).
+    telemetry_notes: list[str] = Field(default_factory=list)
 
     @property
     def status(self) -> ResultStatus:

@@ -365,6 +365,7 @@ class DetectionRun:
                             form=form, key=form, status="skip", expected=scenario.expected.outcome(_base(form)),
                             reason=data.skip_reason, telemetry="recording"))
                     return result
+                result.telemetry_notes = self.check_expected_telemetry(scenario, data)
                 if "sigma" in self.forms:
                     result.results.extend(self.run_sigma(scenario, data))
                 if "kql" in self.forms:
@@ -377,6 +378,20 @@ class DetectionRun:
                     form=form, key=form, status="error", expected=scenario.expected.outcome(_base(form)),
                     reason=f"the scenario could not be prepared: {error}"))
         return result
+
+    @staticmethod
+    def check_expected_telemetry(scenario: Scenario, data: ScenarioData) -> list[str]:
+        from assay.verify.expectations import inventory_of_database, inventory_of_events, unbacked_claims
+
+        if not scenario.expected_telemetry:
+            return []
+        if data.telemetry is not None:
+            inventory = inventory_of_events(data.telemetry.sysmon, data.telemetry.security)
+        elif "recording" in data.engines:
+            inventory = inventory_of_database(data.engines["recording"])
+        else:
+            return []
+        return unbacked_claims(scenario.expected_telemetry, inventory)
 
     def _engines(self, data: ScenarioData, schemas: Sequence[str]) -> list[tuple[str, DuckDBEngine]]:
         if data.recording is not None:
