@@ -73,6 +73,9 @@ def _suite(detection: DetectionReport) -> ElementTree.Element:
                                    type="disagreement").text = body
         else:
             ElementTree.SubElement(case, "system-out").text = f"status: {finding.status}\n{body}"
+    notes = [f"{scenario.id}: {note}" for scenario in detection.scenarios for note in scenario.telemetry_notes]
+    if notes:
+        ElementTree.SubElement(suite, "system-err").text = "\n".join(notes)
     for key, value in counts.items():
         suite.set(key, str(value))
     suite.set("time", f"{total_ms / 1000:.3f}")
