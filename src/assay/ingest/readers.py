@@ -160,6 +160,8 @@ def read_json_array(source: Source, batch_rows: int = DEFAULT_BATCH_ROWS) -> Ite
                                    f"JSON array does not parse: {error}"))
         yield batch
         return
+    if isinstance(document, dict) and isinstance(document.get("Results"), list):
+        document = document["Results"]  # advanced-hunting API response
     if not isinstance(document, list):
         document = [document]
     for index, element in enumerate(document, start=1):

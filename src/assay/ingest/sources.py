@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import io
 import json
+import re
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -148,10 +149,17 @@ def _first_json_value(head: bytes) -> tuple[object, bool] | None:
             return None
         return value, True
     if text.startswith("{"):
+        # One pretty-printed object (spanning lines, nothing after it) is a document, read whole like an array.
+        try:
+            whole, end = decoder.raw_decode(text)
+            if isinstance(whole, dict) and not text[end:].strip() and "\n" in text[:end]:
+                return whole, True
+        except json.JSONDecodeError:
+            pass
         # JSON lines: try the first few lines, a damaged first line must not hide a good file.
         for line in text.splitlines()[:20]:
             line = line.strip()
-            if not line:
+            if not line.startswith("{"):
                 continue
             try:
                 value, _ = decoder.raw_decode(line)
@@ -186,9 +194,20 @@ def detect(label: str, opener: Callable[[], IO[bytes]], stem: str) -> Source | S
     first = _first_json_value(head)
     if first is not None:
         value, is_array = first
+        # The advanced-hunting API answers {"Schema": [...], "Results": [...]}: the rows are the records.
+        if isinstance(value, dict) and isinstance(value.get("Results"), list) and value["Results"]:
+            value, is_array = value["Results"][0], True
         shape = classify_json_object(value, stem)
         if shape is not None:
             return Source(label, opener, shape[0], json_array=is_array, defender_table=shape[1])
+    text_head = head.decode("utf-8", "replace").lstrip("\ufeff \t\r\n")
+    if text_head.startswith("{") and '"Results"' in text_head:
+        # A pretty-printed advanced-hunting API response too large to parse from its head: judge by its keys.
+        keys = re.findall(r'"([A-Za-z][A-Za-z0-9_]*)"\s*:', text_head)
+        table = _defender_table_for(keys, stem)
+        if table is not None:
+            return Source(label, opener, DEFENDER_JSON, json_array=True, defender_table=table)
+    if first is not None:
         return Skipped(label, "JSON, but not a known event shape (evtx JSON, Winlogbeat/ECS, OTRF, flat, Defender)",
                        is_damage=False)
     table = _classify_csv(head, stem)
