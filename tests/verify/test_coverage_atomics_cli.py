@@ -200,6 +200,7 @@ def test_cli_fails_on_a_failing_expectation_and_prints_junit(write_detection: Wr
     ["test", "--scenario", "own-urlcache-dowload"],
     ["test", "no/such/catalog"],
     ["atomics", "import", "no-such-folder", "--technique", "T1218.003"],
+    ["atomics", "import", ".", "--technique", "../../etc/passwd"],
 ])
 def test_cli_usage_errors_exit_2_without_a_traceback(args: list[str], write_detection: WriteDetection) -> None:
     folder = write_detection(sigma=SIGMA_CERTUTIL.format(needle="-urlcache"),

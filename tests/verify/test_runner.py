@@ -172,7 +172,7 @@ def test_now_outside_the_lookback_makes_the_kql_miss(write_detection: WriteDetec
     report = run_paths([folder], RunOptions(forms=("kql",), now=late))
     result = _results(report, "own-urlcache-download", "kql")[0]
     assert result.verdict == "does-not-fire" and result.status == "fail"
-    assert report.run.now == late
+    assert report.run.now == late and result.now == late
 
 
 def test_missing_recording_is_skipped_with_the_reason(write_detection: WriteDetection, tmp_path: Path) -> None:
@@ -229,3 +229,20 @@ def test_a_rule_whose_routes_have_no_events_fails_the_attack(write_detection: Wr
     assert [(r.status, r.key) for r in attack] == [("fail", "sigma")]
     assert "no events on any route" in attack[0].reason and "sysmon:" in attack[0].reason
     assert [r.status for r in _results(report, "fp-hashfile-installer", "sigma")] == ["pass"]
+
+
+def test_a_scenario_that_cannot_be_synthesized_is_an_error_and_the_others_still_run(
+        write_detection: WriteDetection) -> None:
+    broken = attack_scenario(scenario_id="own-bad-registry-hive")
+    broken["activity"]["registry"] = [{"process": "certutil", "key": "HKXX\\Software\\Contoso", "value_name": "x",
+                                       "data": "1"}]
+    folder = write_detection(sigma=SIGMA_CERTUTIL.format(needle="-urlcache"),
+                             kql=KQL_CERTUTIL.format(needle="-urlcache"), scenarios=[broken, benign_scenario()])
+    report = run_paths([folder], RunOptions(forms=("sigma", "kql"), sigma_telemetry=("sysmon",)))
+    errors = _results(report, "own-bad-registry-hive")
+    assert errors and all(r.status == "error" for r in errors)
+    assert "does not start with a hive" in errors[0].reason
+    assert all(r.status == "pass" for r in _results(report, "fp-hashfile-installer"))
+    assert report.summary.errors == len(errors) and not report.summary.ok
+    kql = _results(report, "fp-hashfile-installer", "kql")[0]
+    assert kql.now == dt.datetime(2026, 10, 2, 16, 40, 2, tzinfo=dt.UTC)  # the scenario start + 1 hour

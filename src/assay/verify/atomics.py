@@ -191,6 +191,8 @@ _StubDumper.add_representer(str, _represent_str)
 
 def import_atomics(atomics_dir: str | Path, technique: str, *, windows_only: bool = True) -> str:
     """The ``tests.yml`` text of stubs for a technique's atomic tests (validated against the scenario model)."""
+    if not re.fullmatch(r"T\d{4}(\.\d{3})?", technique.upper()):
+        raise UsageError(f"{technique!r} is not an ATT&CK technique id", hint="e.g. --technique T1218.003")
     path = atomics_file(Path(atomics_dir), technique.upper())
     tests = [t for t in load_atomic_tests(path) if not windows_only or "windows" in t.platforms]
     if not tests:

@@ -115,6 +115,8 @@ class FormResult(ReportModel):
     #: Fields the Sigma rule refers to that the route's events lack (a reason for a missed match).
     missing_fields: list[str] = Field(default_factory=list)
     duration_ms: float | None = None
+    #: The "now" a KQL form ran with (``ago()`` is relative to it).
+    now: dt.datetime | None = None
 
     @property
     def base_form(self) -> str:

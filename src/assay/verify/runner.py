@@ -465,7 +465,7 @@ class DetectionRun:
             query = self.kql_text.rstrip()
             alert_query = f"{query}\n| where {predicate}" if predicate else query
             common: dict[str, Any] = dict(form="kql", key="kql", table="DeviceProcessEvents", telemetry=telemetry,
-                                          expected=expected, query=alert_query)
+                                          expected=expected, query=alert_query, now=now)
             started = time.perf_counter()
             try:
                 scored = self._run_kql(query, engine, now)
@@ -494,11 +494,12 @@ class DetectionRun:
         expected = scenario.expected.outcome("converted")
         results: list[FormResult] = []
         for telemetry, engine in self._engines(data, (CONVERTED_TARGETS.get(target, "defender"),)):
+            now = self.now_for(data, engine)
             common: dict[str, Any] = dict(form=form, key=form, telemetry=telemetry, expected=expected, query=query,
-                                          table=query.split("|", 1)[0].strip() or None)
+                                          table=query.split("|", 1)[0].strip() or None, now=now)
             started = time.perf_counter()
             try:
-                result = self._run_kql(query, engine, self.now_for(data, engine))
+                result = self._run_kql(query, engine, now)
             except AssayError as error:
                 results.append(FormResult(**common, status="error",
                                           reason=f"the converted KQL did not run on our engine: {error}",
