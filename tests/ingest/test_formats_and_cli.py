@@ -201,3 +201,19 @@ def test_advanced_hunting_api_response(tmp_path: Path) -> None:
     row = engine.run("SELECT RemoteIP, RemotePort, InitiatingProcessFileName FROM DeviceNetworkEvents").as_dicts()[0]
     assert row == {"RemoteIP": "104.21.55.12", "RemotePort": 443, "InitiatingProcessFileName": "cmstp.exe"}
     engine.close()
+
+
+@pytest.mark.shared_data
+def test_evtx_inside_a_zip_is_read_in_place(shared_data: Path, tmp_path: Path) -> None:
+    import zipfile
+
+    recording = shared_data / "cmstp" / "sysmon_1_13_11_cmstp_ini_uacbypass.evtx"
+    archive = tmp_path / "triage.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        zipped.write(recording, "IEWIN7/Sysmon.evtx")
+    engine = DuckDBEngine(None)
+    summary = ingest_paths([archive], engine=engine)
+    assert [(s.label, s.format) for s in summary.sources] == [(f"{archive}!IEWIN7/Sysmon.evtx", "evtx")]
+    sources = {r[0] for r in engine.run("SELECT AssaySource FROM DeviceProcessEvents WHERE FileName = 'cmstp.exe'").rows}
+    assert sources == {f"{archive}!IEWIN7/Sysmon.evtx#3"}
+    engine.close()
