@@ -94,4 +94,4 @@ def to_spark_sql(tree: exp.Expr) -> str:
                 return mapping(list(node.expressions))
         return node
 
-    return tree.copy().transform(rewrite).sql(dialect="spark")
+    return tree.copy().transform(rewrite, copy=False).sql(dialect="spark", copy=False)

@@ -130,27 +130,46 @@ def _now(now: datetime | str | None) -> datetime:
 
 
 def _final_select(relation: Relation) -> exp.Expr:
-    """The outermost SELECT: visible columns only, ordered by the hidden ordinal when the query sorted."""
+    """The outermost SELECT: visible columns only, ordered by the hidden ordinal when the query sorted, with
+    the tabular lets as CTEs."""
+    final: exp.Expr
     if not relation.ordered:
-        return parenthesize(relation.select)  # unsorted, or ending in sort/top whose SELECT has the ORDER BY
-    alias = "_final"
-    return parenthesize(exp.select(*[exp.column(name, quoted=True) for name, _ in relation.columns]).from_(
-        exp.Subquery(this=relation.select, alias=exp.TableAlias(this=exp.to_identifier(alias)))).order_by(
-        exp.Ordered(this=exp.column(ORDINAL, quoted=True))))
+        final = relation.select  # unsorted, or ending in sort/top whose SELECT has the ORDER BY
+    else:
+        final = exp.select(*[exp.column(name, quoted=True) for name, _ in relation.columns], copy=False).from_(
+            exp.Subquery(this=relation.select, alias=exp.TableAlias(this=exp.to_identifier("_final"))),
+            copy=False).order_by(exp.Ordered(this=exp.column(ORDINAL, quoted=True)), copy=False)
+    if relation.ctes:
+        if not isinstance(final, exp.Select):  # a bare union: wrap it so it can carry WITH
+            final = exp.select(exp.Star(), copy=False).from_(
+                exp.Subquery(this=final, alias=exp.TableAlias(this=exp.to_identifier("_body"))), copy=False)
+        for name, cte in relation.ctes:
+            final = final.with_(exp.to_identifier(name, quoted=True), as_=cte, copy=False)
+    return parenthesize(final)
+
+
+_OPERATOR_NODES = (exp.Binary, exp.Not, exp.Neg, exp.Between, exp.Is, exp.Interval)
 
 
 def parenthesize(tree: exp.Expr) -> exp.Expr:
     """Wrap nested operators in parentheses: trees built in code carry no Paren nodes, and sqlglot prints
     ``Div(Mul(a, b), Mul(c, d))`` as ``a * b / c * d``. One pass over the finished tree fixes every case."""
-    operators = (exp.Binary, exp.Not, exp.Neg, exp.Between, exp.Is, exp.Interval)
-    for node in list(tree.walk()):
-        if isinstance(node, exp.Binary | exp.Neg | exp.Not | exp.Between | exp.Interval):
-            for key in ("this", "expression", "low", "high"):
-                child = node.args.get(key)
-                if isinstance(child, operators) and not isinstance(child, exp.Paren):
-                    if isinstance(node, exp.Interval) and key == "this" and not isinstance(child, exp.Binary):
-                        continue
-                    node.set(key, exp.Paren(this=child))
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        is_operator = isinstance(node, _OPERATOR_NODES)
+        for key, child in node.args.items():
+            if isinstance(child, list):
+                stack.extend(c for c in child if isinstance(c, exp.Expr))
+                continue
+            if not isinstance(child, exp.Expr):
+                continue
+            if is_operator and key in ("this", "expression", "low", "high") and \
+                    isinstance(child, _OPERATOR_NODES) and \
+                    not (isinstance(node, exp.Interval) and not isinstance(child, exp.Binary)):
+                wrapped = exp.Paren(this=child)
+                node.set(key, wrapped)
+            stack.append(child)
     return tree
 
 
@@ -186,7 +205,7 @@ def _generate(tree: exp.Expr, dialect: str, text: str = "", file: str | None = N
             from assay.engine.spark_sql import to_spark_sql
 
             return to_spark_sql(tree)
-        return tree.sql(dialect=dialect)
+        return tree.sql(dialect=dialect, copy=False)
     except RecursionError:
         from assay.errors import KqlUnsupportedError
 

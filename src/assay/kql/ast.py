@@ -301,3 +301,4 @@ class Query:
     body: Expr | TabularExpr | None  # the final expression statement
     text: str = field(default="", compare=False, repr=False)
     file: str | None = field(default=None, compare=False, repr=False)
+    names: frozenset[str] = field(default=frozenset(), compare=False, repr=False)  # identifiers and strings

@@ -35,6 +35,7 @@ from assay.kql.typed import (
     SQL_TYPES,
     Typed,
     as_string,
+    cast,
     common_numeric,
     datetime_literal,
     fn,
@@ -63,6 +64,7 @@ class Relation:
     # After sort/top the SELECT ends in ORDER BY; if another operator follows, this builds the variant that
     # carries the order as a hidden row number instead (an ORDER BY inside a subquery means nothing in SQL).
     ordinal_builder: Callable[[], exp.Expr] | None = None
+    ctes: list[tuple[str, exp.Expr]] = field(default_factory=list)  # WITH clauses (set on the query result)
 
     def names(self) -> list[str]:
         return [name for name, _ in self.columns]
@@ -125,11 +127,10 @@ class Binder:
         # inside a where predicate a null comparison may stay null (null filters like false); elsewhere Kusto
         # shows false, so comparisons are wrapped in coalesce(..., false) only outside where
         self.in_where = False
-        from assay.kql.lexer import TokenKind, tokenize
-
+        self.ctes: list[tuple[str, exp.Expr]] = []  # tabular lets, in definition order
+        self.let_ctes: dict[int, tuple[str, list[tuple[str, str]], bool]] = {}
         # every name the query text mentions: the table source reads only these when the pipeline projects
-        self.referenced_names = {t.text for t in tokenize(query.text, query.file)
-                                 if t.kind in (TokenKind.IDENT, TokenKind.STRING)}
+        self.referenced_names = set(query.names)
 
     # ---------------------------------------------------------------- errors
     def span(self, pos: ast.Pos) -> SourceSpan:
@@ -153,8 +154,12 @@ class Binder:
         if isinstance(body, ast.Expr) and not self.is_tabular_expr(body, env):
             # a scalar result: Kusto prints it as a one-column table
             value = self.lower_expr(body, {}, env)
-            return Relation(exp.select(exp.alias_(value.sql, "print_0", quoted=True), copy=False), [("print_0", value.kusto_type)])
-        return self.lower_tabular(self.as_tabular(body), env)
+            result = Relation(exp.select(exp.alias_(value.sql, "print_0", quoted=True), copy=False),
+                              [("print_0", value.kusto_type)])
+        else:
+            result = self.lower_tabular(self.as_tabular(body), env)
+        result.ctes = list(self.ctes)
+        return result
 
     def bind_lets(self, lets: Sequence[ast.LetStatement], env: Environment) -> Environment:
         for let in lets:
@@ -276,9 +281,22 @@ class Binder:
             known = binding.relation
             return Relation(known.select.copy(), list(known.columns), known.ordered, known.source_name)
         if isinstance(binding, TabularLet):
-            relation = self.lower_tabular(binding.expr, binding.env)
-            relation.source_name = node.name
-            return relation
+            # a tabular let becomes one CTE, however often the query reads it (as materialize() would)
+            cached = self.let_ctes.get(id(binding))
+            if cached is None:
+                relation = self.lower_tabular(binding.expr, binding.env)
+                if relation.ordinal_builder is not None:
+                    relation.select = relation.ordinal_builder()
+                    relation.ordinal_builder = None
+                    relation.ordered = True
+                cte_name = f"_let_{len(self.ctes) + 1}_{re.sub(r'[^0-9A-Za-z_]', '_', node.name)}"
+                self.ctes.append((cte_name, relation.select))
+                cached = (cte_name, list(relation.columns), relation.ordered)
+                self.let_ctes[id(binding)] = cached
+            cte_name, columns, ordered = cached
+            select = exp.Select(expressions=[exp.Star()]).from_(
+                exp.Table(this=exp.to_identifier(cte_name, quoted=True)), copy=False)
+            return Relation(select, list(columns), ordered, node.name)
         if isinstance(binding, FunctionLet):
             return self.lower_function_source(ast.FunctionSource(node.pos, node.name, ()), env)
         if isinstance(binding, ScalarLet):
@@ -304,7 +322,7 @@ class Binder:
                 value = fn("to_json", column)
             if kusto_type in ("string", "guid"):
                 value = exp.Coalesce(this=column, expressions=[string("")])  # Kusto strings are never null
-            selections.append(exp.alias_(value, name, quoted=True))
+            selections.append(alias(value, name))
         select = exp.select(*selections, copy=False).from_(exp.Table(this=exp.to_identifier(node.name, quoted=True)), copy=False)
         return Relation(select, list(schema), source_name=node.name)
 
@@ -379,7 +397,7 @@ class Binder:
         value_names = [f"c{i}" for i in range(width)]
         values_table = exp.Values(expressions=rows, alias=exp.TableAlias(
             this=exp.to_identifier(alias), columns=[exp.to_identifier(v) for v in value_names]))
-        selections = [exp.alias_(exp.cast(exp.column(v, table=alias), SQL_TYPES[t]), n, quoted=True)
+        selections = [exp.alias_(cast(exp.column(v, table=alias), SQL_TYPES[t]), n, quoted=True)
                       for v, (n, t) in zip(value_names, node.columns, strict=True)]
         return Relation(exp.select(*selections, copy=False).from_(values_table, copy=False), list(node.columns))
 
@@ -390,7 +408,7 @@ class Binder:
                 isinstance(typed.sql, exp.Null):
             return literal(None, kusto_type)
         if typed.kusto_type in NUMERIC_TYPES and kusto_type in NUMERIC_TYPES:
-            return exp.cast(typed.sql, SQL_TYPES[kusto_type])
+            return cast(typed.sql, SQL_TYPES[kusto_type])
         if {typed.kusto_type, kusto_type} <= {"string", "guid"}:
             return typed.sql
         if kusto_type == "dynamic":
@@ -451,7 +469,7 @@ class Binder:
         if isinstance(operator, ast.Distinct):
             return self.op_distinct(source, operator, env)
         if isinstance(operator, ast.Count):
-            select = exp.select(exp.alias_(exp.cast(exp.Count(this=exp.Star()), "BIGINT"), "Count", quoted=True), copy=False)
+            select = exp.select(exp.alias_(cast(exp.Count(this=exp.Star()), "BIGINT"), "Count", quoted=True), copy=False)
             return Relation(select.from_(self.subquery(source), copy=False), [("Count", "long")])
         if isinstance(operator, ast.Join):
             return self.op_join(source, operator, env)
@@ -497,11 +515,19 @@ class Binder:
         return {name: Typed(exp.column(name, table=table, quoted=True), kusto_type)
                 for name, kusto_type in relation.columns}
 
-    def _with_order(self, select: exp.Select, source: Relation, table: str | None = None) -> exp.Select:
+    def _with_order(self, select: exp.Select, source: Relation, table: str | None = None,
+                    star: bool = False) -> exp.Select:
+        """Carry the hidden order column through an order-preserving operator (``SELECT *`` carries it)."""
         if source.ordered:
-            select = select.select(exp.column(ORDINAL, table=table, quoted=True), append=True, copy=False)
+            if not star:
+                select = select.select(exp.column(ORDINAL, table=table, quoted=True), append=True, copy=False)
             select = select.order_by(exp.Ordered(this=exp.column(ORDINAL, table=table, quoted=True)), copy=False)
         return select
+
+    def star_select(self, source: Relation, *extra: exp.Expr) -> exp.Select:
+        """``SELECT *[, extra] FROM (source)``: short SQL for operators that keep every column (the source's
+        SELECT lists exactly its visible columns, plus the hidden order column when it is ordered)."""
+        return exp.Select(expressions=[exp.Star(), *extra]).from_(self.subquery(source), copy=False)
 
     def op_where(self, source: Relation, operator: ast.Where, env: Environment) -> Relation:
         scope = self.row_scope(source)
@@ -515,8 +541,8 @@ class Binder:
                       "compare the value, e.g. where Column == \"value\"")
         condition = predicate.sql if predicate.kusto_type == "bool" else exp.TryCast(
             this=fn("json_extract_string", predicate.sql, string("$")), to=exp.DataType.build("BOOLEAN"))
-        select = exp.select(*[exp.column(n, quoted=True) for n in source.names()], copy=False).from_(self.subquery(source), copy=False)
-        select = self._with_order(select.where(condition, copy=False), source)
+        select = self.star_select(source).where(condition, copy=False)
+        select = self._with_order(select, source, star=True)
         return Relation(select, list(source.columns), source.ordered, source.source_name)
 
     def assign(self, assignments: Sequence[ast.Assignment], scope: dict[str, Typed], env: Environment,
@@ -568,7 +594,14 @@ class Binder:
                     replaced = True
             if not replaced:
                 columns.append((name, typed.kusto_type))
-        select = exp.select(*[exp.alias_(scope[n].sql, n, quoted=True) for n, _ in columns], copy=False).from_(
+        source_names = set(source.names())
+        if not any(name in source_names for name, _ in assigned):
+            # only new columns: SELECT *, expr AS name (short SQL, fast to generate)
+            new_names = list(dict.fromkeys(name for name, _ in assigned))
+            select = self.star_select(source, *[alias(scope[n].sql, n) for n in new_names])
+            return Relation(self._with_order(select, source, star=True), columns, source.ordered,
+                            source.source_name)
+        select = exp.select(*[alias(scope[n].sql, n) for n, _ in columns], copy=False).from_(
             self.subquery(source), copy=False)
         return Relation(self._with_order(select, source), columns, source.ordered, source.source_name)
 
@@ -664,8 +697,7 @@ class Binder:
         limit = self.lower_expr(operator.count, {}, env)
         if limit.kusto_type not in ("long", "int"):
             self.fail("take needs a whole number of rows", operator.count.pos)
-        select = exp.select(*[exp.column(n, quoted=True) for n in source.names()], copy=False).from_(self.subquery(source), copy=False)
-        select = self._with_order(select, source).limit(limit.sql, copy=False)
+        select = self._with_order(self.star_select(source), source, star=True).limit(limit.sql, copy=False)
         return Relation(select, list(source.columns), source.ordered, source.source_name)
 
     def op_distinct(self, source: Relation, operator: ast.Distinct, env: Environment) -> Relation:
@@ -708,6 +740,9 @@ class Binder:
         if not operator.aggregates:
             select = select.distinct(copy=False)
         alias = self.alias()
+        # min/max/take_any of strings over no rows give null in SQL; Kusto strings are never null
+        outer = [(n, e if t != "string" or (n, t) in [(k, kt.kusto_type) for k, kt in keys]
+                  else exp.Coalesce(this=e, expressions=[string("")]), t) for n, e, t in outer]
         final = exp.select(*[exp.alias_(e, n, quoted=True) for n, e, _ in outer], copy=False).from_(
             exp.Subquery(this=select, alias=exp.TableAlias(this=exp.to_identifier(alias))), copy=False)
         return Relation(final, [(n, t) for n, _, t in outer])
@@ -797,34 +832,34 @@ class Binder:
 
         if name == "count":
             # Kusto: count(expr) counts rows, nulls included (summarize-operator docs, "count(y)")
-            return Typed(exp.cast(exp.Count(this=exp.Star()), "BIGINT"), "long")
+            return Typed(cast(exp.Count(this=exp.Star()), "BIGINT"), "long")
         if name == "countif":
             self.require_bool(args[0], call.args[0])
-            return Typed(exp.Coalesce(this=exp.cast(exp.Sum(this=exp.Case(
+            return Typed(exp.Coalesce(this=cast(exp.Sum(this=exp.Case(
                 ifs=[exp.If(this=args[0].sql, true=number(1))], default=number(0))), "BIGINT"),
                 expressions=[number(0)]), "long")
         if name in ("dcount", "count_distinct"):
-            return Typed(exp.cast(exp.Count(this=exp.Distinct(expressions=[args[0].sql])), "BIGINT"), "long")
+            return Typed(cast(exp.Count(this=exp.Distinct(expressions=[args[0].sql])), "BIGINT"), "long")
         if name == "dcountif":
-            return Typed(exp.cast(exp.Count(this=exp.Distinct(expressions=[when(args[1], args[0].sql)])), "BIGINT"),
+            return Typed(cast(exp.Count(this=exp.Distinct(expressions=[when(args[1], args[0].sql)])), "BIGINT"),
                          "long")
         if name in ("sum", "sumif"):
             value = args[0]
             inner = value.sql if name == "sum" else when(args[1], value.sql)
             if value.kusto_type == "timespan":
-                total = exp.Sum(this=exp.cast(exp.Mul(this=fn("epoch", inner), expression=number(1_000_000)),
+                total = exp.Sum(this=cast(exp.Mul(this=fn("epoch", inner), expression=number(1_000_000)),
                                               "BIGINT"))
                 return Typed(interval_micros(total), "timespan")
             if value.kusto_type not in NUMERIC_TYPES:
                 self.fail(f"{name}() needs a number, got {value.kusto_type}", call.args[0].pos)
             result_type = "real" if value.kusto_type == "real" else "long"
-            return Typed(exp.cast(exp.Sum(this=inner), SQL_TYPES[result_type]), result_type)
+            return Typed(cast(exp.Sum(this=inner), SQL_TYPES[result_type]), result_type)
         if name in ("avg", "avgif"):
             inner = args[0].sql if name == "avg" else when(args[1], args[0].sql)
             if args[0].kusto_type == "timespan":
                 average = exp.Avg(this=exp.Mul(this=fn("epoch", inner), expression=number(1_000_000)))
                 return Typed(interval_micros(average), "timespan")
-            return Typed(exp.Avg(this=exp.cast(inner, "DOUBLE")), "real")
+            return Typed(exp.Avg(this=cast(inner, "DOUBLE")), "real")
         if name in ("min", "max", "minif", "maxif"):
             inner = args[0].sql if len(args) == 1 else when(args[1], args[0].sql)
             cls = exp.Min if name.startswith("min") else exp.Max
@@ -832,7 +867,7 @@ class Binder:
         if name in ("stdev", "variance", "stdevp", "variancep"):
             sql_name = {"stdev": "stddev_samp", "variance": "var_samp", "stdevp": "stddev_pop",
                         "variancep": "var_pop"}[name]
-            return Typed(fn(sql_name, exp.cast(args[0].sql, "DOUBLE")), "real")
+            return Typed(fn(sql_name, cast(args[0].sql, "DOUBLE")), "real")
         if name in ("make_set", "make_list", "make_set_if", "make_list_if"):
             value = args[0]
             element = value.sql
@@ -865,14 +900,14 @@ class Binder:
                 limit_value = self.lower_expr(limit_arg, {}, env)
                 items = fn("list_slice", items, number(1), limit_value.sql)
             return Typed(exp.Coalesce(this=fn("to_json", items), expressions=[
-                exp.cast(string("[]"), "JSON")]), "dynamic")
+                cast(string("[]"), "JSON")]), "dynamic")
         if name == "make_bag":
             bags = exp.ArrayAgg(this=args[0].sql)
             merged = fn("list_reduce", bags, exp.Lambda(this=fn("json_merge_patch", exp.column("a"),
                                                                  exp.column("b")),
                                                          expressions=[exp.to_identifier("a"),
                                                                       exp.to_identifier("b")]))
-            return Typed(exp.Coalesce(this=merged, expressions=[exp.cast(string("{}"), "JSON")]), "dynamic")
+            return Typed(exp.Coalesce(this=merged, expressions=[cast(string("{}"), "JSON")]), "dynamic")
         self.unsupported(f"aggregate {name}() is not supported", call.pos)
 
     def lower_arg_extreme(self, assignment: ast.Assignment, call: ast.Call, scope: dict[str, Typed],
@@ -1149,7 +1184,7 @@ class Binder:
                 reference: exp.Expr = exp.column(f"__mv{mv_index[name]}", quoted=True)
                 result_type = expanded[name][1]
                 if result_type != "dynamic":
-                    reference = to_type(Typed(exp.cast(reference, "JSON"), "dynamic"), result_type)
+                    reference = to_type(Typed(cast(reference, "JSON"), "dynamic"), result_type)
                 outer_items.append(exp.alias_(reference, name, quoted=True))
                 columns.append((name, result_type))
             else:
@@ -1160,7 +1195,7 @@ class Binder:
                 reference = exp.column(f"__mv{mv_index[name]}", quoted=True)
                 result_type = expanded[name][1]
                 if result_type != "dynamic":
-                    reference = to_type(Typed(exp.cast(reference, "JSON"), "dynamic"), result_type)
+                    reference = to_type(Typed(cast(reference, "JSON"), "dynamic"), result_type)
                 outer_items.append(exp.alias_(reference, name, quoted=True))
                 columns.append((name, result_type))
         if operator.item_index:
@@ -1354,7 +1389,7 @@ class Binder:
             else:
                 index_value = self.lower_expr(index, scope, env, aggregates)
                 if index_value.kusto_type in ("long", "int"):
-                    dynamic_parts.append(exp.DPipe(this=exp.DPipe(this=string(path + "["), expression=exp.cast(
+                    dynamic_parts.append(exp.DPipe(this=exp.DPipe(this=string(path + "["), expression=cast(
                         index_value.sql, "VARCHAR")), expression=string("]")))
                 else:
                     dynamic_parts.append(exp.DPipe(this=exp.DPipe(this=string(path + '."'), expression=as_string(
@@ -1483,11 +1518,11 @@ class Binder:
             result_type = common_numeric(lt, rt)
             if result_type == "long":
                 # Kusto long arithmetic is 64-bit; DuckDB types small literals as INTEGER and would overflow
-                lsql = exp.cast(lsql, "BIGINT") if isinstance(left.sql, exp.Literal | exp.Neg) else lsql
-                rsql = exp.cast(rsql, "BIGINT") if isinstance(right.sql, exp.Literal | exp.Neg) else rsql
+                lsql = cast(lsql, "BIGINT") if isinstance(left.sql, exp.Literal | exp.Neg) else lsql
+                rsql = cast(rsql, "BIGINT") if isinstance(right.sql, exp.Literal | exp.Neg) else rsql
             if op == "/":
                 if result_type == "real":
-                    return Typed(exp.Div(this=exp.cast(lsql, "DOUBLE"), expression=rsql), "real")
+                    return Typed(exp.Div(this=cast(lsql, "DOUBLE"), expression=rsql), "real")
                 return Typed(exp.IntDiv(this=lsql, expression=rsql), result_type)
             if op == "%" and result_type != "real":
                 # Kusto's modulo is never negative: -14 % 12 == 10, 14 % -12 == 2
@@ -1509,9 +1544,9 @@ class Binder:
             if op == "/":
                 return Typed(exp.Div(this=fn("epoch", lsql), expression=fn("epoch", rsql)), "real")
             if op == "%":
-                remainder: exp.Expr = exp.Mod(this=exp.cast(exp.Mul(this=fn("epoch", lsql), expression=number(1_000_000)),
+                remainder: exp.Expr = exp.Mod(this=cast(exp.Mul(this=fn("epoch", lsql), expression=number(1_000_000)),
                                                "BIGINT"),
-                                 expression=exp.cast(exp.Mul(this=fn("epoch", rsql), expression=number(1_000_000)),
+                                 expression=cast(exp.Mul(this=fn("epoch", rsql), expression=number(1_000_000)),
                                                      "BIGINT"))
                 return Typed(interval_micros(remainder), "timespan")
         if lt == "timespan" and rt in NUMERIC_TYPES and op in ("*", "/"):
@@ -1649,7 +1684,10 @@ class Binder:
                 relation = self.lower_tabular(self.as_tabular(argument), env)
                 first_name, first_type = relation.columns[0]
                 query = exp.select(exp.column(first_name, quoted=True), copy=False).from_(self.subquery(relation), copy=False).limit(1, copy=False)
-                return Typed(exp.Subquery(this=query), first_type)
+                scalar_value: exp.Expr = exp.Subquery(this=query)
+                if first_type == "string":  # an empty result is "" for a string, never null
+                    scalar_value = exp.Coalesce(this=scalar_value, expressions=[string("")])
+                return Typed(scalar_value, first_type)
             value = self.lower_expr(argument, scope, env, aggregates)
             if any(True for _ in value.sql.find_all(exp.Column)):
                 return value  # refers to row columns: nothing to evaluate once
@@ -1715,6 +1753,11 @@ def ordered_distinct(items: exp.Expr) -> exp.Expr:
     from assay.kql.functions import ordered_distinct as distinct_in_order
 
     return distinct_in_order(items)
+
+
+def alias(expression: exp.Expr, name: str) -> exp.Alias:
+    """``expression AS "name"`` without copying the expression (exp.alias_ copies; trees here are fresh)."""
+    return exp.Alias(this=expression, alias=exp.to_identifier(name, quoted=True))
 
 
 def argument_is_star(call: ast.Call) -> bool:

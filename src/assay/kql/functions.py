@@ -19,6 +19,7 @@ from assay.kql.typed import (
     NUMERIC_TYPES,
     Typed,
     as_string,
+    cast,
     common_numeric,
     fn,
     interval_micros,
@@ -173,7 +174,7 @@ def _tohex(ctx: CallContext, args: list[Typed]) -> Typed:
 
 @scalar("strlen", 1)
 def _strlen(ctx: CallContext, args: list[Typed]) -> Typed:
-    return Typed(exp.cast(exp.Length(this=s(args[0])), "BIGINT"), "long")
+    return Typed(cast(exp.Length(this=s(args[0])), "BIGINT"), "long")
 
 
 @scalar("tolower", 1)
@@ -219,13 +220,13 @@ def _countof(ctx: CallContext, args: list[Typed]) -> Typed:
     kind = ctx.constant(2) if len(args) == 3 else "normal"
     text, search = s(args[0]), s(args[1])
     if kind == "regex":
-        return Typed(exp.cast(fn("len", fn("regexp_extract_all", text, search)), "BIGINT"), "long")
+        return Typed(cast(fn("len", fn("regexp_extract_all", text, search)), "BIGINT"), "long")
     # Kusto counts overlapping plain matches ("aaa" countof "aa" = 2): split-based counting would say 1
     overlapping = fn("len", fn("list_filter", fn("range", number(1), exp.Add(
         this=exp.Length(this=text), expression=number(1))), exp.Lambda(
         this=exp.EQ(this=fn("substr", text, exp.column("i"), exp.Length(this=search)), expression=search),
         expressions=[exp.to_identifier("i")])))
-    return Typed(exp.cast(overlapping, "BIGINT"), "long")
+    return Typed(cast(overlapping, "BIGINT"), "long")
 
 
 @scalar("trim", 2)
@@ -272,7 +273,7 @@ def _split(ctx: CallContext, args: list[Typed]) -> Typed:
         index = exp.Add(this=exp.Paren(this=args[2].sql), expression=number(1))
         element = exp.Bracket(this=parts, expressions=[index])
         return Typed(exp.Case(ifs=[exp.If(this=exp.Is(this=element, expression=exp.null()),
-                                          true=exp.cast(string("[]"), "JSON"))],
+                                          true=cast(string("[]"), "JSON"))],
                               default=fn("to_json", fn("list_value", element))), "dynamic")
     return Typed(fn("to_json", parts), "dynamic")
 
@@ -300,7 +301,7 @@ def _extract_all(ctx: CallContext, args: list[Typed]) -> Typed:
         raise KqlUnsupportedError("extract_all() with a capture-group list is not supported", ctx.span())
     values = fn("regexp_extract_all", s(source), string(regex), number(group))
     return Typed(exp.Case(ifs=[exp.If(this=exp.EQ(this=fn("len", values), expression=number(0)),
-                                      true=exp.cast(exp.null(), "JSON"))],
+                                      true=cast(exp.null(), "JSON"))],
                           default=fn("to_json", values)), "dynamic")
 
 
@@ -442,7 +443,7 @@ def _coerce(value: Typed, target: str) -> exp.Expr:
     if isinstance(value.sql, exp.Cast) and isinstance(value.sql.this, exp.Null):
         return to_type(value, target)
     if value.kusto_type in NUMERIC_TYPES and target in NUMERIC_TYPES:
-        return exp.cast(value.sql, {"real": "DOUBLE", "long": "BIGINT", "int": "INTEGER"}[target])
+        return cast(value.sql, {"real": "DOUBLE", "long": "BIGINT", "int": "INTEGER"}[target])
     return to_type(value, target)
 
 
@@ -474,13 +475,13 @@ def _sign(ctx: CallContext, args: list[Typed]) -> Typed:
 
 @scalar("pow", 2)
 def _pow(ctx: CallContext, args: list[Typed]) -> Typed:
-    return Typed(exp.Pow(this=exp.cast(args[0].sql, "DOUBLE"), expression=args[1].sql), "real")
+    return Typed(exp.Pow(this=cast(args[0].sql, "DOUBLE"), expression=args[1].sql), "real")
 
 
 @scalar("round", 1, 2)
 def _round(ctx: CallContext, args: list[Typed]) -> Typed:
     digits = args[1].sql if len(args) == 2 else number(0)
-    return Typed(exp.Round(this=exp.cast(args[0].sql, "DOUBLE"), decimals=digits), "real")
+    return Typed(exp.Round(this=cast(args[0].sql, "DOUBLE"), decimals=digits), "real")
 
 
 @scalar("pi", 0)
@@ -495,12 +496,12 @@ def _rand(ctx: CallContext, args: list[Typed]) -> Typed:
 
 @scalar("isnan", 1)
 def _isnan(ctx: CallContext, args: list[Typed]) -> Typed:
-    return Typed(fn("isnan", exp.cast(args[0].sql, "DOUBLE")), "bool")
+    return Typed(fn("isnan", cast(args[0].sql, "DOUBLE")), "bool")
 
 
 @scalar("isfinite", 1)
 def _isfinite(ctx: CallContext, args: list[Typed]) -> Typed:
-    return Typed(fn("isfinite", exp.cast(args[0].sql, "DOUBLE")), "bool")
+    return Typed(fn("isfinite", cast(args[0].sql, "DOUBLE")), "bool")
 
 
 @scalar("binary_and", 2)
@@ -540,11 +541,11 @@ def _bin(ctx: CallContext, args: list[Typed]) -> Typed:
                             ctx.call.args[1])
         # Kusto bins datetimes on ticks since 0001-01-01; shifting by that epoch keeps 7d bins aligned like Kusto
         offset = number(62135596800000000)
-        size_us = exp.cast(exp.Mul(this=fn("epoch", size.sql), expression=number(1_000_000)), "BIGINT")
+        size_us = cast(exp.Mul(this=fn("epoch", size.sql), expression=number(1_000_000)), "BIGINT")
         shifted = exp.Add(this=fn("epoch_us", value.sql), expression=offset)
-        floored = exp.Mul(this=fn("floor", exp.Div(this=exp.cast(shifted, "DOUBLE"), expression=size_us)),
+        floored = exp.Mul(this=fn("floor", exp.Div(this=cast(shifted, "DOUBLE"), expression=size_us)),
                           expression=size_us)
-        return Typed(fn("make_timestamp", exp.cast(exp.Sub(this=floored, expression=offset), "BIGINT")),
+        return Typed(fn("make_timestamp", cast(exp.Sub(this=floored, expression=offset), "BIGINT")),
                      "datetime")
     if value.kusto_type == "timespan":
         size_us = exp.Mul(this=fn("epoch", size.sql), expression=number(1_000_000))
@@ -553,10 +554,10 @@ def _bin(ctx: CallContext, args: list[Typed]) -> Typed:
         return Typed(interval_micros(floored), "timespan")
     if value.kusto_type in NUMERIC_TYPES:
         result_type = common_numeric(value.kusto_type, size.kusto_type)
-        floored = exp.Mul(this=fn("floor", exp.Div(this=exp.cast(value.sql, "DOUBLE"),
+        floored = exp.Mul(this=fn("floor", exp.Div(this=cast(value.sql, "DOUBLE"),
                                                      expression=size.sql)), expression=size.sql)
         if result_type != "real":
-            return Typed(exp.cast(floored, "BIGINT"), "long")
+            return Typed(cast(floored, "BIGINT"), "long")
         return Typed(floored, "real")
     raise ctx.error(f"bin() cannot round a {value.kusto_type} value", ctx.call.args[0])
 
@@ -565,11 +566,11 @@ def _bin(ctx: CallContext, args: list[Typed]) -> Typed:
 def _bin_at(ctx: CallContext, args: list[Typed]) -> Typed:
     value, size, anchor = args
     if value.kusto_type == "datetime":
-        size_us = exp.cast(exp.Mul(this=fn("epoch", size.sql), expression=number(1_000_000)), "BIGINT")
+        size_us = cast(exp.Mul(this=fn("epoch", size.sql), expression=number(1_000_000)), "BIGINT")
         delta = exp.Sub(this=fn("epoch_us", value.sql), expression=fn("epoch_us", anchor.sql))
-        floored = exp.Mul(this=fn("floor", exp.Div(this=exp.cast(delta, "DOUBLE"), expression=size_us)),
+        floored = exp.Mul(this=fn("floor", exp.Div(this=cast(delta, "DOUBLE"), expression=size_us)),
                           expression=size_us)
-        return Typed(fn("make_timestamp", exp.cast(exp.Add(this=floored, expression=fn("epoch_us", anchor.sql)),
+        return Typed(fn("make_timestamp", cast(exp.Add(this=floored, expression=fn("epoch_us", anchor.sql)),
                                                    "BIGINT")), "datetime")
     if value.kusto_type == "timespan":
         span_us = exp.Mul(this=fn("epoch", size.sql), expression=number(1_000_000))
@@ -578,11 +579,11 @@ def _bin_at(ctx: CallContext, args: list[Typed]) -> Typed:
         floored_us = exp.Mul(this=fn("floor", exp.Div(this=delta_us, expression=span_us)), expression=span_us.copy())
         return Typed(exp.Add(this=interval_micros(floored_us), expression=anchor.sql), "timespan")
     delta = exp.Sub(this=value.sql, expression=anchor.sql)
-    floored = exp.Mul(this=fn("floor", exp.Div(this=exp.cast(delta, "DOUBLE"), expression=size.sql)),
+    floored = exp.Mul(this=fn("floor", exp.Div(this=cast(delta, "DOUBLE"), expression=size.sql)),
                       expression=size.sql)
     result_type = common_numeric(value.kusto_type, size.kusto_type) if value.kusto_type in NUMERIC_TYPES else "real"
     result = exp.Add(this=floored, expression=anchor.sql)
-    return Typed(exp.cast(result, "BIGINT") if result_type != "real" else result,
+    return Typed(cast(result, "BIGINT") if result_type != "real" else result,
                  "long" if result_type != "real" else "real")
 
 
@@ -605,10 +606,10 @@ def _ago(ctx: CallContext, args: list[Typed]) -> Typed:
 
 def _trunc(unit: str, offset_days: int = 0) -> Lowering:
     def lower(ctx: CallContext, args: list[Typed]) -> Typed:
-        truncated: exp.Expr = exp.cast(fn("date_trunc", string(unit), args[0].sql), "TIMESTAMP")
+        truncated: exp.Expr = cast(fn("date_trunc", string(unit), args[0].sql), "TIMESTAMP")
         if unit == "week":  # Kusto weeks start on Sunday; date_trunc('week') gives Monday
             shifted = exp.Add(this=args[0].sql, expression=timespan_days(1))
-            truncated = exp.Sub(this=exp.cast(fn("date_trunc", string("week"), shifted), "TIMESTAMP"),
+            truncated = exp.Sub(this=cast(fn("date_trunc", string("week"), shifted), "TIMESTAMP"),
                                 expression=timespan_days(1))
         if len(args) == 2:
             step = exp.Interval(this=args[1].sql, unit=exp.Var(this=unit.upper()))
@@ -695,26 +696,26 @@ def _weekofyear(ctx: CallContext, args: list[Typed]) -> Typed:
 @scalar("dayofweek", 1)
 def _dayofweek(ctx: CallContext, args: list[Typed]) -> Typed:
     # Kusto: a timespan, days since the preceding Sunday
-    return Typed(fn("to_days", exp.cast(fn("dayofweek", args[0].sql), "INTEGER")), "timespan")
+    return Typed(fn("to_days", cast(fn("dayofweek", args[0].sql), "INTEGER")), "timespan")
 
 
 @scalar("unixtime_seconds_todatetime", 1)
 def _unix_seconds(ctx: CallContext, args: list[Typed]) -> Typed:
-    seconds = exp.cast(args[0].sql, "DOUBLE")
-    return Typed(fn("make_timestamp", exp.cast(exp.Mul(this=seconds, expression=number(1_000_000)), "BIGINT")),
+    seconds = cast(args[0].sql, "DOUBLE")
+    return Typed(fn("make_timestamp", cast(exp.Mul(this=seconds, expression=number(1_000_000)), "BIGINT")),
                  "datetime")
 
 
 @scalar("unixtime_milliseconds_todatetime", 1)
 def _unix_millis(ctx: CallContext, args: list[Typed]) -> Typed:
-    millis = exp.cast(args[0].sql, "DOUBLE")
-    return Typed(fn("make_timestamp", exp.cast(exp.Mul(this=millis, expression=number(1000)), "BIGINT")),
+    millis = cast(args[0].sql, "DOUBLE")
+    return Typed(fn("make_timestamp", cast(exp.Mul(this=millis, expression=number(1000)), "BIGINT")),
                  "datetime")
 
 
 @scalar("unixtime_microseconds_todatetime", 1)
 def _unix_micros(ctx: CallContext, args: list[Typed]) -> Typed:
-    return Typed(fn("make_timestamp", exp.cast(args[0].sql, "BIGINT")), "datetime")
+    return Typed(fn("make_timestamp", cast(args[0].sql, "BIGINT")), "datetime")
 
 
 @scalar("datetime_add", 3)
@@ -786,7 +787,7 @@ def _format_timespan(ctx: CallContext, args: list[Typed]) -> Typed:
 @scalar("make_datetime", 3, 7)
 def _make_datetime(ctx: CallContext, args: list[Typed]) -> Typed:
     parts = [a.sql for a in args] + [number(0)] * (6 - len(args))
-    return Typed(fn("make_timestamp", *[exp.cast(p, "BIGINT") for p in parts[:5]], exp.cast(parts[5], "DOUBLE")),
+    return Typed(fn("make_timestamp", *[cast(p, "BIGINT") for p in parts[:5]], cast(parts[5], "DOUBLE")),
                  "datetime")
 
 
@@ -812,7 +813,7 @@ def _make_timespan(ctx: CallContext, args: list[Typed]) -> Typed:
 def _array_length(ctx: CallContext, args: list[Typed]) -> Typed:
     value = args[0].sql
     is_array = exp.EQ(this=fn("json_type", value), expression=string("ARRAY"))
-    return Typed(exp.Case(ifs=[exp.If(this=is_array, true=exp.cast(fn("json_array_length", value), "BIGINT"))]),
+    return Typed(exp.Case(ifs=[exp.If(this=is_array, true=cast(fn("json_array_length", value), "BIGINT"))]),
                  "long")
 
 
@@ -850,7 +851,7 @@ def _bag_keys(ctx: CallContext, args: list[Typed]) -> Typed:
 @scalar("array_index_of", 2, 4, status="partial", note="start/length arguments are not supported")
 def _array_index_of(ctx: CallContext, args: list[Typed]) -> Typed:
     items = fn("from_json", args[0].sql, string('["json"]'))
-    position = fn("list_position", items, exp.cast(fn("to_json", _json_value(args[1])), "JSON"))
+    position = fn("list_position", items, cast(fn("to_json", _json_value(args[1])), "JSON"))
     return Typed(exp.Coalesce(this=exp.Sub(this=position, expression=number(1)), expressions=[number(-1)]), "long")
 
 
@@ -894,7 +895,7 @@ def _set_difference(ctx: CallContext, args: list[Typed]) -> Typed:
 @scalar("set_has_element", 2)
 def _set_has_element(ctx: CallContext, args: list[Typed]) -> Typed:
     items = fn("from_json", args[0].sql, string('["json"]'))
-    return Typed(fn("list_contains", items, exp.cast(fn("to_json", _json_value(args[1])), "JSON")), "bool")
+    return Typed(fn("list_contains", items, cast(fn("to_json", _json_value(args[1])), "JSON")), "bool")
 
 
 @scalar("array_concat", 1, 64)
@@ -1049,12 +1050,12 @@ def _ipv4_compare(ctx: CallContext, args: list[Typed]) -> Typed:
     def masked(text: exp.Expr) -> exp.Expr:
         address = _ipv4_to_long(fn("split_part", text, string("/"), number(1)))
         return fn("floor", exp.Div(this=address, expression=size.copy()))
-    return Typed(exp.cast(fn("sign", exp.Sub(this=masked(first), expression=masked(second))), "INTEGER"), "int")
+    return Typed(cast(fn("sign", exp.Sub(this=masked(first), expression=masked(second))), "INTEGER"), "int")
 
 
 @scalar("new_guid", 0, status="partial", note="random, as in Kusto")
 def _new_guid(ctx: CallContext, args: list[Typed]) -> Typed:
-    return Typed(exp.cast(fn("uuid"), "VARCHAR"), "guid")
+    return Typed(cast(fn("uuid"), "VARCHAR"), "guid")
 
 
 # ---------------------------------------------------------------- aggregates (lowered in the binder)

@@ -8,6 +8,7 @@ literals (``24h``, ``1.5d``, ``100ms``), raw-text literals (``datetime(2024-01-0
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from enum import Enum
 
@@ -61,6 +62,10 @@ PUNCTUATION = (
     "|", "(", ")", "[", "]", "{", "}", ",", ";", ".", "=", "<", ">", "+", "-", "*", "/", "%", ":", "!", "?",
 )
 
+PUNCTUATION_BY_FIRST_CHAR: dict[str, tuple[str, ...]] = {
+    first: tuple(p for p in PUNCTUATION if p[0] == first and p != "in~") for first in {p[0] for p in PUNCTUATION}
+}
+
 #: Timespan suffixes → microseconds per unit (Kusto: d, h, m, s, ms, microsecond, tick and long names).
 TIMESPAN_UNITS: dict[str, float] = {
     "d": 86_400_000_000, "day": 86_400_000_000, "days": 86_400_000_000,
@@ -85,29 +90,33 @@ class Lexer:
         self.text = text
         self.file = file
         self.pos = 0
-        self.line = 1
-        self.col = 1
+        # offsets where lines start: line/col are computed from an offset only when a token needs them
+        self.line_starts = [0] + [index + 1 for index, char in enumerate(text) if char == "\n"]
+
+    def position(self, offset: int) -> tuple[int, int]:
+        line_index = bisect.bisect_right(self.line_starts, offset) - 1
+        return line_index + 1, offset - self.line_starts[line_index] + 1
+
+    @property
+    def line(self) -> int:
+        return self.position(self.pos)[0]
+
+    @property
+    def col(self) -> int:
+        return self.position(self.pos)[1]
 
     def error(self, message: str, line: int, col: int, hint: str | None = None) -> KqlSyntaxError:
         return KqlSyntaxError(message, SourceSpan(self.file, line, col, self.text), hint)
 
     def _advance(self, count: int) -> None:
-        for _ in range(count):
-            if self.pos >= len(self.text):
-                return
-            if self.text[self.pos] == "\n":
-                self.line += 1
-                self.col = 1
-            else:
-                self.col += 1
-            self.pos += 1
+        self.pos = min(self.pos + count, len(self.text))
 
     def _skip_space_and_comments(self) -> None:
         text = self.text
         while self.pos < len(text):
             char = text[self.pos]
             if char in " \t\r\n\f\v\ufeff":
-                self._advance(1)
+                self.pos += 1
             elif text.startswith("//", self.pos):
                 end = text.find("\n", self.pos)
                 self._advance((end if end >= 0 else len(text)) - self.pos)
@@ -128,18 +137,20 @@ class Lexer:
     def _next(self) -> Token:
         self._skip_space_and_comments()
         text = self.text
-        start, line, col = self.pos, self.line, self.col
+        start = self.pos
+        line, col = self.position(start)
         if self.pos >= len(text):
             return Token(TokenKind.EOF, "", line, col, start, start)
         char = text[self.pos]
         # Strings, including prefixed ones: @"verbatim", h"obfuscated", H@"..."
         prefix_len = 0
-        lowered = text[self.pos:self.pos + 3].lower()
-        for prefix in ("h@", "@", "h"):
-            if lowered.startswith(prefix) and len(text) > self.pos + len(prefix) and \
-                    text[self.pos + len(prefix)] in "'\"":
-                prefix_len = len(prefix)
-                break
+        if char in "@hH":
+            lowered = text[self.pos:self.pos + 3].lower()
+            for prefix in ("h@", "@", "h"):
+                if lowered.startswith(prefix) and len(text) > self.pos + len(prefix) and \
+                        text[self.pos + len(prefix)] in "'\"":
+                    prefix_len = len(prefix)
+                    break
         if char in "'\"" or prefix_len:
             verbatim = "@" in text[self.pos:self.pos + prefix_len]
             self._advance(prefix_len)
@@ -169,10 +180,8 @@ class Lexer:
                 value = "!" + text[self.pos + 1:end]
                 self._advance(end - self.pos)
                 return self._make(TokenKind.OP, value, start, line, col)
-        for punctuation in PUNCTUATION:
+        for punctuation in PUNCTUATION_BY_FIRST_CHAR.get(char, ()):
             if text.startswith(punctuation, self.pos):
-                if punctuation == "in~":  # only as a whole word
-                    continue
                 self._advance(len(punctuation))
                 return self._make(TokenKind.OP, punctuation, start, line, col)
         raise self.error(f"unexpected character {char!r}", line, col,

@@ -159,7 +159,8 @@ class Parser:
                 if not (self.at_op(";") or self.at_end()):
                     self.fail(f"unexpected {self.token.describe()} after the end of the query",
                               hint="tabular operators must follow a '|'")
-        return ast.Query(tuple(lets), body, self.text, self.file)
+        names = frozenset(t.text for t in self.tokens if t.kind in (TokenKind.IDENT, TokenKind.STRING))
+        return ast.Query(tuple(lets), body, self.text, self.file, names)
 
     def parse_let(self) -> ast.LetStatement:
         start = self.expect_word("let", "")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlglot import exp
@@ -51,6 +52,16 @@ class Typed:
         return f"Typed({self.sql.sql('duckdb')}, {self.kusto_type})"
 
 
+@cache
+def _data_type(sql_type: str) -> exp.DataType:
+    return exp.DataType.build(sql_type)
+
+
+def cast(expression: exp.Expr, sql_type: str) -> exp.Cast:
+    """CAST without copying the operand (sqlglot's exp.cast copies; trees built here are fresh)."""
+    return exp.Cast(this=expression, to=_data_type(sql_type).copy())
+
+
 def fn(name: str, *args: exp.Expr) -> exp.Expr:
     """A DuckDB function call by name (dialect-specific names are mapped for Spark in engine.spark_sql)."""
     return exp.Anonymous(this=name, expressions=list(args))
@@ -63,14 +74,14 @@ def string(value: str) -> exp.Expr:
 def number(value: int | float) -> exp.Expr:
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
-            return exp.cast(exp.Literal.string(repr(value)), "DOUBLE")
-        return exp.cast(exp.Literal.number(repr(value)), "DOUBLE")
+            return cast(exp.Literal.string(repr(value)), "DOUBLE")
+        return cast(exp.Literal.number(repr(value)), "DOUBLE")
     literal = exp.Literal.number(abs(value))
     return exp.Neg(this=literal) if value < 0 else literal
 
 
 def interval_micros(micros: exp.Expr) -> exp.Expr:
-    return fn("to_microseconds", exp.cast(micros, "BIGINT"))
+    return fn("to_microseconds", cast(micros, "BIGINT"))
 
 
 def timespan_literal(value: timedelta) -> exp.Expr:
@@ -80,14 +91,16 @@ def timespan_literal(value: timedelta) -> exp.Expr:
 
 
 def datetime_literal(value: datetime) -> exp.Expr:
-    return exp.cast(exp.Literal.string(value.isoformat(sep=" ")), "TIMESTAMP")
+    return cast(exp.Literal.string(value.isoformat(sep=" ")), "TIMESTAMP")
 
 
 def literal(value: Any, kusto_type: str) -> exp.Expr:
     if value is None:
-        if kusto_type in ("string", "guid"):
-            return exp.cast(exp.null(), "VARCHAR")
-        return exp.cast(exp.null(), SQL_TYPES.get(kusto_type, "JSON"))
+        if kusto_type == "string":
+            return string("")  # Kusto: string(null) is the empty string
+        if kusto_type == "guid":
+            return cast(exp.null(), "VARCHAR")
+        return cast(exp.null(), SQL_TYPES.get(kusto_type, "JSON"))
     if kusto_type in ("string", "guid"):
         return string(str(value))
     if kusto_type == "bool":
@@ -101,7 +114,7 @@ def literal(value: Any, kusto_type: str) -> exp.Expr:
     if kusto_type == "timespan":
         return timespan_literal(value)
     if kusto_type == "dynamic":
-        return exp.cast(exp.Literal.string(json.dumps(value, ensure_ascii=False)), "JSON")
+        return cast(exp.Literal.string(json.dumps(value, ensure_ascii=False)), "JSON")
     raise ValueError(f"unknown Kusto type {kusto_type}")
 
 
@@ -111,7 +124,11 @@ def as_string(value: Typed) -> exp.Expr:
     kusto_type = value.kusto_type
     if isinstance(sql, exp.Literal) and sql.is_string:
         return sql  # a string literal is never null
-    if kusto_type in ("string", "guid"):
+    if kusto_type == "string":
+        # The binder keeps every string value non-null at its source (table columns are read with coalesce,
+        # string nulls are "", outer joins, unions, aggregates and toscalar coalesce), so no wrapper here.
+        return sql
+    if kusto_type == "guid":
         converted = sql
     elif kusto_type == "dynamic":
         converted = fn("json_extract_string", sql, string("$"))
@@ -126,12 +143,12 @@ def as_string(value: Typed) -> exp.Expr:
         # Kusto prints whole reals without ".0"
         converted = exp.Case(
             ifs=[exp.If(this=exp.EQ(this=sql, expression=fn("trunc", sql)),
-                        true=exp.cast(exp.cast(sql, "BIGINT"), "VARCHAR"))],
-            default=exp.cast(sql, "VARCHAR"))
+                        true=cast(cast(sql, "BIGINT"), "VARCHAR"))],
+            default=cast(sql, "VARCHAR"))
     elif kusto_type == "timespan":
         converted = fn("kql_format_timespan", sql)
     else:
-        converted = exp.cast(sql, "VARCHAR")
+        converted = cast(sql, "VARCHAR")
     return exp.Coalesce(this=converted, expressions=[string("")])
 
 
@@ -153,7 +170,7 @@ def to_type(value: Typed, target: str) -> exp.Expr:
         source = fn("json_extract_string", source, string("$"))
     if target == "datetime" and value.kusto_type in ("long", "int"):
         # Kusto: todatetime(long) reads ticks (100 ns) since 0001-01-01
-        return fn("make_timestamp", exp.cast(exp.Sub(this=exp.IntDiv(this=source, expression=number(10)),
+        return fn("make_timestamp", cast(exp.Sub(this=exp.IntDiv(this=source, expression=number(10)),
                                                      expression=number(62135596800000000)), "BIGINT"))
     if target == "bool" and value.kusto_type in ("long", "int", "real"):
         return exp.NEQ(this=source, expression=number(0))
@@ -166,7 +183,7 @@ def to_type(value: Typed, target: str) -> exp.Expr:
     if target == "real" and value.kusto_type == "timespan":
         return exp.Mul(this=fn("epoch", source), expression=number(10_000_000))
     if target in ("long", "int") and value.kusto_type == "timespan":
-        return exp.cast(exp.Mul(this=fn("epoch", source), expression=number(10_000_000)), "BIGINT")
+        return cast(exp.Mul(this=fn("epoch", source), expression=number(10_000_000)), "BIGINT")
     if target in ("long", "int", "real") and value.kusto_type == "datetime":
         return exp.Add(this=exp.Mul(this=fn("epoch_us", source), expression=number(10)),
                        expression=number(621355968000000000))
@@ -182,7 +199,7 @@ def to_type(value: Typed, target: str) -> exp.Expr:
         dashed = fn("regexp_replace", hex_digits, string("^(.{8})(.{4})(.{4})(.{4})(.{12})$"),
                     string("\\1-\\2-\\3-\\4-\\5"))
         return exp.Case(ifs=[exp.If(this=exp.RegexpLike(this=hex_digits, expression=string("^[0-9a-f]{32}$")),
-                                    true=dashed)], default=exp.cast(exp.null(), "VARCHAR"))
+                                    true=dashed)], default=cast(exp.null(), "VARCHAR"))
     if target == "timespan" and value.kusto_type in ("string", "dynamic"):
         return fn("kql_parse_timespan", source)
     if target == "dynamic":
