@@ -12,13 +12,12 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from assay.errors import IngestError, SourceSpan
-from assay.schema import canonical_tables
 
 EVTX_MAGIC = b"ElfFile\x00"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -286,8 +285,4 @@ def discover(paths: list[str | Path]) -> tuple[list[Source], list[Skipped]]:
     return sources, skipped
 
 
-def defender_table_columns(table: str) -> tuple[str, ...]:
-    return canonical_tables()[table].column_names
-
-
-__all__ = ["Iterator", "Skipped", "Source", "discover"]
+__all__ = ["Skipped", "Source", "discover"]

@@ -44,11 +44,6 @@ STAGING_CHUNK_ROWS = 8192
 _VALID_OBJECT = "json_valid(Text) AND json_type(Text) = 'OBJECT'"
 
 
-def _system_map(event_id: str, channel: str, computer: str, provider: str) -> str:
-    return (f"MAP {{'EventID': CAST({event_id} AS VARCHAR), 'Channel': {channel}, 'Computer': {computer}, "
-            f"'Provider_Name': {provider}}}")
-
-
 def _raw_select(source_format: str) -> str:
     """The SELECT producing RawEvents rows from the staging table for one source format."""
     file_and_format = "CAST(SourceFile AS VARCHAR), SourceRecord, $source_format AS SourceFormat"
