@@ -49,6 +49,11 @@ def test_the_runs_results_are_on_the_sentinel_page(live: tuple[ProofReport, Path
     assert "Not yet run for this form" in html[start:html.index("</li>", html.index("</dl>", start))]
     assert 'data-result="pass"' in html
     assert "run-date" in page.ids
+    # How it ran: the SQL the KQL compiled to, as DuckDB executed it, laid out for reading.
+    assert "sql-that-ran" in page.ids and "sql-1" in page.ids
+    sql_block = html[html.index('id="sql-1"'):]
+    sql_block = sql_block[:sql_block.index("</code>")]
+    assert "DeviceProcessEvents" in sql_block and "FROM" in sql_block
 
 
 def test_each_form_page_shows_its_own_results(live: tuple[ProofReport, Path]) -> None:

@@ -139,7 +139,11 @@ def build_model(catalog: Catalog, attack: AttackData, report: ProofReport | None
         except AssayError as error:
             warnings.append(f"{loaded.path.name}: conversions failed: {error}")
             detection_conversions = []
-        views.append(detection_view(loaded, detection_slug(loaded, taken), attack, report, detection_conversions))
+        view = detection_view(loaded, detection_slug(loaded, taken), attack, report, detection_conversions)
+        if not view.pages:
+            warnings.append(f"{loaded.path.name}: neither sentinel.kql nor rule.sigma.yml: no page to publish")
+            continue
+        views.append(view)
     resolved = with_related(views)
     counts: dict[str, int] = {}
     for view in resolved:

@@ -223,6 +223,8 @@ class PageView:
     source_status: PageProofStatus | None = None
     #: True when the query that ran in the proof is not the query on this page any more (results are stale).
     stale: bool = False
+    #: The distinct SQL texts the engine ran for this form, with where they ran (route / table).
+    sql: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -468,6 +470,29 @@ def query_changed(report: DetectionReport | None, form: str | None, query: str |
     return any(not text.strip().startswith(query.strip()) for text in ran)
 
 
+def sql_that_ran(report: DetectionReport | None, form: str | None) -> tuple[tuple[str, str], ...]:
+    """The SQL the engine ran for a form, one per route or table (the first scenario's: other scenarios differ
+    only by the time literal their own "now" puts in place of ``ago()``)."""
+    if report is None or form is None:
+        return ()
+    by_label: dict[str, str] = {}
+    for result in report.results():
+        if result.form == form and result.sql:
+            by_label.setdefault(result.route or result.table or result.telemetry or form, result.sql)
+    return tuple((label, pretty_sql(sql)) for label, sql in by_label.items())
+
+
+def pretty_sql(sql: str) -> str:
+    """The SQL laid out one clause per line (sqlglot, DuckDB dialect); as it is when sqlglot cannot parse it."""
+    import sqlglot
+    from sqlglot.errors import SqlglotError
+
+    try:
+        return ";\n".join(sqlglot.transpile(sql, read="duckdb", write="duckdb", pretty=True))
+    except SqlglotError:
+        return sql
+
+
 def _normalise_status(status: str) -> ConversionStatus:
     lowered = status.lower().replace("_", "-").replace(" ", "-")
     if lowered in ("converted", "ok", "success"):
@@ -496,11 +521,13 @@ def detection_view(loaded: LoadedDetection, slug: str, attack: AttackData, repor
         pages.append(PageView(NATIVE_PLATFORM, "native", "native", loaded.kql_text, (), "kql",
                               f"{base}/{NATIVE_PLATFORM.key}.html", form_proof_status(detection_report, "kql"),
                               _scenario_views(loaded, detection_report, "kql", "native"),
-                              stale=query_changed(detection_report, "kql", loaded.kql_text)))
+                              stale=query_changed(detection_report, "kql", loaded.kql_text),
+                              sql=sql_that_ran(detection_report, "kql")))
     if loaded.sigma_text is not None:
         pages.append(PageView(SIGMA_PLATFORM, "sigma", "portable", loaded.sigma_text, (), "sigma",
                               f"{base}/{SIGMA_PLATFORM.key}.html", form_proof_status(detection_report, "sigma"),
-                              _scenario_views(loaded, detection_report, "sigma", "sigma")))
+                              _scenario_views(loaded, detection_report, "sigma", "sigma"),
+                              sql=sql_that_ran(detection_report, "sigma")))
     used = {page.platform.key for page in pages}
     converted: list[PageView] = []
     for conversion in conversions:
@@ -518,6 +545,7 @@ def detection_view(loaded: LoadedDetection, slug: str, attack: AttackData, repor
             _scenario_views(loaded, detection_report, form, "converted"),
             source_status=None if form else runnable_sigma_status,
             stale=query_changed(detection_report, form, conversion.query),
+            sql=sql_that_ran(detection_report, form),
         ))
     converted.sort(key=lambda page: (page.platform.rank, page.platform.label, page.platform.key))
     pages.extend(converted)
