@@ -179,6 +179,16 @@ def test_side_effects_appear_in_sysmon_and_defender(telemetry: Telemetry) -> Non
     assert record_ids == sorted(record_ids) and len(set(record_ids)) == len(record_ids)
 
 
+def test_defender_rows_use_the_canonical_columns(telemetry: Telemetry) -> None:
+    from assay.schema import canonical_tables
+
+    for table, rows in telemetry.defender.items():
+        columns = set(canonical_tables()[table].column_names) - {"AssayEventId", "AssaySource"}
+        for row in rows:
+            assert set(row) <= columns, (table, set(row) - columns)
+        assert len(set(rows[0]) & columns) >= 0.9 * len(columns), table
+
+
 def test_synthesis_is_deterministic_and_seeded_by_the_scenario_id() -> None:
     first = synthesize(scenario())
     again = synthesize(scenario())

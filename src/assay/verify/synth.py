@@ -31,6 +31,7 @@ from assay.catalog.models import (
     User,
 )
 from assay.errors import SourceSpan, VerifyError
+from assay.schema import canonical_tables
 from assay.verify.binaries import BinaryInfo, binary_info
 
 SYSMON_PROVIDER = "Microsoft-Windows-Sysmon"
@@ -813,7 +814,12 @@ class _Synthesizer:
                 self.emit_network(telemetry, defender, item, when, position)
             else:
                 self.emit_module(telemetry, defender, item, when)
-        telemetry.defender = {table: rows for table, rows in defender.items() if rows}
+        # Keep to the canonical columns (real exports carry a few more, e.g. InitiatingProcessSHA256 on registry
+        # events, which our tables do not model).
+        tables = canonical_tables()
+        telemetry.defender = {
+            table: [{k: v for k, v in row.items() if k in tables[table].column_names} for row in rows]
+            for table, rows in defender.items() if rows}
         return telemetry
 
     def emit_file(self, telemetry: Telemetry, defender: dict[str, list[dict[str, Any]]], file: FileWrite,
