@@ -133,3 +133,27 @@ def test_serve_without_a_built_site_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["site", "serve", "--out", str(tmp_path), "--port", "0"])
     assert result.exit_code == 1
     assert "no built site here" in result.output and "assay site build" in result.output
+
+
+def test_serve_command_prints_its_url_and_serves(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    catalog = tmp_path / "catalog"
+    write_hostile_detection(catalog)
+    out = tmp_path / "site"
+    assert CliRunner().invoke(cli, ["site", "build", "--catalog", str(catalog), "--out", str(out),
+                                    "--no-report"]).exit_code == 0
+    process = subprocess.Popen([sys.executable, "-m", "assay.cli.main", "site", "serve", "--out", str(out),
+                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith(f"Serving {out} on http://127.0.0.1:"), line
+        url = line.split(" on ", 1)[1].split()[0]
+        with urllib.request.urlopen(url + "platforms/sentinel-kql.html", timeout=5) as response:
+            assert response.status == 200
+            assert response.headers["Cache-Control"] == "no-store"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
