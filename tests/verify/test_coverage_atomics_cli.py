@@ -77,9 +77,38 @@ def test_coverage_by_tactic_follows_the_matrix_order(statuses_report: ProofRepor
     assert all(r.techniques_total > 0 for r in rows)
 
 
+def _check_layer_format(layer: dict) -> None:
+    """The Navigator layer format 4.5 (attack-navigator layers/spec/v4.5/layerformat.md), property by property."""
+    assert isinstance(layer["name"], str) and layer["domain"] in ("enterprise-attack", "mobile-attack", "ics-attack")
+    versions = layer["versions"]
+    assert versions["layer"] == "4.5"
+    assert tuple(int(p) for p in versions["navigator"].split(".")) >= (4, 9, 0)
+    assert set(layer["filters"]["platforms"]) <= {"PRE", "Windows", "Linux", "macOS", "Network", "AWS", "GCP",
+                                                  "Azure", "Azure AD", "Office 365", "SaaS"}
+    assert layer["sorting"] in (0, 1, 2, 3) and isinstance(layer["hideDisabled"], bool)
+    layout = layer["layout"]
+    assert layout["layout"] in ("side", "flat", "mini")
+    assert layout["aggregateFunction"] in ("average", "min", "max", "sum")
+    assert layout["expandedSubtechniques"] in ("none", "all", "annotated")
+    gradient = layer["gradient"]
+    assert len(gradient["colors"]) >= 2 and gradient["maxValue"] > gradient["minValue"]
+    for item in layer["legendItems"]:
+        assert isinstance(item["label"], str) and re.fullmatch(r"#[0-9a-fA-F]{6}", item["color"])
+    for entry in layer["techniques"]:
+        assert isinstance(entry["techniqueID"], str)
+        assert isinstance(entry.get("score", 0), int | float) and isinstance(entry.get("enabled", True), bool)
+        for meta in entry.get("metadata", []):
+            assert isinstance(meta["name"], str) and isinstance(meta["value"], str)
+        for link in entry.get("links", []):
+            assert isinstance(link["label"], str) and re.match(r"^[a-z]+://", link["url"])
+    for key in ("showTacticRowBackground", "selectTechniquesAcrossTactics", "selectSubtechniquesWithParent",
+                "selectVisibleTechniques"):
+        assert isinstance(layer[key], bool)
+
+
 def test_navigator_layer_is_a_valid_4_5_layer(statuses_report: ProofReport) -> None:
     layer = navigator_layer(statuses_report)
-    json.dumps(layer)  # serialisable
+    _check_layer_format(json.loads(json.dumps(layer)))
     assert layer["versions"]["layer"] == "4.5" and layer["domain"] == "enterprise-attack"
     assert re.fullmatch(r"\d+", layer["versions"]["attack"])
     tactics = {t.shortname for t in attack_data().tactics_in_order()}
