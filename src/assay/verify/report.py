@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field
 
 from assay.errors import SourceSpan, VerifyError
 
@@ -38,7 +38,10 @@ JsonScalar = str | int | float | bool | None
 
 
 class ReportModel(BaseModel):
-    """Base: unknown keys tolerated on load (newer reports stay readable by older readers)."""
+    """Base: unknown keys tolerated on load (newer reports stay readable by older readers).
+
+    Derived statuses (``status``, ``proof_status``) are written to the JSON for readers outside Python and
+    recomputed, not trusted, when a report is loaded."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -157,6 +160,7 @@ class ScenarioResult(ReportModel):
     #: Claims of the scenario's ``expected_telemetry`` the events do not back (the scenario text needs fixing).
     telemetry_notes: list[str] = Field(default_factory=list)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def status(self) -> ResultStatus:
         return worst_status(r.status for r in self.results)
@@ -183,6 +187,7 @@ class DetectionReport(ReportModel):
     def results(self) -> list[FormResult]:
         return [result for scenario in self.scenarios for result in scenario.results]
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def status(self) -> ResultStatus:
         statuses = [r.status for r in self.results()]
@@ -196,6 +201,7 @@ class DetectionReport(ReportModel):
         """The worst status of one form (by its full name, e.g. ``converted:kusto``) over all scenarios."""
         return worst_status(r.status for r in self.results() if r.form == form)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def proof_status(self) -> ProofStatus:
         """failing: any fail or error, or an undeclared disagreement; untested: nothing passed; proven: every form
