@@ -45,7 +45,7 @@ MANIFEST = ".assay-site.json"
 NAVIGATOR_LAYER = "attack-navigator-layer.json"
 STATIC_FILES = ("site.css", "site.js")
 
-PROOF_LABELS = {"proven": "Proven", "partial": "Partly proven", "untested": "Not yet run", "failing": "Failing",
+PROOF_LABELS = {"proven": "Proven", "partial": "Partly proven", "untested": "Untested", "failing": "Failing",
                 "not-runnable": "Not run locally", "none": "No detection"}
 RESULT_LABELS = {"pass": "Pass", "fail": "Fail", "skip": "Skipped", "error": "Error", "not-run": "Not yet run"}
 CONVERSION_LABELS = {"native": "Native", "portable": "Portable", "converted": "Converted",
