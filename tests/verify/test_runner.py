@@ -246,3 +246,19 @@ def test_a_scenario_that_cannot_be_synthesized_is_an_error_and_the_others_still_
     assert report.summary.errors == len(errors) and not report.summary.ok
     kql = _results(report, "fp-hashfile-installer", "kql")[0]
     assert kql.now == dt.datetime(2026, 10, 2, 16, 40, 2, tzinfo=dt.UTC)  # the scenario start + 1 hour
+
+
+def test_a_sentinel_query_on_security_event_runs_on_the_4688_telemetry(write_detection: WriteDetection) -> None:
+    query = ("// Sentinel, Windows Security Events connector\n"
+             "SecurityEvent\n| where EventID == 4688\n| where NewProcessName endswith @'\\certutil.exe'\n"
+             "| where CommandLine has \"-urlcache\"\n| project TimeGenerated, Computer, CommandLine, ParentProcessName\n")
+    folder = write_detection(sigma=SIGMA_CERTUTIL.format(needle="-urlcache"), kql=query)
+    detection_file = folder / "detection.yml"
+    detection_file.write_text(detection_file.read_text(encoding="utf-8").replace(
+        "- DeviceProcessEvents", "- SecurityEvent"), encoding="utf-8")
+    report = run_paths([folder], RunOptions(forms=("kql",)))
+    attack = _results(report, "own-urlcache-download", "kql")[0]
+    assert (attack.telemetry, attack.table, attack.status, attack.verdict) == ("security", "SecurityEvent", "pass",
+                                                                              "fires")
+    assert attack.evidence[0].values["ParentProcessName"] == "C:\\Windows\\System32\\cmd.exe"
+    assert _results(report, "fp-hashfile-installer", "kql")[0].status == "pass"

@@ -50,8 +50,12 @@ SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "defender", "ecs")
 #: The default: the schemas the detections are written for. ECS (Winlogbeat, mapped back to event-log names)
 #: doubles the Sigma checks and the ingest cost per scenario, so it is opt-in (``--telemetry ecs``).
 DEFAULT_SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "defender")
-#: Telemetry the native KQL runs on: the Defender XDR tables it was written for.
+#: Telemetry the native KQL runs on when the detection does not say: the Defender XDR tables.
 KQL_TELEMETRY: tuple[str, ...] = ("defender",)
+#: The telemetry that fills a table a KQL query reads (``required_tables`` in detection.yml decides).
+TABLE_TELEMETRY = {"SecurityEvent": "security", "DeviceProcessEvents": "defender", "DeviceFileEvents": "defender",
+                   "DeviceRegistryEvents": "defender", "DeviceNetworkEvents": "defender",
+                   "DeviceImageLoadEvents": "defender"}
 #: Which telemetry a Sigma route is native to (any other pairing is labelled "via <telemetry>").
 NATIVE_TELEMETRY = {"sysmon": "sysmon", "security": "security", "Device": "defender"}
 #: When no --now is given, the KQL runs this long after the scenario started (inside a 24h look-back).
@@ -78,7 +82,9 @@ class RunOptions:
     shared_data: Path | None = None
     converted_targets: tuple[str, ...] = tuple(CONVERTED_TARGETS)
     sigma_telemetry: tuple[str, ...] = DEFAULT_SIGMA_TELEMETRY
-    kql_telemetry: tuple[str, ...] = KQL_TELEMETRY
+    #: Where the native KQL runs; None: from the detection's required tables (Device* -> defender,
+    #: SecurityEvent -> security).
+    kql_telemetry: tuple[str, ...] | None = None
     #: Run only these scenario ids (all when None); an id no detection has is a usage error.
     scenarios: tuple[str, ...] | None = None
     #: Scenarios proven in parallel (threads); results keep the tests.yml order.
@@ -294,6 +300,13 @@ class DetectionRun:
         if "converted" in forms and self.rule is not None:
             self._convert()
 
+    def kql_telemetry(self) -> tuple[str, ...]:
+        """The schemas the native KQL runs on: the options', else those filling the detection's required tables."""
+        if self.options.kql_telemetry is not None:
+            return self.options.kql_telemetry
+        schemas = {TABLE_TELEMETRY[t] for t in self.loaded.detection.required_tables if t in TABLE_TELEMETRY}
+        return tuple(sorted(schemas)) or KQL_TELEMETRY
+
     def available_forms(self) -> list[str]:
         """Every form the detection has, whatever this run was restricted to."""
         forms: list[str] = []
@@ -353,7 +366,7 @@ class DetectionRun:
             expected_columns={k: v for k, v in scenario.expected.columns.items()},
         )
         schemas = sorted(set(self.options.sigma_telemetry if "sigma" in self.forms else ())
-                         | set(self.options.kql_telemetry if "kql" in self.forms else ())
+                         | set(self.kql_telemetry() if "kql" in self.forms else ())
                          | {CONVERTED_TARGETS.get(t, "defender") for t in self.conversions},
                          key=lambda s: SIGMA_TELEMETRY.index(s) if s in SIGMA_TELEMETRY else 99)
         try:
@@ -460,12 +473,13 @@ class DetectionRun:
         expected = scenario.expected.outcome("kql")
         predicate = self.loaded.detection.alert.predicate if self.loaded.detection.alert else None
         results: list[FormResult] = []
-        for telemetry, engine in self._engines(data, self.options.kql_telemetry):
+        for telemetry, engine in self._engines(data, self.kql_telemetry()):
             now = self.now_for(data, engine)
             query = self.kql_text.rstrip()
             alert_query = f"{query}\n| where {predicate}" if predicate else query
-            common: dict[str, Any] = dict(form="kql", key="kql", table="DeviceProcessEvents", telemetry=telemetry,
-                                          expected=expected, query=alert_query, now=now)
+            key = "kql" if len(self.kql_telemetry()) == 1 or data.recording else f"kql[{telemetry}]"
+            common: dict[str, Any] = dict(form="kql", key=key, table=_leading_table(query),
+                                          telemetry=telemetry, expected=expected, query=alert_query, now=now)
             started = time.perf_counter()
             try:
                 scored = self._run_kql(query, engine, now)
@@ -496,7 +510,7 @@ class DetectionRun:
         for telemetry, engine in self._engines(data, (CONVERTED_TARGETS.get(target, "defender"),)):
             now = self.now_for(data, engine)
             common: dict[str, Any] = dict(form=form, key=form, telemetry=telemetry, expected=expected, query=query,
-                                          table=query.split("|", 1)[0].strip() or None, now=now)
+                                          table=_leading_table(query), now=now)
             started = time.perf_counter()
             try:
                 result = self._run_kql(query, engine, now)
@@ -540,6 +554,15 @@ class DetectionRun:
         report.agreement = agreement_findings(self.loaded, report, self.telemetry, self.options.agreement,
                                               converted_queries=self.conversions)
         return report
+
+
+def _leading_table(query: str) -> str | None:
+    """The table a KQL query starts from (``DeviceProcessEvents | ...``), when it starts from one."""
+    import re
+
+    lines = [line for line in query.splitlines() if line.strip() and not line.strip().startswith("//")]
+    match = re.match(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(\||$)", lines[0]) if lines else None
+    return match.group(1) if match and match.group(1) not in ("let", "print", "datatable") else None
 
 
 def _names(result: Any) -> list[str]:
