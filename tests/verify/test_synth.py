@@ -16,6 +16,8 @@ from tests.verify.conftest import HOST, USER
 
 #: A Sysmon 13+ recording with EID 1, 7, 11 and 13 (SpoolFool, 2022) in EVTX-ATTACK-SAMPLES.
 SPOOLFOOL = "evtx-attack-samples/Privilege Escalation/privesc_spoolfool_mahdihtm_sysmon_1_11_7_13.evtx"
+#: Sysmon 11+ network connections (EID 3) with the User field.
+NETWORK_3 = "evtx-attack-samples/Defense Evasion/DE_remote_eventlog_svc_crash_byt3bl33d3r_sysmon_17_1_3.evtx"
 SECURITY_4688 = "evtx-attack-samples/Privilege Escalation/NTLM2SelfRelay-med0x2e-security_4624_4688.evtx"
 
 
@@ -71,10 +73,11 @@ def _real_records(path: Path, event_id: int, provider: str) -> dict[str, Any]:
     raise AssertionError(f"no EID {event_id} in {path}")
 
 
-@pytest.mark.parametrize("event_id", [1, 7, 11, 13])
+@pytest.mark.parametrize(("event_id", "recording"), [(1, SPOOLFOOL), (3, NETWORK_3), (7, SPOOLFOOL),
+                                                     (11, SPOOLFOOL), (13, SPOOLFOOL)])
 def test_sysmon_records_have_the_shape_evtx_prints_for_real_sysmon(
-        shared_data: Path, telemetry: Telemetry, event_id: int) -> None:
-    real = _real_records(shared_data / SPOOLFOOL, event_id, "Microsoft-Windows-Sysmon")
+        shared_data: Path, telemetry: Telemetry, event_id: int, recording: str) -> None:
+    real = _real_records(shared_data / recording, event_id, "Microsoft-Windows-Sysmon")
     ours = _sysmon(telemetry, event_id)[0]
     assert list(ours["Event"]) == list(real["Event"])
     assert list(ours["Event"]["System"]) == list(real["Event"]["System"])
