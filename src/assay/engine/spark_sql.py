@@ -55,6 +55,15 @@ SPARK_FUNCTIONS: dict[str, Callable[[list[exp.Expr]], exp.Expr]] = {
     "list_intersect": lambda a: _anon("array_intersect", *a),
     "list_filter": lambda a: _anon("filter", *a),
     "list_transform": lambda a: _anon("transform", *a),
+    "list_sort": lambda a: _anon("array_sort", a[0]),
+    "list_slice": lambda a: _anon("slice", *a),
+    "list_position": lambda a: _anon("array_position", *a),
+    "json_array": lambda a: _anon("to_json", _anon("array", *a)),
+    "json_object": lambda a: _anon("to_json", _anon("named_struct", *a)),
+    "json_type": lambda a: _anon("schema_of_json", *a),
+    "array_to_string": lambda a: _anon("array_join", *a),
+    "xor": lambda a: exp.BitwiseXor(this=a[0], expression=a[1]),
+    "to_days": lambda a: exp.Interval(this=a[0], unit=exp.Var(this="DAY")),
     "flatten": lambda a: _anon("flatten", *a),
     "from_json": lambda a: _anon("from_json", a[0], exp.Literal.string("array<string>")),
     "json_array_length": lambda a: _anon("json_array_length", *a),
@@ -75,7 +84,8 @@ SPARK_FUNCTIONS: dict[str, Callable[[list[exp.Expr]], exp.Expr]] = {
 SPARK_SAME = frozenset({"hour", "day", "month", "year", "dayofyear", "weekofyear", "dayofweek", "md5", "sha1",
                         "reverse", "floor", "sign", "ln", "log10", "log2", "sqrt", "exp", "sin", "cos", "tan",
                         "asin", "acos", "atan", "pi", "random", "isnan", "replace", "split_part", "to_base64",
-                        "from_base64", "url_decode", "url_encode", "hex", "decode", "encode", "try"})
+                        "from_base64", "url_decode", "url_encode", "hex", "decode", "encode", "try", "uuid",
+                        "stddev_pop", "stddev_samp", "var_pop", "var_samp"})
 
 
 def spark_gaps(tree: exp.Expr) -> list[str]:
@@ -86,12 +96,14 @@ def spark_gaps(tree: exp.Expr) -> list[str]:
 
 def to_spark_sql(tree: exp.Expr) -> str:
     """Spark SQL text for a KQL-lowered tree."""
-
-    def rewrite(node: exp.Expr) -> exp.Expr:
-        if isinstance(node, exp.Anonymous):
-            mapping = SPARK_FUNCTIONS.get(node.name.lower())
-            if mapping is not None:
-                return mapping(list(node.expressions))
-        return node
-
-    return tree.copy().transform(rewrite, copy=False).sql(dialect="spark", copy=False)
+    copied = tree.copy()
+    # innermost calls first, so a rewritten call's arguments are already rewritten
+    for node in reversed(list(copied.find_all(exp.Anonymous, bfs=False))):
+        mapping = SPARK_FUNCTIONS.get(node.name.lower())
+        if mapping is not None:
+            replacement = mapping(list(node.expressions))
+            if node is copied:
+                copied = replacement
+            else:
+                node.replace(replacement)
+    return copied.sql(dialect="spark", copy=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlglot import exp
@@ -531,6 +532,15 @@ def _shr(ctx: CallContext, args: list[Typed]) -> Typed:
 
 # ---------------------------------------------------------------- bin / floor
 
+def _timespan_micros(ctx: CallContext, index: int, value: Typed) -> exp.Expr:
+    """Microseconds of a timespan argument: a number literal for a constant (portable to Spark, no EPOCH)."""
+    node = ctx.call.args[index]
+    if isinstance(node, ast.Literal) and isinstance(node.value, timedelta):
+        span = node.value
+        return number((span.days * 86_400 + span.seconds) * 1_000_000 + span.microseconds)
+    return cast(exp.Mul(this=fn("epoch", value.sql), expression=number(1_000_000)), "BIGINT")
+
+
 @scalar("bin", 2, aliases=("floor",))
 def _bin(ctx: CallContext, args: list[Typed]) -> Typed:
     value, size = args
@@ -541,7 +551,7 @@ def _bin(ctx: CallContext, args: list[Typed]) -> Typed:
                             ctx.call.args[1])
         # Kusto bins datetimes on ticks since 0001-01-01; shifting by that epoch keeps 7d bins aligned like Kusto
         offset = number(62135596800000000)
-        size_us = cast(exp.Mul(this=fn("epoch", size.sql), expression=number(1_000_000)), "BIGINT")
+        size_us = _timespan_micros(ctx, 1, size)
         shifted = exp.Add(this=fn("epoch_us", value.sql), expression=offset)
         floored = exp.Mul(this=fn("floor", exp.Div(this=cast(shifted, "DOUBLE"), expression=size_us)),
                           expression=size_us)
