@@ -77,6 +77,29 @@ def step_sigma(out: Path) -> None:
     click.echo(f"[sigma] assay convert: {statuses}")
 
 
+def step_kql(out: Path) -> None:
+    """Run the CMSTP ``sentinel.kql``, unchanged, on ``<out>/demo.duckdb`` and print its rows with the flag columns.
+    ``now()`` is set just after the newest event, so the query's ``ago(24h)`` window covers the recorded sample."""
+    import datetime as dt
+
+    from assay import kql
+    from assay.engine import DuckDBEngine
+
+    query_path = ROOT / "detections" / "T1218.003-cmstp" / "sentinel.kql"
+    with DuckDBEngine(out / "demo.duckdb", read_only=True) as engine:
+        latest = engine.run('SELECT max("Timestamp") FROM "DeviceProcessEvents"').rows[0][0]
+        now = (latest or dt.datetime(2024, 1, 1)) + dt.timedelta(minutes=1)
+        result = kql.run(query_path.read_text(encoding="utf-8"), db=engine, now=now, file=str(query_path))
+    click.echo(f"[kql] {query_path.relative_to(ROOT)} (now() = {now:%Y-%m-%d %H:%M}): {len(result.rows)} row(s)")
+    names = result.column_names
+    flags = [n for n, t in result.columns if t == "bool"]
+    for row in result.rows:
+        values = dict(zip(names, row, strict=True))
+        raised = ", ".join(f for f in flags if values[f]) or "no flags"
+        click.echo(f"[kql]   {values['Timestamp']:%Y-%m-%d %H:%M:%S} {values['DeviceName']}: "
+                   f"{str(values['ProcessCommandLine'])[:90]} -> {raised}")
+
+
 def step_proof(out: Path) -> Path:
     """Prove the catalog (``assay test detections/``): print the table, write ``<out>/proof/report.json``,
     ``junit.xml`` and an ATT&CK Navigator layer scored by proof status."""
@@ -135,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     step_catalog(out)
     step_ingest(out)
     step_sigma(out)
+    step_kql(out)
     step_site(out, step_proof(out))  # keep last: the demo ends by saying where to open the site
     return 0
 
