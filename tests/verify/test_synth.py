@@ -256,3 +256,19 @@ def test_expected_telemetry_claims_are_checked_against_the_events(telemetry: Tel
     assert "no Sysmon EID 12" in notes[0]
     assert "no Sysmon EID 1 event has Image rundll32.exe" in notes[1]
     assert "no Security 4688 event for mshta.exe" in notes[2]
+
+
+def test_children_never_start_before_their_parent() -> None:
+    from assay.errors import VerifyError
+
+    base = scenario()
+    assert base.activity is not None
+    late_parent = [p.model_dump(exclude_none=True) for p in base.activity.processes]
+    late_parent[0]["after_seconds"] = 30  # powershell starts late; its children have default times
+    telemetry = synthesize(scenario(processes=late_parent))
+    for process in telemetry.processes.values():
+        if process.parent is not None and not process.ref.endswith(".parent"):
+            assert process.start > process.parent.start, process.ref
+    late_parent[1]["after_seconds"] = 5  # cmstp explicitly before its parent: the scenario is wrong
+    with pytest.raises(VerifyError, match="before its parent 'ps'"):
+        synthesize(scenario(processes=late_parent))

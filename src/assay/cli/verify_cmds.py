@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +148,19 @@ def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format
         scenarios=tuple(scenario_ids) or None, jobs=jobs)
     if shared_data is not None and not shared_data.is_dir():
         raise UsageError(f"--shared-data {shared_data} is not a folder")
-    report = run_paths(targets, options)
+    progress = None
+    if sys.stderr.isatty():
+        done = [0]
+
+        def progress(detection_id: str, scenario: Any) -> None:
+            # One overwritten line on a terminal, so a long proof visibly moves; nothing when piped.
+            done[0] += 1
+            click.echo(f"\r\033[K{done[0]} scenario(s) proven; last: {scenario.id} ({scenario.status})",
+                       err=True, nl=False)
+
+    report = run_paths(targets, options, on_scenario=progress)
+    if progress is not None:
+        click.echo("\r\033[K", err=True, nl=False)
     report_path = save_report(report, out_dir / REPORT_NAME)
     junit_path = out_dir / JUNIT_NAME
     junit_path.write_text(junit_xml(report), encoding="utf-8")

@@ -374,9 +374,19 @@ class _Synthesizer:
     def resolve_processes(self) -> None:
         for index, process in enumerate(self.activity.processes):
             parent = self.processes[process.parent] if process.parent else self.outside_parent(process)
-            offset = process.after_seconds if process.after_seconds is not None else (
-                index * 0.9 + self.seed.number(40, 400, "jitter", process.id) / 1000)
-            start = truncate_ms(self.start + dt.timedelta(seconds=offset))
+            jitter = self.seed.number(40, 400, "jitter", process.id) / 1000
+            if process.after_seconds is not None:
+                start = truncate_ms(self.start + dt.timedelta(seconds=process.after_seconds))
+                if process.parent and start < parent.start:
+                    raise VerifyError(
+                        f"scenario {self.scenario.id!r}: process {process.id!r} starts at +{process.after_seconds}s, "
+                        f"before its parent {process.parent!r}",
+                        hint="a child cannot start before its parent: raise its after_seconds")
+            else:
+                # A small step per process in list order, and never before the parent.
+                start = truncate_ms(max(self.start + dt.timedelta(seconds=index * 0.9 + jitter),
+                                        parent.start + dt.timedelta(seconds=0.2 + jitter)
+                                        if process.parent else self.start))
             user = process.user or (parent.user if process.parent else self.user)
             logon, guid_of_logon, session = self.session(user, process.integrity, process.elevated)
             info = binary_info(process.file_name, process.original_file_name)
