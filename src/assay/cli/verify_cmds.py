@@ -127,8 +127,8 @@ def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format
 
     \b
     For each detection under PATHS (default: detections/), each scenario of its tests.yml is synthesized as
-    Sysmon, Security 4688, Defender XDR and ECS events (or its real recording is loaded), ingested into a fresh
-    in-memory DuckDB, and judged in every form: the Sigma rule on every route it applies to, the native KQL with
+    Sysmon, Security 4688 and Defender XDR events (ECS too with --telemetry ecs) or its real recording is
+    loaded, each schema is ingested into a fresh in-memory DuckDB, and it is judged in every form: the Sigma rule on every route it applies to, the native KQL with
     the detection's alert predicate, and the KQL pySigma's Kusto backend converted the rule to.
     Writes OUT/report.json and OUT/junit.xml. Exit 1 on any failure or undeclared disagreement.
     """
