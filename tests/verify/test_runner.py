@@ -262,3 +262,25 @@ def test_a_sentinel_query_on_security_event_runs_on_the_4688_telemetry(write_det
                                                                               "fires")
     assert attack.evidence[0].values["ParentProcessName"] == "C:\\Windows\\System32\\cmd.exe"
     assert _results(report, "fp-hashfile-installer", "kql")[0].status == "pass"
+
+
+def test_a_disagreement_on_a_real_recording_is_pinned_down_too(write_detection: WriteDetection,
+                                                                shared_data: Path) -> None:
+    # The EDR-Testing-Script recording runs "cmstp.exe  /ni /s https://...". Sigma contains '/n' matches '/ni';
+    # KQL has "/n" does not.
+    sigma = SIGMA_CERTUTIL.format(needle="/n").replace("'CertUtil.exe'", "'CMSTP.EXE'").replace(
+        "certutil.exe", "cmstp.exe")
+    kql = KQL_CERTUTIL.format(needle="/n").replace("certutil.exe", "cmstp.exe").replace(
+        "| where Timestamp > ago(1h)\n", "")
+    recording = {"id": "rec-edr-testing", "title": "EDR-Testing-Script CMSTP remote INF", "kind": "attack",
+                 "provenance": {"recording": {"path": "cmstp/panache_sysmon_vs_EDRTestingScript.evtx"}},
+                 "expected": {"sigma": "fires", "kql": "does-not-fire"}}
+    folder = write_detection(sigma=sigma, kql=kql, scenarios=[recording])
+    report = run_paths([folder], RunOptions(forms=("sigma", "kql"), shared_data=shared_data))
+    results = _results(report, "rec-edr-testing")
+    assert all(r.status == "pass" for r in results), [(r.key, r.reason) for r in results]
+    finding = report.detections[0].agreement[0]
+    assert finding.status == "fail"
+    assert finding.operator and "contains '/n' is true" in finding.operator and "has '/n' is false" in \
+        finding.operator
+    assert "/ni /s https://" in str(finding.event["ProcessCommandLine"])

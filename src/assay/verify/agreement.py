@@ -303,16 +303,24 @@ def _pin_operator(truths_a: list[tuple[Atom, bool, str | None]], truths_b: list[
     return None
 
 
-def diagnose(forms: tuple[str, str], loaded: LoadedDetection, telemetry: Telemetry,
+#: One process creation as both schemas show it: (Sysmon EventData, Defender DeviceProcessEvents row).
+ProcessPair = tuple[dict[str, Any], dict[str, Any]]
+
+
+def process_pairs(telemetry: Telemetry) -> list[ProcessPair]:
+    """The synthesized process creations, Sysmon and Defender side by side (same order: one per process)."""
+    sysmon = [r["Event"]["EventData"] for r in telemetry.sysmon if r["Event"]["System"]["EventID"] == 1]
+    return list(zip(sysmon, telemetry.defender.get("DeviceProcessEvents", []), strict=False))
+
+
+def diagnose(forms: tuple[str, str], loaded: LoadedDetection, pairs: Sequence[ProcessPair],
              converted: dict[str, str], fired: int | None = None) -> Diagnosis:
     """The atoms of two forms re-evaluated on each process event of the scenario; the first that differ in the
     direction of the verdicts (``fired``: index of the form that fired, when one did)."""
     atoms_a = _atoms_for(forms[0], loaded, converted)
     atoms_b = _atoms_for(forms[1], loaded, converted)
-    process_rows = telemetry.defender.get("DeviceProcessEvents", [])
-    sysmon_events = [r["Event"]["EventData"] for r in telemetry.sysmon if r["Event"]["System"]["EventID"] == 1]
     candidates: list[tuple[int, Diagnosis]] = []
-    for sysmon, defender in zip(sysmon_events, process_rows, strict=False):
+    for sysmon, defender in pairs:
         event: dict[str, JsonScalar] = {k: cap_value(defender.get(k)) for k in (
             "Timestamp", "DeviceName", "AccountName", "FolderPath", "ProcessCommandLine",
             "ProcessVersionInfoOriginalFileName", "InitiatingProcessFolderPath", "InitiatingProcessCommandLine")}
@@ -372,7 +380,7 @@ def _full_form(base: str, results: Iterable[FormResult]) -> str:
 
 
 def agreement_findings(loaded: LoadedDetection, report: DetectionReport,
-                       telemetry: dict[str, Telemetry | None], mode: str = "fail",
+                       processes: dict[str, list[ProcessPair]], mode: str = "fail",
                        converted_queries: dict[str, str] | None = None) -> list[AgreementFinding]:
     """Findings for every scenario whose forms disagree, and for declared differences that did not occur."""
     converted = converted_queries or {}
@@ -396,11 +404,11 @@ def agreement_findings(loaded: LoadedDetection, report: DetectionReport,
                       is None]
         status = "known" if not undeclared else ("warn" if mode == "warn" else "fail")
         focus = undeclared[0] if undeclared else pairs[0]
-        scenario_telemetry = telemetry.get(scenario.id)
+        scenario_processes = processes.get(scenario.id) or []
         fires = [any(r.verdict == "fires" for r in ran if r.base_form == base) for base in focus]
         fired = fires.index(True) if fires.count(True) == 1 else None
-        diagnosis = diagnose((_full_form(focus[0], ran), _full_form(focus[1], ran)), loaded, scenario_telemetry,
-                             converted, fired) if scenario_telemetry is not None else Diagnosis(None, None, {})
+        diagnosis = diagnose((_full_form(focus[0], ran), _full_form(focus[1], ran)), loaded, scenario_processes,
+                             converted, fired)
         declarations = [loaded.known_difference(_as_form(a), _as_form(b), scenario.id) for a, b in pairs]
         reasons = list(dict.fromkeys(d.reason for d in declarations if d is not None))
         operator = diagnosis.operator

@@ -27,6 +27,7 @@ from assay.catalog.loader import load_catalog
 from assay.catalog.models import Form, LoadedDetection, Scenario
 from assay.engine import DuckDBEngine
 from assay.errors import AssayError, UsageError, VerifyError, did_you_mean
+from assay.verify.agreement import ProcessPair
 from assay.verify.report import (
     ColumnCheck,
     DetectionReport,
@@ -287,8 +288,8 @@ class DetectionRun:
         self.route_fields: dict[str, tuple[str, ...]] = {}
         self.conversions: dict[str, str] = {}
         self.kql_text = loaded.kql_text
-        #: The synthesized telemetry of each scenario, kept for the agreement diagnosis.
-        self.telemetry: dict[str, Telemetry | None] = {}
+        #: Each scenario's process creations (Sysmon and Defender side by side), kept for the agreement diagnosis.
+        self.processes: dict[str, list[ProcessPair]] = {}
         forms = [f for f in loaded.forms if f in options.forms]
         self.forms: list[str] = []
         if "sigma" in forms:
@@ -371,7 +372,7 @@ class DetectionRun:
                          key=lambda s: SIGMA_TELEMETRY.index(s) if s in SIGMA_TELEMETRY else 99)
         try:
             with scenario_data(scenario, schemas, shared_data) as data:
-                self.telemetry[scenario.id] = data.telemetry
+                self.processes[scenario.id] = _process_pairs(data)
                 if data.skip_reason:
                     for form in self.forms:
                         result.results.append(FormResult(
@@ -551,9 +552,28 @@ class DetectionRun:
             report.scenarios.append(scenario_result)
             if on_scenario is not None:
                 on_scenario(detection.id, scenario_result)
-        report.agreement = agreement_findings(self.loaded, report, self.telemetry, self.options.agreement,
+        report.agreement = agreement_findings(self.loaded, report, self.processes, self.options.agreement,
                                               converted_queries=self.conversions)
         return report
+
+
+def _process_pairs(data: ScenarioData) -> list[ProcessPair]:
+    """Process creations as Sysmon and Defender show them: synthesized, or read back from a recording's database
+    (a DeviceProcessEvents row mapped from Sysmon keeps the AssayEventId of its RawEvents event)."""
+    from assay.verify.agreement import process_pairs
+
+    if data.telemetry is not None:
+        return process_pairs(data.telemetry)
+    engine = data.engines.get("recording")
+    if engine is None:
+        return []
+    result = engine.run('SELECT r."Fields" AS "RawFields", d.* FROM "DeviceProcessEvents" d JOIN "RawEvents" r '
+                        'USING ("AssayEventId") WHERE r."EventID" = 1 ORDER BY d."AssayEventId" LIMIT 500')
+    pairs: list[ProcessPair] = []
+    for row in result.rows:
+        values = dict(zip(result.columns, row, strict=False))
+        pairs.append((dict(values.pop("RawFields") or {}), values))
+    return pairs
 
 
 def _leading_table(query: str) -> str | None:
