@@ -497,7 +497,7 @@ class DetectionRun:
             if predicate:
                 reason += f" ({len(scored.rows)} row(s) scored, {len(alerts.rows)} meet the alert predicate)"
             shown = alerts if alerts.rows else scored
-            evidence, omitted = evidence_rows(_names(shown), [list(r) for r in shown.rows])
+            evidence, omitted = _kql_evidence(shown, query)
             results.append(FormResult(**common, status=status, verdict=verdict, reason=reason,
                                       row_count=len(alerts.rows), scored_row_count=len(scored.rows) if predicate
                                       else None, evidence=evidence, evidence_omitted=omitted,
@@ -522,7 +522,7 @@ class DetectionRun:
                 continue
             verdict: Verdict = "fires" if result.rows else "does-not-fire"
             status, reason = judge(expected, verdict)
-            evidence, omitted = evidence_rows(_names(result), [list(r) for r in result.rows])
+            evidence, omitted = _kql_evidence(result, query)
             results.append(FormResult(**common, status=status, verdict=verdict, reason=reason,
                                       row_count=len(result.rows), evidence=evidence, evidence_omitted=omitted,
                                       sql=result.sql, duration_ms=round((time.perf_counter() - started) * 1000, 2)))
@@ -583,6 +583,23 @@ def _leading_table(query: str) -> str | None:
     lines = [line for line in query.splitlines() if line.strip() and not line.strip().startswith("//")]
     match = re.match(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(\||$)", lines[0]) if lines else None
     return match.group(1) if match and match.group(1) not in ("let", "print", "datatable") else None
+
+
+#: Above this many columns (a query returning whole rows), evidence keeps context columns and those the query reads.
+EVIDENCE_COLUMN_LIMIT = 16
+
+
+def _kql_evidence(result: Any, query: str) -> tuple[list[Any], int]:
+    """Evidence rows of a KQL result; whole-table rows are cut to the columns that explain the match."""
+    import re
+
+    names = _names(result)
+    keep = list(range(len(names)))
+    if len(names) > EVIDENCE_COLUMN_LIMIT:
+        mentioned = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", query))
+        context = set(EVIDENCE_CONTEXT["DeviceProcessEvents"]) | {"AssayEventId", "AssaySource"}
+        keep = [i for i, name in enumerate(names) if name in context or name in mentioned]
+    return evidence_rows([names[i] for i in keep], [[row[i] for i in keep] for row in result.rows])
 
 
 def _names(result: Any) -> list[str]:
