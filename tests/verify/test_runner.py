@@ -284,3 +284,14 @@ def test_a_disagreement_on_a_real_recording_is_pinned_down_too(write_detection: 
     assert finding.operator and "contains '/n' is true" in finding.operator and "has '/n' is false" in \
         finding.operator
     assert "/ni /s https://" in str(finding.event["ProcessCommandLine"])
+
+
+def test_a_kql_that_does_not_parse_is_an_error_of_that_form_only(write_detection: WriteDetection) -> None:
+    folder = write_detection(sigma=SIGMA_CERTUTIL.format(needle="-urlcache"),
+                             kql="DeviceProcessEvents\n| where FileName =~ \"certutil.exe\" and (\n",
+                             scenarios=[attack_scenario()])
+    report = run_paths([folder], RunOptions(forms=("sigma", "kql"), sigma_telemetry=("sysmon",)))
+    by_form = {r.form: r for r in _results(report, "own-urlcache-download")}
+    assert by_form["kql"].status == "error" and "did not run" in by_form["kql"].reason
+    assert by_form["sigma"].status == "pass"
+    assert report.summary.errors == 1 and report.detections[0].proof_status == "failing"

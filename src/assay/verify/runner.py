@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -380,17 +381,23 @@ class DetectionRun:
                             reason=data.skip_reason, telemetry="recording"))
                     return result
                 result.telemetry_notes = self.check_expected_telemetry(scenario, data)
+                runs: list[tuple[str, Callable[[], list[FormResult]]]] = []
                 if "sigma" in self.forms:
-                    result.results.extend(self.run_sigma(scenario, data))
+                    runs.append(("sigma", partial(self.run_sigma, scenario, data)))
                 if "kql" in self.forms:
-                    result.results.extend(self.run_kql(scenario, data))
+                    runs.append(("kql", partial(self.run_kql, scenario, data)))
                 for target, query in self.conversions.items():
-                    result.results.extend(self.run_converted(scenario, data, target, query))
-        except AssayError as error:
-            for form in self.forms:
-                result.results.append(FormResult(
-                    form=form, key=form, status="error", expected=scenario.expected.outcome(_base(form)),
-                    reason=f"the scenario could not be prepared: {error}"))
+                    runs.append((f"converted:{target}", partial(self.run_converted, scenario, data, target, query)))
+                for form, run in runs:
+                    # One form breaking (an engine bug, an unsupported construct) must not hide the others.
+                    try:
+                        result.results.extend(run())
+                    except Exception as error:
+                        reason = f"the form failed to run: {_describe_error(error)}"
+                        result.results.append(_error_result(form, scenario, reason))
+        except Exception as error:
+            result.results = [_error_result(form, scenario, f"the scenario could not be prepared: "
+                                                            f"{_describe_error(error)}") for form in self.forms]
         return result
 
     @staticmethod
@@ -555,6 +562,16 @@ class DetectionRun:
         report.agreement = agreement_findings(self.loaded, report, self.processes, self.options.agreement,
                                               converted_queries=self.conversions)
         return report
+
+
+def _error_result(form: str, scenario: Scenario, reason: str) -> FormResult:
+    return FormResult(form=form, key=form, status="error", expected=scenario.expected.outcome(_base(form)),
+                      reason=reason)
+
+
+def _describe_error(error: Exception) -> str:
+    """An AssayError as it renders; anything else with its type, so the report says what broke."""
+    return str(error) if isinstance(error, AssayError) else f"{type(error).__name__}: {error}"
 
 
 def _process_pairs(data: ScenarioData) -> list[ProcessPair]:
