@@ -71,14 +71,14 @@ def run_floor(shared: Path, records: int) -> dict[str, float]:
 
 def run_ingest(shared: Path, records: int, threads: int) -> dict[str, float]:
     from assay.engine import DuckDBEngine
-    from assay.ingest.pipeline import ingest_sources
+    from assay.ingest.pipeline import DEFAULT_MEMORY_LIMIT, ingest_sources
     from assay.ingest.sources import EVTX, Source
 
     sources = [Source(label, (lambda d=data: io.BytesIO(d)), EVTX) for label, data in
                plan(load_corpus(shared), records)]
     with tempfile.TemporaryDirectory() as folder:
         engine = DuckDBEngine(Path(folder) / "bench.duckdb", threads=threads)
-        engine.connection.execute("SET memory_limit = '600MB'").fetchall()
+        engine.connection.execute("SET memory_limit = $1", [DEFAULT_MEMORY_LIMIT]).fetchall()
         cpu_before = cpu_now()
         started = time.perf_counter()
         summary = ingest_sources(sources, engine, reader_threads=threads)

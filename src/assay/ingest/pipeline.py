@@ -28,7 +28,7 @@ from assay.ingest.writer import (
 from assay.schema import canonical_tables
 
 #: DuckDB memory cap while ingesting into a database the call opens itself (peak RSS stays under ~1 GiB).
-DEFAULT_MEMORY_LIMIT = "600MB"
+DEFAULT_MEMORY_LIMIT = "400MB"
 #: Bad records listed one by one in a summary (all are counted).
 MAX_LISTED_BAD_RECORDS = 1000
 

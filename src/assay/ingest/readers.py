@@ -20,7 +20,7 @@ import evtx
 
 from assay.ingest.sources import DEFENDER_CSV, EVTX, Source
 
-DEFAULT_BATCH_ROWS = 50_000
+DEFAULT_BATCH_ROWS = 20_000
 EVTX_FILE_HEADER_SIZE = 0x1000
 EVTX_CHUNK_SIZE = 0x10000
 _CHUNK_NUMBER = re.compile(r"chunk number (\d+)")
