@@ -330,9 +330,9 @@ class DetectionRun:
                 raise VerifyError("the rule's logsource lands on no table Assay has (see `assay sigma` routes)")
             for target in self.targets:
                 self.route_fields[target.route] = tuple(target.fields)
-        except AssayError as error:
+        except Exception as error:  # pySigma raises more than SigmaError on odd rules
             self.rule = None
-            self.errors.append(f"sigma: the rule does not load or compile: {error}")
+            self.errors.append(f"sigma: the rule does not load or compile: {_describe_error(error)}")
 
     def _convert(self) -> None:
         from assay.sigma import convert
@@ -340,8 +340,8 @@ class DetectionRun:
         for target in self.options.converted_targets:
             try:
                 conversion = convert(self.rule, target)
-            except AssayError as error:
-                self.errors.append(f"converted:{target}: conversion failed: {error}")
+            except Exception as error:
+                self.errors.append(f"converted:{target}: conversion failed: {_describe_error(error)}")
                 continue
             if conversion.status == "failed" or not conversion.query:
                 self.errors.append(f"converted:{target}: pySigma could not convert the rule: "
@@ -689,7 +689,14 @@ def run_detections(detections: Sequence[LoadedDetection], options: RunOptions | 
                                  "scenario ids are the `id:` keys of tests.yml")
         detections = [d for d in detections if any(s.id in options.scenarios for s in d.scenarios)]
     for loaded in detections:
-        report.detections.append(DetectionRun(loaded, options).run(shared_data, on_scenario))
+        try:
+            report.detections.append(DetectionRun(loaded, options).run(shared_data, on_scenario))
+        except Exception as error:
+            # A detection that breaks the runner is reported as failing; the other detections still run.
+            detection = loaded.detection
+            report.detections.append(DetectionReport(
+                id=detection.id, title=detection.title, technique=detection.technique, path=str(loaded.path),
+                errors=[f"the proof run failed: {_describe_error(error)}"]))
     report.run.finished = dt.datetime.now(dt.UTC)
     report.summarize()
     return report
