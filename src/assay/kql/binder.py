@@ -1433,10 +1433,18 @@ class Binder:
     def lower_binary(self, node: ast.Binary, sub: Any) -> Typed:
         op = node.op
         if op in ("and", "or"):
-            left, right = sub(node.left), sub(node.right)
-            connect = exp.and_ if op == "and" else exp.or_
-            connected: exp.Expr = connect(self.as_bool(left, node.left), self.as_bool(right, node.right),
-                                          copy=False)
+            # a chain a or b or c ... is flattened and rebuilt balanced: generated rules OR hundreds of terms,
+            # and a left-deep tree that deep would exhaust the Python stack in the SQL generator
+            operands: list[ast.Expr] = []
+            pending: list[ast.Expr] = [node]
+            while pending:
+                current = pending.pop()
+                if isinstance(current, ast.Binary) and current.op == op:
+                    pending.extend((current.right, current.left))
+                else:
+                    operands.append(current)
+            lowered = [self.as_bool(sub(operand), operand) for operand in operands]
+            connected: exp.Expr = balanced(lowered, exp.And if op == "and" else exp.Or)
             if not self.in_where:
                 connected = exp.Coalesce(this=exp.Paren(this=connected), expressions=[exp.false()])
             return Typed(connected, "bool")
@@ -1642,6 +1650,11 @@ class Binder:
         if not values:
             return Typed(exp.true() if negated else exp.false(), "bool")
         needle_typed = left
+        if base == "in~":
+            # in~ is a string operator: values of other types compare by their text (pySigma's kusto backend
+            # writes RemotePort in~ ("80", "443"))
+            needle_typed = Typed(as_string(left), "string")
+            values = [Typed(as_string(v), "string") for v in values]
         expressions = []
         for value in values:
             aligned_left, aligned = self.align_dynamic(needle_typed, value)
@@ -1753,6 +1766,15 @@ def ordered_distinct(items: exp.Expr) -> exp.Expr:
     from assay.kql.functions import ordered_distinct as distinct_in_order
 
     return distinct_in_order(items)
+
+
+def balanced(operands: list[exp.Expr], connector: type[exp.Connector]) -> exp.Expr:
+    """Combine operands with AND/OR as a balanced tree (depth log n), each side parenthesized."""
+    if len(operands) == 1:
+        return operands[0]
+    middle = len(operands) // 2
+    return connector(this=exp.Paren(this=balanced(operands[:middle], connector)),
+                     expression=exp.Paren(this=balanced(operands[middle:], connector)))
 
 
 def alias(expression: exp.Expr, name: str) -> exp.Alias:

@@ -229,8 +229,10 @@ class Lexer:
                         raise self.error(f"bad hex escape \\x{digits}", self.line, self.col) from None
                     self._advance(4)
                     continue
-                raise self.error(f"unknown escape sequence \\{escaped}", self.line, self.col,
-                                 "write \\\\ for a backslash, or use a verbatim string @\"...\"")
+                # an unknown escape keeps the character (pySigma's kusto backend writes "\\*" for a literal *)
+                parts.append(escaped)
+                self._advance(2)
+                continue
             parts.append(char)
             self._advance(1)
 
