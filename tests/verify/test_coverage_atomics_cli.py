@@ -274,3 +274,20 @@ def test_atomics_import_handles_the_whole_atomic_red_team_corpus(shared_data: Pa
         assert all(s.provenance.atomic and s.provenance.atomic.technique == technique for s in scenarios)
         stubs += len(scenarios)
     assert stubs > 100
+
+
+def test_cli_baseline_lists_regressions(write_detection: WriteDetection, tmp_path: Path) -> None:
+    folder = write_detection(sigma=SIGMA_CERTUTIL.format(needle="-urlcache"),
+                             kql=KQL_CERTUTIL.format(needle="-urlcache"), scenarios=[attack_scenario()])
+    out = tmp_path / "proof"
+    args = ["test", str(folder), "--form", "sigma", "--telemetry", "sysmon", "--out", str(out)]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    rule = folder / "rule.sigma.yml"
+    rule.write_text(rule.read_text(encoding="utf-8").replace("'-urlcache'", "'-verifyctl'"), encoding="utf-8")
+    from assay.catalog import clear_cache
+
+    clear_cache()
+    result = CliRunner().invoke(cli, [*args, "--baseline", str(out / "report.json")])
+    assert result.exit_code == 1
+    assert "1 regression(s)" in result.output
+    assert "REGRESSION own-urlcache-download [sigma[sysmon:1]]: pass -> fail" in result.output

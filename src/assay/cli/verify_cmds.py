@@ -119,10 +119,12 @@ def print_proof_report(report: Any, verbose: bool = False) -> None:
               help="Run only this scenario (repeatable); the detections without it are left out.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 32), default=1, show_default=True,
               help="Scenarios proven in parallel (each has its own databases).")
+@click.option("--baseline", type=click.Path(path_type=Path, dir_okay=False),
+              help="A previous report.json: list the checks that regressed or got fixed since.")
 @click.option("-v", "--verbose", is_flag=True, help="Also list skipped checks and declared differences.")
 def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format: str, out_dir: Path,
                   agreement: str, now_text: str | None, shared_data: Path | None, telemetry: tuple[str, ...],
-                  scenario_ids: tuple[str, ...], jobs: int, verbose: bool) -> None:
+                  scenario_ids: tuple[str, ...], jobs: int, baseline: Path | None, verbose: bool) -> None:
     """Prove detections: run every form on every scenario and check the forms agree.
 
     \b
@@ -133,7 +135,7 @@ def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format
     Writes OUT/report.json and OUT/junit.xml. Exit 1 on any failure or undeclared disagreement.
     """
     from assay.verify.junit import junit_xml
-    from assay.verify.report import save_report
+    from assay.verify.report import compare_reports, load_report, save_report
     from assay.verify.runner import DEFAULT_SIGMA_TELEMETRY, RunOptions, run_paths
 
     targets = list(paths) or [Path("detections")]
@@ -158,6 +160,8 @@ def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format
             click.echo(f"\r\033[K{done[0]} scenario(s) proven; last: {scenario.id} ({scenario.status})",
                        err=True, nl=False)
 
+    # Read the baseline first: it may be the very report this run overwrites.
+    previous = load_report(baseline) if baseline is not None else None
     report = run_paths(targets, options, on_scenario=progress)
     if progress is not None:
         click.echo("\r\033[K", err=True, nl=False)
@@ -170,6 +174,16 @@ def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format
         click.echo(junit_xml(report), nl=False)
     else:
         print_proof_report(report, verbose)
+        if previous is not None:
+            changes = compare_reports(previous, report)
+            regressions = [c for c in changes if c.regression]
+            click.echo(f"since {baseline}: {len(regressions)} regression(s), "
+                       f"{sum(1 for c in changes if c.before in ('fail', 'error') and c.after == 'pass')} fixed, "
+                       f"{len(changes)} change(s) in all")
+            for change in changes:
+                marker = "REGRESSION" if change.regression else "changed"
+                click.echo(f"  {marker} {change.scenario} [{change.key}]: {change.before or 'absent'} -> "
+                           f"{change.after or 'absent'}")
         click.echo(f"report: {report_path}  junit: {junit_path}")
     summary = report.summary
     failed = summary.failed or summary.errors or (summary.disagreements and agreement == "fail")

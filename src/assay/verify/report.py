@@ -283,6 +283,41 @@ class ProofReport(ReportModel):
 _STATUS_RANK: dict[str, int] = {"pass": 0, "skip": 1, "fail": 2, "error": 3}
 
 
+class StatusChange(ReportModel):
+    """One check whose status differs between two runs (``None``: the check did not exist in that run)."""
+
+    detection: str
+    scenario: str
+    key: str
+    before: str | None
+    after: str | None
+
+    @property
+    def regression(self) -> bool:
+        """Worse than before: a check that passed (or did not exist) and now fails or errors."""
+        return self.after in ("fail", "error") and self.before not in ("fail", "error")
+
+
+def compare_reports(before: ProofReport, after: ProofReport) -> list[StatusChange]:
+    """Checks (scenario × form/route, and agreement findings) whose status changed between two runs."""
+
+    def statuses(report: ProofReport) -> dict[tuple[str, str, str], str]:
+        found: dict[tuple[str, str, str], str] = {}
+        for detection in report.detections:
+            for scenario in detection.scenarios:
+                for result in scenario.results:
+                    found[(detection.id, scenario.id, result.key or result.form)] = result.status
+            for finding in detection.agreement:
+                found[(detection.id, finding.scenario, "agreement")] = (
+                    "fail" if finding.status == "fail" else "pass")
+        return found
+
+    old, new = statuses(before), statuses(after)
+    changes = [StatusChange(detection=d, scenario=s, key=k, before=old.get((d, s, k)), after=new.get((d, s, k)))
+               for d, s, k in sorted(set(old) | set(new)) if old.get((d, s, k)) != new.get((d, s, k))]
+    return changes
+
+
 def worst_status(statuses: Any) -> ResultStatus:
     """The worst of several statuses (error > fail > skip > pass); ``skip`` when there are none."""
     worst: ResultStatus | None = None
