@@ -189,6 +189,8 @@ def truncate_ms(when: dt.datetime) -> dt.datetime:
 
 @dataclass(frozen=True)
 class Hashes:
+    """A file's hashes (upper-case hex, as Sysmon prints them; Defender columns use lower case)."""
+
     md5: str
     sha1: str
     sha256: str
@@ -233,6 +235,8 @@ class ProcessFacts:
 
 @dataclass(frozen=True)
 class HostFacts:
+    """The host as every schema names it, plus the per-host constants (Sysmon's machine id and service PID)."""
+
     name: str
     computer: str
     device_id: str
@@ -323,7 +327,8 @@ class _Synthesizer:
     def session(self, user: User, integrity: str, elevated: bool) -> tuple[int, str, int]:
         """Logon id, logon GUID and terminal session of a token."""
         if user.sid == SYSTEM_USER.sid:
-            boot = self.start - dt.timedelta(seconds=self.seed.number(40_000, 400_000, "boot", scoped=False))
+            boot = self.start - dt.timedelta(seconds=self.seed.number(40_000, 400_000, "boot", self.host.name,
+                                                                      scoped=False))
             return SYSTEM_LOGON_ID, logon_guid(self.host.machine, boot, SYSTEM_LOGON_ID), 0
         logon = user.logon_id or (self.user_logon if user.sid == self.user.sid else
                                   self.seed.number(0x30000, 0x9FFFFF, "logon", user.sid))
