@@ -148,7 +148,11 @@ def _final_select(relation: Relation) -> exp.Expr:
     return parenthesize(final)
 
 
-_OPERATOR_NODES = (exp.Binary, exp.Not, exp.Neg, exp.Between, exp.Is, exp.Interval)
+# Parents whose operands sqlglot prints without parentheses where precedence can change the meaning
+_NEEDS_PARENS = (exp.Sub, exp.Div, exp.IntDiv, exp.Mod, exp.Mul, exp.Add, exp.DPipe, exp.Neg, exp.Not, exp.Is,
+                 exp.Interval, exp.Between, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+_OPERATOR_NODES = (exp.Binary, exp.Not, exp.Neg, exp.Between, exp.Is)
+_OPERAND_KEYS = ("this", "expression", "low", "high")
 
 
 def parenthesize(tree: exp.Expr) -> exp.Expr:
@@ -157,19 +161,18 @@ def parenthesize(tree: exp.Expr) -> exp.Expr:
     stack = [tree]
     while stack:
         node = stack.pop()
-        is_operator = isinstance(node, _OPERATOR_NODES)
-        for key, child in node.args.items():
-            if isinstance(child, list):
+        args = node.args
+        if isinstance(node, _NEEDS_PARENS):
+            for key in _OPERAND_KEYS:
+                child = args.get(key)
+                if isinstance(child, _OPERATOR_NODES) and \
+                        not (isinstance(node, exp.Interval) and not isinstance(child, exp.Binary)):
+                    node.set(key, exp.Paren(this=child))
+        for child in args.values():
+            if isinstance(child, exp.Expr):
+                stack.append(child)
+            elif isinstance(child, list):
                 stack.extend(c for c in child if isinstance(c, exp.Expr))
-                continue
-            if not isinstance(child, exp.Expr):
-                continue
-            if is_operator and key in ("this", "expression", "low", "high") and \
-                    isinstance(child, _OPERATOR_NODES) and \
-                    not (isinstance(node, exp.Interval) and not isinstance(child, exp.Binary)):
-                wrapped = exp.Paren(this=child)
-                node.set(key, wrapped)
-            stack.append(child)
     return tree
 
 

@@ -512,8 +512,7 @@ class Binder:
         return exp.Subquery(this=relation.select, alias=exp.TableAlias(this=exp.to_identifier(alias or self.alias())))
 
     def row_scope(self, relation: Relation, table: str | None = None) -> dict[str, Typed]:
-        return {name: Typed(exp.column(name, table=table, quoted=True), kusto_type)
-                for name, kusto_type in relation.columns}
+        return RowScope(relation.columns, table)
 
     def _with_order(self, select: exp.Select, source: Relation, table: str | None = None,
                     star: bool = False) -> exp.Select:
@@ -613,7 +612,7 @@ class Binder:
             if assignment.name is None and isinstance(assignment.expr, ast.Name) and \
                     any(c in assignment.expr.name for c in "*") is False and assignment.expr.name not in scope:
                 self.unknown_column(assignment.expr.name, assignment.expr.pos, scope, env)
-            [(name, typed)] = self.assign([assignment], dict(scope), env, "project", len(columns) + 1)
+            [(name, typed)] = self.assign([assignment], copy_scope(scope), env, "project", len(columns) + 1)
             if name in [c for c, _ in columns]:
                 self.fail(f"column '{name}' is projected twice", assignment.expr.pos,
                           "rename one of them with name = expression")
@@ -706,7 +705,8 @@ class Binder:
                 self.subquery(source), copy=False).distinct(copy=False)
             return Relation(select, list(source.columns))
         scope = self.row_scope(source)
-        assigned = self.assign([ast.Assignment(None, c) for c in operator.columns], dict(scope), env, "distinct")
+        assigned = self.assign([ast.Assignment(None, c) for c in operator.columns], copy_scope(scope), env,
+                               "distinct")
         select = exp.select(*[exp.alias_(t.sql, n, quoted=True) for n, t in assigned], copy=False).from_(
             self.subquery(source), copy=False).distinct(copy=False)
         return Relation(select, [(n, t.kusto_type) for n, t in assigned])
@@ -1256,7 +1256,7 @@ class Binder:
         except re.error as error:
             self.fail(f"invalid parse pattern: {error}", operator.pos)
         matched: exp.Expr = exp.RegexpLike(this=text, expression=string(pattern))
-        new_scope = dict(scope)
+        new_scope = copy_scope(scope)
         typed_extracts: list[exp.Expr] = []
         for name, kusto_type, group_number in targets:
             extracted: exp.Expr = fn("regexp_extract", text, string(pattern), number(group_number))
@@ -1718,7 +1718,7 @@ class Binder:
                 self.fail(f"{name}() is an aggregate: use it in summarize", node.pos,
                           "e.g. | summarize " + name + "(...) by Column")
             aggregates.used = True
-            return self.lower_single_aggregate(node, dict(scope), env)
+            return self.lower_single_aggregate(node, copy_scope(scope), env)
         spec = SCALAR_FUNCTIONS.get(name)
         if spec is None:
             if name.startswith("_Get") or name.startswith("_ASim") or name.startswith("_Im_") or \
@@ -1766,6 +1766,60 @@ def ordered_distinct(items: exp.Expr) -> exp.Expr:
     from assay.kql.functions import ordered_distinct as distinct_in_order
 
     return distinct_in_order(items)
+
+
+class RowScope(dict[str, Typed]):
+    """The columns visible to an operator's expressions, built on first use: a wide table has ~60 columns and
+    most operators touch a few, so creating every column node up front dominated bind time."""
+
+    def __init__(self, columns: Sequence[tuple[str, str]], table: str | None = None) -> None:
+        super().__init__()
+        self.column_types: dict[str, str] = dict(columns)
+        self.table = table
+
+    def __missing__(self, name: str) -> Typed:
+        kusto_type = self.column_types.get(name)
+        if kusto_type is None:
+            raise KeyError(name)
+        value = Typed(exp.column(name, table=self.table, quoted=True), kusto_type)
+        self[name] = value
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, name) or name in self.column_types
+
+    def get(self, name: str, default: Any = None) -> Any:
+        if name in self:  # not self.get (recursion): __missing__ builds the column on first use
+            return self[name]
+        return default
+
+    def _names(self) -> list[str]:
+        return list(self.column_types) + [n for n in dict.keys(self) if n not in self.column_types]
+
+    def __iter__(self) -> Any:
+        return iter(self._names())
+
+    def keys(self) -> Any:
+        return self._names()
+
+    def items(self) -> Any:
+        return [(name, self[name]) for name in self._names()]
+
+    def values(self) -> Any:
+        return [self[name] for name in self._names()]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def copy(self) -> RowScope:
+        duplicate = RowScope([], self.table)
+        duplicate.column_types = dict(self.column_types)
+        dict.update(duplicate, dict.items(self))
+        return duplicate
+
+
+def copy_scope(scope: Mapping[str, Typed]) -> dict[str, Typed]:
+    return scope.copy() if isinstance(scope, RowScope) else dict(scope)
 
 
 def balanced(operands: list[exp.Expr], connector: type[exp.Connector]) -> exp.Expr:

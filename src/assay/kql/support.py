@@ -69,6 +69,11 @@ SEMANTICS = [
     "`now()` is fixed once per run and settable (`--now`, `run(now=...)`); `ago()` follows it.",
     "long / long is integer division (truncating); a real operand gives real division; `%` is never negative.",
     "Datetimes have microsecond precision (Kusto: 100 ns ticks).",
+    "`in~` compares text: a number or datetime operand is converted with tostring() (pySigma's kusto backend "
+    "writes `RemotePort in~ (\"80\", \"443\")`). An unknown escape in a string literal (`\"\\*\"`) keeps "
+    "the character.",
+    "Tabular lets become CTEs (computed once per query); `and`/`or` chains are rebuilt balanced, so generated "
+    "rules with hundreds of terms compile.",
     "`dcount`, `dcountif` and `percentile(s)` are exact (Kusto estimates); `make_set` returns its values sorted "
     "(Kusto leaves the order unspecified).",
     "Dynamic values are JSON; `d.a.b[0]` becomes one `json_extract(d, '$.\"a\".\"b\"[0]')`.",
