@@ -119,12 +119,13 @@ def hits_for(engine: DuckDBEngine, matches: Sequence[tuple[int, int]], refs: Seq
     finally:
         connection.unregister("assay_hunt_wanted")
     events: dict[int, tuple[Any, ...]] = {int(row[0]): row for row in rows}
+    by_number = {ref.number: ref for ref in refs}
     hits = []
     for number, event_id in matches:
         row = events.get(event_id)
         if row is None:
             continue
-        hits.append(make_hit(refs[number], row))
+        hits.append(make_hit(by_number[number], row))
     return hits
 
 

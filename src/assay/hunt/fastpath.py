@@ -1,10 +1,16 @@
-"""The fast path: stream raw records, prefilter them against all rules at once, check candidates exactly.
+"""The fast path: stream records, prefilter them against all rules at once, check candidates exactly.
 
-Work is split into units of sources (files, zip members); each worker process streams its units' records from
-the ingestion readers, asks the :class:`~assay.hunt.prefilter.PrefilterIndex` which targets could match each raw
-record, loads only the candidate records into its own in-memory DuckDB (through the ingestion writer, so fields
-are exactly what ``assay ingest`` stores) and checks the candidate pairs with the targets' exact SQL. Workers
-return hits, never whole events; memory stays bounded by one gathered chunk per worker.
+Work is split into units of sources (files, zip members) spread over worker processes (one per core). Each
+worker streams its units' records from the ingestion readers.
+
+- EVTX records become RawEvents rows in Python (:mod:`assay.hunt.events`); the
+  :class:`~assay.hunt.prefilter.FieldPrefilter` names the few targets that could match (per-field automata, run
+  once per distinct value); those are checked with the rules' exact logic as Python (:mod:`assay.hunt.pyeval`).
+- JSON sources are prefiltered on their raw text (:class:`~assay.hunt.prefilter.TextPrefilter`); candidate
+  records are loaded into the worker's own DuckDB by the ingestion writer and checked with the targets' SQL.
+- Targets whose SQL has no Python form are checked on DuckDB the same way.
+
+Workers return hits, never whole events; memory stays bounded by one gathered chunk per worker.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ from typing import Any
 
 from assay.engine import DuckDBEngine
 from assay.hunt.evaluate import TargetRef, evaluate_pairs, hits_for
-from assay.hunt.prefilter import PrefilterIndex, PrefilterTarget
-from assay.hunt.timeline import Hit
+from assay.hunt.events import EventRow, evtx_row
+from assay.hunt.prefilter import FieldPrefilter, PrefilterTarget, TextPrefilter
+from assay.hunt.pyeval import Predicate, compile_predicate
+from assay.hunt.timeline import Hit, key_fields
 from assay.ingest.readers import BadRecord, Batch, read_source
 from assay.ingest.sources import EVTX, Source
 from assay.ingest.writer import RawEventWriter
@@ -46,18 +54,40 @@ class UnitResult:
     records_by_route_key: dict[tuple[str | None, int | None], int] = field(default_factory=dict)
 
 
-@dataclass
 class FastPathPlan:
     """Everything a worker needs, built once in the parent (inherited by forked workers)."""
 
-    refs: Sequence[TargetRef]  # RawEvents targets only, numbered 0…n-1
-    index: PrefilterIndex
+    def __init__(self, refs: Sequence[TargetRef]) -> None:
+        self.refs = refs  # RawEvents targets only, numbered 0…n-1
+        self.targets = [PrefilterTarget(r.target.channels, r.target.event_ids, r.target.formula) for r in refs]
+        self.field_index = FieldPrefilter(self.targets)
+        self.predicates: list[Predicate | None] = [
+            compile_predicate(r.target.python) if r.target.python is not None else None for r in refs]
+        self._text_index: TextPrefilter | None = None
+
+    @property
+    def text_index(self) -> TextPrefilter:
+        """The raw-text prefilter, built on first use (only JSON sources need it)."""
+        if self._text_index is None:
+            self._text_index = TextPrefilter(self.targets)
+        return self._text_index
+
+    @property
+    def python_targets(self) -> int:
+        return sum(1 for p in self.predicates if p is not None)
 
 
 def build_plan(refs: Sequence[TargetRef]) -> FastPathPlan:
-    renumbered = [TargetRef(i, ref.rule, ref.target) for i, ref in enumerate(refs)]
-    targets = [PrefilterTarget(ref.target.channels, ref.target.event_ids, ref.target.formula) for ref in renumbered]
-    return FastPathPlan(renumbered, PrefilterIndex(targets))
+    return FastPathPlan([TargetRef(i, ref.rule, ref.target) for i, ref in enumerate(refs)])
+
+
+def hit_from_row(ref: TargetRef, row: EventRow, source_file: str, source_record: int) -> Hit:
+    """A hit from an event built in Python (same values as :func:`assay.hunt.evaluate.make_hit` on DuckDB)."""
+    rule, target = ref.rule, ref.target
+    return Hit(timestamp=row.timestamp, host=row.computer, rule_title=rule.title, rule_id=rule.id,
+               level=rule.level, techniques=rule.techniques, channel=row.channel, event_id=row.event_id,
+               fields=tuple(key_fields(row.fields, target.fields).items()), source_file=source_file,
+               source_record=source_record, route=target.route)
 
 
 def _json_object_problem(text: str) -> str | None:
@@ -70,54 +100,109 @@ def _json_object_problem(text: str) -> str | None:
 
 
 class _Worker:
-    """A worker's state: the plan and its own DuckDB (created after fork, never shared)."""
+    """A worker's state: the plan and its own DuckDB (created after fork on first use, never shared)."""
 
     def __init__(self, plan: FastPathPlan) -> None:
         self.plan = plan
-        self.engine = DuckDBEngine(None, threads=1)
-        self.engine.connection.execute(f"SET memory_limit = '{WORKER_MEMORY_LIMIT}'")
-        self.engine.connection.execute("SET preserve_insertion_order = false")
+        self._engine: DuckDBEngine | None = None
+
+    @property
+    def engine(self) -> DuckDBEngine:
+        if self._engine is None:
+            self._engine = DuckDBEngine(None, threads=1)
+            self._engine.connection.execute(f"SET memory_limit = '{WORKER_MEMORY_LIMIT}'")
+            self._engine.connection.execute("SET preserve_insertion_order = false")
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
 
     def run_unit(self, sources: Sequence[Source], batch_rows: int) -> UnitResult:
         result = UnitResult()
-        index = self.plan.index
         gathered: dict[tuple[str, str | None, bool], list[Batch]] = {}
         gathered_targets: dict[tuple[str, str | None, bool], list[list[int]]] = {}
         gathered_rows = 0
         for source in sources:
-            trusted = source.format == EVTX
-            # JSON lines are checked by DuckDB only when loaded: check the records the prefilter drops here,
-            # so a damaged line is reported as ingestion reports it (EVTX damage is found by the reader).
-            check_json = source.format != EVTX and not source.json_array and source.defender_table is None
-            kind = (source.format, source.defender_table, source.json_array)
             if source.defender_table:
                 continue  # Defender exports run on their typed tables (see assay.hunt.run)
+            kind = (source.format, source.defender_table, source.json_array)
             for batch in read_source(source, batch_rows):
                 result.bad.extend(batch.bad)
                 result.lost += batch.lost_records
                 result.records += len(batch.texts)
-                chosen = Batch(source)
-                chosen_targets = gathered_targets.setdefault(kind, [])
-                candidates = index.candidates
-                for record, text in zip(batch.records, batch.texts, strict=True):
-                    found = candidates(text, trusted)
-                    if found:
-                        chosen.records.append(record)
-                        chosen.texts.append(text)
-                        chosen_targets.append(found)
-                    elif check_json:
-                        problem = _json_object_problem(text)
-                        if problem:
-                            result.bad.append(BadRecord(source.label, f"line {record}", problem))
+                if source.format == EVTX:
+                    chosen, chosen_targets = self._evtx_batch(source, batch, result)
+                else:
+                    chosen, chosen_targets = self._text_batch(source, batch, result)
                 if chosen.texts:
                     gathered.setdefault(kind, []).append(chosen)
+                    gathered_targets.setdefault(kind, []).extend(chosen_targets)
                     gathered_rows += len(chosen.texts)
-                    result.candidates += len(chosen.texts)
                 if gathered_rows >= CANDIDATE_CHUNK:
                     self._flush(gathered, gathered_targets, result)
                     gathered_rows = 0
         self._flush(gathered, gathered_targets, result)
         return result
+
+    def _evtx_batch(self, source: Source, batch: Batch, result: UnitResult) -> tuple[Batch, list[list[int]]]:
+        """Prefilter and check one batch of evtx records in Python; returns what must go to DuckDB instead."""
+        plan = self.plan
+        candidates = plan.field_index.candidates
+        predicates = plan.predicates
+        refs = plan.refs
+        label = source.label
+        deferred = Batch(source)
+        deferred_targets: list[list[int]] = []
+        for record, text in zip(batch.records, batch.texts, strict=True):
+            row = evtx_row(text)
+            if row is None:
+                continue  # not the evtx shape: the reader validated the chunk, DuckDB would skip it too
+            fields = row.fields if row.fields is not None else {}
+            event_id = row.event_id
+            columns = {"EventID": str(event_id) if event_id is not None else None, "Channel": row.channel,
+                       "Provider": row.provider, "Computer": row.computer}
+            found = candidates(fields, columns, row.channel, event_id)
+            if not found:
+                continue
+            result.candidates += 1
+            result.pairs += len(found)
+            on_duckdb = []
+            for number in found:
+                predicate = predicates[number]
+                if predicate is None:
+                    on_duckdb.append(number)
+                elif predicate(fields, event_id, row.channel, row.provider, row.computer) is True:
+                    result.hits.append(hit_from_row(refs[number], row, label, record))
+            if on_duckdb:
+                deferred.records.append(record)
+                deferred.texts.append(text)
+                deferred_targets.append(on_duckdb)
+        return deferred, deferred_targets
+
+    def _text_batch(self, source: Source, batch: Batch, result: UnitResult) -> tuple[Batch, list[list[int]]]:
+        """Prefilter a batch of JSON records on their raw text; candidates go to DuckDB."""
+        trusted = False
+        # JSON lines are checked by DuckDB only when loaded: check the records the prefilter drops here,
+        # so a damaged line is reported as ingestion reports it.
+        check_json = not source.json_array
+        candidates = self.plan.text_index.candidates
+        chosen = Batch(source)
+        chosen_targets: list[list[int]] = []
+        for record, text in zip(batch.records, batch.texts, strict=True):
+            found = candidates(text, trusted)
+            if found:
+                chosen.records.append(record)
+                chosen.texts.append(text)
+                chosen_targets.append(found)
+                result.candidates += 1
+                result.pairs += len(found)
+            elif check_json:
+                problem = _json_object_problem(text)
+                if problem:
+                    result.bad.append(BadRecord(source.label, f"line {record}", problem))
+        return chosen, chosen_targets
 
     def _flush(self, gathered: dict[tuple[str, str | None, bool], list[Batch]],
                gathered_targets: dict[tuple[str, str | None, bool], list[list[int]]], result: UnitResult) -> None:
@@ -135,7 +220,6 @@ class _Worker:
                 event_id = first + position
                 event_ids.extend([event_id] * len(found))
                 target_numbers.extend(found)
-        result.pairs += len(event_ids)
         refs = self.plan.refs
         matches = evaluate_pairs(engine, event_ids, target_numbers, refs)
         result.hits.extend(hits_for(engine, matches, refs))
@@ -203,7 +287,7 @@ def run_fast_path(plan: FastPathPlan, sources: Sequence[Source], *, workers: int
                     progress(records, done, len(units))
                 yield result
         finally:
-            worker.engine.close()
+            worker.close()
         return
     _INHERITED.clear()
     _INHERITED.update(plan=plan, sources=list(sources))

@@ -20,11 +20,13 @@ import json
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import ahocorasick
 from sqlglot import exp
+
+from assay.hunt.events import duck_lower
 
 with warnings.catch_warnings():
     # The regex parser moved to re._parser in 3.11 (sre_parse is a deprecated alias); it is what we need.
@@ -51,8 +53,8 @@ _CHANNEL = re.compile(r'"Channel":\s*"([^"\\]*)"')
 
 
 def needle(text: str) -> str:
-    """A literal as it appears in a lower-cased JSON record: JSON-escaped (``\\`` → ``\\\\``), lower-cased."""
-    return json.dumps(text, ensure_ascii=False)[1:-1].lower()
+    """A (lower-cased) literal as it appears in a JSON record: JSON-escaped (``\\`` → ``\\\\``)."""
+    return json.dumps(text, ensure_ascii=False)[1:-1]
 
 
 def canonical_record_text(text: str, trusted_escaping: bool) -> str:
@@ -66,7 +68,7 @@ def canonical_record_text(text: str, trusted_escaping: bool) -> str:
         # not JSON: ingestion reports it; searching the raw text keeps the superset property
         with contextlib.suppress(ValueError):
             text = json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
-    return text.lower()
+    return duck_lower(text)
 
 
 # -- formulas ----------------------------------------------------------------------------------------------------
@@ -102,8 +104,12 @@ def any_of(parts: Iterable[Formula]) -> Formula:
     return kept[0] if len(kept) == 1 else ("O", tuple(kept))
 
 
-def literal(text: str) -> Formula:
-    return ("L", needle(text)) if text else TRUE
+def literal(key: str | None, text: str) -> Formula:
+    """``text`` must occur in the value read by ``key`` (``F:name`` a Fields entry, ``C:name`` a column, ``*`` any
+    Fields value). Needles are lower-cased as DuckDB lowers; an unknown operand constrains nothing."""
+    if not text or key is None:
+        return TRUE
+    return ("L", key, duck_lower(text))
 
 
 def formula_from_json(data: Any) -> Formula:
@@ -124,7 +130,27 @@ def _string_value(node: exp.Expr | None) -> str | None:
     return None
 
 
-def like_formula(pattern: str, escape: str | None) -> Formula:
+def operand_key(node: exp.Expr | None) -> str | None:
+    """Which value a predicate reads: ``F:<name>`` for ``Fields['name']``, ``C:<column>``, ``*`` for the keyword
+    lambda's variable (every Fields value); None when unknown. Wrappers (lower, casts, trim) are looked through:
+    they do not change whether a literal can occur (casts of text to text, lower-casing both sides)."""
+    while isinstance(node, exp.Lower | exp.Paren | exp.Trim | exp.Cast | exp.TryCast):
+        node = node.this
+    if isinstance(node, exp.Bracket):
+        base, keys = node.this, node.expressions
+        if (isinstance(base, exp.Column) and base.name == "Fields" and len(keys) == 1
+                and isinstance(keys[0], exp.Literal) and keys[0].is_string):
+            return "F:" + str(keys[0].this)
+        return None
+    if isinstance(node, exp.Column) and not node.table:
+        if node.name == "field_value":
+            return "*"
+        if node.name in ("EventID", "Channel", "Provider", "Computer"):
+            return "C:" + node.name
+    return None
+
+
+def like_formula(key: str | None, pattern: str, escape: str | None) -> Formula:
     """Every literal run of a LIKE pattern must occur (``%`` and ``_`` are wildcards, ``escape`` quotes one)."""
     runs: list[str] = []
     current: list[str] = []
@@ -142,10 +168,10 @@ def like_formula(pattern: str, escape: str | None) -> Formula:
             current.append(char)
         index += 1
     runs.append("".join(current))
-    return all_of(literal(run) for run in runs if run)
+    return all_of(literal(key, run) for run in runs if run)
 
 
-def _number_formula(value: exp.Expr) -> Formula:
+def _number_formula(key: str | None, value: exp.Expr) -> Formula:
     """A number compared with a field's text (``TRY_CAST(trim(x) AS DOUBLE) = 4688``): its digits must occur."""
     if isinstance(value, exp.Neg):
         value = value.this
@@ -156,17 +182,17 @@ def _number_formula(value: exp.Expr) -> Formula:
             return TRUE
         if number.is_integer():
             # "4688", " 4688", "04688" and "4688.0" all contain the digits; exponent spellings do not occur in logs.
-            return literal(str(abs(int(number))))
+            return literal(key, str(abs(int(number))))
     return TRUE
 
 
-def regex_formula(pattern: str) -> Formula:
+def regex_formula(key: str | None, pattern: str) -> Formula:
     """Literal runs a regular expression cannot match without (a conservative reading of its syntax tree)."""
     try:
         parsed = sre_parse.parse(pattern)
     except (re.error, RecursionError, OverflowError, ValueError):
         return TRUE
-    return _regex_sequence(list(parsed))
+    return _regex_sequence(key, list(parsed))
 
 
 _REPEATS = tuple(getattr(sre_constants, name) for name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
@@ -174,13 +200,13 @@ _REPEATS = tuple(getattr(sre_constants, name) for name in ("MAX_REPEAT", "MIN_RE
 _ATOMIC = getattr(sre_constants, "ATOMIC_GROUP", None)
 
 
-def _regex_sequence(items: Sequence[tuple[Any, Any]]) -> Formula:
+def _regex_sequence(key: str | None, items: Sequence[tuple[Any, Any]]) -> Formula:
     parts: list[Formula] = []
     run: list[str] = []
 
     def flush() -> None:
         if run:
-            parts.append(literal("".join(run)))
+            parts.append(literal(key, "".join(run)))
             run.clear()
 
     for op, arg in items:
@@ -190,15 +216,15 @@ def _regex_sequence(items: Sequence[tuple[Any, Any]]) -> Formula:
         flush()
         if op is sre_constants.SUBPATTERN:
             # (group, add_flags, del_flags, pattern); an inline case flag does not matter: we compare lower-cased
-            parts.append(_regex_sequence(list(arg[-1])))
+            parts.append(_regex_sequence(key, list(arg[-1])))
         elif op is sre_constants.BRANCH:
-            parts.append(any_of(_regex_sequence(list(branch)) for branch in arg[1]))
+            parts.append(any_of(_regex_sequence(key, list(branch)) for branch in arg[1]))
         elif op in _REPEATS:
             minimum, _maximum, body = arg
             if minimum >= 1:
-                parts.append(_regex_sequence(list(body)))
+                parts.append(_regex_sequence(key, list(body)))
         elif _ATOMIC is not None and op is _ATOMIC:
-            parts.append(_regex_sequence(list(arg)))
+            parts.append(_regex_sequence(key, list(arg)))
         # anything else (classes, anchors, any-char, lookarounds) requires no particular literal
     flush()
     return all_of(parts)
@@ -227,35 +253,36 @@ def necessary_condition(node: exp.Expr | None) -> Formula:
         escape = _string_value(node.expression)
         if isinstance(inner, exp.Like | exp.ILike):
             pattern = _string_value(inner.expression)
-            return like_formula(pattern, escape) if pattern is not None else TRUE
+            return like_formula(operand_key(inner.this), pattern, escape) if pattern is not None else TRUE
         return TRUE
     if isinstance(node, exp.Like | exp.ILike):
         pattern = _string_value(node.expression)
-        return like_formula(pattern, None) if pattern is not None else TRUE
+        return like_formula(operand_key(node.this), pattern, None) if pattern is not None else TRUE
     if isinstance(node, exp.EQ):
         for value, other in ((node.expression, node.this), (node.this, node.expression)):
             text = _string_value(value)
             if text is not None:
-                return literal(text)
+                return literal(operand_key(other), text)
             if isinstance(value, exp.Literal | exp.Neg) and isinstance(other, exp.TryCast | exp.Cast):
-                return _number_formula(value)
+                return _number_formula(operand_key(other), value)
         return TRUE
     if isinstance(node, exp.In):
         if node.args.get("query") is not None or node.args.get("unnest") is not None:
             return TRUE
         options: list[Formula] = []
+        key = operand_key(node.this)
         for value in node.expressions:
             text = _string_value(value)
             if text is not None:
-                options.append(literal(text))
+                options.append(literal(key, text))
             elif isinstance(value, exp.Literal | exp.Neg):
-                options.append(_number_formula(value))
+                options.append(_number_formula(key, value))
             else:
                 return TRUE
         return any_of(options)
     if isinstance(node, exp.RegexpLike):
         pattern = _string_value(node.expression)
-        return regex_formula(pattern) if pattern is not None else TRUE
+        return regex_formula(operand_key(node.this), pattern) if pattern is not None else TRUE
     if isinstance(node, exp.Anonymous) and str(node.name).lower() == "list_bool_or":
         # keyword search: list_bool_or(list_transform(map_values(Fields), v -> predicate(v)))
         transform = node.expressions[0] if node.expressions else None
@@ -267,40 +294,62 @@ def necessary_condition(node: exp.Expr | None) -> Formula:
     return TRUE
 
 
-# -- the index over all rules ------------------------------------------------------------------------------------
+# -- the indexes over all rules --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PrefilterTarget:
-    """What the prefilter knows of one compiled target: its route and the formula of its route + condition."""
+    """What the prefilter knows of one compiled target: its route and the formula of its condition."""
 
     channels: tuple[str, ...]  # lower-cased; empty = any channel
     event_ids: tuple[int, ...]  # empty = any event id
     formula: Formula
 
 
-def needle_cost(text: str) -> float:
-    """How often a needle is expected to occur: shorter is commoner (used to pick triggers)."""
-    return 1.0 / (len(text) ** 2)
+def text_formula(formula: Formula) -> Formula:
+    """A field formula as a raw-record-text formula (for JSON sources the fast path does not parse).
+
+    A string value appears JSON-escaped in the record; a value nested in an object or array is stored by ingestion
+    as that object's JSON text, so its literal appears in the record as written: either form may occur.
+    """
+    kind = formula[0]
+    if kind == "L":
+        plain = formula[2]
+        escaped = needle(plain)
+        return ("L", "", escaped) if escaped == plain else any_of([("L", "", escaped), ("L", "", plain)])
+    if kind == "A":
+        return all_of(text_formula(p) for p in formula[1])
+    if kind == "O":
+        return any_of(text_formula(p) for p in formula[1])
+    return formula
 
 
-def _cover(formula: Formula, automaton_needles: set[str]) -> tuple[float, frozenset[str]] | None:
-    """A cheap set of automaton needles one of which must occur when ``formula`` holds (None if no such set)."""
+def atom_cost(atom: Formula) -> float:
+    """How often an atom is expected to hold (used to pick triggers): short needles and System columns often."""
+    length = len(atom[2])
+    cost = 1.0 / (length * length)
+    if atom[1].startswith("C:"):
+        cost *= 4.0
+    return cost
+
+
+def _cover(formula: Formula, usable: Callable[[Formula], bool]) -> tuple[float, frozenset[Formula]] | None:
+    """A cheap set of atoms one of which must hold when ``formula`` holds (None if there is no such set)."""
     kind = formula[0]
     if kind == "F":
         return 0.0, frozenset()
     if kind == "L":
-        return (needle_cost(formula[1]), frozenset([formula[1]])) if formula[1] in automaton_needles else None
+        return (atom_cost(formula), frozenset([formula])) if usable(formula) else None
     if kind == "A":
-        best: tuple[float, frozenset[str]] | None = None
+        best: tuple[float, frozenset[Formula]] | None = None
         for part in formula[1]:
-            found = _cover(part, automaton_needles)
+            found = _cover(part, usable)
             if found is not None and (best is None or found[0] < best[0]):
                 best = found
         return best
     if kind == "O":
         cost = 0.0
-        union: set[str] = set()
+        union: set[Formula] = set()
         for part in formula[1]:
-            found = _cover(part, automaton_needles)
+            found = _cover(part, usable)
             if found is None:
                 return None
             cost += found[0]
@@ -309,75 +358,46 @@ def _cover(formula: Formula, automaton_needles: set[str]) -> tuple[float, frozen
     return None
 
 
-def _needles_of(formula: Formula) -> Iterable[str]:
+def atoms_of(formula: Formula) -> Iterable[Formula]:
     if formula[0] == "L":
-        yield formula[1]
+        yield formula
     elif formula[0] in ("A", "O"):
         for part in formula[1]:
-            yield from _needles_of(part)
+            yield from atoms_of(part)
 
 
-def _python_source(formula: Formula, needle_ids: dict[str, int]) -> str:
-    """A Python boolean expression over ``h`` (set of automaton needle ids found) and ``t`` (the record text)."""
+def _check_source(formula: Formula, atom_ids: dict[Formula, int]) -> str:
+    """A Python boolean expression over ``h`` (ids of the atoms that hold) and ``t`` (the record text)."""
     kind = formula[0]
     if kind == "T":
         return "True"
     if kind == "F":
         return "False"
     if kind == "L":
-        text = formula[1]
-        if text in needle_ids:
-            return f"{needle_ids[text]} in h"
-        return f"{text!r} in t"
+        if formula in atom_ids:
+            return f"{atom_ids[formula]} in h"
+        return f"{formula[2]!r} in t"
     joiner = " and " if kind == "A" else " or "
-    return "(" + joiner.join(_python_source(part, needle_ids) for part in formula[1]) + ")"
+    return "(" + joiner.join(_check_source(part, atom_ids) for part in formula[1]) + ")"
 
 
-@dataclass
-class PrefilterIndex:
-    """All targets' formulas, one automaton over their needles, triggers, and a per-route cache."""
+def _compile_check(source: str) -> Callable[[set[int], str], bool]:
+    # Generated from our own formulas (integers and repr() of needle strings): safe to compile.
+    function: Callable[[set[int], str], bool] = eval(compile(f"lambda h, t: {source}", "<prefilter>", "eval"))
+    return function
 
-    targets: Sequence[PrefilterTarget]
-    needle_ids: dict[str, int] = field(init=False)
-    automaton: Any = field(init=False)
-    triggers: dict[int, list[int]] = field(init=False)
-    untriggered: list[int] = field(init=False)
-    checks: list[Callable[[set[int], str], bool]] = field(init=False)
-    _routes: dict[tuple[str | None, int | None], tuple[frozenset[int], tuple[int, ...]]] = field(init=False)
 
-    def __post_init__(self) -> None:
-        all_needles = sorted({n for t in self.targets for n in _needles_of(t.formula)})
-        automaton_needles = [n for n in all_needles if len(n) >= MIN_AUTOMATON_NEEDLE]
-        self.needle_ids = {n: i for i, n in enumerate(automaton_needles)}
-        self.automaton = ahocorasick.Automaton()
-        for text, ident in self.needle_ids.items():
-            self.automaton.add_word(text, ident)
-        if self.needle_ids:
-            self.automaton.make_automaton()
-        self.triggers = {}
-        self.untriggered = []
-        self.checks = []
-        names = set(self.needle_ids)
-        for index, target in enumerate(self.targets):
-            cover = _cover(target.formula, names)
-            if cover is None:
-                self.untriggered.append(index)
-            else:
-                for text in cover[1]:
-                    self.triggers.setdefault(self.needle_ids[text], []).append(index)
-            source = _python_source(target.formula, self.needle_ids)
-            # Generated from our own formula (integers and repr() of needle strings): safe to compile.
-            self.checks.append(eval(compile(f"lambda h, t: {source}", "<prefilter>", "eval")))
-        self._routes = {}
+class _Routing:
+    """Targets by route, cached per (channel, event id) seen in the data."""
 
-    @property
-    def needle_count(self) -> int:
-        return len(self.needle_ids)
+    def __init__(self, targets: Sequence[PrefilterTarget], untriggered: Sequence[int]) -> None:
+        self.targets = targets
+        self.untriggered = untriggered
+        self.cache: dict[tuple[str | None, int | None], tuple[frozenset[int], tuple[int, ...]]] = {}
 
-    def route_targets(self, channel: str | None, event_id: int | None) -> tuple[frozenset[int], tuple[int, ...]]:
-        """(targets whose route admits this channel/event id, the untriggered ones among them)."""
+    def admitted(self, channel: str | None, event_id: int | None) -> tuple[frozenset[int], tuple[int, ...]]:
         key = (channel, event_id)
-        cached = self._routes.get(key)
+        cached = self.cache.get(key)
         if cached is not None:
             return cached
         admitted = []
@@ -389,8 +409,35 @@ class PrefilterIndex:
             admitted.append(index)
         admitted_set = frozenset(admitted)
         result = (admitted_set, tuple(i for i in self.untriggered if i in admitted_set))
-        self._routes[key] = result
+        self.cache[key] = result
         return result
+
+
+class TextPrefilter:
+    """Raw-text prefilter for JSON sources: one automaton over all needles, run over each lower-cased record."""
+
+    def __init__(self, targets: Sequence[PrefilterTarget]) -> None:
+        self.targets = targets
+        formulas = [text_formula(t.formula) for t in targets]
+        needles = sorted({a for f in formulas for a in atoms_of(f) if len(a[2]) >= MIN_AUTOMATON_NEEDLE})
+        self.atom_ids = {atom: i for i, atom in enumerate(needles)}
+        self.automaton = ahocorasick.Automaton()
+        for atom, ident in self.atom_ids.items():
+            self.automaton.add_word(atom[2], ident)
+        if self.atom_ids:
+            self.automaton.make_automaton()
+        self.triggers: dict[int, list[int]] = {}
+        untriggered: list[int] = []
+        self.checks = []
+        for index, formula in enumerate(formulas):
+            cover = _cover(formula, lambda atom: atom in self.atom_ids)
+            if cover is None:
+                untriggered.append(index)
+            else:
+                for atom in cover[1]:
+                    self.triggers.setdefault(self.atom_ids[atom], []).append(index)
+            self.checks.append(_compile_check(_check_source(formula, self.atom_ids)))
+        self.routing = _Routing(targets, untriggered)
 
     def candidates(self, text: str, trusted_escaping: bool = True) -> list[int]:
         """Indexes of the targets whose exact condition must be checked on this record (sorted)."""
@@ -398,9 +445,115 @@ class PrefilterIndex:
         channel = channel_match.group(1).lower() if channel_match else None
         id_match = _EVENT_ID.search(text)
         event_id = int(id_match.group(1) or id_match.group(2)) if id_match else None
-        admitted, untriggered = self.route_targets(channel, event_id)
+        admitted, untriggered = self.routing.admitted(channel, event_id)
         lowered = canonical_record_text(text, trusted_escaping)
-        hits = {ident for _end, ident in self.automaton.iter(lowered)} if self.needle_ids else set()
+        hits = {ident for _end, ident in self.automaton.iter(lowered)} if self.atom_ids else set()
+        to_check: set[int] = set(untriggered)
+        for ident in hits:
+            triggered = self.triggers.get(ident)
+            if triggered:
+                to_check.update(triggered)
+        checks = self.checks
+        return sorted(i for i in to_check if i in admitted and checks[i](hits, lowered))
+
+
+#: Values longer than this are matched every time instead of being remembered (script blocks, payloads).
+MAX_CACHED_VALUE = 400
+MAX_CACHED_VALUES = 300_000
+
+
+class FieldPrefilter:
+    """Per-field prefilter for parsed events: per field, one automaton over that field's needles, run once per
+    distinct lower-cased value (remembered), then triggers and formula checks as in :class:`TextPrefilter`."""
+
+    def __init__(self, targets: Sequence[PrefilterTarget]) -> None:
+        self.targets = targets
+        atoms = sorted({a for t in targets for a in atoms_of(t.formula)})
+        self.atom_ids = {atom: i for i, atom in enumerate(atoms)}
+        by_key: dict[str, list[Formula]] = {}
+        for atom in atoms:
+            by_key.setdefault(atom[1], []).append(atom)
+        self.automata: dict[str, Any] = {}
+        for key, key_atoms in by_key.items():
+            automaton = ahocorasick.Automaton()
+            grouped: dict[str, list[int]] = {}
+            for atom in key_atoms:
+                grouped.setdefault(atom[2], []).append(self.atom_ids[atom])
+            for text, idents in grouped.items():
+                automaton.add_word(text, tuple(idents))
+            automaton.make_automaton()
+            self.automata[key] = automaton
+        self.triggers: dict[int, list[int]] = {}
+        untriggered: list[int] = []
+        self.checks = []
+        self.keys_of: list[frozenset[str]] = []
+        for index, target in enumerate(targets):
+            cover = _cover(target.formula, lambda atom: True)
+            if cover is None:
+                untriggered.append(index)
+            else:
+                for atom in cover[1]:
+                    self.triggers.setdefault(self.atom_ids[atom], []).append(index)
+            self.checks.append(_compile_check(_check_source(target.formula, self.atom_ids)))
+            self.keys_of.append(frozenset(a[1] for a in atoms_of(target.formula)))
+        self.routing = _Routing(targets, untriggered)
+        self._route_keys: dict[tuple[str | None, int | None], tuple[tuple[str, ...], tuple[str, ...], bool]] = {}
+        self._values: dict[tuple[str, str], tuple[int, ...]] = {}
+
+    def _keys(self, channel: str | None, event_id: int | None) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
+        """(Fields names, column names, whether any-value atoms apply) for the targets of this route."""
+        route = (channel, event_id)
+        cached = self._route_keys.get(route)
+        if cached is not None:
+            return cached
+        admitted, _ = self.routing.admitted(channel, event_id)
+        keys: set[str] = set()
+        for index in admitted:
+            keys |= self.keys_of[index]
+        result = (tuple(sorted(k[2:] for k in keys if k.startswith("F:"))),
+                  tuple(sorted(k[2:] for k in keys if k.startswith("C:"))), "*" in keys)
+        self._route_keys[route] = result
+        return result
+
+    def _match(self, key: str, value: str) -> tuple[int, ...]:
+        cacheable = len(value) <= MAX_CACHED_VALUE
+        if cacheable:
+            found = self._values.get((key, value))
+            if found is not None:
+                return found
+        automaton = self.automata.get(key)
+        if automaton is None:
+            return ()
+        idents: set[int] = set()
+        for _end, group in automaton.iter(duck_lower(value)):
+            idents.update(group)
+        result = tuple(idents)
+        if cacheable:
+            if len(self._values) >= MAX_CACHED_VALUES:
+                self._values.clear()  # bounded memory: start over rather than grow without limit
+            self._values[(key, value)] = result
+        return result
+
+    def candidates(self, fields: dict[str, str | None], columns: dict[str, str | None], channel: str | None,
+                   event_id: int | None) -> list[int]:
+        """Indexes of the targets whose exact condition must be checked on this event (sorted)."""
+        lowered_channel = duck_lower(channel) if channel is not None else None
+        admitted, untriggered = self.routing.admitted(lowered_channel, event_id)
+        field_names, column_names, any_value = self._keys(lowered_channel, event_id)
+        hits: set[int] = set()
+        match = self._match
+        for name in field_names:
+            value = fields.get(name)
+            if value is not None:
+                hits.update(match("F:" + name, value))
+        for name in column_names:
+            value = columns.get(name)
+            if value is not None:
+                hits.update(match("C:" + name, value))
+        if any_value:
+            for value in fields.values():
+                if value is not None:
+                    hits.update(match("*", value))
         to_check: set[int] = set(untriggered)
         triggers = self.triggers
         for ident in hits:
@@ -408,4 +561,4 @@ class PrefilterIndex:
             if triggered:
                 to_check.update(triggered)
         checks = self.checks
-        return sorted(i for i in to_check if i in admitted and checks[i](hits, lowered))
+        return sorted(i for i in to_check if i in admitted and checks[i](hits, ""))

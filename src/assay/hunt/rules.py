@@ -42,7 +42,8 @@ class HuntTarget:
     where_spark: str  # the same tree in Spark SQL
     fields: tuple[str, ...]  # fields the condition reads on this route
     unavailable: tuple[str, ...]  # Sigma fields this route cannot provide
-    formula: Formula
+    formula: Formula  # the prefilter's necessary condition (assay.hunt.prefilter)
+    python: str | None  # the condition as Python (assay.hunt.pyeval), None when it must run on DuckDB
 
 
 @dataclass(frozen=True)
@@ -164,14 +165,46 @@ def compile_rule_file(path_text: str, text: str) -> dict[str, Any]:
             "channels": [c.lower() for c in route.channels], "event_ids": list(route.event_ids),
             "where_duckdb": where.sql(dialect="duckdb"),
             "where_spark": spark_like_semantics(where).sql(dialect="spark"),
+            "condition_duckdb": target.condition.sql(dialect="duckdb"),
             "fields": list(target.fields), "unavailable": list(target.unavailable),
-            "formula": necessary_condition(target.condition),
         })
     rule = loaded.rule
     level = str(rule.level.name).lower() if rule.level is not None else "unknown"
     status = str(rule.status.name).lower() if rule.status is not None else ""
-    return {"rule": {"id": loaded.id, "title": title, "level": level, "status": status,
-                     "techniques": list(_techniques(rule.tags or [])), "source": path_text, "targets": targets}}
+    record = {"rule": {"id": loaded.id, "title": title, "level": level, "status": status,
+                       "techniques": list(_techniques(rule.tags or [])), "source": path_text, "targets": targets}}
+    add_derived(record)
+    return record
+
+
+@cache
+def derived_fingerprint() -> str:
+    """A hash of the code deriving prefilter formulas and Python predicates from a target's SQL."""
+    import assay.hunt.events as events_module
+    import assay.hunt.prefilter as prefilter_module
+    import assay.hunt.pyeval as pyeval_module
+
+    digest = hashlib.sha256()
+    for module in (events_module, prefilter_module, pyeval_module):
+        digest.update(Path(str(module.__file__)).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def add_derived(record: dict[str, Any]) -> bool:
+    """Fill in (or refresh) each target's formula and Python source; True when something was recomputed."""
+    import sqlglot
+
+    from assay.hunt.pyeval import python_source
+
+    rule = record.get("rule")
+    if rule is None or rule.get("derived") == derived_fingerprint():
+        return False
+    for target in rule["targets"]:
+        condition = sqlglot.parse_one(target["condition_duckdb"], read="duckdb")
+        target["formula"] = necessary_condition(condition)
+        target["python"] = python_source(target["where_duckdb"])
+    rule["derived"] = derived_fingerprint()
+    return True
 
 
 def _rule_from_record(record: dict[str, Any], source: str) -> HuntRule | RuleProblem:
@@ -182,7 +215,8 @@ def _rule_from_record(record: dict[str, Any], source: str) -> HuntRule | RulePro
     targets = tuple(HuntTarget(
         route=t["route"], table=t["table"], channels=tuple(t["channels"]), event_ids=tuple(t["event_ids"]),
         where_duckdb=t["where_duckdb"], where_spark=t["where_spark"], fields=tuple(t["fields"]),
-        unavailable=tuple(t["unavailable"]), formula=formula_from_json(t["formula"])) for t in data["targets"])
+        unavailable=tuple(t["unavailable"]), formula=formula_from_json(t["formula"]), python=t["python"])
+        for t in data["targets"])
     return HuntRule(id=data["id"], title=data["title"], level=data["level"], status=data["status"],
                     techniques=tuple(data["techniques"]), source=source, targets=targets)
 
@@ -200,12 +234,13 @@ def default_cache_dir() -> Path:
 @cache
 def compiler_fingerprint() -> str:
     """A hash of the code that shapes a compiled rule, so a changed compiler never serves stale results."""
-    import assay.hunt.prefilter as prefilter_module
+    import assay.engine.spark_engine as spark_module
     import assay.sigma as sigma_package
 
     digest = hashlib.sha256(f"format {CACHE_FORMAT}".encode())
     sigma_dir = Path(sigma_package.__file__).parent
-    files = [*sorted(sigma_dir.glob("*.py")), Path(prefilter_module.__file__), Path(__file__)]
+    # The shape of a cache record is versioned by CACHE_FORMAT; what derives from the SQL by derived_fingerprint.
+    files = [*sorted(sigma_dir.glob("*.py")), Path(spark_module.__file__)]
     for file in files:
         digest.update(file.name.encode())
         digest.update(file.read_bytes())
@@ -279,6 +314,8 @@ def load_hunt_rules(paths: Iterable[str | Path], *, cache_dir: Path | bool | Non
         keys[index] = _cache_key(text)
         cached = _cache_read(directory, keys[index])
         if cached is not None:
+            if add_derived(cached):  # the hunt's own code changed: recompute from the cached SQL, no pySigma
+                _cache_write(directory, keys[index], cached)
             records[index] = cached
         else:
             jobs.append((index, (str(file), text)))

@@ -63,7 +63,8 @@ def spark_hits(engine: SparkEngine, matches: Sequence[tuple[int, int]], refs: Se
         rows = engine.run(f"SELECT {', '.join(EVIDENCE_COLUMNS)} FROM `{RAW_EVENTS}` "
                           f"WHERE AssayEventId IN ({ids})").rows
         events.update({int(row[0]): row for row in rows})
-    return [make_hit(refs[number], events[event]) for number, event in matches if event in events]
+    by_number = {ref.number: ref for ref in refs}
+    return [make_hit(by_number[number], events[event]) for number, event in matches if event in events]
 
 
 def hunt_on_spark(result: HuntResult, refs: list[TargetRef], sources: list[Source], skipped: list[Skipped], *,
