@@ -16,6 +16,7 @@ file in the timeline. Needs ../shared/data (or $ASSAY_SHARED_DATA).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import shutil
@@ -51,10 +52,8 @@ class PeakRss:
         me = psutil.Process()
         total = me.memory_info().rss
         for child in me.children(recursive=True):
-            try:
+            with contextlib.suppress(psutil.Error):
                 total += child.memory_info().rss
-            except psutil.Error:
-                pass
         return int(total)
 
     def _run(self) -> None:

@@ -39,7 +39,7 @@ def test_timestamp_reading_matches_ingestion() -> None:
 @pytest.mark.shared_data
 def test_evtx_rows_equal_ingested_rows(shared_data: Path) -> None:
     corpus = shared_data / "evtx-attack-samples"
-    files = sorted(corpus.rglob("*.evtx"))[:60] + [shared_data / "cmstp" / "sysmon_1_13_11_cmstp_ini_uacbypass.evtx"]
+    files = [*sorted(corpus.rglob("*.evtx"))[:60], shared_data / "cmstp" / "sysmon_1_13_11_cmstp_ini_uacbypass.evtx"]
     sources, _ = discover([str(f) for f in files if f.exists()])
     engine = DuckDBEngine(None)
     writer = RawEventWriter(engine)
