@@ -217,3 +217,22 @@ def test_evtx_inside_a_zip_is_read_in_place(shared_data: Path, tmp_path: Path) -
     sources = {r[0] for r in engine.run("SELECT AssaySource FROM DeviceProcessEvents WHERE FileName = 'cmstp.exe'").rows}
     assert sources == {f"{archive}!IEWIN7/Sysmon.evtx#3"}
     engine.close()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2026-11-24T08:37:12.340123Z", "2026-11-24 08:37:12.340123"),
+    ("2026-11-24T08:37:12.3401234Z", "2026-11-24 08:37:12.340123"),  # Windows' 100 ns ticks
+    ("2026-11-24 08:37:12.340", "2026-11-24 08:37:12.34"),  # Sysmon UtcTime
+    ("2026-11-24T10:37:12.340+02:00", "2026-11-24 08:37:12.34"),
+    ("2026-11-24T03:37:12-0500", "2026-11-24 08:37:12"),
+    ("2026-11-24", "2026-11-24 00:00:00"),
+    ("yesterday", None),
+])
+def test_timestamps_are_utc_whatever_the_session_time_zone(text: str, expected: str | None) -> None:
+    from assay.ingest.mapping import timestamp_sql
+
+    engine = DuckDBEngine(None, create_tables=False)
+    engine.connection.execute("SET TimeZone = 'America/New_York'").fetchall()
+    value = engine.run(f"SELECT CAST({timestamp_sql('$1::VARCHAR')} AS VARCHAR)", [text]).rows[0][0]
+    engine.close()
+    assert value == expected

@@ -17,9 +17,9 @@ from assay.ingest.readers import BadRecord, Batch
 from assay.ingest.sources import DEFENDER_CSV, DEFENDER_JSON, ECS, EVTX, EVTX_JSON
 
 _EVTX_SHAPE = (
-    '{"Event":{"System":{"Channel":"VARCHAR","Computer":"VARCHAR","EventID":"JSON",'
+    '{"Event":{"System":{"Channel":"VARCHAR","Computer":"VARCHAR","EventID":"VARCHAR",'
     '"TimeCreated":{"#attributes":{"SystemTime":"VARCHAR"}},"Provider":{"#attributes":{"Name":"VARCHAR"}}},'
-    '"EventData":"MAP(VARCHAR, VARCHAR)","UserData":"JSON"}}'
+    '"EventData":"MAP(VARCHAR, VARCHAR)"}}'
 )
 _ECS_SHAPE = (
     '{"@timestamp":"VARCHAR","winlog":{"channel":"VARCHAR","event_id":"VARCHAR","provider_name":"VARCHAR",'
@@ -48,20 +48,23 @@ def _raw_select(source_format: str) -> str:
     """The SELECT producing RawEvents rows from the staging table for one source format."""
     file_and_format = "CAST(SourceFile AS VARCHAR), SourceRecord, $source_format AS SourceFormat"
     if source_format in (EVTX, EVTX_JSON):
-        # EventID is sometimes {"#attributes": {"Qualifiers": …}, "#text": 4688}; UserData wraps its fields in one
-        # element named after the event (e.g. LogFileCleared), whose fields we keep.
-        event_id = ("coalesce(TRY_CAST(json_extract_string(s.Event.System.EventID, '$') AS INTEGER), "
+        # EventID is sometimes {"#attributes": {"Qualifiers": …}, "#text": 4688} (VARCHAR gives its JSON text).
+        event_id = ("coalesce(TRY_CAST(s.Event.System.EventID AS INTEGER), "
                     "TRY_CAST(json_extract_string(s.Event.System.EventID, '$.\"#text\"') AS INTEGER))")
+        # UserData wraps its fields in one element named after the event (e.g. LogFileCleared); it is read only for
+        # events without EventData (declaring it in the shape made every record 40% dearer).
+        user_data = (f"CASE WHEN s.Event.EventData IS NULL THEN json_transform(json_extract(Text, "
+                     f"'$.Event.UserData.*')[1], '{_MAP_SHAPE}') END")
         valid = "" if source_format == EVTX else f"WHERE {_VALID_OBJECT}"
         return f"""
         SELECT $first_id + Position, {timestamp_sql('s.Event.System.TimeCreated."#attributes".SystemTime')},
                s.Event.System.Channel, s.Event.System.Provider."#attributes".Name, EventID,
                s.Event.System.Computer, {file_and_format},
-               coalesce(s.Event.EventData, json_transform(json_extract(s.Event.UserData, '$.*')[1], '{_MAP_SHAPE}'))
+               coalesce(s.Event.EventData, {user_data})
         FROM (SELECT *, {event_id} AS EventID FROM (
               -- One json_transform with the whole shape parses each record once; building the EventData map
               -- from an extracted JSON value instead costs a second parse (2x slower).
-              SELECT Position, SourceFile, SourceRecord, json_transform(Text, '{_EVTX_SHAPE}') AS s
+              SELECT Position, SourceFile, SourceRecord, Text, json_transform(Text, '{_EVTX_SHAPE}') AS s
               FROM {STAGING} {valid}))
         """
     if source_format == ECS:
