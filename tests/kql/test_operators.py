@@ -165,6 +165,12 @@ def test_invoke_passes_the_pipe_input(engine: DuckDBEngine) -> None:
     assert run(engine, query).rows == ((5100,),)
 
 
+def test_getschema_lists_the_columns(engine: DuckDBEngine) -> None:
+    result = kql.run("DeviceProcessEvents | project Timestamp, FileName, ProcessId | getschema", db=engine)
+    assert result.rows == (("Timestamp", 0, "System.DateTime", "datetime"), ("FileName", 1, "System.String", "string"),
+                           ("ProcessId", 2, "System.Int64", "long"))
+
+
 def test_top_take_distinct_count(engine: DuckDBEngine) -> None:
     assert run(engine, "Procs | top 2 by ProcessId | project ProcessId").rows == ((5200,), (5100,))
     assert len(run(engine, "Procs | take 3").rows) == 3

@@ -480,6 +480,8 @@ class Binder:
             return self.op_mv_expand(source, operator, env)
         if isinstance(operator, ast.Parse):
             return self.op_parse(source, operator, env)
+        if isinstance(operator, ast.NoOp) and operator.name == "getschema":
+            return self.op_getschema(source)
         if isinstance(operator, ast.As | ast.NoOp):
             if isinstance(operator, ast.As):
                 source.source_name = operator.table_name
@@ -503,6 +505,23 @@ class Binder:
             inner_env = self.bind_lets(body.lets, rest)
             return self.lower_tabular(self.as_tabular(body.body), inner_env)
         self.unsupported(f"the '{operator.name}' operator is not supported", operator.pos)
+
+    def op_getschema(self, source: Relation) -> Relation:
+        """The input's columns as rows: ColumnName, ColumnOrdinal, DataType (.NET name), ColumnType."""
+        dotnet = {"string": "System.String", "long": "System.Int64", "int": "System.Int32", "real": "System.Double",
+                  "bool": "System.SByte", "datetime": "System.DateTime", "timespan": "System.TimeSpan",
+                  "dynamic": "System.Object", "guid": "System.Guid"}
+        columns = [("ColumnName", "string"), ("ColumnOrdinal", "int"), ("DataType", "string"),
+                   ("ColumnType", "string")]
+        rows = [exp.Tuple(expressions=[string(name), number(index), string(dotnet.get(kusto_type, "System.Object")),
+                                       string(kusto_type)])
+                for index, (name, kusto_type) in enumerate(source.columns)]
+        alias_name = self.alias()
+        values = exp.Values(expressions=rows, alias=exp.TableAlias(
+            this=exp.to_identifier(alias_name), columns=[exp.to_identifier(f"c{i}") for i in range(4)]))
+        select = exp.select(*[alias(cast(exp.column(f"c{i}", table=alias_name), SQL_TYPES[t]), n)
+                              for i, (n, t) in enumerate(columns)], copy=False).from_(values, copy=False)
+        return Relation(select, columns)
 
     def subquery(self, relation: Relation, alias: str | None = None) -> exp.Subquery:
         if relation.ordinal_builder is not None:

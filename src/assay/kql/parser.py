@@ -21,12 +21,12 @@ MAX_DEPTH = 200
 TABULAR_OPERATORS = (
     "where", "filter", "extend", "project", "project-away", "project-keep", "project-rename", "project-reorder",
     "summarize", "sort", "order", "top", "take", "limit", "distinct", "count", "join", "lookup", "union",
-    "mv-expand", "parse", "parse-where", "as", "invoke", "render", "serialize",
+    "mv-expand", "parse", "parse-where", "as", "invoke", "render", "serialize", "getschema",
 )
 #: Operators Kusto has and Assay does not run (named so the error says so instead of "unknown operator").
 UNSUPPORTED_OPERATORS = (
     "make-series", "mv-apply", "evaluate", "sample", "sample-distinct", "top-nested", "top-hitters", "fork",
-    "facet", "partition", "scan", "reduce", "getschema", "project-smart", "parse-kv", "consume", "find",
+    "facet", "partition", "scan", "reduce", "project-smart", "parse-kv", "consume", "find",
     "search", "externaldata", "lookup-hint", "partition-by", "sql", "graph-match", "make-graph", "execute",
 )
 COMPARISON_OPS = (

@@ -37,6 +37,7 @@ OPERATOR_NOTES: dict[str, tuple[str, str]] = {
     "render": ("supported", "accepted and ignored (presentation only)"),
     "serialize": ("supported", "accepted; rows keep their order after sort anyway"),
     "as": ("supported", "names the input for union withsource"),
+    "getschema": ("supported", "ColumnName, ColumnOrdinal, DataType (.NET type name), ColumnType"),
     "invoke": ("supported", "the pipe input becomes the function's first (tabular) parameter"),
     "take": ("supported", "rows are not random: the first rows in the engine's order"),
     "limit": ("supported", "alias of take"),
