@@ -35,6 +35,18 @@ def _json_path(path: exp.Expr) -> exp.Expr:
     return path
 
 
+def _json_type(value: exp.Expr) -> exp.Expr:
+    """DuckDB json_type() names (ARRAY, OBJECT, VARCHAR...) from the first character of the JSON text."""
+    first = _anon("left", _anon("ltrim", value), exp.Literal.number(1))
+    return exp.Case(ifs=[
+        exp.If(this=exp.EQ(this=first, expression=exp.Literal.string("[")), true=exp.Literal.string("ARRAY")),
+        exp.If(this=exp.EQ(this=first.copy(), expression=exp.Literal.string("{")),
+               true=exp.Literal.string("OBJECT")),
+        exp.If(this=exp.EQ(this=first.copy(), expression=exp.Literal.string('"')),
+               true=exp.Literal.string("VARCHAR")),
+    ], default=exp.Literal.string("NUMBER_OR_BOOL"))
+
+
 SPARK_FUNCTIONS: dict[str, Callable[[list[exp.Expr]], exp.Expr]] = {
     "json_extract": lambda a: _anon("get_json_object", a[0], _json_path(a[1])),
     "json_extract_string": lambda a: _anon("get_json_object", a[0], _json_path(a[1])),
@@ -60,7 +72,7 @@ SPARK_FUNCTIONS: dict[str, Callable[[list[exp.Expr]], exp.Expr]] = {
     "list_position": lambda a: _anon("array_position", *a),
     "json_array": lambda a: _anon("to_json", _anon("array", *a)),
     "json_object": lambda a: _anon("to_json", _anon("named_struct", *a)),
-    "json_type": lambda a: _anon("schema_of_json", *a),
+    "json_type": lambda a: _json_type(a[0]),
     "array_to_string": lambda a: _anon("array_join", *a),
     "xor": lambda a: exp.BitwiseXor(this=a[0], expression=a[1]),
     "to_days": lambda a: exp.Interval(this=a[0], unit=exp.Var(this="DAY")),
@@ -97,6 +109,10 @@ def spark_gaps(tree: exp.Expr) -> list[str]:
 def to_spark_sql(tree: exp.Expr) -> str:
     """Spark SQL text for a KQL-lowered tree."""
     copied = tree.copy()
+    # Spark has no JSON type: dynamic values are JSON text there
+    for cast in list(copied.find_all(exp.Cast)):
+        if cast.to.is_type(exp.DataType.Type.JSON) and cast is not copied:
+            cast.replace(cast.this)
     # innermost calls first, so a rewritten call's arguments are already rewritten
     for node in reversed(list(copied.find_all(exp.Anonymous, bfs=False))):
         mapping = SPARK_FUNCTIONS.get(node.name.lower())
