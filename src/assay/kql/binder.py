@@ -771,11 +771,9 @@ class Binder:
                         ) -> list[tuple[str, exp.Expr | None, exp.Expr, str]]:
         """Returns (output name, inner select item or None, outer expression, Kusto type) per output column."""
         call = assignment.expr
-        wrapper: tuple[str, ast.Expr] | None = None
         if not isinstance(call, ast.Call) or call.name not in AGGREGATE_FUNCTIONS:
             # an expression over aggregates, e.g. summarize Ratio = 100.0 * countif(x) / count()
             return [self.lower_aggregate_expression(assignment, scope, env, used_names, hidden)]
-        del wrapper
         spec = AGGREGATE_FUNCTIONS[call.name]
         if spec.status == "unsupported":
             self.unsupported(f"aggregate {call.name}() is not supported: {spec.note}", call.pos)
@@ -1081,8 +1079,6 @@ class Binder:
         join = exp.Join(this=right_sub, on=join_condition, side=join_kind[0] or None, kind=join_kind[1])
         select = exp.select(*selections, copy=False).from_(left_sub, copy=False)
         select.append("joins", join)
-        if operator.is_lookup and kind == "leftouter" and left.ordered:
-            pass
         return Relation(select, columns)
 
     def lower_union(self, first: Relation | None, sources: Sequence[ast.TabularExpr], kind: str,

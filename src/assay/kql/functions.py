@@ -669,10 +669,6 @@ def _datetime_part(ctx: CallContext, args: list[Typed]) -> Typed:
     return Typed(fn("date_part", string(_PARTS[part]), args[1].sql), "int")
 
 
-for _part in ("year", "month", "hour", "minute", "second"):
-    pass
-
-
 @scalar("getyear", 1)
 def _getyear(ctx: CallContext, args: list[Typed]) -> Typed:
     return Typed(fn("year", args[0].sql), "int")

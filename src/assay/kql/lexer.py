@@ -80,7 +80,6 @@ TIMESPAN_UNITS: dict[str, float] = {
 
 DIGITS = frozenset("0123456789")  # str.isdigit() also accepts '²' and other Unicode digits
 
-RAW_LITERAL_WORDS = frozenset({"datetime", "guid", "dynamic", "todatetime_literal"})
 
 
 class Lexer:
