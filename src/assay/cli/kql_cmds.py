@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -111,17 +112,31 @@ def run_command(query: str, db_path: Path | None, now: str | None, output_format
 
 
 def _display(value: Any) -> Any:
+    """A value as Kusto shows it: ISO 8601 datetimes with Z, timespans as [d.]hh:mm:ss[.fffffff], JSON."""
     if isinstance(value, dict | list):
         return json.dumps(value, default=json_default, ensure_ascii=False)
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="microseconds" if value.microsecond else "seconds") + "Z"
+    if isinstance(value, timedelta):
+        return format_timespan(value)
     return value
+
+
+def format_timespan(value: timedelta) -> str:
+    sign = "-" if value < timedelta(0) else ""
+    value = abs(value)
+    hours, remainder = divmod(value.seconds, 3600)
+    minutes, seconds = divmod(remainder, 60)
+    text = f"{hours:02d}:{minutes:02d}:{seconds:02d}"
+    if value.microseconds:
+        text += f".{value.microseconds * 10:07d}"
+    return f"{sign}{value.days}.{text}" if value.days else f"{sign}{text}"
 
 
 def _csv_value(value: Any) -> Any:
     if value is None:
         return ""
-    if isinstance(value, dict | list):
-        return json.dumps(value, default=json_default, ensure_ascii=False)
-    return json_default(value) if not isinstance(value, str | int | float | bool) else value
+    return _display(value)
 
 
 @kql_group.command("check")

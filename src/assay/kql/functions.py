@@ -879,11 +879,13 @@ def _set_union(ctx: CallContext, args: list[Typed]) -> Typed:
 
 @scalar("set_intersect", 2, 64)
 def _set_intersect(ctx: CallContext, args: list[Typed]) -> Typed:
-    lists = [fn("from_json", a.sql, string('["json"]')) for a in args]
-    combined = lists[0]
-    for other in lists[1:]:
-        combined = fn("list_intersect", combined, other)
-    return Typed(fn("to_json", fn("list_distinct", combined)), "dynamic")
+    # keep the first array's order (Kusto's), which list_intersect does not promise
+    kept = fn("from_json", args[0].sql, string('["json"]'))
+    for other in args[1:]:
+        others = fn("from_json", other.sql, string('["json"]'))
+        kept = fn("list_filter", kept, exp.Lambda(this=fn("list_contains", others, exp.column("x")),
+                                                  expressions=[exp.to_identifier("x")]))
+    return Typed(fn("to_json", ordered_distinct(kept)), "dynamic")
 
 
 @scalar("set_difference", 2, 64)
