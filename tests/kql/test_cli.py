@@ -95,3 +95,9 @@ def test_help_everywhere() -> None:
                  ["kql", "support", "--help"]):
         code, out, _ = invoke(*args)
         assert code == 0 and "Usage:" in out
+
+
+def test_table_output_shows_kusto_text_for_datetimes_and_timespans() -> None:
+    code, out, _ = invoke("kql", "print t = datetime(2024-05-01 10:00), d = 1d + 90m, n = -5s, f = 1.5s")
+    assert code == 0
+    assert out.splitlines()[1] == "2024-05-01T10:00:00Z\t1.01:30:00\t-00:00:05\t00:00:01.5000000"
