@@ -277,3 +277,12 @@ def test_every_error_is_a_kql_error() -> None:
     for text in ("", "| take 1", "print 'unterminated", "let x = ;", "DeviceProcessEvents | where"):
         with pytest.raises(KqlError):
             kql.check(text)
+
+
+def test_lookup_with_differently_named_keys_drops_the_right_key(engine: DuckDBEngine) -> None:
+    query = """let Owners = datatable(Host: string, Owner: string) ["WS-01", "alice"];
+    Procs | where FileName == "cmstp.exe" | lookup Owners on $left.DeviceName == $right.Host
+    | project-keep DeviceName, Owner, Host*"""
+    result = run(engine, query)
+    assert result.column_names == ("DeviceName", "Owner")
+    assert result.rows == (("WS-01", "alice"),)

@@ -1052,7 +1052,7 @@ class Binder:
                                             for n in left.names()]
         columns = list(left.columns)
         taken = set(left.names())
-        lookup_keys = {rn for ln, rn, _ in pairs if ln == rn} if operator.is_lookup else set()
+        lookup_keys = {rn for _, rn, _ in pairs} if operator.is_lookup else set()  # lookup drops right keys
         right_nullable = kind in ("leftouter", "fullouter")
         for name, kusto_type in right.columns:
             if name in lookup_keys:
