@@ -10,7 +10,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from tests.conftest import DETECTIONS
 
 from assay.catalog.loader import load_catalog, load_detection
 from assay.site.builder import SiteBuild, build_site
@@ -23,6 +22,7 @@ from assay.verify.report import (
     RunInfo,
     ScenarioResult,
 )
+from tests.conftest import DETECTIONS
 
 CMSTP_FOLDER = DETECTIONS / "T1218.003-cmstp"
 CMSTP_ID = "5c191f9c-ff71-48e7-bebb-1f04e3d6e3f8"

@@ -17,6 +17,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+
+from assay.catalog.loader import load_catalog
+from assay.site.builder import build_site
+from assay.site.serve import make_server, server_url
 from tests.conftest import ROOT
 from tests.site.conftest import (
     BUILD_TIME,
@@ -26,10 +30,6 @@ from tests.site.conftest import (
     make_report,
     write_hostile_detection,
 )
-
-from assay.catalog.loader import load_catalog
-from assay.site.builder import build_site
-from assay.site.serve import make_server, server_url
 
 pytestmark = pytest.mark.browser
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from tests.site.conftest import CMSTP_SLUG, copy_cmstp, write_hostile_detection
 
 from assay.cli.main import cli
 from assay.site.serve import make_server, server_url
+from tests.site.conftest import CMSTP_SLUG, copy_cmstp, write_hostile_detection
 
 
 def test_build_reports_what_it_wrote(tmp_path: Path) -> None:

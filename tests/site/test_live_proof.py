@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 from markupsafe import escape
-from tests.site.conftest import BUILD_TIME, CMSTP_FOLDER, CMSTP_SLUG, parse_page
 
 from assay.catalog.loader import load_catalog, load_detection
 from assay.site.builder import build_site
 from assay.verify.report import ProofReport
 from assay.verify.runner import run_detections
+from tests.site.conftest import BUILD_TIME, CMSTP_FOLDER, CMSTP_SLUG, parse_page
 
 RAN = ("atomic-remote-scriptlet", "fp-vpn-client-install-program-files")
 

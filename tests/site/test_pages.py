@@ -7,11 +7,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from tests.site.conftest import CMSTP_FOLDER, CMSTP_ID, CMSTP_SLUG, parse_page
 
 from assay.catalog.loader import load_detection
 from assay.site.builder import MANIFEST, NAVIGATOR_LAYER, SiteBuild
 from assay.verify.coverage import STATUS_SCORE
+from tests.site.conftest import CMSTP_FOLDER, CMSTP_ID, CMSTP_SLUG, parse_page
 
 #: The sections every detection × platform page carries (element ids).
 SECTIONS = ("description", "attack", "query", "badges", "explanation", "data-sources", "required-tables",

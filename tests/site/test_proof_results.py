@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.conftest import DETECTIONS
-from tests.site.conftest import BUILD_TIME, CMSTP_SLUG, make_report, parse_page
 
 from assay.catalog.loader import load_catalog
 from assay.site.builder import NAVIGATOR_LAYER, build_site
 from assay.verify.coverage import STATUS_SCORE
 from assay.verify.report import save_report
+from tests.conftest import DETECTIONS
+from tests.site.conftest import BUILD_TIME, CMSTP_SLUG, make_report, parse_page
 
 FAILING_SCENARIO = "atomic-uac-bypass-inf"
 

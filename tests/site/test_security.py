@@ -7,6 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
+
+from assay.catalog.loader import load_catalog
+from assay.errors import SiteError
+from assay.site.builder import build_site
+from assay.site.paths import SiteWriter, relative_url, slugify
 from tests.site.conftest import (
     BUILD_TIME,
     HOSTILE_DESCRIPTION,
@@ -15,11 +20,6 @@ from tests.site.conftest import (
     parse_page,
     write_hostile_detection,
 )
-
-from assay.catalog.loader import load_catalog
-from assay.errors import SiteError
-from assay.site.builder import build_site
-from assay.site.paths import SiteWriter, relative_url, slugify
 
 #: Markup that must never reach a page unescaped (only our own <script src=…> tags are allowed).
 INJECTED = re.compile(r'<script>|<img src=x|<svg onload|<iframe src=//evil|<style>body|"javascript:alert|'
