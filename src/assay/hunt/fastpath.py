@@ -61,9 +61,20 @@ class FastPathPlan:
         self.refs = refs  # RawEvents targets only, numbered 0…n-1
         self.targets = [PrefilterTarget(r.target.channels, r.target.event_ids, r.target.formula) for r in refs]
         self.field_index = FieldPrefilter(self.targets)
-        self.predicates: list[Predicate | None] = [
-            compile_predicate(r.target.python) if r.target.python is not None else None for r in refs]
+        # Compiled on first use: most rules never see a candidate in a given case.
+        self._predicates: list[Predicate | None] = [None] * len(refs)
         self._text_index: TextPrefilter | None = None
+
+    def predicate(self, number: int) -> Predicate | None:
+        """The target's Python predicate, or None when it must be checked on DuckDB."""
+        predicate = self._predicates[number]
+        if predicate is None:
+            source = self.refs[number].target.python
+            if source is None:
+                return None
+            predicate = compile_predicate(source)
+            self._predicates[number] = predicate
+        return predicate
 
     @property
     def text_index(self) -> TextPrefilter:
@@ -74,7 +85,7 @@ class FastPathPlan:
 
     @property
     def python_targets(self) -> int:
-        return sum(1 for p in self.predicates if p is not None)
+        return sum(1 for r in self.refs if r.target.python is not None)
 
 
 def build_plan(refs: Sequence[TargetRef]) -> FastPathPlan:
@@ -150,7 +161,7 @@ class _Worker:
         """Prefilter and check one batch of evtx records in Python; returns what must go to DuckDB instead."""
         plan = self.plan
         candidates = plan.field_index.candidates
-        predicates = plan.predicates
+        predicate_of = plan.predicate
         refs = plan.refs
         label = source.label
         deferred = Batch(source)
@@ -170,10 +181,10 @@ class _Worker:
             result.pairs += len(found)
             on_duckdb = []
             for number in found:
-                predicate = predicates[number]
+                predicate = predicate_of(number)
                 if predicate is None:
                     on_duckdb.append(number)
-                elif predicate(fields, event_id, row.channel, row.provider, row.computer) is True:
+                elif predicate(fields, event_id, row.channel, row.provider, row.computer):
                     result.hits.append(hit_from_row(refs[number], row, label, record))
             if on_duckdb:
                 deferred.records.append(record)

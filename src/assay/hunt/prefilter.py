@@ -142,6 +142,8 @@ def operand_key(node: exp.Expr | None) -> str | None:
                 and isinstance(keys[0], exp.Literal) and keys[0].is_string):
             return "F:" + str(keys[0].this)
         return None
+    if isinstance(node, exp.Identifier) and node.name == "field_value":
+        return "*"
     if isinstance(node, exp.Column) and not node.table:
         if node.name == "field_value":
             return "*"
@@ -284,12 +286,15 @@ def necessary_condition(node: exp.Expr | None) -> Formula:
         pattern = _string_value(node.expression)
         return regex_formula(operand_key(node.this), pattern) if pattern is not None else TRUE
     if isinstance(node, exp.Anonymous) and str(node.name).lower() == "list_bool_or":
-        # keyword search: list_bool_or(list_transform(map_values(Fields), v -> predicate(v)))
+        # keyword search: list_bool_or(list_transform(map_values(Fields), field_value -> predicate))
         transform = node.expressions[0] if node.expressions else None
-        if isinstance(transform, exp.Anonymous) and str(transform.name).lower() == "list_transform":
+        lam: exp.Expr | None = None
+        if isinstance(transform, exp.Transform):
+            lam = transform.expression
+        elif isinstance(transform, exp.Anonymous) and str(transform.name).lower() == "list_transform":
             lam = transform.expressions[1] if len(transform.expressions) > 1 else None
-            if isinstance(lam, exp.Lambda):
-                return necessary_condition(lam.this)
+        if isinstance(lam, exp.Lambda):
+            return necessary_condition(lam.this)
         return TRUE
     return TRUE
 
@@ -387,6 +392,22 @@ def _compile_check(source: str) -> Callable[[set[int], str], bool]:
     return function
 
 
+class _Checks:
+    """Each target's formula check, compiled on first use (a case touches a fraction of the rules)."""
+
+    def __init__(self, formulas: Sequence[Formula], atom_ids: dict[Formula, int]) -> None:
+        self.formulas = formulas
+        self.atom_ids = atom_ids
+        self.compiled: list[Callable[[set[int], str], bool] | None] = [None] * len(formulas)
+
+    def __call__(self, index: int, hits: set[int], text: str) -> bool:
+        check = self.compiled[index]
+        if check is None:
+            check = _compile_check(_check_source(self.formulas[index], self.atom_ids))
+            self.compiled[index] = check
+        return check(hits, text)
+
+
 class _Routing:
     """Targets by route, cached per (channel, event id) seen in the data."""
 
@@ -394,6 +415,14 @@ class _Routing:
         self.targets = targets
         self.untriggered = untriggered
         self.cache: dict[tuple[str | None, int | None], tuple[frozenset[int], tuple[int, ...]]] = {}
+        self.by_channel: dict[str, list[int]] = {}
+        self.any_channel: list[int] = []
+        for index, target in enumerate(targets):
+            if target.channels:
+                for channel in target.channels:
+                    self.by_channel.setdefault(channel, []).append(index)
+            else:
+                self.any_channel.append(index)
 
     def admitted(self, channel: str | None, event_id: int | None) -> tuple[frozenset[int], tuple[int, ...]]:
         key = (channel, event_id)
@@ -401,9 +430,12 @@ class _Routing:
         if cached is not None:
             return cached
         admitted = []
-        for index, target in enumerate(self.targets):
-            if channel is not None and target.channels and channel not in target.channels:
-                continue
+        if channel is None:
+            pool: Iterable[int] = range(len(self.targets))
+        else:
+            pool = sorted(set(self.by_channel.get(channel, [])) | set(self.any_channel))
+        for index in pool:
+            target = self.targets[index]
             if event_id is not None and target.event_ids and event_id not in target.event_ids:
                 continue
             admitted.append(index)
@@ -428,7 +460,6 @@ class TextPrefilter:
             self.automaton.make_automaton()
         self.triggers: dict[int, list[int]] = {}
         untriggered: list[int] = []
-        self.checks = []
         for index, formula in enumerate(formulas):
             cover = _cover(formula, lambda atom: atom in self.atom_ids)
             if cover is None:
@@ -436,7 +467,7 @@ class TextPrefilter:
             else:
                 for atom in cover[1]:
                     self.triggers.setdefault(self.atom_ids[atom], []).append(index)
-            self.checks.append(_compile_check(_check_source(formula, self.atom_ids)))
+        self.checks = _Checks(formulas, self.atom_ids)
         self.routing = _Routing(targets, untriggered)
 
     def candidates(self, text: str, trusted_escaping: bool = True) -> list[int]:
@@ -454,7 +485,7 @@ class TextPrefilter:
             if triggered:
                 to_check.update(triggered)
         checks = self.checks
-        return sorted(i for i in to_check if i in admitted and checks[i](hits, lowered))
+        return sorted(i for i in to_check if i in admitted and checks(i, hits, lowered))
 
 
 #: Values longer than this are matched every time instead of being remembered (script blocks, payloads).
@@ -485,7 +516,6 @@ class FieldPrefilter:
             self.automata[key] = automaton
         self.triggers: dict[int, list[int]] = {}
         untriggered: list[int] = []
-        self.checks = []
         self.keys_of: list[frozenset[str]] = []
         for index, target in enumerate(targets):
             cover = _cover(target.formula, lambda atom: True)
@@ -494,8 +524,8 @@ class FieldPrefilter:
             else:
                 for atom in cover[1]:
                     self.triggers.setdefault(self.atom_ids[atom], []).append(index)
-            self.checks.append(_compile_check(_check_source(target.formula, self.atom_ids)))
             self.keys_of.append(frozenset(a[1] for a in atoms_of(target.formula)))
+        self.checks = _Checks([t.formula for t in targets], self.atom_ids)
         self.routing = _Routing(targets, untriggered)
         self._route_keys: dict[tuple[str | None, int | None], tuple[tuple[str, ...], tuple[str, ...], bool]] = {}
         self._values: dict[tuple[str, str], tuple[int, ...]] = {}
@@ -561,4 +591,4 @@ class FieldPrefilter:
             if triggered:
                 to_check.update(triggered)
         checks = self.checks
-        return sorted(i for i in to_check if i in admitted and checks[i](hits, ""))
+        return sorted(i for i in to_check if i in admitted and checks(i, hits, ""))

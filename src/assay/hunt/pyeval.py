@@ -212,8 +212,14 @@ HELPERS: dict[str, Any] = {name: value for name, value in globals().items() if n
 
 # -- code generation ---------------------------------------------------------------------------------------------
 class _Generator:
+    """SQL expression → Python expression with three-valued results (True, False, None for NULL)."""
+
     def __init__(self) -> None:
         self.lambda_depth = 0
+
+    def operand(self, node: exp.Expr) -> str:
+        """A value a comparison reads (the truth generator hoists these into locals)."""
+        return self.expression(node)
 
     def constant_string(self, node: exp.Expr) -> str | None:
         """The value of a string constant, folding lower() and casts of constants as DuckDB does."""
@@ -277,6 +283,8 @@ class _Generator:
                     and isinstance(keys[0], exp.Literal) and keys[0].is_string):
                 return f"F.get({str(keys[0].this)!r})"
             raise Unsupported("subscript other than Fields['name']")
+        if isinstance(node, exp.Identifier) and self.lambda_depth and node.name == "field_value":
+            return "field_value"
         if isinstance(node, exp.Column):
             if node.table:
                 raise Unsupported("qualified column")
@@ -295,13 +303,13 @@ class _Generator:
         if isinstance(node, exp.Like):
             return self.like(node, None)
         if isinstance(node, exp.EQ):
-            return f"h_eq({self.expression(node.this)}, {self.expression(node.expression)})"
+            return f"h_eq({self.operand(node.this)}, {self.operand(node.expression)})"
         for kind, operator in ((exp.LT, "<"), (exp.LTE, "<="), (exp.GT, ">"), (exp.GTE, ">=")):
             if isinstance(node, kind):
-                return f"h_compare({self.expression(node.this)}, {self.expression(node.expression)}, {operator!r})"
+                return f"h_compare({self.operand(node.this)}, {self.operand(node.expression)}, {operator!r})"
         if isinstance(node, exp.Is):
             if isinstance(node.expression, exp.Null):
-                return f"({self.expression(node.this)} is None)"
+                return f"({self.operand(node.this)} is None)"
             raise Unsupported("IS other than IS NULL")
         if isinstance(node, exp.In):
             if node.args.get("query") is not None or node.args.get("unnest") is not None:
@@ -315,12 +323,12 @@ class _Generator:
                     options.append(self.expression(option))
                 else:
                     raise Unsupported("IN with a non-constant")
-            return f"h_in({self.expression(node.this)}, frozenset(({', '.join(options)},)))"
+            return f"h_in({self.operand(node.this)}, frozenset(({', '.join(options)},)))"
         if isinstance(node, exp.RegexpLike):
             pattern = self.constant_string(node.expression)
             if pattern is None or node.args.get("flag") is not None:
                 raise Unsupported("regexp with non-constant pattern or flags")
-            return f"h_regex({self.expression(node.this)}, {pattern!r})"
+            return f"h_regex({self.operand(node.this)}, {pattern!r})"
         if isinstance(node, exp.StartsWith):
             return f"h_starts({self.expression(node.this)}, {self.expression(node.expression)})"
         if isinstance(node, exp.Anonymous | exp.Func):
@@ -331,7 +339,7 @@ class _Generator:
         pattern = self.constant_string(node.expression)
         if pattern is None:
             raise Unsupported("LIKE with a non-constant pattern")
-        return f"h_like({self.expression(node.this)}, {pattern!r}, {escape!r})"
+        return f"h_like({self.operand(node.this)}, {pattern!r}, {escape!r})"
 
     def function(self, node: exp.Expr) -> str:
         name = _function_name(node)
@@ -339,20 +347,24 @@ class _Generator:
             a for a in (node.args.get("this"), node.args.get("expression")) if a is not None]
         if name == "list_bool_or" and len(arguments) == 1:
             transform = arguments[0]
-            if isinstance(transform, exp.Anonymous) and transform.name.lower() == "list_transform":
+            values: exp.Expr | None = None
+            lam: exp.Expr | None = None
+            if isinstance(transform, exp.Transform):
+                values, lam = transform.this, transform.expression
+            elif isinstance(transform, exp.Anonymous) and str(transform.name).lower() == "list_transform":
                 values, lam = transform.expressions
-                if (isinstance(values, exp.Anonymous | exp.Func) and isinstance(lam, exp.Lambda)
-                        and _function_name(values) == "map_values"):
-                    source = values.expressions[0] if isinstance(values, exp.Anonymous) else values.this
-                    if not (isinstance(source, exp.Column) and source.name == "Fields"):
-                        raise Unsupported("map_values of something other than Fields")
-                    parameters = [p.name for p in lam.expressions]
-                    if parameters != ["field_value"]:
-                        raise Unsupported("lambda parameter other than field_value")
-                    self.lambda_depth += 1
-                    body = self.expression(lam.this)
-                    self.lambda_depth -= 1
-                    return f"h_any(lambda field_value: {body}, F.values())"
+            if (values is not None and isinstance(values, exp.Anonymous | exp.Func)
+                    and isinstance(lam, exp.Lambda) and _function_name(values) == "map_values"):
+                source = values.expressions[0] if isinstance(values, exp.Anonymous) else values.this
+                if not (isinstance(source, exp.Column) and source.name == "Fields"):
+                    raise Unsupported("map_values of something other than Fields")
+                parameters = [p.name for p in lam.expressions]
+                if parameters != ["field_value"]:
+                    raise Unsupported("lambda parameter other than field_value")
+                self.lambda_depth += 1
+                body = self.expression(lam.this)
+                self.lambda_depth -= 1
+                return f"h_any(lambda field_value: {body}, F.values())"
             raise Unsupported("list_bool_or of something other than list_transform(map_values(Fields), …)")
         helpers = {"contains": "h_contains", "starts_with": "h_starts", "ends_with": "h_ends",
                    "startswith": "h_starts", "endswith": "h_ends", "suffix": "h_ends", "prefix": "h_starts"}
@@ -369,22 +381,152 @@ def _function_name(node: exp.Expr) -> str:
     return type(node).__name__.lower()
 
 
+def _like_parts(pattern: str, escape: str | None) -> list[tuple[str, str]]:
+    parts: list[tuple[str, str]] = []
+    literal: list[str] = []
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if escape and char == escape and index + 1 < len(pattern):
+            literal.append(pattern[index + 1])
+            index += 2
+            continue
+        if char in "%_":
+            if literal:
+                parts.append(("lit", "".join(literal)))
+                literal = []
+            parts.append(("any" if char == "%" else "one", ""))
+        else:
+            literal.append(char)
+        index += 1
+    if literal:
+        parts.append(("lit", "".join(literal)))
+    return parts
+
+
+def like_test(value: str, pattern: str, escape: str | None) -> str | None:
+    """A direct Python test of ``value LIKE pattern`` for the common shapes (``%x%``, ``x%``, ``%x``, ``x``),
+    assuming ``value`` is not None; None for other shapes."""
+    parts = _like_parts(pattern, escape)
+    kinds = [kind for kind, _ in parts]
+    literals = [text for kind, text in parts if kind == "lit"]
+    if "one" in kinds or len(literals) != 1 or kinds.count("any") > 2:
+        return None
+    text = literals[0]
+    if kinds == ["any", "lit", "any"]:
+        return f"{text!r} in {value}"
+    if kinds == ["lit", "any"]:
+        return f"{value}.startswith({text!r})"
+    if kinds == ["any", "lit"]:
+        return f"{value}.endswith({text!r})"
+    if kinds == ["lit"]:
+        return f"{value} == {text!r}"
+    return None
+
+
+class _TruthGenerator(_Generator):
+    """A WHERE condition as a Python function returning whether it IS TRUE, short-circuiting.
+
+    Only TRUE selects a row, so AND/OR/NOT become Python's ``and``/``or``/``not`` over "is true" and "is false"
+    tests (exactly three-valued: ``NOT x`` is true when x IS FALSE, not when x is NULL); the values the
+    comparisons read (``lower(Fields['Image'])``…) are computed once per call into locals.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hoisted: dict[str, str] = {}
+
+    def operand(self, node: exp.Expr) -> str:
+        source = self.expression(node)
+        if self.lambda_depth or isinstance(node, exp.Literal | exp.Null | exp.Boolean):
+            return source
+        if self.constant_string(node) is not None:
+            return source
+        return self.hoisted.setdefault(source, f"_v{len(self.hoisted)}")
+
+    def _like_node(self, node: exp.Expr) -> tuple[exp.Like, str | None] | None:
+        if isinstance(node, exp.Escape) and isinstance(node.this, exp.Like):
+            escape = self.constant_string(node.expression)
+            return (node.this, escape) if escape is not None else None
+        if isinstance(node, exp.Like):
+            return node, None
+        return None
+
+    def _only_false_fallback(self, node: exp.Coalesce) -> bool:
+        return all(isinstance(f, exp.Boolean) and not f.this for f in node.expressions)
+
+    def truth(self, node: exp.Expr) -> str:
+        if isinstance(node, exp.Paren):
+            return self.truth(node.this)
+        if isinstance(node, exp.And):
+            return "(" + " and ".join(self.truth(p) for p in node.flatten()) + ")"
+        if isinstance(node, exp.Or):
+            return "(" + " or ".join(self.truth(p) for p in node.flatten()) + ")"
+        if isinstance(node, exp.Not):
+            return self.falsity(node.this)
+        if isinstance(node, exp.Boolean):
+            return "True" if node.this else "False"
+        if isinstance(node, exp.Coalesce) and self._only_false_fallback(node):
+            return self.truth(node.this)
+        like = self._like_node(node)
+        if like is not None and not self.lambda_depth:
+            pattern = self.constant_string(like[0].expression)
+            if pattern is not None:
+                value = self.operand(like[0].this)
+                test = like_test(value, pattern, like[1])
+                if test is not None:
+                    return f"({value} is not None and {test})"
+        return f"({self.expression(node)} is True)"
+
+    def falsity(self, node: exp.Expr) -> str:
+        if isinstance(node, exp.Paren):
+            return self.falsity(node.this)
+        if isinstance(node, exp.And):
+            return "(" + " or ".join(self.falsity(p) for p in node.flatten()) + ")"
+        if isinstance(node, exp.Or):
+            return "(" + " and ".join(self.falsity(p) for p in node.flatten()) + ")"
+        if isinstance(node, exp.Not):
+            return self.truth(node.this)
+        if isinstance(node, exp.Boolean):
+            return "False" if node.this else "True"
+        if isinstance(node, exp.Coalesce) and self._only_false_fallback(node):
+            return f"(not {self.truth(node.this)})"
+        like = self._like_node(node)
+        if like is not None and not self.lambda_depth:
+            pattern = self.constant_string(like[0].expression)
+            if pattern is not None:
+                value = self.operand(like[0].this)
+                test = like_test(value, pattern, like[1])
+                if test is not None:
+                    return f"({value} is not None and not ({test}))"
+        return f"({self.expression(node)} is False)"
+
+    def function_source(self, tree: exp.Expr) -> str:
+        body = self.truth(tree)
+        lines = [f"def predicate({', '.join(ARGUMENTS)}):"]
+        lines += [f"    {name} = {source}" for source, name in self.hoisted.items()]
+        lines.append(f"    return {body}")
+        return "\n".join(lines) + "\n"
+
+
 def python_source(where_sql: str) -> str | None:
-    """Python expression source for a DuckDB WHERE condition, or None when it uses an unsupported construct."""
+    """Python source of a function ``predicate(F, EventID, Channel, Provider, Computer) -> bool`` telling whether a
+    DuckDB WHERE condition is TRUE for a row, or None when the condition uses an unsupported construct."""
     try:
         tree = sqlglot.parse_one(where_sql, read="duckdb")
-        return _Generator().expression(tree)
+        return _TruthGenerator().function_source(tree)
     except Unsupported:
         return None
     except (sqlglot.errors.ParseError, RecursionError):
         return None
 
 
-Predicate = Callable[[dict[str, str | None], int | None, str | None, str | None, str | None], bool | None]
+Predicate = Callable[[dict[str, str | None], int | None, str | None, str | None, str | None], bool]
 
 
 def compile_predicate(source: str) -> Predicate:
     """The function for a generated source (trusted: produced by :func:`python_source` from our own trees)."""
-    code = f"lambda {', '.join(ARGUMENTS)}: {source}"
-    function: Predicate = eval(compile(code, "<assay-rule>", "eval"), dict(HELPERS))
+    namespace = dict(HELPERS)
+    exec(compile(source, "<assay-rule>", "exec"), namespace)
+    function: Predicate = namespace["predicate"]
     return function

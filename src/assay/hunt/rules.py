@@ -280,8 +280,14 @@ def _cache_write(cache_dir: Path | None, key: str, record: dict[str, Any]) -> No
         pass  # a read-only cache only costs time
 
 
-def _compile_job(job: tuple[str, str]) -> dict[str, Any]:
-    return compile_rule_file(job[0], job[1])
+def _compile_job(job: tuple[str, Any]) -> dict[str, Any]:
+    """A pool job: ("compile", (path, text)) compiles a rule file; ("derive", record) refreshes derived data."""
+    kind, payload = job
+    if kind == "derive":
+        add_derived(payload)
+        record: dict[str, Any] = payload
+        return record
+    return compile_rule_file(payload[0], payload[1])
 
 
 #: progress(rule files done, rule files in total)
@@ -303,7 +309,7 @@ def load_hunt_rules(paths: Iterable[str | Path], *, cache_dir: Path | bool | Non
     result = RuleSet(files=len(files))
     records: list[dict[str, Any] | None] = [None] * len(files)
     keys: list[str] = [""] * len(files)
-    jobs: list[tuple[int, tuple[str, str]]] = []
+    jobs: list[tuple[int, tuple[str, Any]]] = []
     for index, file in enumerate(files):
         try:
             text = file.read_text(encoding="utf-8")
@@ -313,12 +319,13 @@ def load_hunt_rules(paths: Iterable[str | Path], *, cache_dir: Path | bool | Non
             continue
         keys[index] = _cache_key(text)
         cached = _cache_read(directory, keys[index])
-        if cached is not None:
-            if add_derived(cached):  # the hunt's own code changed: recompute from the cached SQL, no pySigma
-                _cache_write(directory, keys[index], cached)
+        if cached is not None and not _needs_derive(cached):
             records[index] = cached
+        elif cached is not None:
+            # the hunt's own code changed: recompute formulas and Python from the cached SQL (no pySigma)
+            jobs.append((index, ("derive", cached)))
         else:
-            jobs.append((index, (str(file), text)))
+            jobs.append((index, ("compile", (str(file), text))))
     done = len(files) - len(jobs)
     if progress is not None:
         progress(done, len(files))
@@ -328,7 +335,7 @@ def load_hunt_rules(paths: Iterable[str | Path], *, cache_dir: Path | bool | Non
         done += 1
         if progress is not None:
             progress(done, len(files))
-    result.compiled = len(jobs)
+    result.compiled = sum(1 for _, (kind, _payload) in jobs if kind == "compile")
     for file, maybe_record in zip(files, records, strict=True):
         assert maybe_record is not None
         item = _rule_from_record(maybe_record, str(file))
@@ -340,7 +347,12 @@ def load_hunt_rules(paths: Iterable[str | Path], *, cache_dir: Path | bool | Non
     return result
 
 
-def _run_jobs(jobs: list[tuple[int, tuple[str, str]]], processes: int | None) -> Iterator[tuple[int, dict[str, Any]]]:
+def _needs_derive(record: dict[str, Any]) -> bool:
+    rule = record.get("rule")
+    return rule is not None and rule.get("derived") != derived_fingerprint()
+
+
+def _run_jobs(jobs: list[tuple[int, tuple[str, Any]]], processes: int | None) -> Iterator[tuple[int, dict[str, Any]]]:
     workers = processes or os.cpu_count() or 1
     if len(jobs) < 8 or workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         for index, job in jobs:
