@@ -20,14 +20,18 @@ _FRACTION = re.compile(r"(\.\d{6})\d+$")
 
 
 class EventRow(NamedTuple):
-    """The RawEvents columns a rule can read, plus the timestamp for the timeline."""
+    """The RawEvents columns a rule can read, plus the time for the timeline (parsed only for hits)."""
 
     channel: str | None
     event_id: int | None
     provider: str | None
     computer: str | None
-    timestamp: datetime | None
+    system_time: str | None  # TimeCreated/@SystemTime as written; ``timestamp`` reads it as ingestion does
     fields: dict[str, str | None] | None  # EventData (or UserData's element) as a map; None when neither
+
+    @property
+    def timestamp(self) -> datetime | None:
+        return parse_timestamp(self.system_time)
 
 
 def duck_lower(text: str) -> str:
@@ -47,6 +51,8 @@ def json_text(value: Any) -> str | None:
         return "true"
     if value is False:
         return "false"
+    if type(value) is int:
+        return str(value)  # what json.dumps writes for an int, without the encoder's overhead
     if isinstance(value, int | float):
         return json.dumps(value)
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
@@ -55,7 +61,8 @@ def json_text(value: Any) -> str | None:
 def _as_map(value: Any) -> dict[str, str | None] | None:
     if not isinstance(value, dict):
         return None
-    return {str(key): json_text(item) for key, item in value.items()}
+    # most values are strings already: skip the conversion call for them
+    return {key: item if type(item) is str else json_text(item) for key, item in value.items()}
 
 
 def _string(value: Any) -> str | None:
@@ -119,4 +126,4 @@ def evtx_row(text: str) -> EventRow | None:
         user_data = event.get("UserData")
         if isinstance(user_data, dict) and user_data:
             fields = _as_map(next(iter(user_data.values())))
-    return EventRow(channel, event_id, provider, computer, parse_timestamp(stamp), fields)
+    return EventRow(channel, event_id, provider, computer, stamp, fields)

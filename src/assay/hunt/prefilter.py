@@ -20,7 +20,7 @@ import json
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ahocorasick
@@ -400,11 +400,15 @@ class _Checks:
         self.atom_ids = atom_ids
         self.compiled: list[Callable[[set[int], str], bool] | None] = [None] * len(formulas)
 
+    def compile(self, index: int) -> Callable[[set[int], str], bool]:
+        check = _compile_check(_check_source(self.formulas[index], self.atom_ids))
+        self.compiled[index] = check
+        return check
+
     def __call__(self, index: int, hits: set[int], text: str) -> bool:
         check = self.compiled[index]
         if check is None:
-            check = _compile_check(_check_source(self.formulas[index], self.atom_ids))
-            self.compiled[index] = check
+            check = self.compile(index)
         return check(hits, text)
 
 
@@ -527,68 +531,104 @@ class FieldPrefilter:
             self.keys_of.append(frozenset(a[1] for a in atoms_of(target.formula)))
         self.checks = _Checks([t.formula for t in targets], self.atom_ids)
         self.routing = _Routing(targets, untriggered)
-        self._route_keys: dict[tuple[str | None, int | None], tuple[tuple[str, ...], tuple[str, ...], bool]] = {}
-        self._values: dict[tuple[str, str], tuple[int, ...]] = {}
+        self.matchers = {key: _ValueMatcher(automaton) for key, automaton in self.automata.items()}
+        self._routes: dict[tuple[str | None, int | None], _RoutePlan] = {}
 
-    def _keys(self, channel: str | None, event_id: int | None) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
-        """(Fields names, column names, whether any-value atoms apply) for the targets of this route."""
-        route = (channel, event_id)
-        cached = self._route_keys.get(route)
-        if cached is not None:
-            return cached
-        admitted, _ = self.routing.admitted(channel, event_id)
+    def _route(self, channel: str | None, event_id: int | None) -> _RoutePlan:
+        """What an event of this channel and event id needs: its targets, and the matchers of their fields."""
+        key = (channel, event_id)
+        plan = self._routes.get(key)
+        if plan is not None:
+            return plan
+        admitted, untriggered = self.routing.admitted(channel, event_id)
         keys: set[str] = set()
         for index in admitted:
             keys |= self.keys_of[index]
-        result = (tuple(sorted(k[2:] for k in keys if k.startswith("F:"))),
-                  tuple(sorted(k[2:] for k in keys if k.startswith("C:"))), "*" in keys)
-        self._route_keys[route] = result
-        return result
-
-    def _match(self, key: str, value: str) -> tuple[int, ...]:
-        cacheable = len(value) <= MAX_CACHED_VALUE
-        if cacheable:
-            found = self._values.get((key, value))
-            if found is not None:
-                return found
-        automaton = self.automata.get(key)
-        if automaton is None:
-            return ()
-        idents: set[int] = set()
-        for _end, group in automaton.iter(duck_lower(value)):
-            idents.update(group)
-        result = tuple(idents)
-        if cacheable:
-            if len(self._values) >= MAX_CACHED_VALUES:
-                self._values.clear()  # bounded memory: start over rather than grow without limit
-            self._values[(key, value)] = result
-        return result
+        plan = _RoutePlan(
+            admitted=admitted, untriggered=untriggered,
+            fields={k[2:]: self.matchers[k] for k in keys if k.startswith("F:") and k in self.matchers},
+            columns=[(k[2:], self.matchers[k]) for k in sorted(keys) if k.startswith("C:") and k in self.matchers],
+            any_value=self.matchers.get("*") if "*" in keys else None)
+        self._routes[key] = plan
+        return plan
 
     def candidates(self, fields: dict[str, str | None], columns: dict[str, str | None], channel: str | None,
                    event_id: int | None) -> list[int]:
-        """Indexes of the targets whose exact condition must be checked on this event (sorted)."""
-        lowered_channel = duck_lower(channel) if channel is not None else None
-        admitted, untriggered = self.routing.admitted(lowered_channel, event_id)
-        field_names, column_names, any_value = self._keys(lowered_channel, event_id)
+        """Indexes of the targets whose exact condition must be checked on this event."""
+        plan = self._route(duck_lower(channel) if channel is not None else None, event_id)
         hits: set[int] = set()
-        match = self._match
-        for name in field_names:
-            value = fields.get(name)
-            if value is not None:
-                hits.update(match("F:" + name, value))
-        for name in column_names:
+        field_matchers = plan.fields
+        for name, value in fields.items():
+            matcher = field_matchers.get(name)
+            if matcher is not None and value is not None:
+                found = matcher.cache.get(value)
+                if found is None:
+                    found = matcher.compute(value)
+                if found:
+                    hits.update(found)
+        for name, matcher in plan.columns:
             value = columns.get(name)
             if value is not None:
-                hits.update(match("C:" + name, value))
-        if any_value:
+                found = matcher.cache.get(value)
+                if found is None:
+                    found = matcher.compute(value)
+                if found:
+                    hits.update(found)
+        if plan.any_value is not None:
+            matcher = plan.any_value
             for value in fields.values():
                 if value is not None:
-                    hits.update(match("*", value))
-        to_check: set[int] = set(untriggered)
-        triggers = self.triggers
+                    found = matcher.cache.get(value)
+                    if found is None:
+                        found = matcher.compute(value)
+                    if found:
+                        hits.update(found)
+        to_check: set[int] = set(plan.untriggered)
+        route_triggers = plan.triggers
         for ident in hits:
-            triggered = triggers.get(ident)
+            triggered = route_triggers.get(ident)
+            if triggered is None:
+                triggered = [i for i in self.triggers.get(ident, ()) if i in plan.admitted]
+                route_triggers[ident] = triggered
             if triggered:
                 to_check.update(triggered)
-        checks = self.checks
-        return sorted(i for i in to_check if i in admitted and checks(i, hits, ""))
+        if not to_check:
+            return []
+        compiled = self.checks.compiled
+        chosen = []
+        for index in to_check:
+            check = compiled[index]
+            if check is None:
+                check = self.checks.compile(index)
+            if check(hits, ""):
+                chosen.append(index)
+        return chosen
+
+
+class _ValueMatcher:
+    """One field's automaton and the needles found in each value seen (bounded memory)."""
+
+    def __init__(self, automaton: Any) -> None:
+        self.automaton = automaton
+        self.cache: dict[str, tuple[int, ...]] = {}
+
+    def compute(self, value: str) -> tuple[int, ...]:
+        idents: set[int] = set()
+        for _end, group in self.automaton.iter(duck_lower(value)):
+            idents.update(group)
+        result = tuple(idents)
+        if len(value) <= MAX_CACHED_VALUE:
+            if len(self.cache) >= MAX_CACHED_VALUES:
+                self.cache.clear()  # bounded memory: start over rather than grow without limit
+            self.cache[value] = result
+        return result
+
+
+@dataclass
+class _RoutePlan:
+    admitted: frozenset[int]
+    untriggered: tuple[int, ...]
+    fields: dict[str, _ValueMatcher]
+    columns: list[tuple[str, _ValueMatcher]]
+    any_value: _ValueMatcher | None
+    triggers: dict[int, list[int]] = field(default_factory=dict)  # atom id -> admitted targets it triggers
