@@ -180,12 +180,14 @@ def compile_rule_file(path_text: str, text: str) -> dict[str, Any]:
 @cache
 def derived_fingerprint() -> str:
     """A hash of the code deriving prefilter formulas and Python predicates from a target's SQL."""
-    import assay.hunt.events as events_module
+    import inspect
+
     import assay.hunt.prefilter as prefilter_module
     import assay.hunt.pyeval as pyeval_module
+    from assay.hunt.events import duck_lower
 
-    digest = hashlib.sha256()
-    for module in (events_module, prefilter_module, pyeval_module):
+    digest = hashlib.sha256(inspect.getsource(duck_lower).encode())
+    for module in (prefilter_module, pyeval_module):
         digest.update(Path(str(module.__file__)).read_bytes())
     return digest.hexdigest()[:16]
 
