@@ -109,15 +109,18 @@ class SparkEngine:
         except Exception as error:
             raise EngineError(f"Spark cannot read {location} as Parquet: {error}") from error
 
-    def to_sql(self, query: exp.Expr | str) -> str:
-        """Spark SQL for a sqlglot tree; SQL text is taken as DuckDB SQL and transpiled."""
-        tree: exp.Expr = query if isinstance(query, exp.Expr) else sqlglot.parse_one(query, read="duckdb")
+    def to_sql(self, query: exp.Expr | str, read: str = "duckdb") -> str:
+        """Spark SQL for a sqlglot tree; SQL text is taken as ``read`` SQL (DuckDB by default) and transpiled,
+        or passed through unchanged when it is already Spark SQL (``read="spark"``)."""
+        if isinstance(query, str) and read == "spark":
+            return query
+        tree: exp.Expr = query if isinstance(query, exp.Expr) else sqlglot.parse_one(query, read=read)
         return spark_like_semantics(tree).sql(dialect=self.dialect)
 
-    def run(self, query: exp.Expr | str, parameters: Sequence[Any] | None = None) -> Result:
+    def run(self, query: exp.Expr | str, parameters: Sequence[Any] | None = None, *, read: str = "duckdb") -> Result:
         if parameters:
             raise EngineError("the Spark engine does not take query parameters; inline literals in the tree")
-        sql = self.to_sql(query)
+        sql = self.to_sql(query, read)
         try:
             frame = self.session.sql(sql)
             rows = frame.collect()

@@ -48,7 +48,7 @@ def spark_matches(engine: SparkEngine, refs: Sequence[TargetRef]) -> list[tuple[
     for table, table_refs in by_table.items():
         for start in range(0, len(table_refs), SPARK_TARGETS_PER_SCAN):
             group = table_refs[start:start + SPARK_TARGETS_PER_SCAN]
-            for event_id, target in engine.run(_scan_sql(group, table)).rows:
+            for event_id, target in engine.run(_scan_sql(group, table), read="spark").rows:
                 matches.append((int(target), int(event_id)))
     return matches
 
@@ -61,7 +61,7 @@ def spark_hits(engine: SparkEngine, matches: Sequence[tuple[int, int]], refs: Se
     for start in range(0, len(wanted), 5000):
         ids = ", ".join(str(i) for i in wanted[start:start + 5000])
         rows = engine.run(f"SELECT {', '.join(EVIDENCE_COLUMNS)} FROM `{RAW_EVENTS}` "
-                          f"WHERE AssayEventId IN ({ids})").rows
+                          f"WHERE AssayEventId IN ({ids})", read="spark").rows
         events.update({int(row[0]): row for row in rows})
     by_number = {ref.number: ref for ref in refs}
     return [make_hit(by_number[number], events[event]) for number, event in matches if event in events]
