@@ -162,3 +162,16 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
     assert runner.invoke(cli, ["hunt"]).exit_code == 2
     missing = runner.invoke(cli, ["hunt", str(tmp_path), "--rules", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "no such rule file" in missing.output
+
+
+def test_rules_without_events_of_their_logsource_are_listed(case_logs: Path, rules_dir: Path,
+                                                            cache_dir: Path) -> None:
+    (rules_dir / "dns_query.yml").write_text(
+        "title: Suspicious DNS Query For Ngrok\nid: 1d08ac94-400d-4469-a82f-daee9a908849\nlevel: high\n"
+        "logsource: {category: dns_query, product: windows}\n"
+        "detection:\n  sel:\n    QueryName|contains: '.ngrok.io'\n  condition: sel\n", encoding="utf-8")
+    result = hunt([case_logs], [rules_dir], cache_dir=cache_dir, workers=1)
+    no_events = {p.title for p in result.no_events}
+    assert "Suspicious DNS Query For Ngrok" in no_events
+    assert "CMSTP Silent Install" not in no_events  # its Sysmon route had events
+    assert hit_keys(result) == EXPECTED

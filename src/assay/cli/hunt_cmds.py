@@ -89,6 +89,13 @@ def _print_summary(result: Any, err: bool) -> None:
         for problem in result.problems:
             title = f" ({problem.title})" if problem.title else ""
             echo(f"  {problem.source}{title}: {problem.kind}: {problem.reason}")
+    if result.no_events:
+        echo(f"{len(result.no_events)} rules had no event of their logsource in these logs "
+             "(e.g. " + "; ".join(p.title or p.source for p in result.no_events[:3]) + ")")
+    if result.missing_fields:
+        echo(f"{len(result.missing_fields)} rule routes read fields their events do not have, e.g.:")
+        for problem in result.missing_fields[:5]:
+            echo(f"  {problem.title}: {problem.reason}")
     if result.bad_records:
         echo(f"{result.bad_records} bad records skipped (damaged logs):")
         for bad in result.bad_record_list[:20]:

@@ -51,7 +51,8 @@ class UnitResult:
     pairs: int = 0
     bad: list[BadRecord] = field(default_factory=list)
     lost: int = 0
-    records_by_route_key: dict[tuple[str | None, int | None], int] = field(default_factory=dict)
+    #: targets whose route (channel, event id) some event of the unit's worker had
+    reached: set[int] = field(default_factory=set)
 
 
 class FastPathPlan:
@@ -82,6 +83,16 @@ class FastPathPlan:
         if self._text_index is None:
             self._text_index = TextPrefilter(self.targets)
         return self._text_index
+
+    def reached(self) -> set[int]:
+        """Targets whose route some event seen so far (in this process) belonged to."""
+        found: set[int] = set()
+        for route in self.field_index.routes_seen():
+            found |= route
+        if self._text_index is not None:
+            for admitted, _untriggered in self._text_index.routing.cache.values():
+                found |= admitted
+        return found
 
     @property
     def python_targets(self) -> int:
@@ -155,6 +166,7 @@ class _Worker:
                     self._flush(gathered, gathered_targets, result)
                     gathered_rows = 0
         self._flush(gathered, gathered_targets, result)
+        result.reached = self.plan.reached()
         return result
 
     def _evtx_batch(self, source: Source, batch: Batch, result: UnitResult) -> tuple[Batch, list[list[int]]]:

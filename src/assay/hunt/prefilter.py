@@ -552,6 +552,10 @@ class FieldPrefilter:
         self._routes[key] = plan
         return plan
 
+    def routes_seen(self) -> list[frozenset[int]]:
+        """The admitted targets of every route an event has had so far."""
+        return [plan.admitted for plan in self._routes.values()]
+
     def candidates(self, fields: dict[str, str | None], columns: dict[str, str | None], channel: str | None,
                    event_id: int | None) -> list[int]:
         """Indexes of the targets whose exact condition must be checked on this event."""

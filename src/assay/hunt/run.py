@@ -52,6 +52,10 @@ class HuntResult:
     rule_seconds: float = 0.0
     rules_compiled: int = 0
     notes: list[str] = field(default_factory=list)
+    #: rules none of whose routes had an event in these logs (evaluated, but on nothing)
+    no_events: list[RuleProblem] = field(default_factory=list)
+    #: routes that cannot provide a field the rule reads (the rule runs; those predicates are false)
+    missing_fields: list[RuleProblem] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +65,8 @@ class HuntResult:
             "rules_compiled": self.rules_compiled,
             "summary": self.summary.as_dict(),
             "not_evaluated": [p.as_dict() for p in self.problems],
+            "no_events": [p.as_dict() for p in self.no_events],
+            "missing_fields": [p.as_dict() for p in self.missing_fields],
             "bad_records": self.bad_records, "bad_record_list": [vars(b) for b in self.bad_record_list],
             "skipped": [{"source": s.label, "reason": s.reason, "damaged": s.is_damage} for s in self.skipped],
             "notes": self.notes,
@@ -131,6 +137,7 @@ def _hunt_fast(result: HuntResult, refs: list[TargetRef], sources: list[Source],
     event_sources = [s for s in sources if not s.defender_table]
     defender_sources = [s for s in sources if s.defender_table]
     hits: list[Hit] = []
+    reached: set[int] = set()
     if event_sources:
         plan = build_plan(raw_refs)
         callback = (lambda records, done, total: progress("events", done, total)) if progress else None
@@ -139,11 +146,33 @@ def _hunt_fast(result: HuntResult, refs: list[TargetRef], sources: list[Source],
             result.events += unit.records
             result.candidates += unit.candidates
             result.pairs += unit.pairs
+            reached |= {raw_refs[i].number for i in unit.reached}
             _add_bad(result, unit.bad, unit.lost)
+    if defender_sources:
+        reached |= {ref.number for ref in typed_refs}
+    _note_coverage(result, refs, reached)
     if defender_sources:
         # Defender exports are modest tables: ingest them and run their typed routes rule by rule.
         hits.extend(_reference_hits(result, typed_refs, defender_sources, progress))
     return hits
+
+
+def _note_coverage(result: HuntResult, refs: Sequence[TargetRef], reached: set[int]) -> None:
+    """Rules that had no event of their logsource, and routes that lack a field a rule reads."""
+    by_rule: dict[str, list[TargetRef]] = {}
+    for ref in refs:
+        by_rule.setdefault(ref.rule.source, []).append(ref)
+    for source, rule_refs in by_rule.items():
+        if not any(ref.number in reached for ref in rule_refs):
+            routes = ", ".join(ref.target.route for ref in rule_refs)
+            result.no_events.append(RuleProblem(source=source, title=rule_refs[0].rule.title, kind="no-events",
+                                                reason=f"no event of its logsource in these logs ({routes})"))
+        for ref in rule_refs:
+            if ref.number in reached and ref.target.unavailable:
+                result.missing_fields.append(RuleProblem(
+                    source=source, title=ref.rule.title, kind="missing-fields",
+                    reason=f"route {ref.target.route} has no {', '.join(ref.target.unavailable)} "
+                           "(predicates on it are false there)"))
 
 
 def _reference_hits(result: HuntResult, refs: list[TargetRef], sources: list[Source],
