@@ -29,6 +29,8 @@ from assay.schema import canonical_tables
 
 #: DuckDB memory cap while ingesting into a database the call opens itself (peak RSS stays under ~1 GiB).
 DEFAULT_MEMORY_LIMIT = "400MB"
+#: WAL size between automatic checkpoints while bulk loading (DuckDB's default, 16 MiB, is restored after).
+BULK_CHECKPOINT_THRESHOLD = "256MB"
 #: Bad records listed one by one in a summary (all are counted).
 MAX_LISTED_BAD_RECORDS = 1000
 
@@ -149,14 +151,23 @@ def ingest_sources(sources: list[Source], engine: DuckDBEngine, *, skipped: list
         if item.is_damage:
             summary.add_bad([BadRecord(item.label, "file", item.reason)])
     before = {name: engine.row_count(name) for name in canonical_tables()}
-    writer = RawEventWriter(engine)
-    _load(sources, writer, summary, batch_rows, progress, reader_threads)
-    first_id, last_id = writer.first_id, writer.last_id
-    summary.first_event_id, summary.last_event_id = first_id, max(last_id, first_id - 1)
-    mappings = builtin_mappings()
-    defender_tables = {s.defender_table for s in sources if s.defender_table}
-    summary.rows_per_mapping = run_mappings(engine, mappings, {t for t in defender_tables if t}, first_id,
-                                            last_id)
+    connection = engine.connection
+    # DuckDB checkpoints the WAL into the file every 16 MiB by default: during a bulk load that is a checkpoint
+    # every few thousand events, each recompressing partly filled row groups. A larger threshold while loading
+    # (restored afterwards) checkpoints a few times per million events instead.
+    threshold = connection.execute("SELECT current_setting('checkpoint_threshold')").fetchall()[0][0]
+    connection.execute(f"SET checkpoint_threshold = '{BULK_CHECKPOINT_THRESHOLD}'").fetchall()
+    try:
+        writer = RawEventWriter(engine)
+        _load(sources, writer, summary, batch_rows, progress, reader_threads)
+        first_id, last_id = writer.first_id, writer.last_id
+        summary.first_event_id, summary.last_event_id = first_id, max(last_id, first_id - 1)
+        mappings = builtin_mappings()
+        defender_tables = {s.defender_table for s in sources if s.defender_table}
+        summary.rows_per_mapping = run_mappings(engine, mappings, {t for t in defender_tables if t}, first_id,
+                                                last_id)
+    finally:
+        connection.execute("SET checkpoint_threshold = $1", [threshold]).fetchall()
     summary.unmapped_fields = unmapped_fields(engine, mappings, first_id, last_id)
     summary.events_without_mapping = events_without_mapping(engine, mappings, first_id, last_id)
     summary.rows_per_table = {name: engine.row_count(name) - before[name] for name in canonical_tables()}
