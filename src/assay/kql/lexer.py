@@ -9,6 +9,7 @@ literals (``24h``, ``1.5d``, ``100ms``), raw-text literals (``datetime(2024-01-0
 from __future__ import annotations
 
 import bisect
+import re
 from enum import Enum
 from typing import NamedTuple
 
@@ -81,6 +82,12 @@ TIMESPAN_UNITS: dict[str, float] = {
 
 DIGITS = frozenset("0123456789")  # str.isdigit() also accepts '²' and other Unicode digits
 
+# Whitespace and // comments in one regex match instead of a Python loop per character.
+_SPACE_AND_COMMENTS = re.compile(r"(?:[ \t\r\n\f\v\ufeff]+|//[^\n]*)*")
+# The rest of a word: \w is exactly str.isalnum() plus "_" (what the character loop tested).
+_WORD_TAIL = re.compile(r"\w*")
+_NEWLINE = re.compile("\n")
+
 
 
 class Lexer:
@@ -91,7 +98,7 @@ class Lexer:
         self.file = file
         self.pos = 0
         # offsets where lines start: line/col are computed from an offset only when a token needs them
-        self.line_starts = [0] + [index + 1 for index, char in enumerate(text) if char == "\n"]
+        self.line_starts = [0] + [match.end() for match in _NEWLINE.finditer(text)]
 
     def position(self, offset: int) -> tuple[int, int]:
         line_index = bisect.bisect_right(self.line_starts, offset) - 1
@@ -112,16 +119,9 @@ class Lexer:
         self.pos = min(self.pos + count, len(self.text))
 
     def _skip_space_and_comments(self) -> None:
-        text = self.text
-        while self.pos < len(text):
-            char = text[self.pos]
-            if char in " \t\r\n\f\v\ufeff":
-                self.pos += 1
-            elif text.startswith("//", self.pos):
-                end = text.find("\n", self.pos)
-                self._advance((end if end >= 0 else len(text)) - self.pos)
-            else:
-                return
+        match = _SPACE_AND_COMMENTS.match(self.text, self.pos)
+        if match is not None:
+            self.pos = match.end()
 
     def tokens(self) -> list[Token]:
         result: list[Token] = []
@@ -279,15 +279,11 @@ class Lexer:
 
     def _word(self, start: int, line: int, col: int) -> Token:
         text = self.text
-        end = self.pos + 1
-        while end < len(text) and (text[end].isalnum() or text[end] == "_"):
-            end += 1
+        end = _WORD_TAIL.match(text, self.pos + 1).end()  # type: ignore[union-attr]  # \w* always matches
         word = text[self.pos:end]
         # Hyphenated operator names: mv-expand, project-away ...
         if end < len(text) and text[end] == "-":
-            tail_end = end + 1
-            while tail_end < len(text) and (text[tail_end].isalnum() or text[tail_end] == "_"):
-                tail_end += 1
+            tail_end = _WORD_TAIL.match(text, end + 1).end()  # type: ignore[union-attr]
             candidate = text[self.pos:tail_end]
             if candidate.lower() in HYPHENATED_WORDS:
                 self._advance(tail_end - self.pos)

@@ -77,20 +77,24 @@ class Parser:
     def fail(self, message: str, token: Token | None = None, hint: str | None = None) -> NoReturn:
         raise KqlSyntaxError(message, self.span(token), hint)
 
+    # the helpers below index self.tokens directly: they run thousands of times per query and the property
+    # call behind self.token showed in parse time
     def advance(self) -> Token:
-        token = self.token
+        token = self.tokens[self.index]
         if token.kind is not TokenKind.EOF:
             self.index += 1
         return token
 
     def at_end(self) -> bool:
-        return self.token.kind is TokenKind.EOF
+        return self.tokens[self.index].kind is TokenKind.EOF
 
     def at_op(self, *ops: str) -> bool:
-        return self.token.kind is TokenKind.OP and self.token.text in ops
+        token = self.tokens[self.index]
+        return token.kind is TokenKind.OP and token.text in ops
 
     def at_word(self, *words: str) -> bool:
-        return self.token.kind is TokenKind.IDENT and self.token.text.lower() in words
+        token = self.tokens[self.index]
+        return token.kind is TokenKind.IDENT and token.text.lower() in words
 
     def accept_op(self, op: str) -> bool:
         if self.at_op(op):
