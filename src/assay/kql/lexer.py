@@ -155,7 +155,7 @@ class Lexer:
             verbatim = "@" in text[self.pos:self.pos + prefix_len]
             self._advance(prefix_len)
             return self._make(TokenKind.STRING, self._string(verbatim, line, col), start, line, col)
-        if text.startswith("```", self.pos) or text.startswith("~~~", self.pos):
+        if char in "`~" and (text.startswith("```", self.pos) or text.startswith("~~~", self.pos)):
             fence = text[self.pos:self.pos + 3]
             end = text.find(fence, self.pos + 3)
             if end < 0:

@@ -768,7 +768,11 @@ class Parser:
 
     def parse_postfix(self) -> ast.Expr:
         expr = self.parse_primary()
+        tokens = self.tokens
         while True:
+            token = tokens[self.index]
+            if token.kind is not TokenKind.OP or token.text not in (".", "["):
+                return expr  # the common case, decided without the three checks below
             if self.at_op(".") and self.peek().kind in (TokenKind.IDENT, TokenKind.INT) and \
                     self.peek().offset == self.token.end:
                 token = self.advance()
