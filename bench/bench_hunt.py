@@ -130,6 +130,14 @@ def rule_by_rule_baseline(corpus: Path, rule_set: object, max_targets: int | Non
     return seconds, summary.records_read, len(refs), ingest_seconds
 
 
+class _Rows(list[tuple[str, str, str]]):
+    """The table's rows; each is also printed as soon as it is measured (a long run shows progress)."""
+
+    def append(self, row: tuple[str, str, str]) -> None:
+        super().append(row)
+        print(f"  {row[0]}: {row[1]} ({row[2]})", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000, help="target event count (default 1M)")
@@ -148,7 +156,7 @@ def main() -> int:
     data = shared_data()
     corpus = data / "evtx-attack-samples"
     rules_dir = args.rules or data / "sigmahq" / "rules" / "windows"
-    rows: list[tuple[str, str, str]] = []
+    rows = _Rows()
 
     files = sorted(corpus.rglob("*.evtx"))
     corpus_records = count_records(files)
