@@ -124,9 +124,17 @@ class Mapping:
                 f"SELECT *{', ' + lookups if lookups else ''} FROM RawEvents "
                 f"WHERE AssayEventId BETWEEN {int(first_id)} AND {int(last_id)} AND {self.where_sql()})")
 
-    def unmapped_sql(self, first_id: int, last_id: int) -> str:
-        """Field names (and how many events had them) that this mapping left to the leftover column."""
+    def unmapped_sql(self, first_id: int, last_id: int, key_sets: str | None = None) -> str:
+        """Field names (and how many events had them) that this mapping left to the leftover column.
+
+        ``key_sets``: a table of (Channel, EventID, Keys, Events) already grouped from RawEvents rows
+        ``first_id..last_id`` (the writer builds it once for all mappings); without it RawEvents is scanned.
+        """
         excluded = ", ".join(sql_string(f) for f in sorted(self.consumed_fields | set(SYSTEM_FIELD_KEYS)))
+        if key_sets is not None:
+            return (f"SELECT key, sum(Events) FROM (SELECT unnest(Keys) AS key, Events FROM {key_sets} "
+                    f"WHERE {self.where_sql()}) WHERE key NOT IN ({excluded}) GROUP BY key "
+                    f"ORDER BY sum(Events) DESC, key")
         return (f"SELECT key, count(*) FROM (SELECT unnest(map_keys(Fields)) AS key FROM RawEvents "
                 f"WHERE AssayEventId BETWEEN {int(first_id)} AND {int(last_id)} AND {self.where_sql()}) "
                 f"WHERE key NOT IN ({excluded}) GROUP BY key ORDER BY count(*) DESC, key")

@@ -39,6 +39,7 @@ def canonical_channel_sql(expr: str) -> str:
 _RAW_COLUMNS = ("AssayEventId, Timestamp, Channel, Provider, EventID, Computer, SourceFile, SourceRecord, "
                 "SourceFormat, Fields")
 STAGING = "assay_ingest_staging"
+KEY_SETS = "assay_ingest_key_sets"
 STAGING_CHUNK_ROWS = 8192
 #: A record is loaded only when its text parses as JSON and is an object; the rest are bad records.
 _VALID_OBJECT = "json_valid(Text) AND json_type(Text) = 'OBJECT'"
@@ -189,10 +190,20 @@ def unmapped_fields(engine: DuckDBEngine, mappings: tuple[Mapping, ...], first_i
     result: dict[str, dict[str, int]] = {}
     if last_id < first_id:
         return result
-    for mapping in mappings:
-        rows = engine.connection.execute(mapping.unmapped_sql(first_id, last_id)).fetchall()
-        if rows:
-            result[mapping.name] = {str(k): int(n) for k, n in rows}
+    connection = engine.connection
+    # Events of one type nearly always carry the same field names: one scan groups the new events by (Channel,
+    # EventID, key list), and each mapping unnests the few distinct key lists instead of every event's keys.
+    connection.execute(
+        f"CREATE OR REPLACE TEMP TABLE {KEY_SETS} AS SELECT Channel, EventID, map_keys(Fields) AS Keys, "
+        f"count(*) AS Events FROM RawEvents WHERE AssayEventId BETWEEN {int(first_id)} AND {int(last_id)} "
+        f"GROUP BY ALL").fetchall()
+    try:
+        for mapping in mappings:
+            rows = connection.execute(mapping.unmapped_sql(first_id, last_id, KEY_SETS)).fetchall()
+            if rows:
+                result[mapping.name] = {str(k): int(n) for k, n in rows}
+    finally:
+        connection.execute(f"DROP TABLE IF EXISTS {KEY_SETS}").fetchall()
     return result
 
 
