@@ -183,7 +183,8 @@ def parenthesize(tree: exp.Expr) -> exp.Expr:
                 operator = is_operator.get(child_class)
                 if operator is None:
                     operator = is_operator[child_class] = issubclass(child_class, _OPERATOR_NODES)
-                if operator and not (issubclass(node_class, exp.Interval) and not issubclass(child_class, exp.Binary)):
+                if operator and not (issubclass(node_class, exp.Interval)
+                                     and not issubclass(child_class, exp.Binary)):
                     node.set(key, exp.Paren(this=child))
         for child in args.values():
             if isinstance(child, expression_class):
