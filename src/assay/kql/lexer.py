@@ -138,7 +138,9 @@ class Lexer:
         self._skip_space_and_comments()
         text = self.text
         start = self.pos
-        line, col = self.position(start)
+        line_starts = self.line_starts
+        line_index = bisect.bisect_right(line_starts, start) - 1  # self.position(start), inlined: once per token
+        line, col = line_index + 1, start - line_starts[line_index] + 1
         if self.pos >= len(text):
             return Token(TokenKind.EOF, "", line, col, start, start)
         char = text[self.pos]
@@ -304,8 +306,8 @@ class Lexer:
                     self._advance(close + 1 - self.pos)
                     kind = "timespan" if lowered == "time" else lowered
                     return self._make(TokenKind.RAW, raw.strip(), start, line, col, kind)
-        self._advance(end - self.pos)
-        return self._make(TokenKind.IDENT, word, start, line, col)
+        self.pos = end  # end <= len(text): what self._advance(end - self.pos) would set
+        return Token(TokenKind.IDENT, word, line, col, start, end)
 
     def _raw_parenthesized(self, open_pos: int, line: int, col: int, word: str) -> tuple[str, int]:
         """The text between the parenthesis at ``open_pos`` and its match (strings and nesting respected)."""
