@@ -18,6 +18,24 @@ from assay.cli.output import emit_json, json_default, print_table, render_error
 from assay.errors import AssayError, KqlError, UsageError
 
 
+def _table_schemas(db_path: Path | None) -> Any:
+    """The canonical tables plus those in the DuckDB file at ``db_path`` (opened read-only), if given."""
+    from assay import kql
+
+    engine = None
+    if db_path is not None:
+        if not db_path.exists():
+            raise UsageError(f"database {db_path} does not exist")
+        from assay.engine import DuckDBEngine
+
+        engine = DuckDBEngine(db_path, read_only=True)
+    try:
+        return kql.table_schemas(engine)
+    finally:
+        if engine is not None:
+            engine.close()
+
+
 def _read_query(query: str) -> tuple[str, str | None]:
     """QUERY is a file when it names an existing file (or ends in .kql), else KQL text."""
     candidate = Path(query)
@@ -76,18 +94,7 @@ def run_command(query: str, db_path: Path | None, now: str | None, output_format
 
     text, file = _read_query(query)
     if sql_dialect:
-        engine = None
-        if db_path is not None:
-            if not db_path.exists():
-                raise UsageError(f"database {db_path} does not exist")
-            from assay.engine import DuckDBEngine
-
-            engine = DuckDBEngine(db_path, read_only=True)
-        try:
-            tables = kql.table_schemas(engine)
-        finally:
-            if engine is not None:
-                engine.close()
+        tables = _table_schemas(db_path)
         compiled = kql.compile(text, tables=tables, now=now, dialect=sql_dialect, file=file)
         click.echo(compiled.sql)
         return
@@ -149,18 +156,7 @@ def check_command(files: tuple[Path, ...], db_path: Path | None, output_format: 
     """Check the syntax and schema of KQL FILES without running them (exit 1 if any fails)."""
     from assay import kql
 
-    engine = None
-    if db_path is not None:
-        if not db_path.exists():
-            raise UsageError(f"database {db_path} does not exist")
-        from assay.engine import DuckDBEngine
-
-        engine = DuckDBEngine(db_path, read_only=True)
-    try:
-        tables = kql.table_schemas(engine)
-    finally:
-        if engine is not None:
-            engine.close()
+    tables = _table_schemas(db_path)
     results: list[dict[str, Any]] = []
     failed = 0
     for path in files:

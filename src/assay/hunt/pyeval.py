@@ -150,25 +150,7 @@ def h_ends(text: Any, part: Any) -> bool | None:
 @lru_cache(maxsize=65536)
 def like_matcher(pattern: str, escape: str | None) -> Callable[[str], bool]:
     """A matcher for ``value LIKE pattern [ESCAPE escape]`` (case as given: callers lower both sides)."""
-    parts: list[tuple[str, str]] = []  # ("lit", text) | ("any", "") | ("one", "")
-    literal: list[str] = []
-    index = 0
-    while index < len(pattern):
-        char = pattern[index]
-        if escape and char == escape and index + 1 < len(pattern):
-            literal.append(pattern[index + 1])
-            index += 2
-            continue
-        if char in "%_":
-            if literal:
-                parts.append(("lit", "".join(literal)))
-                literal = []
-            parts.append(("any" if char == "%" else "one", ""))
-        else:
-            literal.append(char)
-        index += 1
-    if literal:
-        parts.append(("lit", "".join(literal)))
+    parts = _like_parts(pattern, escape)
     kinds = [kind for kind, _ in parts]
     if "one" not in kinds:
         middle = [text for kind, text in parts if kind == "lit"]
@@ -382,6 +364,7 @@ def _function_name(node: exp.Expr) -> str:
 
 
 def _like_parts(pattern: str, escape: str | None) -> list[tuple[str, str]]:
+    """A LIKE pattern split into ("lit", text) | ("any", "") | ("one", "") parts, escapes resolved."""
     parts: list[tuple[str, str]] = []
     literal: list[str] = []
     index = 0
