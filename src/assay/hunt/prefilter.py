@@ -27,6 +27,7 @@ import ahocorasick
 from sqlglot import exp
 
 from assay.hunt.events import duck_lower
+from assay.hunt.pyeval import like_parts
 
 with warnings.catch_warnings():
     # The regex parser moved to re._parser in 3.11 (sre_parse is a deprecated alias); it is what we need.
@@ -154,23 +155,7 @@ def operand_key(node: exp.Expr | None) -> str | None:
 
 def like_formula(key: str | None, pattern: str, escape: str | None) -> Formula:
     """Every literal run of a LIKE pattern must occur (``%`` and ``_`` are wildcards, ``escape`` quotes one)."""
-    runs: list[str] = []
-    current: list[str] = []
-    index = 0
-    while index < len(pattern):
-        char = pattern[index]
-        if escape and char == escape and index + 1 < len(pattern):
-            current.append(pattern[index + 1])
-            index += 2
-            continue
-        if char in "%_":
-            runs.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-        index += 1
-    runs.append("".join(current))
-    return all_of(literal(key, run) for run in runs if run)
+    return all_of(literal(key, text) for kind, text in like_parts(pattern, escape) if kind == "lit")
 
 
 def _number_formula(key: str | None, value: exp.Expr) -> Formula:

@@ -150,7 +150,7 @@ def h_ends(text: Any, part: Any) -> bool | None:
 @lru_cache(maxsize=65536)
 def like_matcher(pattern: str, escape: str | None) -> Callable[[str], bool]:
     """A matcher for ``value LIKE pattern [ESCAPE escape]`` (case as given: callers lower both sides)."""
-    parts = _like_parts(pattern, escape)
+    parts = like_parts(pattern, escape)
     kinds = [kind for kind, _ in parts]
     if "one" not in kinds:
         middle = [text for kind, text in parts if kind == "lit"]
@@ -363,7 +363,7 @@ def _function_name(node: exp.Expr) -> str:
     return type(node).__name__.lower()
 
 
-def _like_parts(pattern: str, escape: str | None) -> list[tuple[str, str]]:
+def like_parts(pattern: str, escape: str | None) -> list[tuple[str, str]]:
     """A LIKE pattern split into ("lit", text) | ("any", "") | ("one", "") parts, escapes resolved."""
     parts: list[tuple[str, str]] = []
     literal: list[str] = []
@@ -390,7 +390,7 @@ def _like_parts(pattern: str, escape: str | None) -> list[tuple[str, str]]:
 def like_test(value: str, pattern: str, escape: str | None) -> str | None:
     """A direct Python test of ``value LIKE pattern`` for the common shapes (``%x%``, ``x%``, ``%x``, ``x``),
     assuming ``value`` is not None; None for other shapes."""
-    parts = _like_parts(pattern, escape)
+    parts = like_parts(pattern, escape)
     kinds = [kind for kind, _ in parts]
     literals = [text for kind, text in parts if kind == "lit"]
     if "one" in kinds or len(literals) != 1 or kinds.count("any") > 2:
