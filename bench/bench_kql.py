@@ -14,6 +14,7 @@ import argparse
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 from sqlglot.tokens import SQLGLOTC_INSTALLED
 
@@ -23,20 +24,8 @@ from assay.kql.runtime import install_macros
 
 NOW = datetime(2024, 5, 1, 12, 0, 0)
 
-CMSTP_KQL = r"""DeviceProcessEvents
-| where Timestamp > ago(24h)
-| where FileName =~ "cmstp.exe"
-| extend AutoClose = ProcessCommandLine has_any ("/s", "/au")
-| extend NoUserInteraction = ProcessCommandLine has_any ("/ns", "/ni")
-| extend HasINF = ProcessCommandLine has ".inf"
-| extend SuspiciousINFPath = ProcessCommandLine has_any ("Temp", "AppData", "Downloads", "Public", "ProgramData", "\\Users\\")
-| extend RemoteLoad = ProcessCommandLine has_any ("http://", "https://")
-| extend SuspiciousParent = InitiatingProcessFileName has_any ("cmd.exe", "powershell.exe", "wscript.exe", "cscript.exe", "mshta.exe", "winword.exe", "excel.exe", "outlook.exe")
-| project Timestamp, DeviceName, AccountName, ProcessCommandLine, InitiatingProcessFileName,
-         InitiatingProcessCommandLine, AutoClose, NoUserInteraction, HasINF,
-         SuspiciousINFPath, RemoteLoad, SuspiciousParent
-| sort by Timestamp desc
-"""
+CMSTP_KQL = (Path(__file__).resolve().parents[1] / "detections" / "T1218.003-cmstp" / "sentinel.kql").read_text(
+    encoding="utf-8")
 
 CMSTP_SQL = r"""
 SELECT "Timestamp", "DeviceName", "AccountName", "ProcessCommandLine", "InitiatingProcessFileName",
