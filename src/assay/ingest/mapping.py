@@ -22,6 +22,9 @@ from assay.schema import canonical_tables
 
 #: Keys the writer adds to every evtx-shaped event's Fields (System values); never "unmapped".
 SYSTEM_FIELD_KEYS = ("EventID", "Channel", "Computer", "Provider_Name")
+#: The compact RawEvents store the mappings read (RawEvents' columns with the field object as JSON text in
+#: FieldsJson; RawEvents is a view over it, see :func:`assay.ingest.writer.use_compact_raw_events`).
+RAW_EVENT_STORE = "RawEventStore"
 RAW_COLUMNS = ("AssayEventId", "Timestamp", "Channel", "Provider", "EventID", "Computer", "SourceFile",
                "SourceRecord", "SourceFormat")
 _FIELD_NAME = re.compile(r"^[A-Za-z0-9_.@#\- ]+$")
@@ -41,6 +44,11 @@ def sql_string(value: str) -> str:
 def field_sql(name: str) -> str:
     """The SQL reading one original field from RawEvents.Fields (NULL when absent)."""
     return f"Fields[{sql_string(name)}]"
+
+
+def json_path(name: str) -> str:
+    """The JSON path of one top-level key, quoted so spaces, dots and ``#`` in field names are literal."""
+    return '$."' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def field_alias(name: str) -> str:
@@ -96,17 +104,34 @@ class Mapping:
             conditions.append(f"EventID IN ({', '.join(str(i) for i in self.event_ids)})")
         return " AND ".join(conditions) if conditions else "TRUE"
 
+    def excluded_keys_sql(self) -> str:
+        """The constant list of the keys a column consumed (plus the System keys): never leftovers."""
+        return "[" + ", ".join(sql_string(f) for f in sorted(self.consumed_fields | set(SYSTEM_FIELD_KEYS))) + "]"
+
     def leftover_sql(self) -> str:
-        # list_contains on a constant list measured 25% cheaper than NOT IN (…) inside the lambda. The JSON object
-        # is spelled by concatenation, byte for byte what to_json(map_from_entries(…)) gives: building the
-        # intermediate MAP made DuckDB check its keys for uniqueness again (half the cost of this column).
-        excluded = ", ".join(sql_string(f) for f in sorted(self.consumed_fields | set(SYSTEM_FIELD_KEYS)))
-        return ("'{' || array_to_string(list_transform(list_filter(map_entries(Fields), "
-                f"lambda e: NOT list_contains([{excluded}], e.key) AND e.value IS NOT NULL AND e.value <> ''), "
-                "lambda e: to_json(e.key) || ':' || to_json(e.value)), ',') || '}'")
+        """The JSON object of the fields no column used, non-empty values only, as text values.
+
+        Spelled by concatenation from the event's keys and values (``json_keys`` and ``json_extract_string`` of
+        ``$.*``, both in document order, zipped in :meth:`insert_sql`): byte for byte what
+        ``to_json(map_from_entries(…))`` of the event's field map gives, without building a MAP (DuckDB checks every
+        map's keys for uniqueness, which costs more than both JSON passes).
+        """
+        return ("'{' || array_to_string(list_transform(assay_leftover, "
+                "lambda e: to_json(e[1]) || ':' || to_json(e[2])), ',') || '}'")
+
+    def leftover_entries_sql(self) -> str:
+        """(key, value) of the fields no column consumed, empty values dropped (``assay_leftover``)."""
+        # list_contains on a constant list measured 25% cheaper than NOT IN (…) inside the lambda.
+        return (f"list_filter(list_zip(json_keys(FieldsJson), json_extract_string(FieldsJson, '$.*')), "
+                f"lambda e: NOT list_contains({self.excluded_keys_sql()}, e[1]) AND e[2] IS NOT NULL "
+                f"AND e[2] <> '')")
 
     def insert_sql(self, first_id: int, last_id: int) -> str:
-        """The statement that maps RawEvents rows ``first_id..last_id`` into the table."""
+        """The statement that maps store rows ``first_id..last_id`` into the table.
+
+        Every consumed field comes from one ``json_extract_string`` with the list of their paths: the field object
+        is parsed once per row for all columns.
+        """
         schema = canonical_tables()[self.table]
         names = [c.name for c in self.columns]
         selects = []
@@ -119,10 +144,15 @@ class Mapping:
         names += ["AssayEventId", "AssaySource"]
         selects += ["AssayEventId", "SourceFile || '#' || CAST(SourceRecord AS VARCHAR)"]
         quoted = ", ".join(f'"{n}"' for n in names)
-        lookups = ", ".join(f"{field_sql(f)} AS {field_alias(f)}" for f in sorted(self.consumed_fields))
+        consumed = sorted(self.consumed_fields)
+        lookups = "".join(f", assay_values[{i}] AS {field_alias(f)}" for i, f in enumerate(consumed, start=1))
+        paths = "[" + ", ".join(sql_string(json_path(f)) for f in consumed) + "]"
+        values = f", json_extract_string(FieldsJson, {paths}) AS assay_values" if consumed else ""
+        if self.leftover_column:
+            values += f", {self.leftover_entries_sql()} AS assay_leftover"
         return (f'INSERT INTO "{self.table}" ({quoted}) SELECT {", ".join(selects)} FROM ('
-                f"SELECT *{', ' + lookups if lookups else ''} FROM RawEvents "
-                f"WHERE AssayEventId BETWEEN {int(first_id)} AND {int(last_id)} AND {self.where_sql()})")
+                f"SELECT *{lookups} FROM (SELECT *{values} FROM {RAW_EVENT_STORE} "
+                f"WHERE AssayEventId BETWEEN {int(first_id)} AND {int(last_id)} AND {self.where_sql()}))")
 
     def unmapped_sql(self, first_id: int, last_id: int, key_sets: str | None = None) -> str:
         """Field names (and how many events had them) that this mapping left to the leftover column.
@@ -130,7 +160,7 @@ class Mapping:
         ``key_sets``: a table of (Channel, EventID, Keys, Events) already grouped from RawEvents rows
         ``first_id..last_id`` (the writer builds it once for all mappings); without it RawEvents is scanned.
         """
-        excluded = ", ".join(sql_string(f) for f in sorted(self.consumed_fields | set(SYSTEM_FIELD_KEYS)))
+        excluded = self.excluded_keys_sql()[1:-1]
         if key_sets is not None:
             return (f"SELECT key, sum(Events) FROM (SELECT unnest(Keys) AS key, Events FROM {key_sets} "
                     f"WHERE {self.where_sql()}) WHERE key NOT IN ({excluded}) GROUP BY key "

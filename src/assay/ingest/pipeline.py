@@ -24,6 +24,7 @@ from assay.ingest.writer import (
     events_without_mapping,
     run_mappings,
     unmapped_fields,
+    use_compact_raw_events,
 )
 from assay.schema import canonical_tables
 
@@ -158,6 +159,7 @@ def ingest_sources(sources: list[Source], engine: DuckDBEngine, *, skipped: list
     threshold = connection.execute("SELECT current_setting('checkpoint_threshold')").fetchall()[0][0]
     connection.execute(f"SET checkpoint_threshold = '{BULK_CHECKPOINT_THRESHOLD}'").fetchall()
     try:
+        use_compact_raw_events(connection)
         writer = RawEventWriter(engine)
         _load(sources, writer, summary, batch_rows, progress, reader_threads)
         first_id, last_id = writer.first_id, writer.last_id

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import duckdb
 import pyarrow as pa
 
 from assay.engine import DuckDBEngine
 from assay.errors import EngineError
-from assay.ingest.mapping import Mapping, defender_insert_sql, sql_string, timestamp_sql
+from assay.ingest.mapping import RAW_EVENT_STORE, Mapping, defender_insert_sql, sql_string, timestamp_sql
 from assay.ingest.readers import BadRecord, Batch
 from assay.ingest.sources import DEFENDER_CSV, DEFENDER_JSON, ECS, EVTX, EVTX_JSON
+from assay.schema import RAW_EVENTS, canonical_tables
 
 _EVTX_SHAPE = (
     '{"Event":{"System":{"Channel":"VARCHAR","Computer":"VARCHAR","EventID":"VARCHAR",'
@@ -27,6 +29,9 @@ _ECS_SHAPE = (
     '"host":{"name":"VARCHAR"}}'
 )
 _MAP_SHAPE = '"MAP(VARCHAR, VARCHAR)"'
+#: The compact store keeps each event's fields as the JSON text of its field object (see RAW_EVENT_STORE).
+_EVTX_JSON_SHAPE = _EVTX_SHAPE.replace('"EventData":"MAP(VARCHAR, VARCHAR)"', '"EventData":"JSON"')
+_ECS_JSON_SHAPE = _ECS_SHAPE.replace('"MAP(VARCHAR, VARCHAR)"', '"JSON"')
 #: Channels as Windows spells them: some collectors lower-case them ("security"); routing compares exactly.
 KNOWN_CHANNELS = ("Security", "System", "Application", "Microsoft-Windows-Sysmon/Operational",
                   "Microsoft-Windows-PowerShell/Operational", "Windows PowerShell",
@@ -36,8 +41,9 @@ KNOWN_CHANNELS = ("Security", "System", "Application", "Microsoft-Windows-Sysmon
 def canonical_channel_sql(expr: str) -> str:
     whens = " ".join(f"WHEN {sql_string(c.lower())} THEN {sql_string(c)}" for c in KNOWN_CHANNELS)
     return f"CASE lower({expr}) {whens} ELSE {expr} END"
-_RAW_COLUMNS = ("AssayEventId, Timestamp, Channel, Provider, EventID, Computer, SourceFile, SourceRecord, "
-                "SourceFormat, Fields")
+_PLAIN_RAW_COLUMNS = ("AssayEventId, Timestamp, Channel, Provider, EventID, Computer, SourceFile, SourceRecord, "
+                      "SourceFormat")
+
 STAGING = "assay_ingest_staging"
 KEY_SETS = "assay_ingest_key_sets"
 STAGING_CHUNK_ROWS = 8192
@@ -45,8 +51,20 @@ STAGING_CHUNK_ROWS = 8192
 _VALID_OBJECT = "json_valid(Text) AND json_type(Text) = 'OBJECT'"
 
 
-def _raw_select(source_format: str) -> str:
-    """The SELECT producing RawEvents rows from the staging table for one source format."""
+def _object_or_null(expr: str) -> str:
+    """A JSON value kept only when it is an object (json_transform to a MAP gives NULL for anything else).
+
+    The value is DuckDB's own minified rendering, so an object starts with ``{``: no second parse is needed.
+    """
+    return f"CASE WHEN starts_with({expr}, '{{') THEN {expr} END"
+
+
+def _raw_select(source_format: str, compact: bool = True) -> str:
+    """The SELECT producing RawEvents rows from the staging table for one source format.
+
+    ``compact``: the last column is the field object's JSON text (for :data:`RAW_EVENT_STORE`); otherwise the
+    ``MAP(VARCHAR, VARCHAR)`` of a RawEvents base table.
+    """
     file_and_format = "CAST(SourceFile AS VARCHAR), SourceRecord, $source_format AS SourceFormat"
     if source_format in (EVTX, EVTX_JSON):
         # EventID is sometimes {"#attributes": {"Qualifiers": …}, "#text": 4688} (VARCHAR gives its JSON text).
@@ -54,35 +72,50 @@ def _raw_select(source_format: str) -> str:
                     "TRY_CAST(json_extract_string(s.Event.System.EventID, '$.\"#text\"') AS INTEGER))")
         # UserData wraps its fields in one element named after the event (e.g. LogFileCleared); it is read only for
         # events without EventData (declaring it in the shape made every record 40% dearer).
-        user_data = (f"CASE WHEN s.Event.EventData IS NULL THEN json_transform(json_extract(Text, "
-                     f"'$.Event.UserData.*')[1], '{_MAP_SHAPE}') END")
+        user_data_element = "json_extract(Text, '$.Event.UserData.*')[1]"
+        if compact:
+            fields = (f"coalesce({_object_or_null('s.Event.EventData')}, CASE WHEN s.Event.EventData IS NULL THEN "
+                      f"{_object_or_null(user_data_element)} END)")
+            shape = _EVTX_JSON_SHAPE
+        else:
+            fields = (f"coalesce(s.Event.EventData, CASE WHEN s.Event.EventData IS NULL THEN "
+                      f"json_transform({user_data_element}, '{_MAP_SHAPE}') END)")
+            shape = _EVTX_SHAPE
         valid = "" if source_format == EVTX else f"WHERE {_VALID_OBJECT}"
         return f"""
         SELECT $first_id + Position, {timestamp_sql('s.Event.System.TimeCreated."#attributes".SystemTime')},
                s.Event.System.Channel, s.Event.System.Provider."#attributes".Name, EventID,
-               s.Event.System.Computer, {file_and_format},
-               coalesce(s.Event.EventData, {user_data})
+               s.Event.System.Computer, {file_and_format}, {fields}
         FROM (SELECT *, {event_id} AS EventID FROM (
               -- One json_transform with the whole shape parses each record once; building the EventData map
               -- from an extracted JSON value instead costs a second parse (2x slower).
-              SELECT Position, SourceFile, SourceRecord, Text, json_transform(Text, '{_EVTX_SHAPE}') AS s
+              SELECT Position, SourceFile, SourceRecord, Text, json_transform(Text, '{shape}') AS s
               FROM {STAGING} {valid}))
         """
     if source_format == ECS:
+        if compact:
+            fields = (f"coalesce({_object_or_null('s.winlog.event_data')}, "
+                      f"{_object_or_null('s.winlog.user_data')})")
+        else:
+            fields = "coalesce(s.winlog.event_data, s.winlog.user_data)"
         return f"""
         SELECT $first_id + Position, {timestamp_sql('s."@timestamp"')}, {canonical_channel_sql('s.winlog.channel')},
                s.winlog.provider_name,
                TRY_CAST(s.winlog.event_id AS INTEGER), coalesce(s.winlog.computer_name, s.host.name),
-               {file_and_format},
-               coalesce(s.winlog.event_data, s.winlog.user_data)
-        FROM (SELECT Position, SourceFile, SourceRecord, json_transform(Text, '{_ECS_SHAPE}') AS s
+               {file_and_format}, {fields}
+        FROM (SELECT Position, SourceFile, SourceRecord,
+                     json_transform(Text, '{_ECS_JSON_SHAPE if compact else _ECS_SHAPE}') AS s
               FROM {STAGING} WHERE {_VALID_OBJECT})
         """
+    # The other formats' fields are the record's own top-level fields: the compact store keeps the record's text.
+    # The map is still built here once, so a record DuckDB cannot read as a field map fails at ingest, not later
+    # in every query.
+    fields = "CASE WHEN m IS NOT NULL THEN Text END" if compact else "m"
     if source_format in (DEFENDER_CSV, DEFENDER_JSON):
         return f"""
         SELECT $first_id + Position, {timestamp_sql("m['Timestamp']")}, $defender_table, 'Microsoft Defender XDR',
-               NULL, m['DeviceName'], {file_and_format}, m
-        FROM (SELECT Position, SourceFile, SourceRecord, json_transform(Text, '{_MAP_SHAPE}') AS m
+               NULL, m['DeviceName'], {file_and_format}, {fields}
+        FROM (SELECT Position, SourceFile, SourceRecord, Text, json_transform(Text, '{_MAP_SHAPE}') AS m
               FROM {STAGING} WHERE {_VALID_OBJECT})
         """
     # OTRF and flat Sigma-style JSON: the record's own fields are the event's fields.
@@ -92,10 +125,46 @@ def _raw_select(source_format: str) -> str:
         SELECT $first_id + Position, coalesce({timestamp}), {canonical_channel_sql("m['Channel']")},
                coalesce(m['SourceName'], m['Provider_Name'], m['ProviderName']),
                TRY_CAST(coalesce(m['EventID'], m['EventId'], m['event_id']) AS INTEGER),
-               coalesce(m['Hostname'], m['Computer'], m['host']), {file_and_format}, m
-        FROM (SELECT Position, SourceFile, SourceRecord, json_transform(Text, '{_MAP_SHAPE}') AS m
+               coalesce(m['Hostname'], m['Computer'], m['host']), {file_and_format}, {fields}
+        FROM (SELECT Position, SourceFile, SourceRecord, Text, json_transform(Text, '{_MAP_SHAPE}') AS m
               FROM {STAGING} WHERE {_VALID_OBJECT})
         """
+
+
+def raw_events_is_compact(connection: duckdb.DuckDBPyConnection) -> bool:
+    """Whether this database keeps RawEvents in the compact store (RawEvents is then a view over it)."""
+    rows = connection.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = $1 AND NOT internal",
+                              [RAW_EVENTS]).fetchall()
+    return bool(rows[0][0])
+
+
+def use_compact_raw_events(connection: duckdb.DuckDBPyConnection) -> None:
+    """Make RawEvents a view over :data:`RAW_EVENT_STORE` (once per database; rows already there move over).
+
+    Building a ``MAP(VARCHAR, VARCHAR)`` per event costs DuckDB more than parsing the EVTX record (every map's keys
+    are checked for uniqueness), so ingestion stores each event's fields as the JSON text of its field object and
+    the view turns it into the map only for the rows a query reads: ``Fields['Image']`` keeps its type and value.
+    """
+    if raw_events_is_compact(connection):
+        return
+    columns = canonical_tables()[RAW_EVENTS].columns
+    plain = [c.name for c in columns if c.name != "Fields"]
+    store_columns = ", ".join(f'"{c.name}" {c.duckdb_type}' for c in columns if c.name != "Fields")
+    quoted = ", ".join(f'"{name}"' for name in plain)
+    connection.execute("BEGIN TRANSACTION")
+    try:
+        connection.execute(f'CREATE TABLE IF NOT EXISTS "{RAW_EVENT_STORE}" ({store_columns}, "FieldsJson" VARCHAR)')
+        if connection.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = $1",
+                              [RAW_EVENTS]).fetchall()[0][0]:
+            connection.execute(f'INSERT INTO "{RAW_EVENT_STORE}" ({quoted}, "FieldsJson") '
+                               f'SELECT {quoted}, to_json("Fields") FROM "{RAW_EVENTS}"')
+            connection.execute(f'DROP TABLE "{RAW_EVENTS}"')
+        connection.execute(f'CREATE VIEW "{RAW_EVENTS}" AS SELECT {quoted}, '
+                           f"json_transform(\"FieldsJson\", '{_MAP_SHAPE}') AS \"Fields\" FROM \"{RAW_EVENT_STORE}\"")
+        connection.execute("COMMIT")
+    except Exception:
+        connection.execute("ROLLBACK")
+        raise
 
 
 @dataclass
@@ -110,6 +179,7 @@ class RawEventWriter:
     def __init__(self, engine: DuckDBEngine) -> None:
         self.engine = engine
         self.connection = engine.connection
+        self.compact = raw_events_is_compact(self.connection)
         rows = self.connection.execute("SELECT coalesce(max(AssayEventId), 0) FROM RawEvents").fetchall()
         self.first_id = int(rows[0][0]) + 1
         self.next_id = self.first_id
@@ -142,7 +212,8 @@ class RawEventWriter:
         parameters: dict[str, object] = {"first_id": self.next_id, "source_format": source.format}
         if source.defender_table:
             parameters["defender_table"] = source.defender_table
-        sql = f"INSERT INTO RawEvents ({_RAW_COLUMNS}) {_raw_select(source.format)}"
+        target, fields = (RAW_EVENT_STORE, "FieldsJson") if self.compact else (RAW_EVENTS, "Fields")
+        sql = f"INSERT INTO {target} ({_PLAIN_RAW_COLUMNS}, {fields}) {_raw_select(source.format, self.compact)}"
         self.connection.register(STAGING, staging)
         try:
             inserted = int(self.connection.execute(sql, parameters).fetchall()[0][0])
@@ -193,10 +264,12 @@ def unmapped_fields(engine: DuckDBEngine, mappings: tuple[Mapping, ...], first_i
     connection = engine.connection
     # Events of one type nearly always carry the same field names: one scan groups the new events by (Channel,
     # EventID, key list), and each mapping unnests the few distinct key lists instead of every event's keys.
+    # Only events some mapping takes can have unmapped fields: the others are not parsed again.
+    taken = " OR ".join(f"({m.where_sql()})" for m in mappings) or "FALSE"
     connection.execute(
-        f"CREATE OR REPLACE TEMP TABLE {KEY_SETS} AS SELECT Channel, EventID, map_keys(Fields) AS Keys, "
-        f"count(*) AS Events FROM RawEvents WHERE AssayEventId BETWEEN {int(first_id)} AND {int(last_id)} "
-        f"GROUP BY ALL").fetchall()
+        f"CREATE OR REPLACE TEMP TABLE {KEY_SETS} AS SELECT Channel, EventID, json_keys(FieldsJson) AS Keys, "
+        f"count(*) AS Events FROM {RAW_EVENT_STORE} WHERE AssayEventId BETWEEN {int(first_id)} AND {int(last_id)} "
+        f"AND ({taken}) GROUP BY ALL").fetchall()
     try:
         for mapping in mappings:
             rows = connection.execute(mapping.unmapped_sql(first_id, last_id, KEY_SETS)).fetchall()
@@ -214,10 +287,10 @@ def events_without_mapping(engine: DuckDBEngine, mappings: tuple[Mapping, ...], 
         return []
     conditions = " OR ".join(f"({m.where_sql()})" for m in mappings) or "FALSE"
     rows = engine.connection.execute(
-        f"SELECT Channel, EventID, count(*) FROM RawEvents WHERE AssayEventId BETWEEN {first_id} AND {last_id} "
+        f"SELECT Channel, EventID, count(*) FROM {RAW_EVENT_STORE} WHERE AssayEventId BETWEEN {first_id} AND {last_id} "
         f"AND SourceFormat NOT LIKE 'defender-%' AND NOT coalesce({conditions}, FALSE) "
         f"GROUP BY ALL ORDER BY count(*) DESC, Channel, EventID").fetchall()
     return [(r[0], r[1], int(r[2])) for r in rows]
 
 
-__all__ = ["RawEventWriter", "run_mappings", "sql_string"]
+__all__ = ["RAW_EVENT_STORE", "RawEventWriter", "run_mappings", "sql_string", "use_compact_raw_events"]
