@@ -1,20 +1,28 @@
-"""CLI commands for the hunt stage (registered by assay.cli.main): ``assay hunt``."""
+"""CLI commands for the hunt stage (registered by assay.cli.main): ``assay hunt``.
+
+The timeline is streamed from the result's hit store (never held as a whole): files and pipes get every hit,
+a terminal table shows the first ``MAX_TERMINAL_ROWS``.
+"""
 
 from __future__ import annotations
 
 import sys
+import textwrap
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TextIO
 
 import click
 
-from assay.cli.output import emit_json, is_tty, print_table
+from assay.cli.output import is_tty, print_table
 from assay.errors import UsageError
 
 TABLE_COLUMNS = ("timestamp", "host", "rule", "level", "techniques", "event_id", "fields", "source_file",
                  "source_record")
 MAX_TABLE_FIELD_CHARS = 160
+#: Hits shown in the rich table on a terminal; the rest are counted (use --out or --format csv for all).
+MAX_TERMINAL_ROWS = 500
 
 
 class _Progress(AbstractContextManager["_Progress"]):
@@ -54,25 +62,48 @@ def _short(text: Any) -> Any:
     return text
 
 
-def _write_timeline(result: Any, output_format: str, stream: TextIO) -> None:
-    from assay.hunt.timeline import timeline_rows, write_csv, write_jsonl
+def _plain_line(row: Iterable[Any]) -> str:
+    return "\t".join("" if v is None else str(v).replace("\t", " ").replace("\n", " ") for v in row) + "\n"
 
+
+def _write_timeline(result: Any, output_format: str, stream: TextIO, *, shorten: bool = False) -> None:
+    """Stream the timeline from the hit store: CSV, JSON lines, or a plain tab-separated table."""
+    from assay.hunt.timeline import iter_timeline_rows
+
+    store = result.store
     if output_format == "csv":
-        write_csv(result.hits, stream)
+        store.write_csv(stream)
     elif output_format == "jsonl":
-        write_jsonl(result.hits, stream)
-    else:  # plain tab-separated table into a file
+        store.write_jsonl(stream)
+    else:
         stream.write("\t".join(TABLE_COLUMNS) + "\n")
-        for row in timeline_rows(result.hits, TABLE_COLUMNS):
-            stream.write("\t".join("" if v is None else str(v).replace("\t", " ").replace("\n", " ")
-                                   for v in row) + "\n")
+        for row in iter_timeline_rows(store.iter_hits(), TABLE_COLUMNS):
+            stream.write(_plain_line([_short(v) for v in row] if shorten else row))
+
+
+def _write_json_document(result: Any, stream: TextIO) -> None:
+    """``json.dumps(result.as_dict(), indent=2)`` byte for byte, with the timeline streamed hit by hit."""
+    import json
+
+    from assay.cli.output import json_default
+
+    def dumps(value: Any) -> str:
+        return json.dumps(value, indent=2, default=json_default, ensure_ascii=False)
+
+    header = dumps(result.header_dict())
+    stream.write(header[:-2] + ',\n  "timeline": [')
+    first = True
+    for hit in result.store.iter_hits():
+        stream.write(("\n" if first else ",\n") + textwrap.indent(dumps(hit.as_dict()), "    "))
+        first = False
+    stream.write("]\n}" if first else "\n  ]\n}")
 
 
 def _print_summary(result: Any, err: bool) -> None:
     """Summary by rule, level and technique, then the rules not evaluated (stderr when stdout has data)."""
     echo = (lambda text: click.echo(text, err=True)) if err else click.echo
     summary = result.summary
-    echo(f"{summary.events} events, {len(result.hits)} hits from {len(summary.by_rule)} rules "
+    echo(f"{summary.events} events, {result.hit_count} hits from {len(summary.by_rule)} rules "
          f"({result.rules} rules, {result.targets} routes evaluated) in {result.seconds:.1f}s")
     if err:
         for title, level, count in summary.by_rule:
@@ -158,33 +189,45 @@ def hunt_command(logs: tuple[Path, ...], rule_paths: tuple[Path, ...], output_fo
     with _Progress() as progress:
         result = hunt(list(logs), paths, mode=mode, workers=workers, spark_master=spark_master,
                       cache_dir=not no_cache, progress=progress if progress.enabled else None)
-    if output_format == "json":
-        if out is not None:
-            import json
+    with result:
+        _report(result, output_format, out)
 
-            from assay.cli.output import json_default
 
-            out.write_text(json.dumps(result.as_dict(), indent=2, default=json_default, ensure_ascii=False),
-                           encoding="utf-8")
-            _print_summary(result, err=False)
-        else:
-            emit_json(result.as_dict())
-        return
+def _report(result: Any, output_format: str, out: Path | None) -> None:
+    """Write the timeline where asked (streamed from the hit store) and the summary to the terminal."""
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("w", encoding="utf-8", newline="") as stream:
-            _write_timeline(result, output_format, stream)
-        click.echo(f"timeline: {len(result.hits)} hits written to {out}")
+            if output_format == "json":
+                _write_json_document(result, stream)
+            else:
+                _write_timeline(result, output_format, stream)
+        if output_format != "json":
+            click.echo(f"timeline: {result.hit_count} hits written to {out}")
         _print_summary(result, err=False)
+        return
+    if output_format == "json":
+        stdout = sys.stdout
+        _write_json_document(result, stdout)
+        stdout.write("\n")
+        stdout.flush()
         return
     if output_format in ("csv", "jsonl"):
         _write_timeline(result, output_format, sys.stdout)
         _print_summary(result, err=True)
         return
-    from assay.hunt.timeline import timeline_rows
+    if not is_tty():
+        _write_timeline(result, "table", sys.stdout, shorten=True)
+        _print_summary(result, err=False)
+        return
+    from assay.hunt.timeline import iter_timeline_rows
 
-    rows = [[_short(v) for v in row] for row in timeline_rows(result.hits, TABLE_COLUMNS)]
-    print_table(TABLE_COLUMNS, rows, title="Timeline" if is_tty() else None)
+    shown = result.store.head(MAX_TERMINAL_ROWS)
+    rows = [[_short(v) for v in row] for row in iter_timeline_rows(shown, TABLE_COLUMNS)]
+    print_table(TABLE_COLUMNS, rows, title="Timeline")
+    if result.hit_count > len(shown):
+        click.echo(f"(first {len(shown)} of {result.hit_count} hits; write them all with --out FILE "
+                   "or --format csv|jsonl)")
     _print_summary(result, err=False)
 
 

@@ -7,7 +7,8 @@ Three ways to evaluate, one result shape (:class:`HuntResult`), so they can be c
 - ``spark``: ingest to Parquet, run the same compiled SQL on Apache Spark (``assay.hunt.spark``).
 
 Evtx and event JSON are hunted in their raw form (RawEvents routes: Sysmon, Security, PowerShell… channels);
-Defender XDR exports on their typed tables (Device*Events routes).
+Defender XDR exports on their typed tables (Device*Events routes). Every path feeds a :class:`HitStore` (hits
+on disk, deduplicated, ordered and summarized in SQL), which the result owns until it is closed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from assay.engine import DuckDBEngine
 from assay.errors import UsageError
 from assay.hunt.evaluate import TargetRef, enumerate_targets, evaluate_all, hits_for
 from assay.hunt.rules import RuleProblem, RuleSet, load_hunt_rules
-from assay.hunt.timeline import Hit, Summary, dedupe_sorted, summarize
+from assay.hunt.store import HitStore
+from assay.hunt.timeline import Hit, Summary
 from assay.ingest.readers import BadRecord
 from assay.ingest.sources import Skipped, Source, discover
 from assay.schema import RAW_EVENTS
@@ -34,9 +36,13 @@ MAX_LISTED_BAD_RECORDS = 1000
 
 @dataclass
 class HuntResult:
-    """The timeline (sorted hits), its summary, the rules that could not run, and what was read."""
+    """The timeline (in ``store``, sorted hits), its summary, the rules that could not run, and what was read.
 
-    hits: list[Hit]
+    The result owns its :class:`HitStore` (a DuckDB file in a temporary folder): use it as a context manager
+    or call :meth:`close` when done. Stream the timeline with ``result.store.iter_hits()`` / ``write_csv`` /
+    ``write_jsonl``; :attr:`hits` materializes every hit as a list, for small results only.
+    """
+
     summary: Summary
     problems: list[RuleProblem]
     rules: int
@@ -56,11 +62,36 @@ class HuntResult:
     no_events: list[RuleProblem] = field(default_factory=list)
     #: routes that cannot provide a field the rule reads (the rule runs; those predicates are false)
     missing_fields: list[RuleProblem] = field(default_factory=list)
+    store: HitStore = field(default_factory=HitStore, repr=False)
+    _hits: list[Hit] | None = field(default=None, repr=False)
 
-    def as_dict(self) -> dict[str, Any]:
+    @property
+    def hits(self) -> list[Hit]:
+        """Every hit of the timeline, in order, as one list (small results; large ones: stream ``store``)."""
+        if self._hits is None:
+            self._hits = list(self.store.iter_hits())
+        return self._hits
+
+    @property
+    def hit_count(self) -> int:
+        """Hits in the timeline (one per rule and event), counted in the store."""
+        return self.summary.hits
+
+    def close(self) -> None:
+        """Delete the hit store (its folder and database). ``hits`` already materialized stay usable."""
+        self.store.close()
+
+    def __enter__(self) -> HuntResult:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def header_dict(self) -> dict[str, Any]:
+        """Everything :meth:`as_dict` gives except the timeline (which comes last there)."""
         return {
             "mode": self.mode, "events": self.events, "rules": self.rules, "targets": self.targets,
-            "hits": len(self.hits), "candidates": self.candidates, "candidate_pairs": self.pairs,
+            "hits": self.hit_count, "candidates": self.candidates, "candidate_pairs": self.pairs,
             "seconds": round(self.seconds, 3), "rule_seconds": round(self.rule_seconds, 3),
             "rules_compiled": self.rules_compiled,
             "summary": self.summary.as_dict(),
@@ -70,8 +101,11 @@ class HuntResult:
             "bad_records": self.bad_records, "bad_record_list": [vars(b) for b in self.bad_record_list],
             "skipped": [{"source": s.label, "reason": s.reason, "damaged": s.is_damage} for s in self.skipped],
             "notes": self.notes,
-            "timeline": [h.as_dict() for h in self.hits],
         }
+
+    def as_dict(self) -> dict[str, Any]:
+        """The whole result as one document, the timeline last (materialized: small results)."""
+        return {**self.header_dict(), "timeline": [h.as_dict() for h in self.store.iter_hits()]}
 
 
 #: progress(stage, done, total): stage is "rules" (files compiled) or "events" (work units done; done is units)
@@ -86,8 +120,13 @@ def _raw_and_typed(refs: Sequence[TargetRef]) -> tuple[list[TargetRef], list[Tar
 
 def hunt(logs: Sequence[str | Path], rules: RuleSet | Iterable[str | Path], *, mode: str = "fast",
          workers: int | None = None, spark_master: str | None = None, cache_dir: Path | bool | None = True,
-         progress: HuntProgress | None = None, work_dir: Path | None = None) -> HuntResult:
-    """Hunt ``logs`` (files, folders, globs, zips) with ``rules`` (a loaded :class:`RuleSet` or rule paths)."""
+         progress: HuntProgress | None = None, work_dir: Path | None = None,
+         store_dir: Path | None = None) -> HuntResult:
+    """Hunt ``logs`` (files, folders, globs, zips) with ``rules`` (a loaded :class:`RuleSet` or rule paths).
+
+    Hits go to a :class:`HitStore` in a new temporary folder (under ``store_dir`` when given); close the result
+    (or use it as a context manager) to delete it. ``work_dir`` is where Spark mode writes its Parquet.
+    """
     if mode not in MODES:
         raise UsageError(f"unknown hunt mode {mode!r}", hint="use one of: " + ", ".join(MODES))
     started = time.perf_counter()
@@ -100,24 +139,26 @@ def hunt(logs: Sequence[str | Path], rules: RuleSet | Iterable[str | Path], *, m
     if not logs:
         raise UsageError("no logs to hunt", hint="name at least one file, folder, glob or zip")
     sources, skipped = discover(list(logs))
-    result = HuntResult(hits=[], summary=Summary(), problems=list(rule_set.problems), rules=len(rule_set.rules),
+    result = HuntResult(summary=Summary(), problems=list(rule_set.problems), rules=len(rule_set.rules),
                         targets=len(refs), events=0, skipped=skipped, mode=mode, rule_seconds=rule_set.seconds,
-                        rules_compiled=rule_set.compiled)
-    for item in skipped:
-        if item.is_damage:
-            _add_bad(result, [BadRecord(item.label, "file", item.reason)])
-    hits: list[Hit] = []
-    if mode == "fast":
-        hits = _hunt_fast(result, refs, sources, workers, progress)
-    elif mode == "reference":
-        hits = _hunt_reference(result, refs, sources, progress)
-    else:
-        from assay.hunt.spark import hunt_on_spark
+                        rules_compiled=rule_set.compiled, store=HitStore(store_dir))
+    try:
+        for item in skipped:
+            if item.is_damage:
+                _add_bad(result, [BadRecord(item.label, "file", item.reason)])
+        if mode == "fast":
+            _hunt_fast(result, refs, sources, workers, progress)
+        elif mode == "reference":
+            result.store.add_hits(_reference_hits(result, refs, sources, progress))
+        else:
+            from assay.hunt.spark import hunt_on_spark
 
-        hits = hunt_on_spark(result, refs, sources, skipped, master=spark_master, work_dir=work_dir,
-                             progress=progress)
-    result.hits = dedupe_sorted(hits)
-    result.summary = summarize(result.hits, result.events)
+            hunt_on_spark(result, refs, sources, skipped, master=spark_master, work_dir=work_dir,
+                          progress=progress)
+        result.summary = result.store.summary(result.events)
+    except BaseException:
+        result.close()
+        raise
     result.seconds = time.perf_counter() - started
     return result
 
@@ -130,19 +171,23 @@ def _add_bad(result: HuntResult, bad: Sequence[BadRecord], lost: int = 0) -> Non
 
 
 def _hunt_fast(result: HuntResult, refs: list[TargetRef], sources: list[Source], workers: int | None,
-               progress: HuntProgress | None) -> list[Hit]:
+               progress: HuntProgress | None) -> None:
     from assay.hunt.fastpath import build_plan, run_fast_path
 
     raw_refs, typed_refs = _raw_and_typed(refs)
     event_sources = [s for s in sources if not s.defender_table]
     defender_sources = [s for s in sources if s.defender_table]
-    hits: list[Hit] = []
+    store = result.store
     reached: set[int] = set()
     if event_sources:
         plan = build_plan(raw_refs)
         callback = (lambda records, done, total: progress("events", done, total)) if progress else None
         for unit in run_fast_path(plan, event_sources, workers=workers, progress=callback):
-            hits.extend(unit.hits)
+            # Workers hand back hit rows (Arrow, ``target`` = index into the plan's refs) or Hit objects.
+            hit_rows = getattr(unit, "hit_rows", None)
+            if hit_rows is not None:
+                store.add_rows(hit_rows, plan.refs)
+            store.add_hits(unit.hits)
             result.events += unit.records
             result.candidates += unit.candidates
             result.pairs += unit.pairs
@@ -153,8 +198,7 @@ def _hunt_fast(result: HuntResult, refs: list[TargetRef], sources: list[Source],
     _note_coverage(result, refs, reached)
     if defender_sources:
         # Defender exports are modest tables: ingest them and run their typed routes rule by rule.
-        hits.extend(_reference_hits(result, typed_refs, defender_sources, progress))
-    return hits
+        store.add_hits(_reference_hits(result, typed_refs, defender_sources, progress))
 
 
 def _note_coverage(result: HuntResult, refs: Sequence[TargetRef], reached: set[int]) -> None:
@@ -188,7 +232,3 @@ def _reference_hits(result: HuntResult, refs: list[TargetRef], sources: list[Sou
             progress("events", 1, 1)
         return hits_for(engine, matches, refs)
 
-
-def _hunt_reference(result: HuntResult, refs: list[TargetRef], sources: list[Source],
-                    progress: HuntProgress | None) -> list[Hit]:
-    return _reference_hits(result, refs, sources, progress)

@@ -68,8 +68,9 @@ def spark_hits(engine: SparkEngine, matches: Sequence[tuple[int, int]], refs: Se
 
 
 def hunt_on_spark(result: HuntResult, refs: list[TargetRef], sources: list[Source], skipped: list[Skipped], *,
-                  master: str | None, work_dir: Path | None, progress: HuntProgress | None) -> list[Hit]:
-    """Ingest ``sources`` to Parquet under ``work_dir`` (a temporary folder by default) and hunt on Spark."""
+                  master: str | None, work_dir: Path | None, progress: HuntProgress | None) -> None:
+    """Ingest ``sources`` to Parquet under ``work_dir`` (a temporary folder by default), hunt on Spark, and
+    add the hits to ``result.store``."""
     from assay.hunt.run import _add_bad
     from assay.ingest.pipeline import ingest_sources, write_parquet
 
@@ -86,9 +87,8 @@ def hunt_on_spark(result: HuntResult, refs: list[TargetRef], sources: list[Sourc
         matches = spark_matches(engine, refs)
         if progress is not None:
             progress("events", 1, 1)
-        hits = spark_hits(engine, matches, refs)
+        result.store.add_hits(spark_hits(engine, matches, refs))
     result.notes.append(f"Spark master: {engine.master}")
-    return hits
 
 
 __all__ = ["BadRecord", "hunt_on_spark", "spark_hits", "spark_matches"]

@@ -11,7 +11,7 @@ import csv
 import io
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
@@ -142,16 +142,34 @@ def _cell(hit: Hit, column: str) -> Any:
     return getattr(hit, column)
 
 
-def timeline_rows(hits: Iterable[Hit], columns: Iterable[str] = TIMELINE_COLUMNS) -> list[list[Any]]:
+def iter_timeline_rows(hits: Iterable[Hit], columns: Iterable[str] = TIMELINE_COLUMNS) -> Iterator[list[Any]]:
+    """One row of cells per hit, lazily (a streamed timeline never sits in memory as rows)."""
     cols = list(columns)
-    return [[_cell(hit, c) for c in cols] for hit in hits]
+    for hit in hits:
+        yield [_cell(hit, c) for c in cols]
+
+
+def timeline_rows(hits: Iterable[Hit], columns: Iterable[str] = TIMELINE_COLUMNS) -> list[list[Any]]:
+    return list(iter_timeline_rows(hits, columns))
+
+
+def _csv_row(hit: Hit) -> list[Any]:
+    """A hit as CSV cells in ``TIMELINE_COLUMNS`` order, None as '' (the cells of ``_cell``, without dispatch)."""
+    return [hit.timestamp.isoformat(sep=" ") if hit.timestamp else "", _blank(hit.host), hit.rule_title,
+            hit.level, ",".join(hit.techniques), _blank(hit.channel), _blank(hit.event_id),
+            " ".join(f"{k}={v}" for k, v in hit.fields), hit.source_file, _blank(hit.source_record),
+            hit.rule_id, hit.route]
+
+
+def _blank(value: Any) -> Any:
+    return "" if value is None else value
 
 
 def write_csv(hits: Iterable[Hit], out: TextIO) -> None:
+    """The timeline as CSV with a header row, streamed hit by hit."""
     writer = csv.writer(out)
     writer.writerow(TIMELINE_COLUMNS)
-    for row in timeline_rows(hits):
-        writer.writerow(["" if v is None else v for v in row])
+    writer.writerows(_csv_row(hit) for hit in hits)
 
 
 def write_jsonl(hits: Iterable[Hit], out: TextIO) -> None:

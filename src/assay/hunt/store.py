@@ -1,0 +1,328 @@
+"""The hit store: a hunt's hits spilled to an on-disk DuckDB table, deduplicated, ordered and summarized in SQL.
+
+At ten million events a hunt has millions of hits; as Python objects they would take gigabytes. Hits are
+appended in bulk (Arrow hit rows from the fast path's workers, or :class:`Hit` objects from the other paths) to
+a DuckDB file in a temporary folder, with a low memory limit so sorting spills to disk. The timeline order, the
+one-hit-per-(rule, event) rule and the summary are SQL equal to :mod:`assay.hunt.timeline`'s Python functions;
+readers stream the timeline back in chunks. The folder is deleted on close (or when the store is collected).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from assay.hunt.hitrows import HIT_ROW_SCHEMA
+from assay.hunt.timeline import LEVEL_ORDER, Hit, Summary, write_csv, write_jsonl
+
+#: DuckDB memory cap of the store: the fast path's workers need the memory while hits arrive, and the final
+#: sort spills to the store's folder beyond this.
+STORE_MEMORY_LIMIT = "256MB"
+#: Rows fetched per chunk by the streaming readers (and Hit objects converted per bulk insert).
+READ_CHUNK_ROWS = 20_000
+#: Rank of a level not in LEVEL_ORDER (as ``LEVEL_ORDER.get(level, 9)`` in timeline.summarize).
+UNKNOWN_LEVEL_RANK = 9
+
+HITS_TABLE = "hunt_hits"
+RULES_TABLE = "hunt_rules"
+TIMELINE_TABLE = "hunt_timeline"
+
+#: What a hit row's ``target`` is resolved to: the rule's title, id, level, techniques and the target's route.
+RuleKey = tuple[str, str, str, tuple[str, ...], str]
+
+_STORED_SCHEMA = pa.schema([
+    pa.field("rule_key", pa.int32()),
+    *[HIT_ROW_SCHEMA.field(name) for name in
+      ("timestamp", "host", "channel", "event_id", "fields", "source_file", "source_record")],
+    pa.field("seq", pa.int64()),
+])
+
+
+class _Ref(Protocol):
+    @property
+    def rule(self) -> Any: ...
+
+    @property
+    def target(self) -> Any: ...
+
+
+def _level_rank_sql(column: str) -> str:
+    branches = " ".join(f"WHEN '{level}' THEN {rank}" for level, rank in LEVEL_ORDER.items())
+    return f"(CASE {column} {branches} ELSE {UNKNOWN_LEVEL_RANK} END)"
+
+
+def _close(connection: list[duckdb.DuckDBPyConnection], folder: Path) -> None:
+    """Close the connection and delete the folder (also run by the finalizer when a store is collected)."""
+    while connection:
+        connection.pop().close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+class HitStore:
+    """Hits of one hunt in a DuckDB file under a fresh temporary folder (in ``directory`` when given).
+
+    The database is opened on the first write, so a store made before the fast path forks its workers holds
+    no DuckDB state in the parent at fork time. Use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self, directory: Path | None = None, *, memory_limit: str = STORE_MEMORY_LIMIT) -> None:
+        if directory is not None:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+        self.folder = Path(tempfile.mkdtemp(prefix="assay-hits-", dir=directory))
+        self.memory_limit = memory_limit
+        self._connection: list[duckdb.DuckDBPyConnection] = []
+        self._finalizer = weakref.finalize(self, _close, self._connection, self.folder)
+        self._rule_keys: dict[RuleKey, int] = {}
+        self._rules: list[RuleKey] = []
+        self._new_rules: list[int] = []
+        # refs lists seen by add_rows, by id(); the list is kept so its id cannot be reused while cached
+        self._ref_maps: dict[int, tuple[Sequence[_Ref], pa.Array]] = {}
+        self._added = 0
+        self._timeline_current = False
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        """The database file (exists once a hit or rule has been written)."""
+        return self.folder / "hits.duckdb"
+
+    def _db(self) -> duckdb.DuckDBPyConnection:
+        if self._closed:
+            raise ValueError("the hit store is closed")
+        if not self._connection:
+            connection = duckdb.connect(str(self.path))
+            spill = self.folder / "spill"
+            spill.mkdir(exist_ok=True)
+            connection.execute(f"SET memory_limit = '{self.memory_limit}'")
+            connection.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
+            # The timeline table is written in order and read back by plain scans: keep insertion order.
+            connection.execute("SET preserve_insertion_order = true")
+            connection.execute(f"CREATE TABLE {RULES_TABLE} (rule_key INTEGER, title VARCHAR, rule_id VARCHAR, "
+                               "level VARCHAR, techniques VARCHAR[], route VARCHAR, identity VARCHAR)")
+            connection.execute(f"CREATE TABLE {HITS_TABLE} (rule_key INTEGER, timestamp TIMESTAMP, host VARCHAR, "
+                               "channel VARCHAR, event_id INTEGER, fields VARCHAR, source_file VARCHAR, "
+                               "source_record BIGINT, seq BIGINT)")
+            self._connection.append(connection)
+        return self._connection[0]
+
+    def close(self) -> None:
+        """Close the database and delete its folder. Idempotent."""
+        self._closed = True
+        self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> HitStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------------------------
+
+    def _rule_key(self, key: RuleKey) -> int:
+        number = self._rule_keys.get(key)
+        if number is None:
+            number = len(self._rules)
+            self._rule_keys[key] = number
+            self._rules.append(key)
+            self._new_rules.append(number)
+        return number
+
+    def _flush_rules(self) -> None:
+        if not self._new_rules:
+            return
+        rows = [self._rules[n] for n in self._new_rules]
+        table = pa.table({
+            "rule_key": pa.array(self._new_rules, pa.int32()),
+            "title": [r[0] for r in rows], "rule_id": [r[1] for r in rows], "level": [r[2] for r in rows],
+            "techniques": pa.array([list(r[3]) for r in rows], pa.list_(pa.string())),
+            "route": [r[4] for r in rows], "identity": [r[1] or r[0] for r in rows],
+        })
+        self._insert(RULES_TABLE, table)
+        self._new_rules.clear()
+
+    def _insert(self, name: str, table: pa.Table) -> None:
+        connection = self._db()
+        connection.register("assay_incoming", table)
+        try:
+            connection.execute(f"INSERT INTO {name} BY NAME SELECT * FROM assay_incoming")
+        finally:
+            connection.unregister("assay_incoming")
+
+    def _append(self, rule_keys: pa.Array, columns: dict[str, pa.Array]) -> None:
+        count = len(rule_keys)
+        if count == 0:
+            return
+        self._flush_rules()
+        seq = pa.array(range(self._added, self._added + count), pa.int64())
+        table = pa.table({"rule_key": rule_keys, **columns, "seq": seq}, schema=_STORED_SCHEMA)
+        self._insert(HITS_TABLE, table)
+        self._added += count
+        self._timeline_current = False
+
+    def _ref_map(self, refs: Sequence[_Ref]) -> pa.Array:
+        cached = self._ref_maps.get(id(refs))
+        if cached is not None and cached[0] is refs and len(cached[1]) == len(refs):
+            return cached[1]
+        keys = [self._rule_key((ref.rule.title, ref.rule.id, ref.rule.level, tuple(ref.rule.techniques),
+                                ref.target.route)) for ref in refs]
+        mapping = pa.array(keys, pa.int32())
+        self._ref_maps[id(refs)] = (refs, mapping)
+        return mapping
+
+    def add_rows(self, table: pa.Table, refs: Sequence[_Ref]) -> None:
+        """Append hit rows (:data:`~assay.hunt.hitrows.HIT_ROW_SCHEMA`); ``target`` indexes ``refs``."""
+        if table.num_rows == 0:
+            return
+        table = table.select(HIT_ROW_SCHEMA.names).cast(HIT_ROW_SCHEMA)
+        targets = table.column("target")
+        if pc.max(targets).as_py() >= len(refs) or pc.min(targets).as_py() < 0:
+            raise ValueError(f"hit rows name targets outside the {len(refs)} refs given")
+        rule_keys = pc.take(self._ref_map(refs), targets).combine_chunks()
+        self._append(rule_keys, {name: table.column(name) for name in _STORED_SCHEMA.names
+                                 if name not in ("rule_key", "seq")})
+
+    def add_hits(self, hits: Iterable[Hit]) -> None:
+        """Append :class:`Hit` objects (reference and Spark paths), converted in chunks."""
+        chunk: list[Hit] = []
+        for hit in hits:
+            chunk.append(hit)
+            if len(chunk) >= READ_CHUNK_ROWS:
+                self._add_hit_chunk(chunk)
+                chunk = []
+        self._add_hit_chunk(chunk)
+
+    def _add_hit_chunk(self, hits: list[Hit]) -> None:
+        if not hits:
+            return
+        keys = [self._rule_key((h.rule_title, h.rule_id, h.level, tuple(h.techniques), h.route)) for h in hits]
+        # ASCII JSON: lone surrogates a damaged log may carry survive the UTF-8 round trip as escapes.
+        columns = {
+            "timestamp": pa.array([h.timestamp for h in hits], pa.timestamp("us")),
+            "host": pa.array([h.host for h in hits], pa.string()),
+            "channel": pa.array([h.channel for h in hits], pa.string()),
+            "event_id": pa.array([h.event_id for h in hits], pa.int32()),
+            "fields": pa.array([json.dumps(dict(h.fields)) if h.fields else None for h in hits], pa.string()),
+            "source_file": pa.array([h.source_file for h in hits], pa.string()),
+            "source_record": pa.array([h.source_record for h in hits], pa.int64()),
+        }
+        self._append(pa.array(keys, pa.int32()), columns)
+
+    # -- the timeline ----------------------------------------------------------------------------------------
+
+    def _timeline(self) -> duckdb.DuckDBPyConnection:
+        """The deduplicated, ordered timeline table, rebuilt when hits were added since it was last built."""
+        connection = self._db()
+        if self._timeline_current:
+            return connection
+        self._flush_rules()
+        # Hit.sort_key: None timestamps last, host ('' for None), title, rule id, source file, record (0 for
+        # None), route; then arrival order, as Python's stable sort and strict-less dedupe keep the first seen.
+        # Title/rule id and route are ranked once on the small rules table so the big sort compares integers.
+        connection.execute(f"""
+            CREATE OR REPLACE TEMP TABLE hunt_rule_ranks AS
+            SELECT rule_key, identity,
+                   dense_rank() OVER (ORDER BY title, rule_id) AS title_rank,
+                   dense_rank() OVER (ORDER BY route) AS route_rank
+            FROM {RULES_TABLE}""")
+        order = ("h.timestamp IS NULL, h.timestamp, coalesce(h.host, ''), r.title_rank, h.source_file, "
+                 "coalesce(h.source_record, 0), r.route_rank, h.seq")
+        connection.execute(f"""
+            CREATE OR REPLACE TABLE {TIMELINE_TABLE} AS
+            SELECT h.rule_key, h.timestamp, h.host, h.channel, h.event_id, h.fields, h.source_file,
+                   h.source_record
+            FROM {HITS_TABLE} h JOIN hunt_rule_ranks r ON r.rule_key = h.rule_key
+            QUALIFY row_number() OVER (PARTITION BY r.identity, h.source_file, h.source_record
+                                       ORDER BY {order}) = 1
+            ORDER BY {order}""")
+        self._timeline_current = True
+        return connection
+
+    def count(self) -> int:
+        """Hits in the timeline (after dedupe)."""
+        if not self._added:
+            return 0
+        row = self._timeline().execute(f"SELECT count(*) FROM {TIMELINE_TABLE}").fetchone()
+        return int(row[0]) if row else 0
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def _hits_from(self, batch: pa.RecordBatch) -> Iterator[Hit]:
+        rules = self._rules
+        columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
+        for rule_key, timestamp, host, channel, event_id, fields, source_file, source_record in zip(
+                *columns, strict=True):
+            title, rule_id, level, techniques, route = rules[rule_key]
+            yield Hit(timestamp=timestamp, host=host, rule_title=title, rule_id=rule_id, level=level,
+                      techniques=techniques, channel=channel, event_id=event_id,
+                      fields=tuple(json.loads(fields).items()) if fields else (),
+                      source_file=source_file, source_record=source_record, route=route)
+
+    def _scan(self, limit: int | None = None) -> Iterator[Hit]:
+        if not self._added:
+            return
+        cursor = self._timeline().cursor()
+        try:
+            sql = (f"SELECT rule_key, timestamp, host, channel, event_id, fields, source_file, source_record "
+                   f"FROM {TIMELINE_TABLE}" + (f" LIMIT {int(limit)}" if limit is not None else ""))
+            reader = cursor.sql(sql).to_arrow_reader(READ_CHUNK_ROWS)
+            for batch in reader:
+                yield from self._hits_from(batch)
+        finally:
+            cursor.close()
+
+    def iter_hits(self) -> Iterator[Hit]:
+        """The timeline in order, one hit per (rule, event), fetched ``READ_CHUNK_ROWS`` at a time."""
+        return self._scan()
+
+    def head(self, count: int) -> list[Hit]:
+        """The first ``count`` hits of the timeline (for a terminal table)."""
+        return list(self._scan(max(0, count)))
+
+    def write_csv(self, out: TextIO) -> None:
+        """The timeline as CSV, byte for byte what :func:`assay.hunt.timeline.write_csv` writes."""
+        write_csv(self.iter_hits(), out)
+
+    def write_jsonl(self, out: TextIO) -> None:
+        """The timeline as JSON lines, byte for byte what :func:`assay.hunt.timeline.write_jsonl` writes."""
+        write_jsonl(self.iter_hits(), out)
+
+    def summary(self, events: int) -> Summary:
+        """Hits by rule, level and technique, by SQL: equal to :func:`assay.hunt.timeline.summarize`."""
+        if not self._added:
+            return Summary(events=events)
+        connection = self._timeline()
+        rank = _level_rank_sql("r.level")
+        joined = f"{TIMELINE_TABLE} t JOIN {RULES_TABLE} r ON r.rule_key = t.rule_key"
+        # Python's sorts are stable over first appearance in the timeline: min(rowid) breaks the same ties.
+        by_rule = connection.execute(f"""
+            SELECT r.title, r.level, count(*) AS hits FROM {joined} GROUP BY r.title, r.level
+            ORDER BY {rank}, hits DESC, r.title, min(t.rowid)""").fetchall()
+        by_level = connection.execute(f"""
+            SELECT r.level, count(*) FROM {joined} GROUP BY r.level ORDER BY {rank}, min(t.rowid)""").fetchall()
+        by_technique = connection.execute(f"""
+            SELECT technique, count(*) AS hits FROM (SELECT unnest(r.techniques) AS technique FROM {joined})
+            GROUP BY technique ORDER BY hits DESC, technique""").fetchall()
+        total = sum(int(row[2]) for row in by_rule)
+        return Summary(events=events, hits=total,
+                       by_rule=[(str(t), str(lv), int(n)) for t, lv, n in by_rule],
+                       by_level={str(lv): int(n) for lv, n in by_level},
+                       by_technique={str(t): int(n) for t, n in by_technique})
+
+
+__all__ = ["STORE_MEMORY_LIMIT", "HitStore"]
