@@ -22,9 +22,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from assay.engine import DuckDBEngine
+from assay.hunt.columnar import ColumnarEvaluator
 from assay.hunt.evaluate import TargetRef, evaluate_pairs, hits_for
 from assay.hunt.events import EventRow, evtx_row
+from assay.hunt.hitrows import hits_from_rows
 from assay.hunt.prefilter import FieldPrefilter, PrefilterTarget, TextPrefilter
 from assay.hunt.pyeval import Predicate, compile_predicate
 from assay.hunt.timeline import Hit, key_fields
@@ -53,6 +57,9 @@ class UnitResult:
     lost: int = 0
     #: targets whose route (channel, event id) some event of the unit's worker had
     reached: set[int] = field(default_factory=set)
+    #: hits of the columnar path, as hit rows (:data:`assay.hunt.hitrows.HIT_ROW_SCHEMA`; ``target`` numbers the
+    #: plan's refs); None when there are none
+    hit_rows: pa.Table | None = None
 
 
 class FastPathPlan:
@@ -127,6 +134,8 @@ class _Worker:
     def __init__(self, plan: FastPathPlan) -> None:
         self.plan = plan
         self._engine: DuckDBEngine | None = None
+        self.columnar = ColumnarEvaluator(plan)
+        self._hit_tables: list[pa.Table] = []
 
     @property
     def engine(self) -> DuckDBEngine:
@@ -167,10 +176,34 @@ class _Worker:
                     gathered_rows = 0
         self._flush(gathered, gathered_targets, result)
         result.reached = self.plan.reached()
+        if self._hit_tables:
+            result.hit_rows = pa.concat_tables(self._hit_tables)
+            self._hit_tables = []
         return result
 
     def _evtx_batch(self, source: Source, batch: Batch, result: UnitResult) -> tuple[Batch, list[list[int]]]:
-        """Prefilter and check one batch of evtx records in Python; returns what must go to DuckDB instead."""
+        """Evaluate one batch of evtx records on the columnar path; returns what must go to DuckDB instead."""
+        import duckdb
+
+        try:
+            outcome = self.columnar.evaluate(self.engine.connection, batch.texts, batch.records, source.label)
+        except duckdb.Error:
+            # text DuckDB's JSON reader refuses (the Rust parser never wrote such): record by record instead
+            return self._evtx_batch_rows(source, batch, result)
+        result.candidates += outcome.candidates
+        result.pairs += outcome.pairs
+        if outcome.hit_rows.num_rows:
+            self._hit_tables.append(outcome.hit_rows)
+        deferred = Batch(source)
+        deferred_targets: list[list[int]] = []
+        for position, numbers in outcome.deferred:
+            deferred.records.append(batch.records[position])
+            deferred.texts.append(batch.texts[position])
+            deferred_targets.append(list(numbers))
+        return deferred, deferred_targets
+
+    def _evtx_batch_rows(self, source: Source, batch: Batch, result: UnitResult) -> tuple[Batch, list[list[int]]]:
+        """Prefilter and check one batch of evtx records in Python, record by record (the fallback)."""
         plan = self.plan
         candidates = plan.field_index.candidates
         predicate_of = plan.predicate
@@ -294,8 +327,21 @@ UnitProgress = Callable[[int, int, int], None]
 
 
 def run_fast_path(plan: FastPathPlan, sources: Sequence[Source], *, workers: int | None = None,
-                  batch_rows: int = 50_000, progress: UnitProgress | None = None) -> Iterator[UnitResult]:
-    """Hunt the sources with the plan; yields each unit's result as it completes (order not guaranteed)."""
+                  batch_rows: int = 50_000, progress: UnitProgress | None = None,
+                  rows_as_hits: bool = True) -> Iterator[UnitResult]:
+    """Hunt the sources with the plan; yields each unit's result as it completes (order not guaranteed).
+
+    With ``rows_as_hits`` each unit's hit rows are turned into :class:`Hit` objects (``unit.hits``); without, they
+    stay in ``unit.hit_rows`` for a caller that stores them in bulk (the hit store)."""
+    for result in _run_units(plan, sources, workers=workers, batch_rows=batch_rows, progress=progress):
+        if rows_as_hits and result.hit_rows is not None:
+            result.hits.extend(hits_from_rows(result.hit_rows, plan.refs))
+            result.hit_rows = None
+        yield result
+
+
+def _run_units(plan: FastPathPlan, sources: Sequence[Source], *, workers: int | None, batch_rows: int,
+               progress: UnitProgress | None) -> Iterator[UnitResult]:
     units = plan_units(sources)
     count = workers or os.cpu_count() or 1
     jobs = [(unit, batch_rows) for unit in units]
