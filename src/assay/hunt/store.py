@@ -256,8 +256,9 @@ class HitStore:
         """Hits in the timeline (after dedupe)."""
         if not self._added:
             return 0
-        row = self._timeline().execute(f"SELECT count(*) FROM {TIMELINE_TABLE}").fetchone()
-        return int(row[0]) if row else 0
+        # fetchall, not fetchone: a half-read result would block the connection's next statement
+        rows = self._timeline().execute(f"SELECT count(*) FROM {TIMELINE_TABLE}").fetchall()
+        return int(rows[0][0])
 
     def __len__(self) -> int:
         return self.count()
