@@ -8,6 +8,10 @@ ingested events (measured on a slice and extrapolated linearly, as its cost is r
     .venv/bin/python bench/bench_hunt.py                    # ~1M events
     .venv/bin/python bench/bench_hunt.py --events 10000000  # ~10M events
     .venv/bin/python bench/bench_hunt.py --events 100000 --skip-cold-compile   # quick look
+    .venv/bin/python bench/bench_hunt.py --events 10000000 --skip-cold-compile --skip-baselines
+
+Hits go to the hunt's on-disk hit store (assay.hunt.store); the timeline is then streamed from it to a CSV file,
+timed and counted in the peak RSS like the hunt itself.
 
 Replication uses hard links (distinct paths, one copy in the page cache), so every copy is a distinct source
 file in the timeline. Needs ../shared/data (or $ASSAY_SHARED_DATA).
@@ -147,7 +151,10 @@ def main() -> int:
                         help="do not measure compiling without the cache (takes minutes)")
     parser.add_argument("--baseline-targets", type=int, default=None,
                         help="limit the rule-by-rule baseline to the first N targets (extrapolated to all)")
-    parser.add_argument("--work-dir", type=Path, default=None, help="where to put the replicated corpus")
+    parser.add_argument("--skip-baselines", action="store_true",
+                        help="do not measure the raw parse floor nor the rule-by-rule baseline")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="where to put the replicated corpus, the hit store and the timeline CSV")
     args = parser.parse_args()
 
     from assay.hunt.rules import load_hunt_rules
@@ -176,23 +183,42 @@ def main() -> int:
                  f"{len(warm.rules)} rules, {warm.target_count} routes, {len(warm.problems)} not evaluable"))
 
     # 2. the floor: raw evtx parsing, one thread
-    floor = parse_floor(files, repeat=3)
-    rows.append(("raw evtx parse floor, records/s per thread", f"{floor:,.0f}", "records_json(), nothing else"))
+    if not args.skip_baselines:
+        floor = parse_floor(files, repeat=3)
+        rows.append(("raw evtx parse floor, records/s per thread", f"{floor:,.0f}",
+                     "records_json(), nothing else"))
 
-    # 3. end to end: EVTX in, timeline out
+    # 3. end to end: EVTX in, hits in the store, timeline streamed out to CSV
     work = Path(tempfile.mkdtemp(prefix="assay-bench-corpus-", dir=args.work_dir))
     try:
-        replicate(corpus, copies, work)
+        logs = work / "logs"
+        replicate(corpus, copies, logs)
         with PeakRss() as rss:
             started = time.perf_counter()
-            result = hunt([work], warm, workers=args.workers)
+            result = hunt([logs], warm, workers=args.workers, store_dir=work)
             seconds = time.perf_counter() - started
+            hunt_peak = rss.peak
+            with result:
+                store_bytes = sum(f.stat().st_size for f in result.store.folder.rglob("*") if f.is_file())
+                started = time.perf_counter()
+                with (work / "timeline.csv").open("w", encoding="utf-8", newline="") as out:
+                    result.store.write_csv(out)
+                write_seconds = time.perf_counter() - started
+            csv_bytes = (work / "timeline.csv").stat().st_size
         rows.append(("assay hunt end to end, events/s", f"{result.events / seconds:,.0f}",
-                     f"{result.events:,} events, {len(result.hits):,} hits, {seconds:.1f}s, "
+                     f"{result.events:,} events, {result.hit_count:,} hits, {seconds:.1f}s, "
                      f"{result.candidates:,} candidate events, {result.pairs:,} candidate pairs"))
-        rows.append(("peak RSS (all processes)", f"{rss.peak / 2**20:,.0f} MiB", f"workers={args.workers or os.cpu_count()}"))
+        rows.append(("peak RSS of the hunt (all processes)", f"{hunt_peak / 2**20:,.0f} MiB",
+                     f"workers={args.workers or os.cpu_count()}; hit store {store_bytes / 2**20:,.0f} MiB on disk"))
+        rows.append(("timeline CSV streamed from the hit store, hits/s",
+                     f"{result.hit_count / write_seconds:,.0f}" if write_seconds else "n/a",
+                     f"{csv_bytes / 2**20:,.0f} MiB in {write_seconds:.1f}s; "
+                     f"peak RSS with the write {rss.peak / 2**20:,.0f} MiB"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+    if args.skip_baselines:
+        return _print_rows(rows)
 
     # 4. baseline: one query per rule target on DuckDB, over the corpus once, extrapolated
     base_seconds, base_events, base_targets, ingest_seconds = rule_by_rule_baseline(corpus, warm,
@@ -205,6 +231,10 @@ def main() -> int:
                  + (f", extrapolated x{scale:.1f} to all routes" if scale > 1 else "")
                  + f"; evaluation only (ingest took {ingest_seconds:.1f}s more)"))
 
+    return _print_rows(rows)
+
+
+def _print_rows(rows: list[tuple[str, str, str]]) -> int:
     width = max(len(r[0]) for r in rows)
     print()
     print(f"{'measure'.ljust(width)}  {'value':>14}  notes")
