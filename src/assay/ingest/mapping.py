@@ -9,7 +9,10 @@ mapping does not use land in the table's AdditionalFields (JSON) and are listed 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -52,8 +55,13 @@ def json_path(name: str) -> str:
 
 
 def field_alias(name: str) -> str:
-    """The column a mapping's inner query gives one field (each map lookup is done once per row, not per use)."""
-    return '"field:' + name.replace('"', '""') + '"'
+    """The column a mapping's inner query gives one field (each field is read once per row, not per use).
+
+    SQL identifiers are case-insensitive but field names are not (``ProcessId`` and ``ProcessID`` are different
+    fields of Security events), so the alias carries a digest of the exact name.
+    """
+    digest = hashlib.blake2s(name.encode("utf-8"), digest_size=4).hexdigest()
+    return '"field:' + name.replace('"', '""') + ":" + digest + '"'
 
 
 def timestamp_sql(expr: str) -> str:
@@ -108,16 +116,24 @@ class Mapping:
         """The constant list of the keys a column consumed (plus the System keys): never leftovers."""
         return "[" + ", ".join(sql_string(f) for f in sorted(self.consumed_fields | set(SYSTEM_FIELD_KEYS))) + "]"
 
-    def leftover_sql(self) -> str:
+    def leftover_sql(self, leftover_keys: Sequence[str] | None = None) -> str:
         """The JSON object of the fields no column used, non-empty values only, as text values.
 
-        Spelled by concatenation from the event's keys and values (``json_keys`` and ``json_extract_string`` of
-        ``$.*``, both in document order, zipped in :meth:`insert_sql`): byte for byte what
-        ``to_json(map_from_entries(…))`` of the event's field map gives, without building a MAP (DuckDB checks every
-        map's keys for uniqueness, which costs more than both JSON passes).
+        Spelled by concatenation, byte for byte what ``to_json(map_from_entries(…))`` of the event's field map
+        gives, without building a MAP (DuckDB checks every map's keys for uniqueness, which costs more than parsing
+        the JSON). ``leftover_keys``: the keys this ingest's events have beyond the consumed ones (from the
+        unmapped-field report, in document order); their values come with the consumed fields' from the one JSON
+        pass of :meth:`insert_sql`. Without them every event's keys and values are listed and filtered (slower).
         """
-        return ("'{' || array_to_string(list_transform(assay_leftover, "
-                "lambda e: to_json(e[1]) || ':' || to_json(e[2])), ',') || '}'")
+        if leftover_keys is None:
+            return ("'{' || array_to_string(list_transform(assay_leftover, "
+                    "lambda e: to_json(e[1]) || ':' || to_json(e[2])), ',') || '}'")
+        if not leftover_keys:
+            return "CASE WHEN FieldsJson IS NOT NULL THEN '{}' END"
+        members = ", ".join(
+            f"CASE WHEN {alias} <> '' THEN {sql_string(json.dumps(key, ensure_ascii=False) + ':')} || to_json({alias}) END"
+            for key, alias in ((k, field_alias(k)) for k in leftover_keys))
+        return f"CASE WHEN FieldsJson IS NOT NULL THEN '{{' || concat_ws(',', {members}) || '}}' END"
 
     def leftover_entries_sql(self) -> str:
         """(key, value) of the fields no column consumed, empty values dropped (``assay_leftover``)."""
@@ -126,11 +142,11 @@ class Mapping:
                 f"lambda e: NOT list_contains({self.excluded_keys_sql()}, e[1]) AND e[2] IS NOT NULL "
                 f"AND e[2] <> '')")
 
-    def insert_sql(self, first_id: int, last_id: int) -> str:
+    def insert_sql(self, first_id: int, last_id: int, leftover_keys: Sequence[str] | None = None) -> str:
         """The statement that maps store rows ``first_id..last_id`` into the table.
 
-        Every consumed field comes from one ``json_extract_string`` with the list of their paths: the field object
-        is parsed once per row for all columns.
+        Every field read (consumed, and the ``leftover_keys`` of :meth:`leftover_sql`) comes from one
+        ``json_extract_string`` with the list of their paths: the field object is parsed once per row.
         """
         schema = canonical_tables()[self.table]
         names = [c.name for c in self.columns]
@@ -138,17 +154,18 @@ class Mapping:
         for column in self.columns:
             duck_type = schema.column(column.name).duckdb_type  # type: ignore[union-attr]
             selects.append(f"TRY_CAST({column.sql} AS {duck_type})")
+        read = sorted(self.consumed_fields)
         if self.leftover_column:
             names.append(self.leftover_column)
-            selects.append(self.leftover_sql())
+            selects.append(self.leftover_sql(leftover_keys))
+            read += [k for k in leftover_keys or () if k not in self.consumed_fields]
         names += ["AssayEventId", "AssaySource"]
         selects += ["AssayEventId", "SourceFile || '#' || CAST(SourceRecord AS VARCHAR)"]
         quoted = ", ".join(f'"{n}"' for n in names)
-        consumed = sorted(self.consumed_fields)
-        lookups = "".join(f", assay_values[{i}] AS {field_alias(f)}" for i, f in enumerate(consumed, start=1))
-        paths = "[" + ", ".join(sql_string(json_path(f)) for f in consumed) + "]"
-        values = f", json_extract_string(FieldsJson, {paths}) AS assay_values" if consumed else ""
-        if self.leftover_column:
+        lookups = "".join(f", assay_values[{i}] AS {field_alias(f)}" for i, f in enumerate(read, start=1))
+        paths = "[" + ", ".join(sql_string(json_path(f)) for f in read) + "]"
+        values = f", json_extract_string(FieldsJson, {paths}) AS assay_values" if read else ""
+        if self.leftover_column and leftover_keys is None:
             values += f", {self.leftover_entries_sql()} AS assay_leftover"
         return (f'INSERT INTO "{self.table}" ({quoted}) SELECT {", ".join(selects)} FROM ('
                 f"SELECT *{lookups} FROM (SELECT *{values} FROM {RAW_EVENT_STORE} "

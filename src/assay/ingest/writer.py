@@ -13,7 +13,14 @@ import pyarrow as pa
 
 from assay.engine import DuckDBEngine
 from assay.errors import EngineError
-from assay.ingest.mapping import RAW_EVENT_STORE, Mapping, defender_insert_sql, sql_string, timestamp_sql
+from assay.ingest.mapping import (
+    RAW_EVENT_STORE,
+    SYSTEM_FIELD_KEYS,
+    Mapping,
+    defender_insert_sql,
+    sql_string,
+    timestamp_sql,
+)
 from assay.ingest.readers import BadRecord, Batch
 from assay.ingest.sources import DEFENDER_CSV, DEFENDER_JSON, ECS, EVTX, EVTX_JSON
 from assay.schema import RAW_EVENTS, canonical_tables
@@ -30,7 +37,6 @@ _ECS_SHAPE = (
 )
 _MAP_SHAPE = '"MAP(VARCHAR, VARCHAR)"'
 #: The compact store keeps each event's fields as the JSON text of its field object (see RAW_EVENT_STORE).
-_EVTX_JSON_SHAPE = _EVTX_SHAPE.replace('"EventData":"MAP(VARCHAR, VARCHAR)"', '"EventData":"JSON"')
 _ECS_JSON_SHAPE = _ECS_SHAPE.replace('"MAP(VARCHAR, VARCHAR)"', '"JSON"')
 #: Channels as Windows spells them: some collectors lower-case them ("security"); routing compares exactly.
 KNOWN_CHANNELS = ("Security", "System", "Application", "Microsoft-Windows-Sysmon/Operational",
@@ -59,6 +65,25 @@ def _object_or_null(expr: str) -> str:
     return f"CASE WHEN starts_with({expr}, '{{') THEN {expr} END"
 
 
+def _evtx_map_select(file_and_format: str, user_data_element: str, valid: str) -> str:
+    """The evtx SELECT for a RawEvents base table (Fields as a MAP), e.g. the hunt fast path's scratch database."""
+    # EventID is sometimes {"#attributes": {"Qualifiers": …}, "#text": 4688} (VARCHAR gives its JSON text).
+    event_id = ("coalesce(TRY_CAST(s.Event.System.EventID AS INTEGER), "
+                "TRY_CAST(json_extract_string(s.Event.System.EventID, '$.\"#text\"') AS INTEGER))")
+    fields = (f"coalesce(s.Event.EventData, CASE WHEN s.Event.EventData IS NULL THEN "
+              f"json_transform({user_data_element}, '{_MAP_SHAPE}') END)")
+    return f"""
+        SELECT $first_id + Position, {timestamp_sql('s.Event.System.TimeCreated."#attributes".SystemTime')},
+               s.Event.System.Channel, s.Event.System.Provider."#attributes".Name, EventID,
+               s.Event.System.Computer, {file_and_format}, {fields}
+        FROM (SELECT *, {event_id} AS EventID FROM (
+              -- One json_transform with the whole shape parses each record once; building the EventData map
+              -- from an extracted JSON value instead costs a second parse (2x slower).
+              SELECT Position, SourceFile, SourceRecord, Text, json_transform(Text, '{_EVTX_SHAPE}') AS s
+              FROM {STAGING} {valid}))
+        """
+
+
 def _raw_select(source_format: str, compact: bool = True) -> str:
     """The SELECT producing RawEvents rows from the staging table for one source format.
 
@@ -67,30 +92,28 @@ def _raw_select(source_format: str, compact: bool = True) -> str:
     """
     file_and_format = "CAST(SourceFile AS VARCHAR), SourceRecord, $source_format AS SourceFormat"
     if source_format in (EVTX, EVTX_JSON):
-        # EventID is sometimes {"#attributes": {"Qualifiers": …}, "#text": 4688} (VARCHAR gives its JSON text).
-        event_id = ("coalesce(TRY_CAST(s.Event.System.EventID AS INTEGER), "
-                    "TRY_CAST(json_extract_string(s.Event.System.EventID, '$.\"#text\"') AS INTEGER))")
+        valid = "" if source_format == EVTX else f"WHERE {_VALID_OBJECT}"
         # UserData wraps its fields in one element named after the event (e.g. LogFileCleared); it is read only for
         # events without EventData (declaring it in the shape made every record 40% dearer).
         user_data_element = "json_extract(Text, '$.Event.UserData.*')[1]"
-        if compact:
-            fields = (f"coalesce({_object_or_null('s.Event.EventData')}, CASE WHEN s.Event.EventData IS NULL THEN "
-                      f"{_object_or_null(user_data_element)} END)")
-            shape = _EVTX_JSON_SHAPE
-        else:
-            fields = (f"coalesce(s.Event.EventData, CASE WHEN s.Event.EventData IS NULL THEN "
-                      f"json_transform({user_data_element}, '{_MAP_SHAPE}') END)")
-            shape = _EVTX_SHAPE
-        valid = "" if source_format == EVTX else f"WHERE {_VALID_OBJECT}"
+        if not compact:
+            return _evtx_map_select(file_and_format, user_data_element, valid)
+        # One json_extract_string with the list of paths parses each record once and reads all six values (half
+        # the cost of json_transform with the nested shape); an object comes back as its minified JSON text.
+        paths = ", ".join(sql_string(p) for p in (
+            "$.Event.System.Channel", "$.Event.System.Provider.#attributes.Name", "$.Event.System.EventID",
+            "$.Event.System.Computer", "$.Event.System.TimeCreated.#attributes.SystemTime", "$.Event.EventData"))
+        # EventID is sometimes {"#attributes": {"Qualifiers": …}, "#text": 4688} (then its JSON text here).
+        event_id = ("coalesce(TRY_CAST(v[3] AS INTEGER), "
+                    "TRY_CAST(json_extract_string(v[3], '$.\"#text\"') AS INTEGER))")
+        # A string value that merely looks like an object must not reach the store: the view parses FieldsJson.
+        event_data = "CASE WHEN starts_with(v[6], '{') AND json_valid(v[6]) THEN v[6] END"
+        fields = f"coalesce({event_data}, CASE WHEN v[6] IS NULL THEN {_object_or_null(user_data_element)} END)"
         return f"""
-        SELECT $first_id + Position, {timestamp_sql('s.Event.System.TimeCreated."#attributes".SystemTime')},
-               s.Event.System.Channel, s.Event.System.Provider."#attributes".Name, EventID,
-               s.Event.System.Computer, {file_and_format}, {fields}
-        FROM (SELECT *, {event_id} AS EventID FROM (
-              -- One json_transform with the whole shape parses each record once; building the EventData map
-              -- from an extracted JSON value instead costs a second parse (2x slower).
-              SELECT Position, SourceFile, SourceRecord, Text, json_transform(Text, '{shape}') AS s
-              FROM {STAGING} {valid}))
+        SELECT $first_id + Position, {timestamp_sql('v[5]')}, v[1], v[2], {event_id}, v[4], {file_and_format},
+               {fields}
+        FROM (SELECT Position, SourceFile, SourceRecord, Text, json_extract_string(Text, [{paths}]) AS v
+              FROM {STAGING} {valid})
         """
     if source_format == ECS:
         if compact:
@@ -238,13 +261,18 @@ class RawEventWriter:
 
 
 def run_mappings(engine: DuckDBEngine, mappings: tuple[Mapping, ...], defender_tables: set[str], first_id: int,
-                 last_id: int) -> dict[str, int]:
-    """Map RawEvents ``first_id..last_id`` into the typed tables; rows added per (table, mapping)."""
+                 last_id: int, leftover_keys: dict[str, list[str]] | None = None) -> dict[str, int]:
+    """Map RawEvents ``first_id..last_id`` into the typed tables; rows added per (table, mapping).
+
+    ``leftover_keys``: per mapping, the keys its events have beyond the consumed ones (:func:`field_report`);
+    with them the leftover column is built from the same JSON pass as the columns.
+    """
     added: dict[str, int] = {}
     if last_id < first_id:
         return added
     connection = engine.connection
-    statements = [(m.name, m.insert_sql(first_id, last_id)) for m in mappings]
+    statements = [(m.name, m.insert_sql(first_id, last_id, _constant_leftover_keys(m, leftover_keys)))
+                  for m in mappings]
     statements += [(f"defender:{t}", defender_insert_sql(t, first_id, last_id)) for t in sorted(defender_tables)]
     for name, sql in statements:
         try:
@@ -255,29 +283,93 @@ def run_mappings(engine: DuckDBEngine, mappings: tuple[Mapping, ...], defender_t
     return added
 
 
-def unmapped_fields(engine: DuckDBEngine, mappings: tuple[Mapping, ...], first_id: int,
-                    last_id: int) -> dict[str, dict[str, int]]:
-    """Per mapping: the source fields no column used (kept in AdditionalFields) and how many events had them."""
-    result: dict[str, dict[str, int]] = {}
+#: Above this many leftover keys (SecurityEvent takes every Security event: 130 keys in evtx-attack-samples) one
+#: path per key costs more than listing each event's own keys and values (measured 1.16 vs 0.76 CPU-s per 38k
+#: events; with 5 keys, 0.71 vs 1.15 per 36k).
+MAX_CONSTANT_LEFTOVER_KEYS = 40
+
+
+def _constant_leftover_keys(mapping: Mapping, leftover_keys: dict[str, list[str]] | None) -> list[str] | None:
+    keys = None if leftover_keys is None else leftover_keys.get(mapping.name, [])
+    return keys if keys is not None and len(keys) <= MAX_CONSTANT_LEFTOVER_KEYS else None
+
+
+@dataclass
+class FieldReport:
+    """Per mapping: the fields no column used and how many events had them (the summary's ``unmapped_fields``),
+    and the same keys in document order (what the leftover column is built from)."""
+
+    unmapped: dict[str, dict[str, int]]
+    leftover_keys: dict[str, list[str]]
+
+
+def field_report(engine: DuckDBEngine, mappings: tuple[Mapping, ...], first_id: int, last_id: int) -> FieldReport:
+    """The fields the mappings leave to their leftover column, from the store rows ``first_id..last_id``."""
+    report = FieldReport({}, {})
     if last_id < first_id:
-        return result
+        return report
     connection = engine.connection
     # Events of one type nearly always carry the same field names: one scan groups the new events by (Channel,
-    # EventID, key list), and each mapping unnests the few distinct key lists instead of every event's keys.
+    # EventID, key list), and each mapping reads the few distinct key lists instead of every event's keys.
     # Only events some mapping takes can have unmapped fields: the others are not parsed again.
     taken = " OR ".join(f"({m.where_sql()})" for m in mappings) or "FALSE"
     connection.execute(
         f"CREATE OR REPLACE TEMP TABLE {KEY_SETS} AS SELECT Channel, EventID, json_keys(FieldsJson) AS Keys, "
         f"count(*) AS Events FROM {RAW_EVENT_STORE} WHERE AssayEventId BETWEEN {int(first_id)} AND {int(last_id)} "
-        f"AND ({taken}) GROUP BY ALL").fetchall()
+        f"AND FieldsJson IS NOT NULL AND ({taken}) GROUP BY ALL").fetchall()
     try:
         for mapping in mappings:
-            rows = connection.execute(mapping.unmapped_sql(first_id, last_id, KEY_SETS)).fetchall()
-            if rows:
-                result[mapping.name] = {str(k): int(n) for k, n in rows}
+            excluded = mapping.consumed_fields | set(SYSTEM_FIELD_KEYS)
+            counts: dict[str, int] = {}
+            orders: list[list[str]] = []
+            rows = connection.execute(f"SELECT Keys, Events FROM {KEY_SETS} WHERE {mapping.where_sql()} "
+                                      "ORDER BY Events DESC").fetchall()
+            for keys, events in rows:
+                order = [key for key in keys if key not in excluded]
+                orders.append(order)
+                for key in order:
+                    counts[key] = counts.get(key, 0) + int(events)
+            report.leftover_keys[mapping.name] = document_order(orders)
+            if counts:
+                report.unmapped[mapping.name] = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
     finally:
         connection.execute(f"DROP TABLE IF EXISTS {KEY_SETS}").fetchall()
+    return report
+
+
+def document_order(orders: list[list[str]]) -> list[str]:
+    """One order of keys that keeps the order of every list when there is one (a schema version adding fields
+    keeps the others' order), so the leftover JSON lists them as the events do. Ties, and lists that disagree,
+    go to the first seen (the lists come commonest first)."""
+    first_seen: dict[str, int] = {}
+    after: dict[str, set[str]] = {}
+    for order in orders:
+        for index, key in enumerate(order):
+            first_seen.setdefault(key, len(first_seen))
+            after.setdefault(key, set())
+            if index:
+                after[order[index - 1]].add(key)
+    waiting = dict.fromkeys(first_seen, 0)
+    for followers in after.values():
+        for key in followers:
+            waiting[key] += 1
+    result: list[str] = []
+    remaining = set(first_seen)
+    while remaining:
+        ready = [key for key in remaining if waiting[key] == 0]
+        # Nothing ready: the lists disagree (a cycle); the first seen of the rest goes next.
+        key = min(ready or remaining, key=first_seen.__getitem__)
+        remaining.discard(key)
+        result.append(key)
+        for follower in after[key]:
+            waiting[follower] -= 1
     return result
+
+
+def unmapped_fields(engine: DuckDBEngine, mappings: tuple[Mapping, ...], first_id: int,
+                    last_id: int) -> dict[str, dict[str, int]]:
+    """Per mapping: the source fields no column used (kept in AdditionalFields) and how many events had them."""
+    return field_report(engine, mappings, first_id, last_id).unmapped
 
 
 def events_without_mapping(engine: DuckDBEngine, mappings: tuple[Mapping, ...], first_id: int,
