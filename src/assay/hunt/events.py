@@ -1,7 +1,8 @@
 """EVTX records as RawEvents rows, built in Python for the fast path, exactly as ingestion's SQL builds them.
 
-The ingestion writer turns the evtx parser's JSON into a RawEvents row with DuckDB (``json_transform`` to
-``MAP(VARCHAR, VARCHAR)``, the System values added to ``Fields``). Loading every record through DuckDB costs far
+The ingestion writer turns the evtx parser's JSON into a RawEvents row with DuckDB: the System values become
+columns and ``Fields`` is the event's field object as ``MAP(VARCHAR, VARCHAR)`` (``json_transform``; in a database
+ingestion wrote, RawEvents is a view building that map from the JSON text kept in RawEventStore). Loading every record through DuckDB costs far
 more than the rules need, so the fast path builds the same row here, from the same JSON text, and the hunt's
 equality test (fast path vs rule-by-rule on DuckDB) holds it to the same values. The DuckDB spellings that matter
 are reproduced: nested values become minified JSON text, booleans ``true``/``false``, numbers their JSON text.
