@@ -28,6 +28,13 @@ SYSTEM_FIELD_KEYS = ("EventID", "Channel", "Computer", "Provider_Name")
 #: The compact RawEvents store the mappings read (RawEvents' columns with the field object as JSON text in
 #: FieldsJson; RawEvents is a view over it, see :func:`assay.ingest.writer.use_compact_raw_events`).
 RAW_EVENT_STORE = "RawEventStore"
+#: The same relation over a RawEvents table whose Fields is a MAP (a database ingestion keeps in that form).
+RAW_EVENTS_AS_STORE = '(SELECT * EXCLUDE ("Fields"), to_json("Fields") AS FieldsJson FROM "RawEvents")'
+
+
+def raw_source(compact: bool) -> str:
+    """The relation the mappings read: RawEvents' columns and each event's field object as JSON text."""
+    return RAW_EVENT_STORE if compact else RAW_EVENTS_AS_STORE
 RAW_COLUMNS = ("AssayEventId", "Timestamp", "Channel", "Provider", "EventID", "Computer", "SourceFile",
                "SourceRecord", "SourceFormat")
 _FIELD_NAME = re.compile(r"^[A-Za-z0-9_.@#\- ]+$")
@@ -142,8 +149,9 @@ class Mapping:
                 f"lambda e: NOT list_contains({self.excluded_keys_sql()}, e[1]) AND e[2] IS NOT NULL "
                 f"AND e[2] <> '')")
 
-    def insert_sql(self, first_id: int, last_id: int, leftover_keys: Sequence[str] | None = None) -> str:
-        """The statement that maps store rows ``first_id..last_id`` into the table.
+    def insert_sql(self, first_id: int, last_id: int, leftover_keys: Sequence[str] | None = None,
+                   source: str = RAW_EVENT_STORE) -> str:
+        """The statement that maps store rows ``first_id..last_id`` (of :func:`raw_source`) into the table.
 
         Every field read (consumed, and the ``leftover_keys`` of :meth:`leftover_sql`) comes from one
         ``json_extract_string`` with the list of their paths: the field object is parsed once per row.
@@ -168,7 +176,7 @@ class Mapping:
         if self.leftover_column and leftover_keys is None:
             values += f", {self.leftover_entries_sql()} AS assay_leftover"
         return (f'INSERT INTO "{self.table}" ({quoted}) SELECT {", ".join(selects)} FROM ('
-                f"SELECT *{lookups} FROM (SELECT *{values} FROM {RAW_EVENT_STORE} "
+                f"SELECT *{lookups} FROM (SELECT *{values} FROM {source} "
                 f"WHERE AssayEventId BETWEEN {int(first_id)} AND {int(last_id)} AND {self.where_sql()}))")
 
     def unmapped_sql(self, first_id: int, last_id: int, key_sets: str | None = None) -> str:

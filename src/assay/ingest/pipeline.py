@@ -15,7 +15,7 @@ from typing import Any
 
 from assay.engine import DuckDBEngine, default_db_path
 from assay.errors import IngestError, UsageError
-from assay.ingest.mapping import builtin_mappings
+from assay.ingest.mapping import builtin_mappings, raw_source
 from assay.ingest.readers import DEFAULT_BATCH_ROWS, BadRecord, Batch, read_source
 from assay.ingest.sources import Skipped, Source, discover
 from assay.ingest.writer import (
@@ -23,6 +23,7 @@ from assay.ingest.writer import (
     WrittenBatch,
     events_without_mapping,
     field_report,
+    raw_events_is_compact,
     run_mappings,
     use_compact_raw_events,
 )
@@ -99,13 +100,15 @@ ProgressCallback = Callable[[str, int, int, int], None]
 def ingest_paths(paths: str | Path | list[str | Path] | tuple[str | Path, ...], db: str | Path | None = None, *,
                  output_format: str = "duckdb", out: str | Path | None = None, batch_rows: int = DEFAULT_BATCH_ROWS,
                  threads: int | None = None, progress: ProgressCallback | None = None,
-                 engine: DuckDBEngine | None = None, memory_limit: str | None = DEFAULT_MEMORY_LIMIT) -> IngestSummary:
+                 engine: DuckDBEngine | None = None, memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
+                 compact_fields: bool | None = None) -> IngestSummary:
     """Ingest telemetry files, folders, globs or zips into the canonical tables; return what happened.
 
     ``db``: DuckDB file (default :func:`assay.engine.default_db_path`); ``output_format="parquet"`` also writes
     one Parquet dataset per table under ``out``; ``threads`` limits DuckDB's threads; ``engine`` reuses an open
     database (tests, the demo); ``memory_limit`` caps DuckDB's memory for a database this call opens (it spills
-    to disk beyond it), so ingesting any amount of telemetry stays within about 1 GiB. Bad records are counted, never raised; an unknown explicit file raises
+    to disk beyond it), so ingesting any amount of telemetry stays within about 1 GiB; ``compact_fields``: see
+    :func:`ingest_sources`. Bad records are counted, never raised; an unknown explicit file raises
     :class:`IngestError`.
     """
     if output_format not in ("duckdb", "parquet"):
@@ -127,7 +130,7 @@ def ingest_paths(paths: str | Path | list[str | Path] | tuple[str | Path, ...], 
         engine.connection.execute(f"SET threads = {int(threads)}").fetchall()
     try:
         summary = ingest_sources(sources, engine, skipped=skipped, batch_rows=batch_rows, progress=progress,
-                                 reader_threads=threads or 1)
+                                 reader_threads=threads or 1, compact_fields=compact_fields)
         if output_format == "parquet" and out is not None:
             summary.parquet_dir = str(write_parquet(engine, Path(out)))
     finally:
@@ -139,10 +142,15 @@ def ingest_paths(paths: str | Path | list[str | Path] | tuple[str | Path, ...], 
 
 def ingest_sources(sources: list[Source], engine: DuckDBEngine, *, skipped: list[Skipped] | None = None,
                    batch_rows: int = DEFAULT_BATCH_ROWS, progress: ProgressCallback | None = None,
-                   reader_threads: int = 1) -> IngestSummary:
+                   reader_threads: int = 1, compact_fields: bool | None = None) -> IngestSummary:
     """Load already discovered sources into an open database and run the mappings (the benchmark's entry).
 
-    ``reader_threads``: threads the EVTX parser may use (Rust, parallel per chunk).
+    ``reader_threads``: threads the EVTX parser may use (Rust, parallel per chunk). ``compact_fields``: keep each
+    event's fields as JSON text in RawEventStore, RawEvents becoming a view that builds the ``Fields`` map per row
+    read (:func:`assay.ingest.writer.use_compact_raw_events`): about half the load's CPU and a fraction of the
+    file, but every query reading ``Fields`` pays the map (2x for a rule-by-rule hunt). Default: compact for a
+    database file, a MAP table for an in-memory database (a scratch space queried right away). A database already
+    compact stays so.
     """
     started = time.perf_counter()
     summary = IngestSummary(database=str(engine.path) if engine.path else ":memory:", skipped=list(skipped or []))
@@ -151,7 +159,11 @@ def ingest_sources(sources: list[Source], engine: DuckDBEngine, *, skipped: list
             summary.add_bad([BadRecord(item.label, "file", item.reason)])
     before = {name: engine.row_count(name) for name in canonical_tables()}
     connection = engine.connection
-    use_compact_raw_events(connection)
+    compact = raw_events_is_compact(connection) or (engine.path is not None if compact_fields is None
+                                                    else compact_fields)
+    if compact:
+        use_compact_raw_events(connection)
+    source = raw_source(compact)
     # One transaction for the whole ingest: DuckDB then writes full row groups straight into the database file
     # (optimistic writes) instead of logging every batch in the WAL and copying it again at each checkpoint
     # (about a fifth of the CPU of a bulk load), and an ingest that fails leaves the database as it was.
@@ -164,9 +176,9 @@ def ingest_sources(sources: list[Source], engine: DuckDBEngine, *, skipped: list
         mappings = builtin_mappings()
         defender_tables = {s.defender_table for s in sources if s.defender_table}
         # The field report comes first: the leftover columns are built from the keys it finds.
-        report = field_report(engine, mappings, first_id, last_id)
+        report = field_report(engine, mappings, first_id, last_id, source)
         summary.rows_per_mapping = run_mappings(engine, mappings, {t for t in defender_tables if t}, first_id,
-                                                last_id, report.leftover_keys)
+                                                last_id, report.leftover_keys, source)
         summary.unmapped_fields = report.unmapped
         summary.events_without_mapping = events_without_mapping(engine, mappings, first_id, last_id)
         connection.execute("COMMIT").fetchall()

@@ -18,6 +18,7 @@ from assay.ingest.mapping import (
     SYSTEM_FIELD_KEYS,
     Mapping,
     defender_insert_sql,
+    raw_source,
     sql_string,
     timestamp_sql,
 )
@@ -264,7 +265,8 @@ class RawEventWriter:
 
 
 def run_mappings(engine: DuckDBEngine, mappings: tuple[Mapping, ...], defender_tables: set[str], first_id: int,
-                 last_id: int, leftover_keys: dict[str, list[str]] | None = None) -> dict[str, int]:
+                 last_id: int, leftover_keys: dict[str, list[str]] | None = None,
+                 source: str = RAW_EVENT_STORE) -> dict[str, int]:
     """Map RawEvents ``first_id..last_id`` into the typed tables; rows added per (table, mapping).
 
     ``leftover_keys``: per mapping, the keys its events have beyond the consumed ones (:func:`field_report`);
@@ -274,7 +276,7 @@ def run_mappings(engine: DuckDBEngine, mappings: tuple[Mapping, ...], defender_t
     if last_id < first_id:
         return added
     connection = engine.connection
-    statements = [(m.name, m.insert_sql(first_id, last_id, _constant_leftover_keys(m, leftover_keys)))
+    statements = [(m.name, m.insert_sql(first_id, last_id, _constant_leftover_keys(m, leftover_keys), source))
                   for m in mappings]
     statements += [(f"defender:{t}", defender_insert_sql(t, first_id, last_id)) for t in sorted(defender_tables)]
     for name, sql in statements:
@@ -306,8 +308,10 @@ class FieldReport:
     leftover_keys: dict[str, list[str]]
 
 
-def field_report(engine: DuckDBEngine, mappings: tuple[Mapping, ...], first_id: int, last_id: int) -> FieldReport:
-    """The fields the mappings leave to their leftover column, from the store rows ``first_id..last_id``."""
+def field_report(engine: DuckDBEngine, mappings: tuple[Mapping, ...], first_id: int, last_id: int,
+                 source: str = RAW_EVENT_STORE) -> FieldReport:
+    """The fields the mappings leave to their leftover column, from the rows ``first_id..last_id`` of ``source``
+    (:func:`assay.ingest.mapping.raw_source`)."""
     report = FieldReport({}, {})
     if last_id < first_id:
         return report
@@ -318,7 +322,7 @@ def field_report(engine: DuckDBEngine, mappings: tuple[Mapping, ...], first_id: 
     taken = " OR ".join(f"({m.where_sql()})" for m in mappings) or "FALSE"
     connection.execute(
         f"CREATE OR REPLACE TEMP TABLE {KEY_SETS} AS SELECT Channel, EventID, json_keys(FieldsJson) AS Keys, "
-        f"count(*) AS Events FROM {RAW_EVENT_STORE} WHERE AssayEventId BETWEEN {int(first_id)} AND {int(last_id)} "
+        f"count(*) AS Events FROM {source} WHERE AssayEventId BETWEEN {int(first_id)} AND {int(last_id)} "
         f"AND FieldsJson IS NOT NULL AND ({taken}) GROUP BY ALL").fetchall()
     try:
         for mapping in mappings:
@@ -372,7 +376,8 @@ def document_order(orders: list[list[str]]) -> list[str]:
 def unmapped_fields(engine: DuckDBEngine, mappings: tuple[Mapping, ...], first_id: int,
                     last_id: int) -> dict[str, dict[str, int]]:
     """Per mapping: the source fields no column used (kept in AdditionalFields) and how many events had them."""
-    return field_report(engine, mappings, first_id, last_id).unmapped
+    compact = raw_events_is_compact(engine.connection)
+    return field_report(engine, mappings, first_id, last_id, raw_source(compact)).unmapped
 
 
 def events_without_mapping(engine: DuckDBEngine, mappings: tuple[Mapping, ...], first_id: int,
@@ -382,7 +387,7 @@ def events_without_mapping(engine: DuckDBEngine, mappings: tuple[Mapping, ...], 
         return []
     conditions = " OR ".join(f"({m.where_sql()})" for m in mappings) or "FALSE"
     rows = engine.connection.execute(
-        f"SELECT Channel, EventID, count(*) FROM {RAW_EVENT_STORE} WHERE AssayEventId BETWEEN {first_id} AND {last_id} "
+        f"SELECT Channel, EventID, count(*) FROM RawEvents WHERE AssayEventId BETWEEN {first_id} AND {last_id} "
         f"AND SourceFormat NOT LIKE 'defender-%' AND NOT coalesce({conditions}, FALSE) "
         f"GROUP BY ALL ORDER BY count(*) DESC, Channel, EventID").fetchall()
     return [(r[0], r[1], int(r[2])) for r in rows]
