@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from sqlglot import exp
 
 from assay.hunt.events import duck_lower
 from assay.hunt.hitrows import HIT_ROW_SCHEMA
-from assay.hunt.timeline import KEY_FIELDS, key_fields
+from assay.hunt.timeline import key_fields
 from assay.ingest.mapping import timestamp_sql
 
 if TYPE_CHECKING:
@@ -39,21 +40,12 @@ if TYPE_CHECKING:
 
 BATCH_TABLE = "assay_hunt_batch"
 ROUTE_TABLE = "assay_hunt_route"
+ROUTES_TABLE = "assay_hunt_routes"
 #: Distinct tuples remembered per worker; the cache starts over when full (bounded memory).
 MAX_VERDICTS = 200_000
 #: Values longer than this make a tuple too costly to remember (script blocks): decided, not remembered.
 MAX_REMEMBERED_CHARS = 4_000
 
-_ROUTE_SQL = f"""
-SELECT v[1] AS Channel,
-       coalesce(TRY_CAST(v[2] AS INTEGER), TRY_CAST(v[3] AS INTEGER)) AS EventID,
-       coalesce(left(v[4], 1) = '{{', FALSE) AS HasEventData,
-       list(Position ORDER BY Position) AS Positions
-FROM (SELECT Position, json_extract_string(Text, ['/Event/System/Channel', '/Event/System/EventID',
-                                                   '/Event/System/EventID/#text', '/Event/EventData']) AS v
-      FROM {BATCH_TABLE})
-GROUP BY ALL
-"""
 _PROVIDER = "/Event/System/Provider/#attributes/Name"
 _COMPUTER = "/Event/System/Computer"
 _SYSTEM_TIME = "/Event/System/TimeCreated/#attributes/SystemTime"
@@ -80,24 +72,21 @@ class Reads:
     computer: bool
 
 
+_F_GET = re.compile(r"""\bF\.get\(('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\)""")
+_F_OTHER = re.compile(r"\bF\b(?!\.get\()")
+
+
 def reads_of_python(source: str) -> Reads:
-    """Reads of a generated predicate (``F.get('Image')``, ``F.values()``, the ``Provider``/``Computer`` args)."""
-    names: set[str] = set()
-    all_fields = provider = computer = False
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                and isinstance(node.func.value, ast.Name) and node.func.value.id == "F":
-            if node.func.attr == "get" and node.args and isinstance(node.args[0], ast.Constant) \
-                    and isinstance(node.args[0].value, str):
-                names.add(node.args[0].value)
-            else:
-                all_fields = True
-        elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "F":
-            all_fields = True
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-            provider = provider or node.id == "Provider"
-            computer = computer or node.id == "Computer"
-    return Reads(frozenset(names), all_fields, provider, computer)
+    """Reads of a generated predicate (``F.get('Image')``, ``F.values()``, the ``Provider``/``Computer`` args).
+
+    The source is :mod:`assay.hunt.pyeval`'s own output (keys written with ``repr``), so a pattern reads it
+    exactly; parsing it (``ast``) cost more than a whole batch's evaluation. A name inside a string literal may
+    only add a read, never lose one.
+    """
+    names = {literal[1:-1] if "\\" not in literal else str(ast.literal_eval(literal))
+             for literal in _F_GET.findall(source)}
+    body = source.split("\n", 1)[1] if "\n" in source else source  # the def line names every argument
+    return Reads(frozenset(names), bool(_F_OTHER.search(body)), "Provider" in body, "Computer" in body)
 
 
 def reads_of_sql(where_sql: str) -> Reads:
@@ -133,20 +122,30 @@ class RouteShape:
     provider: bool
     computer: bool
 
+    def restricted(self, keys: Sequence[str] | None) -> RouteShape:
+        """This shape for events whose field object has exactly ``keys``: names it lacks are NULL anyway, so only
+        the others are extracted (a JSON pointer scans the object's keys: ~150 names x ~20 keys per record cost
+        more than everything else)."""
+        if keys is None or self.all_fields:
+            return self
+        present = set(keys)
+        return RouteShape(tuple(n for n in self.names if n in present), False, self.provider, self.computer)
+
     def extracts(self, has_event_data: bool) -> str | None:
-        """SQL for one list of every value this route reads (None when it reads nothing)."""
+        """SQL for one list of every value this route reads (None when it reads nothing): Provider and Computer
+        first, then the fields (or the whole field object's JSON text for keyword rules)."""
         items: list[str] = []
-        if self.names:
-            # Without EventData or UserData the whole list is NULL: padded, so every position keeps its meaning.
-            base, prefix = ("Text", "/Event/EventData/") if has_event_data else (_USER_DATA_FIELDS, "/")
-            paths = sql_list([prefix + pointer(n) for n in self.names])
-            items.append(f"coalesce(json_extract_string({base}, {paths}), {_nulls(len(self.names))})")
         system = [p for p, wanted in ((_PROVIDER, self.provider), (_COMPUTER, self.computer)) if wanted]
         if system:
             items.append(f"json_extract_string(Text, {sql_list(system)})")
         if self.all_fields:
             source = "json_extract(Text, '/Event/EventData')" if has_event_data else _USER_DATA_FIELDS
             items.append(f"[CAST({source} AS VARCHAR)]")
+        elif self.names:
+            # Without EventData or UserData the whole list is NULL: padded, so every position keeps its meaning.
+            base, prefix = ("Text", "/Event/EventData/") if has_event_data else (_USER_DATA_FIELDS, "/")
+            paths = sql_list([prefix + pointer(n) for n in self.names])
+            items.append(f"coalesce(json_extract_string({base}, {paths}), {_nulls(len(self.names))})")
         if not items:
             return None
         return items[0] if len(items) == 1 else "list_concat(" + ", ".join(items) + ")"
@@ -175,6 +174,17 @@ class BatchOutcome:
     pairs: int = 0
 
 
+_MISSING: Any = object()
+
+
+def _field_map(text: str | None) -> dict[str, str | None]:
+    """A field object's JSON text as RawEvents.Fields holds it (values rendered as DuckDB renders them)."""
+    parsed = json.loads(text) if text else None
+    if not isinstance(parsed, dict):
+        return {}
+    return {key: value if type(value) is str else _json_text(value) for key, value in parsed.items()}
+
+
 def _json_text(value: Any) -> str | None:
     from assay.hunt.events import json_text
 
@@ -189,6 +199,12 @@ class ColumnarEvaluator:
         self._reads: list[Reads | None] = [None] * len(plan.refs)
         self._shapes: dict[tuple[str | None, int | None], RouteShape] = {}
         self.verdicts: dict[tuple[Any, ...], Verdict] = {}
+        #: (Channel, EventID, has EventData) -> route number in the extraction query, -1 when no rule reads it
+        self._route_numbers: dict[tuple[str | None, int | None, bool, tuple[str, ...] | None], int] = {}
+        self._route_shapes: list[tuple[RouteShape, str]] = []
+        self._route_sql: str | None = None
+        #: a hit's shown key fields by (field object text, rule fields): replayed logs repeat them
+        self._shown: dict[tuple[str | None, tuple[str, ...]], str | None] = {}
 
     # -- what rules read ------------------------------------------------------------------------------------
     def reads(self, number: int) -> Reads:
@@ -216,57 +232,112 @@ class ColumnarEvaluator:
         return shape
 
     # -- one batch ------------------------------------------------------------------------------------------
+    def _known_route(self, channel: str | None, event_id: int | None, has_event_data: bool,
+                     keys: Sequence[str] | None) -> int:
+        """The route's number in the extraction query (-1: no rule reads this route), registered on first sight."""
+        key = (channel, event_id, has_event_data, tuple(keys) if keys is not None else None)
+        number = self._route_numbers.get(key)
+        if number is None:
+            route = self.plan.field_index.route_plan(duck_lower(channel) if channel is not None else None, event_id)
+            if route.admitted:
+                shape = self.shape(channel, event_id, route.admitted).restricted(keys)
+                number = len(self._route_shapes)
+                self._route_shapes.append((shape, shape.extracts(has_event_data) or "[]::VARCHAR[]"))
+            else:
+                number = -1
+            self._route_numbers[key] = number
+            self._route_sql = None
+        return number
+
+    def _extraction_sql(self) -> str:
+        """One query for a whole batch: each record's route, then the values its route's rules read, grouped."""
+        if self._route_sql is not None:
+            return self._route_sql
+        whens = " ".join(f"WHEN {number} THEN {extracts}" for number, (_shape, extracts)
+                         in enumerate(self._route_shapes))
+        values = f"CASE r.RouteNo {whens} END" if whens else "NULL::VARCHAR[]"
+        self._route_sql = f"""
+        WITH k AS (
+            SELECT Position, Text, v[1] AS Channel,
+                   coalesce(TRY_CAST(v[2] AS INTEGER), TRY_CAST(v[3] AS INTEGER)) AS EventID,
+                   coalesce(left(v[4], 1) = '{{', FALSE) AS HasEventData,
+                   CASE WHEN left(v[4], 1) = '{{' THEN json_keys(v[4]) END AS Keys
+            FROM (SELECT Position, Text, json_extract_string(Text, ['/Event/System/Channel', '/Event/System/EventID',
+                                                                    '/Event/System/EventID/#text', '/Event/EventData'])
+                         AS v FROM {{table}}))
+        SELECT k.Channel, k.EventID, k.HasEventData, k.Keys, r.RouteNo, {values} AS v,
+               list(k.Position) AS Positions
+        FROM k LEFT JOIN {ROUTES_TABLE} r ON k.Channel IS NOT DISTINCT FROM r.Channel
+            AND k.EventID IS NOT DISTINCT FROM r.EventID AND k.HasEventData = r.HasEventData
+            AND k.Keys IS NOT DISTINCT FROM r.Keys
+        GROUP BY ALL
+        """
+        return self._route_sql
+
+    def _routes_table(self) -> pa.Table:
+        keys = [(k, n) for k, n in self._route_numbers.items() if n >= 0]
+        return pa.table({"Channel": pa.array([k[0] for k, _ in keys], pa.string()),
+                         "EventID": pa.array([k[1] for k, _ in keys], pa.int32()),
+                         "HasEventData": pa.array([k[2] for k, _ in keys], pa.bool_()),
+                         "Keys": pa.array([list(k[3]) if k[3] is not None else None for k, _ in keys],
+                                          pa.list_(pa.string())),
+                         "RouteNo": pa.array([n for _, n in keys], pa.int32())})
+
+    def _groups(self, connection: duckdb.DuckDBPyConnection, table: str) -> list[tuple[Any, ...]]:
+        connection.register(ROUTES_TABLE, self._routes_table())
+        try:
+            return connection.execute(self._extraction_sql().replace("{table}", table)).fetchall()
+        finally:
+            connection.unregister(ROUTES_TABLE)
+
     def evaluate(self, connection: duckdb.DuckDBPyConnection, texts: Sequence[str], records: Sequence[int],
-                 source_file: str) -> BatchOutcome:
-        """Evaluate a batch of evtx JSON texts (raises ``duckdb.Error`` on text DuckDB cannot parse)."""
+                 files: Sequence[int], labels: Sequence[str]) -> BatchOutcome:
+        """Evaluate a batch of evtx JSON texts: record numbers, and per record its source (an index into
+        ``labels``). Raises ``duckdb.Error`` on text DuckDB cannot parse."""
         staging = pa.table({"Position": pa.array(range(len(texts)), pa.int32()), "Text": pa.array(texts, pa.string())})
         outcome = BatchOutcome(hit_rows=HIT_ROW_SCHEMA.empty_table())
         matched_pairs: list[tuple[int, int]] = []  # (position, target)
         connection.register(BATCH_TABLE, staging)
         try:
-            routes = connection.execute(_ROUTE_SQL).fetchall()
-            field_index = self.plan.field_index
-            for channel, event_id, has_event_data, positions in routes:
-                route = field_index._route(duck_lower(channel) if channel is not None else None, event_id)
-                if not route.admitted:
+            groups = self._groups(connection, BATCH_TABLE)
+            unknown = [p for channel, event_id, has_event_data, keys, number, _v, positions in groups
+                       if number is None and self._known_route(channel, event_id, has_event_data, keys) >= 0
+                       for p in positions]
+            if unknown:
+                # routes first seen in this batch: now registered, their records are extracted again
+                groups = [g for g in groups if g[4] is not None]
+                connection.register(ROUTE_TABLE, staging.take(pa.array(sorted(unknown), pa.int32())))
+                try:
+                    groups += self._groups(connection, ROUTE_TABLE)
+                finally:
+                    connection.unregister(ROUTE_TABLE)
+            for channel, event_id, _has_event_data, _keys, number, values, positions in groups:
+                if number is None or number < 0:
                     continue
-                shape = self.shape(channel, event_id, route.admitted)
-                extracts = shape.extracts(has_event_data)
-                if extracts is None:
-                    groups: list[tuple[list[str | None], list[int]]] = [([], positions)]
-                else:
-                    connection.register(ROUTE_TABLE, staging.take(pa.array(positions, pa.int32())))
-                    try:
-                        groups = connection.execute(
-                            f"SELECT v, list(Position) FROM (SELECT Position, {extracts} AS v FROM {ROUTE_TABLE}) "
-                            "GROUP BY v").fetchall()
-                    finally:
-                        connection.unregister(ROUTE_TABLE)
-                for values, group_positions in groups:
-                    verdict = self.verdict(channel, event_id, shape, values)
-                    if not verdict.candidates:
-                        continue
-                    outcome.candidates += len(group_positions)
-                    outcome.pairs += verdict.candidates * len(group_positions)
-                    for number in verdict.matched:
-                        matched_pairs.extend((position, number) for position in group_positions)
-                    if verdict.on_duckdb:
-                        outcome.deferred.extend((position, verdict.on_duckdb) for position in group_positions)
+                shape = self._route_shapes[number][0]
+                verdict = self.verdict(number, channel, event_id, shape, values or ())
+                if not verdict.candidates:
+                    continue
+                outcome.candidates += len(positions)
+                outcome.pairs += verdict.candidates * len(positions)
+                for target in verdict.matched:
+                    matched_pairs.extend((position, target) for position in positions)
+                if verdict.on_duckdb:
+                    outcome.deferred.extend((position, verdict.on_duckdb) for position in positions)
             if matched_pairs:
-                outcome.hit_rows = self._hit_rows(connection, staging, matched_pairs, records, source_file)
+                outcome.hit_rows = self._hit_rows(connection, staging, matched_pairs, records, files, labels)
         finally:
             connection.unregister(BATCH_TABLE)
         return outcome
 
-    def verdict(self, channel: str | None, event_id: int | None, shape: RouteShape,
+    def verdict(self, route: int, channel: str | None, event_id: int | None, shape: RouteShape,
                 values: Sequence[str | None]) -> Verdict:
-        key = (channel, event_id, *values)
+        key = (route, *values)
         verdict = self.verdicts.get(key)
         if verdict is not None:
             return verdict
         names = shape.names
-        position = len(names)
-        fields: dict[str, str | None]
+        position = 0
         provider = computer = None
         if shape.provider:
             provider = values[position]
@@ -274,13 +345,13 @@ class ColumnarEvaluator:
         if shape.computer:
             computer = values[position]
             position += 1
+        fields: dict[str, str | None]
         if shape.all_fields:
-            document = values[position]
-            parsed = json.loads(document) if document is not None else None
-            fields = ({k: v if type(v) is str else _json_text(v) for k, v in parsed.items()}
-                      if isinstance(parsed, dict) else {})
+            document = values[position] if position < len(values) else None
+            fields = _field_map(document)
         else:
-            fields = {name: value for name, value in zip(names, values, strict=False) if value is not None}
+            fields = {name: value for name, value in zip(names, values[position:], strict=False)
+                      if value is not None}
         plan = self.plan
         columns = {"EventID": str(event_id) if event_id is not None else None, "Channel": channel,
                    "Provider": provider, "Computer": computer}
@@ -301,52 +372,65 @@ class ColumnarEvaluator:
         return verdict
 
     def _hit_rows(self, connection: duckdb.DuckDBPyConnection, staging: pa.Table,
-                  pairs: list[tuple[int, int]], records: Sequence[int], source_file: str) -> pa.Table:
+                  pairs: list[tuple[int, int]], records: Sequence[int], files: Sequence[int],
+                  labels: Sequence[str]) -> pa.Table:
         """Timeline evidence for matched (position, target) pairs, as hit rows."""
         refs = self.plan.refs
-        wanted: list[str] = []
-        seen: set[str] = set()
-        for name in [*{n for _, number in pairs for n in refs[number].target.fields}, *KEY_FIELDS]:
-            if name not in seen:
-                seen.add(name)
-                wanted.append(name)
         positions = sorted({position for position, _ in pairs})
         connection.register(ROUTE_TABLE, staging.take(pa.array(positions, pa.int32())))
         try:
-            ed_paths = sql_list(["/Event/EventData/" + pointer(n) for n in wanted])
-            ud_paths = sql_list(["/" + pointer(n) for n in wanted])
+            # The field object as JSON text, parsed here: a hit shows fields by name from a long list (the rule's
+            # fields, then KEY_FIELDS), which pointers would look up one scan of the keys per name.
             system_time = f"json_extract_string(Text, '{_SYSTEM_TIME}')"
             rows = connection.execute(
                 f"SELECT Position, {timestamp_sql('t')} AS Timestamp, Computer, Channel, EventID, Fields FROM ("
                 f"SELECT Position, {system_time} AS t, v[1] AS Computer, v[2] AS Channel, "
                 f"coalesce(TRY_CAST(v[3] AS INTEGER), TRY_CAST(v[4] AS INTEGER)) AS EventID, "
-                f"CASE WHEN json_type(Text, '/Event/EventData') = 'OBJECT' "
-                f"THEN json_extract_string(Text, {ed_paths}) "
-                f"ELSE json_extract_string({_USER_DATA_FIELDS}, {ud_paths}) END AS Fields "
+                f"CASE WHEN left(v[5], 1) = '{{' THEN v[5] ELSE CAST({_USER_DATA_FIELDS} AS VARCHAR) END AS Fields "
                 f"FROM (SELECT Position, Text, json_extract_string(Text, ['{_COMPUTER}', '/Event/System/Channel', "
-                f"'/Event/System/EventID', '/Event/System/EventID/#text']) AS v FROM {ROUTE_TABLE}))"
+                f"'/Event/System/EventID', '/Event/System/EventID/#text', '/Event/EventData']) AS v "
+                f"FROM {ROUTE_TABLE}))"
             ).fetchall()
         finally:
             connection.unregister(ROUTE_TABLE)
-        evidence = {row[0]: row for row in rows}
-        maps: dict[int, dict[str, str | None]] = {}
-        columns: dict[str, list[Any]] = {name: [] for name in HIT_ROW_SCHEMA.names}
+        # rows come back in Position order (as taken); pairs are mapped onto them by index
+        index_of = {position: index for index, position in enumerate(positions)}
+        texts = [row[5] for row in rows]
+        if [row[0] for row in rows] != positions:  # defensive: DuckDB keeps scan order for this plan
+            by_position = {row[0]: row for row in rows}
+            rows = [by_position[p] for p in positions]
+            texts = [row[5] for row in rows]
+        take: list[int] = []
+        shown_fields: list[str | None] = []
+        cache = self._shown
         for position, number in pairs:
-            row = evidence.get(position)
-            if row is None:
-                continue
-            _position, timestamp, computer, channel, event_id, values = row
-            fields_map = maps.get(position)
-            if fields_map is None:
-                fields_map = dict(zip(wanted, values or (), strict=False))
-                maps[position] = fields_map
-            chosen = key_fields(fields_map, refs[number].target.fields)
-            columns["target"].append(number)
-            columns["timestamp"].append(timestamp)
-            columns["host"].append(computer)
-            columns["channel"].append(channel)
-            columns["event_id"].append(event_id)
-            columns["fields"].append(json.dumps(chosen, ensure_ascii=False) if chosen else None)
-            columns["source_file"].append(source_file)
-            columns["source_record"].append(records[position])
+            index = index_of[position]
+            take.append(index)
+            rule_fields = refs[number].target.fields
+            text = texts[index]
+            key = (text, rule_fields)
+            shown = cache.get(key, _MISSING)
+            if shown is _MISSING:
+                chosen = key_fields(_field_map(text), rule_fields)
+                shown = json.dumps(chosen, ensure_ascii=False) if chosen else None
+                if len(cache) >= MAX_VERDICTS:
+                    cache.clear()
+                cache[key] = shown
+            shown_fields.append(shown)
+        indexes = pa.array(take, pa.int32())
+        evidence = pa.table({
+            "timestamp": pa.array([row[1] for row in rows], pa.timestamp("us")),
+            "host": pa.array([row[2] for row in rows], pa.string()),
+            "channel": pa.array([row[3] for row in rows], pa.string()),
+            "event_id": pa.array([row[4] for row in rows], pa.int32()),
+        }).take(indexes)
+        pair_positions = [position for position, _ in pairs]
+        columns = {
+            "target": pa.array([number for _, number in pairs], pa.int32()),
+            "timestamp": evidence.column("timestamp"), "host": evidence.column("host"),
+            "channel": evidence.column("channel"), "event_id": evidence.column("event_id"),
+            "fields": pa.array(shown_fields, pa.string()),
+            "source_file": pa.array([labels[files[p]] for p in pair_positions], pa.string()),
+            "source_record": pa.array([records[p] for p in pair_positions], pa.int64()),
+        }
         return pa.table(columns, schema=HIT_ROW_SCHEMA)

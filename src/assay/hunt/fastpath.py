@@ -155,25 +155,42 @@ class _Worker:
         gathered: dict[tuple[str, str | None, bool], list[Batch]] = {}
         gathered_targets: dict[tuple[str, str | None, bool], list[list[int]]] = {}
         gathered_rows = 0
+        # EVTX batches of several (often small) files are evaluated together: DuckDB's cost is per query.
+        pending: list[Batch] = []
+        pending_rows = 0
+
+        def gather(chosen: Batch, chosen_targets: list[list[int]]) -> None:
+            nonlocal gathered_rows
+            if chosen.texts:
+                source = chosen.source
+                kind = (source.format, source.defender_table, source.json_array)
+                gathered.setdefault(kind, []).append(chosen)
+                gathered_targets.setdefault(kind, []).extend(chosen_targets)
+                gathered_rows += len(chosen.texts)
+            if gathered_rows >= CANDIDATE_CHUNK:
+                self._flush(gathered, gathered_targets, result)
+                gathered_rows = 0
+
         for source in sources:
             if source.defender_table:
                 continue  # Defender exports run on their typed tables (see assay.hunt.run)
-            kind = (source.format, source.defender_table, source.json_array)
             for batch in read_source(source, batch_rows):
                 result.bad.extend(batch.bad)
                 result.lost += batch.lost_records
                 result.records += len(batch.texts)
                 if source.format == EVTX:
-                    chosen, chosen_targets = self._evtx_batch(source, batch, result)
+                    if batch.texts:
+                        pending.append(batch)
+                        pending_rows += len(batch.texts)
+                    if pending_rows >= batch_rows:
+                        for chosen, chosen_targets in self._evtx_batches(pending, result):
+                            gather(chosen, chosen_targets)
+                        pending, pending_rows = [], 0
                 else:
-                    chosen, chosen_targets = self._text_batch(source, batch, result)
-                if chosen.texts:
-                    gathered.setdefault(kind, []).append(chosen)
-                    gathered_targets.setdefault(kind, []).extend(chosen_targets)
-                    gathered_rows += len(chosen.texts)
-                if gathered_rows >= CANDIDATE_CHUNK:
-                    self._flush(gathered, gathered_targets, result)
-                    gathered_rows = 0
+                    gather(*self._text_batch(source, batch, result))
+        if pending:
+            for chosen, chosen_targets in self._evtx_batches(pending, result):
+                gather(chosen, chosen_targets)
         self._flush(gathered, gathered_targets, result)
         result.reached = self.plan.reached()
         if self._hit_tables:
@@ -181,26 +198,30 @@ class _Worker:
             self._hit_tables = []
         return result
 
-    def _evtx_batch(self, source: Source, batch: Batch, result: UnitResult) -> tuple[Batch, list[list[int]]]:
-        """Evaluate one batch of evtx records on the columnar path; returns what must go to DuckDB instead."""
+    def _evtx_batches(self, batches: list[Batch], result: UnitResult) -> list[tuple[Batch, list[list[int]]]]:
+        """Evaluate evtx batches together on the columnar path; returns, per batch, what must go to DuckDB."""
         import duckdb
 
+        texts = [t for b in batches for t in b.texts]
+        records = [r for b in batches for r in b.records]
+        files = [i for i, b in enumerate(batches) for _ in range(len(b.texts))]
+        labels = [b.source.label for b in batches]
         try:
-            outcome = self.columnar.evaluate(self.engine.connection, batch.texts, batch.records, source.label)
+            outcome = self.columnar.evaluate(self.engine.connection, texts, records, files, labels)
         except duckdb.Error:
             # text DuckDB's JSON reader refuses (the Rust parser never wrote such): record by record instead
-            return self._evtx_batch_rows(source, batch, result)
+            return [self._evtx_batch_rows(b.source, b, result) for b in batches]
         result.candidates += outcome.candidates
         result.pairs += outcome.pairs
         if outcome.hit_rows.num_rows:
             self._hit_tables.append(outcome.hit_rows)
-        deferred = Batch(source)
-        deferred_targets: list[list[int]] = []
+        deferred: list[tuple[Batch, list[list[int]]]] = [(Batch(b.source), []) for b in batches]
         for position, numbers in outcome.deferred:
-            deferred.records.append(batch.records[position])
-            deferred.texts.append(batch.texts[position])
-            deferred_targets.append(list(numbers))
-        return deferred, deferred_targets
+            chosen, chosen_targets = deferred[files[position]]
+            chosen.records.append(records[position])
+            chosen.texts.append(texts[position])
+            chosen_targets.append(list(numbers))
+        return [item for item in deferred if item[0].texts]
 
     def _evtx_batch_rows(self, source: Source, batch: Batch, result: UnitResult) -> tuple[Batch, list[list[int]]]:
         """Prefilter and check one batch of evtx records in Python, record by record (the fallback)."""

@@ -519,6 +519,10 @@ class FieldPrefilter:
         self.matchers = {key: _ValueMatcher(automaton) for key, automaton in self.automata.items()}
         self._routes: dict[tuple[str | None, int | None], _RoutePlan] = {}
 
+    def route_plan(self, channel: str | None, event_id: int | None) -> _RoutePlan:
+        """What an event of this (lower-cased) channel and event id needs; the route counts as reached."""
+        return self._route(channel, event_id)
+
     def _route(self, channel: str | None, event_id: int | None) -> _RoutePlan:
         """What an event of this channel and event id needs: its targets, and the matchers of their fields."""
         key = (channel, event_id)
