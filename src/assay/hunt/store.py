@@ -34,6 +34,7 @@ UNKNOWN_LEVEL_RANK = 9
 
 HITS_TABLE = "hunt_hits"
 RULES_TABLE = "hunt_rules"
+ORDER_TABLE = "hunt_order"
 TIMELINE_TABLE = "hunt_timeline"
 
 #: What a hit row's ``target`` is resolved to: the rule's title, id, level, techniques and the target's route.
@@ -68,6 +69,12 @@ def _field_map(text: str | None) -> dict[str, str]:
     if all(type(value) is str for value in fields.values()):
         return fields  # type: ignore[no-any-return]
     return {str(name): str(value) for name, value in fields.items()}
+
+
+def _timeline_order_sql(hit: str, rank: str) -> str:
+    """``Hit.sort_key`` then arrival (``seq``) as an ORDER BY list; ``rank`` holds the rules' title/route ranks."""
+    return (f"{hit}.timestamp IS NULL, {hit}.timestamp, coalesce({hit}.host, ''), {rank}.title_rank, "
+            f"{hit}.source_file, coalesce({hit}.source_record, 0), {rank}.route_rank, {hit}.seq")
 
 
 def _csv_cell(text: str) -> str:
@@ -106,6 +113,7 @@ class HitStore:
         # refs lists seen by add_rows, by id(); the list is kept so its id cannot be reused while cached
         self._ref_maps: dict[int, tuple[Sequence[_Ref], pa.Array]] = {}
         self._added = 0
+        self._order_current = False
         self._timeline_current = False
         self._closed = False
 
@@ -127,6 +135,9 @@ class HitStore:
             connection.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
             # The timeline table is written in order and read back by plain scans: keep insertion order.
             connection.execute("SET preserve_insertion_order = true")
+            # One thread: the fast path's workers own the cores while hits arrive, and a single sorting thread
+            # keeps within the memory cap (measured: two threads at 256 MB ran out of memory on 1.8M hits).
+            connection.execute("SET threads = 1")
             connection.execute(f"CREATE TABLE {RULES_TABLE} (rule_key INTEGER, title VARCHAR, rule_id VARCHAR, "
                                "level VARCHAR, techniques VARCHAR[], route VARCHAR, identity VARCHAR)")
             connection.execute(f"CREATE TABLE {HITS_TABLE} (rule_key INTEGER, timestamp TIMESTAMP, host VARCHAR, "
@@ -191,7 +202,7 @@ class HitStore:
         table = pa.table({"rule_key": rule_keys, **columns, "seq": seq}, schema=_STORED_SCHEMA)
         self._insert(HITS_TABLE, table)
         self._added += count
-        self._timeline_current = False
+        self._order_current = self._timeline_current = False
 
     def _ref_map(self, refs: Sequence[_Ref]) -> pa.Array:
         cached = self._ref_maps.get(id(refs))
@@ -243,31 +254,48 @@ class HitStore:
 
     # -- the timeline ----------------------------------------------------------------------------------------
 
-    def _timeline(self) -> duckdb.DuckDBPyConnection:
-        """The deduplicated, ordered timeline table, rebuilt when hits were added since it was last built."""
+    def _order(self) -> duckdb.DuckDBPyConnection:
+        """The narrow order table: one row per surviving hit (``seq``, ``rule_key``) and its timeline position.
+
+        Dedupe and order work on the sort keys only, so they stay within the memory cap; the wide rows are put
+        in that order only when a reader asks (:meth:`_timeline`).
+        """
         connection = self._db()
-        if self._timeline_current:
+        if self._order_current:
             return connection
         self._flush_rules()
         # Hit.sort_key: None timestamps last, host ('' for None), title, rule id, source file, record (0 for
         # None), route; then arrival order, as Python's stable sort and strict-less dedupe keep the first seen.
-        # Title/rule id and route are ranked once on the small rules table so the big sort compares integers.
+        # Title/rule id and route are ranked once on the small rules table so the big sorts compare integers.
         connection.execute(f"""
             CREATE OR REPLACE TEMP TABLE hunt_rule_ranks AS
             SELECT rule_key, identity,
                    dense_rank() OVER (ORDER BY title, rule_id) AS title_rank,
                    dense_rank() OVER (ORDER BY route) AS route_rank
             FROM {RULES_TABLE}""")
-        order = ("h.timestamp IS NULL, h.timestamp, coalesce(h.host, ''), r.title_rank, h.source_file, "
-                 "coalesce(h.source_record, 0), r.route_rank, h.seq")
+        connection.execute(f"""
+            CREATE OR REPLACE TABLE {ORDER_TABLE} AS
+            SELECT k.seq, k.rule_key, row_number() OVER (ORDER BY {_timeline_order_sql("k", "k")}) AS position
+            FROM (SELECT h.seq, h.rule_key, h.timestamp, h.host, r.title_rank, h.source_file, h.source_record,
+                         r.route_rank
+                  FROM {HITS_TABLE} h JOIN hunt_rule_ranks r ON r.rule_key = h.rule_key
+                  QUALIFY row_number() OVER (PARTITION BY r.identity, h.source_file, h.source_record
+                                             ORDER BY {_timeline_order_sql("h", "r")}) = 1
+                 ) k""")
+        self._order_current = True
+        return connection
+
+    def _timeline(self) -> duckdb.DuckDBPyConnection:
+        """The wide timeline table, written in timeline order (rebuilt when hits were added since)."""
+        connection = self._order()
+        if self._timeline_current:
+            return connection
         connection.execute(f"""
             CREATE OR REPLACE TABLE {TIMELINE_TABLE} AS
             SELECT h.rule_key, h.timestamp, h.host, h.channel, h.event_id, h.fields, h.source_file,
                    h.source_record
-            FROM {HITS_TABLE} h JOIN hunt_rule_ranks r ON r.rule_key = h.rule_key
-            QUALIFY row_number() OVER (PARTITION BY r.identity, h.source_file, h.source_record
-                                       ORDER BY {order}) = 1
-            ORDER BY {order}""")
+            FROM {HITS_TABLE} h JOIN {ORDER_TABLE} o ON o.seq = h.seq
+            ORDER BY o.position""")
         self._timeline_current = True
         return connection
 
@@ -276,7 +304,7 @@ class HitStore:
         if not self._added:
             return 0
         # fetchall, not fetchone: a half-read result would block the connection's next statement
-        rows = self._timeline().execute(f"SELECT count(*) FROM {TIMELINE_TABLE}").fetchall()
+        rows = self._order().execute(f"SELECT count(*) FROM {ORDER_TABLE}").fetchall()
         return int(rows[0][0])
 
     def __len__(self) -> int:
@@ -356,15 +384,15 @@ class HitStore:
         """Hits by rule, level and technique, by SQL: equal to :func:`assay.hunt.timeline.summarize`."""
         if not self._added:
             return Summary(events=events)
-        connection = self._timeline()
+        connection = self._order()
         rank = _level_rank_sql("r.level")
-        joined = f"{TIMELINE_TABLE} t JOIN {RULES_TABLE} r ON r.rule_key = t.rule_key"
-        # Python's sorts are stable over first appearance in the timeline: min(rowid) breaks the same ties.
+        joined = f"{ORDER_TABLE} t JOIN {RULES_TABLE} r ON r.rule_key = t.rule_key"
+        # Python's sorts are stable over first appearance in the timeline: min(position) breaks the same ties.
         by_rule = connection.execute(f"""
             SELECT r.title, r.level, count(*) AS hits FROM {joined} GROUP BY r.title, r.level
-            ORDER BY {rank}, hits DESC, r.title, min(t.rowid)""").fetchall()
+            ORDER BY {rank}, hits DESC, r.title, min(t.position)""").fetchall()
         by_level = connection.execute(f"""
-            SELECT r.level, count(*) FROM {joined} GROUP BY r.level ORDER BY {rank}, min(t.rowid)""").fetchall()
+            SELECT r.level, count(*) FROM {joined} GROUP BY r.level ORDER BY {rank}, min(t.position)""").fetchall()
         by_technique = connection.execute(f"""
             SELECT technique, count(*) AS hits FROM (SELECT unnest(r.techniques) AS technique FROM {joined})
             GROUP BY technique ORDER BY hits DESC, technique""").fetchall()
