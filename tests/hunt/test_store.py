@@ -298,3 +298,19 @@ def test_streamed_json_document_equals_json_dumps(with_hits: bool, case_logs: Pa
         whole = json.dumps(result.as_dict(), indent=2, default=json_default, ensure_ascii=False)
     assert streamed.getvalue() == whole
     assert (json.loads(whole)["timeline"] != []) is with_hits
+
+
+def test_cli_terminal_table_shows_the_head_and_counts_the_rest(case_logs: Path, rules_dir: Path, cache_dir: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import assay.cli.hunt_cmds as hunt_cmds
+    import assay.cli.output as output
+
+    monkeypatch.setenv("ASSAY_CACHE_DIR", str(cache_dir))
+    monkeypatch.setenv("COLUMNS", "400")
+    monkeypatch.setattr(hunt_cmds, "MAX_TERMINAL_ROWS", 4)
+    monkeypatch.setattr(hunt_cmds, "is_tty", lambda: True)
+    monkeypatch.setattr(output, "is_tty", lambda: True)
+    run = CliRunner().invoke(cli, ["hunt", str(case_logs), "-r", str(rules_dir), "--workers", "1"])
+    assert run.exit_code == 0, run.output
+    assert "first 4 of 11 hits; write them all with --out FILE" in run.output
+    assert "Timeline" in run.output and "CMSTP Silent Install" in run.output
