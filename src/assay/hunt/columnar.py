@@ -50,7 +50,10 @@ _PROVIDER = "/Event/System/Provider/#attributes/Name"
 _COMPUTER = "/Event/System/Computer"
 _SYSTEM_TIME = "/Event/System/TimeCreated/#attributes/SystemTime"
 #: EventData is the event's field map; events without it read the first element of UserData (as ingestion does).
-_USER_DATA_FIELDS = "json_extract(Text, '$.Event.UserData.*')[1]"
+_USER_DATA_FIELDS = "json_extract(k.Ud, '$.*')[1]"
+#: Read from every record in one pass: route, the field object (EventData, else UserData), Provider, Computer.
+_SYSTEM_PATHS = ("/Event/System/Channel", "/Event/System/EventID", "/Event/System/EventID/#text", "/Event/EventData",
+                 _PROVIDER, _COMPUTER, "/Event/UserData")
 
 
 def pointer(name: str) -> str:
@@ -135,16 +138,15 @@ class RouteShape:
         """SQL for one list of every value this route reads (None when it reads nothing): Provider and Computer
         first, then the fields (or the whole field object's JSON text for keyword rules)."""
         items: list[str] = []
-        system = [p for p, wanted in ((_PROVIDER, self.provider), (_COMPUTER, self.computer)) if wanted]
+        system = [c for c, wanted in (("k.Provider", self.provider), ("k.Computer", self.computer)) if wanted]
         if system:
-            items.append(f"json_extract_string(Text, {sql_list(system)})")
+            items.append("[" + ", ".join(system) + "]")
         if self.all_fields:
-            source = "json_extract(Text, '/Event/EventData')" if has_event_data else _USER_DATA_FIELDS
-            items.append(f"[CAST({source} AS VARCHAR)]")
+            items.append("[k.Ed]" if has_event_data else f"[CAST({_USER_DATA_FIELDS} AS VARCHAR)]")
         elif self.names:
             # Without EventData or UserData the whole list is NULL: padded, so every position keeps its meaning.
-            base, prefix = ("Text", "/Event/EventData/") if has_event_data else (_USER_DATA_FIELDS, "/")
-            paths = sql_list([prefix + pointer(n) for n in self.names])
+            base = "k.Ed" if has_event_data else _USER_DATA_FIELDS
+            paths = sql_list(["/" + pointer(n) for n in self.names])
             items.append(f"coalesce(json_extract_string({base}, {paths}), {_nulls(len(self.names))})")
         if not items:
             return None
@@ -253,6 +255,26 @@ class ColumnarEvaluator:
         """One query for a whole batch: each record's route, then the values its route's rules read, grouped."""
         if self._route_sql is not None:
             return self._route_sql
+        whens = " ".join(f"WHEN {number} THEN {extracts}" for number, (_shape, extracts)
+                         in enumerate(self._route_shapes))
+        values = f"CASE r.RouteNo {whens} END" if whens else "NULL::VARCHAR[]"
+        self._route_sql = f"""
+        WITH k AS (
+            SELECT Position, v[1] AS Channel,
+                   coalesce(TRY_CAST(v[2] AS INTEGER), TRY_CAST(v[3] AS INTEGER)) AS EventID,
+                   coalesce(left(v[4], 1) = '{{', FALSE) AS HasEventData,
+                   CASE WHEN left(v[4], 1) = '{{' THEN v[4] END AS Ed,
+                   CASE WHEN left(v[4], 1) = '{{' THEN json_keys(v[4]) END AS Keys,
+                   v[5] AS Provider, v[6] AS Computer, v[7] AS Ud
+            FROM (SELECT Position, json_extract_string(Text, {sql_list(_SYSTEM_PATHS)}) AS v FROM {{table}}))
+        SELECT k.Channel, k.EventID, k.HasEventData, CASE WHEN r.RouteNo IS NULL THEN k.Keys END AS NewKeys,
+               r.RouteNo, {values} AS v, list(k.Position) AS Positions
+        FROM k LEFT JOIN {ROUTES_TABLE} r ON k.Channel IS NOT DISTINCT FROM r.Channel
+            AND k.EventID IS NOT DISTINCT FROM r.EventID AND k.HasEventData = r.HasEventData
+            AND k.Keys IS NOT DISTINCT FROM r.Keys
+        GROUP BY ALL
+        """
+        return self._route_sql
         whens = " ".join(f"WHEN {number} THEN {extracts}" for number, (_shape, extracts)
                          in enumerate(self._route_shapes))
         values = f"CASE r.RouteNo {whens} END" if whens else "NULL::VARCHAR[]"
@@ -386,7 +408,7 @@ class ColumnarEvaluator:
                 f"SELECT Position, {timestamp_sql('t')} AS Timestamp, Computer, Channel, EventID, Fields FROM ("
                 f"SELECT Position, {system_time} AS t, v[1] AS Computer, v[2] AS Channel, "
                 f"coalesce(TRY_CAST(v[3] AS INTEGER), TRY_CAST(v[4] AS INTEGER)) AS EventID, "
-                f"CASE WHEN left(v[5], 1) = '{{' THEN v[5] ELSE CAST({_USER_DATA_FIELDS} AS VARCHAR) END AS Fields "
+                f"CASE WHEN left(v[5], 1) = '{{' THEN v[5] ELSE CAST(json_extract(Text, '$.Event.UserData.*')[1] AS VARCHAR) END AS Fields "
                 f"FROM (SELECT Position, Text, json_extract_string(Text, ['{_COMPUTER}', '/Event/System/Channel', "
                 f"'/Event/System/EventID', '/Event/System/EventID/#text', '/Event/EventData']) AS v "
                 f"FROM {ROUTE_TABLE}))"
