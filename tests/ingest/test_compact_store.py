@@ -164,17 +164,19 @@ def test_document_order_merges_schema_versions() -> None:
     assert document_order([["Image", "User"], ["User", "Image"]]) == ["Image", "User"]
 
 
-def test_a_failing_ingest_leaves_the_database_as_it_was(tmp_path: Path) -> None:
+def test_a_failing_mapping_names_itself_and_keeps_the_database_usable(tmp_path: Path) -> None:
     database = tmp_path / "case.duckdb"
     good = tmp_path / "good.jsonl"
     good.write_text(json.dumps(SYSMON_1) + "\n", encoding="utf-8")
     with DuckDBEngine(database) as engine:
         ingest_paths([good], engine=engine)
-        before = engine.row_count("RawEvents"), engine.row_count("DeviceProcessEvents")
-        # A mapping statement failing after the load (here: a column it writes dropped under it) rolls the whole
-        # ingest back, the RawEvents rows already loaded included.
+        assert (engine.row_count("RawEvents"), engine.row_count("DeviceProcessEvents")) == (1, 1)
+        # A mapping statement failing (here: a column it writes dropped under it) is reported with its name; it
+        # commits nothing, the events stay in RawEvents, and the database takes the next ingest.
         engine.connection.execute('ALTER TABLE "DeviceProcessEvents" DROP COLUMN "ProcessIntegrityLevel"')
         with pytest.raises(EngineError, match="ProcessIntegrityLevel"):
             ingest_paths([good], engine=engine)
-        assert (engine.row_count("RawEvents"), engine.row_count("DeviceProcessEvents")) == before
-        assert before == (1, 1)
+        assert (engine.row_count("RawEvents"), engine.row_count("DeviceProcessEvents")) == (2, 1)
+        engine.connection.execute('ALTER TABLE "DeviceProcessEvents" ADD COLUMN "ProcessIntegrityLevel" VARCHAR')
+        summary = ingest_paths([good], engine=engine)
+        assert summary.rows_per_table["DeviceProcessEvents"] == 1 and engine.row_count("RawEvents") == 3
