@@ -18,6 +18,7 @@ import assay.hunt.store as store_module
 from assay.cli.hunt_cmds import _write_json_document
 from assay.cli.main import cli
 from assay.cli.output import json_default
+from assay.errors import EngineError
 from assay.hunt.evaluate import TargetRef, enumerate_targets
 from assay.hunt.hitrows import HIT_ROW_SCHEMA, hits_from_rows
 from assay.hunt.rules import load_hunt_rules
@@ -232,6 +233,17 @@ def test_a_low_memory_limit_keeps_the_order(tmp_path: Path) -> None:
     with HitStore(tmp_path, memory_limit="24MB") as store:
         store.add_hits(hits)
         assert dicts(store.iter_hits()) == dicts(dedupe_sorted(hits))
+
+
+def test_a_store_failure_is_an_engine_error_naming_the_folder(tmp_path: Path) -> None:
+    store = HitStore(tmp_path, memory_limit="1MB")  # far too little for 20k hits: DuckDB runs out of memory
+    try:
+        with pytest.raises(EngineError, match=r"the hit store in .*assay-hits-") as caught:
+            store.add_hits(realistic_hits(20_000))
+            store.count()
+        assert caught.value.hint and "TMPDIR" in caught.value.hint
+    finally:
+        store.close()
 
 
 def many_events(count: int) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -21,6 +22,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assay.errors import EngineError
 from assay.hunt.hitrows import HIT_ROW_SCHEMA
 from assay.hunt.timeline import LEVEL_ORDER, TIMELINE_COLUMNS, Hit, Summary
 
@@ -86,6 +88,16 @@ def _csv_cell(text: str) -> str:
     return text
 
 
+@contextmanager
+def _store_errors(folder: Path) -> Iterator[None]:
+    """DuckDB failures of the store (a full disk, mostly) as an EngineError naming the folder."""
+    try:
+        yield
+    except duckdb.Error as error:
+        raise EngineError(f"the hit store in {folder} failed: {error}",
+                          hint="the store spills to that folder: free space there, or set TMPDIR to a roomier one") from error
+
+
 def _close(connection: list[duckdb.DuckDBPyConnection], folder: Path) -> None:
     """Close the connection and delete the folder (also run by the finalizer when a store is collected)."""
     while connection:
@@ -135,8 +147,8 @@ class HitStore:
             connection.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
             # The timeline table is written in order and read back by plain scans: keep insertion order.
             connection.execute("SET preserve_insertion_order = true")
-            # One thread: the fast path's workers own the cores while hits arrive, and a single sorting thread
-            # keeps within the memory cap (measured: two threads at 256 MB ran out of memory on 1.8M hits).
+            # One thread: the fast path's workers own the cores while hits arrive, and on 1.8M hits one sorting
+            # thread stayed within the cap and was as fast as two on the shared 2-core machine.
             connection.execute("SET threads = 1")
             connection.execute(f"CREATE TABLE {RULES_TABLE} (rule_key INTEGER, title VARCHAR, rule_id VARCHAR, "
                                "level VARCHAR, techniques VARCHAR[], route VARCHAR, identity VARCHAR)")
@@ -218,6 +230,10 @@ class HitStore:
         """Append hit rows (:data:`~assay.hunt.hitrows.HIT_ROW_SCHEMA`); ``target`` indexes ``refs``."""
         if table.num_rows == 0:
             return
+        with _store_errors(self.folder):
+            self._add_rows(table, refs)
+
+    def _add_rows(self, table: pa.Table, refs: Sequence[_Ref]) -> None:
         table = table.select(HIT_ROW_SCHEMA.names).cast(HIT_ROW_SCHEMA)
         targets = table.column("target")
         if pc.max(targets).as_py() >= len(refs) or pc.min(targets).as_py() < 0:
@@ -229,12 +245,13 @@ class HitStore:
     def add_hits(self, hits: Iterable[Hit]) -> None:
         """Append :class:`Hit` objects (reference and Spark paths), converted in chunks."""
         chunk: list[Hit] = []
-        for hit in hits:
-            chunk.append(hit)
-            if len(chunk) >= READ_CHUNK_ROWS:
-                self._add_hit_chunk(chunk)
-                chunk = []
-        self._add_hit_chunk(chunk)
+        with _store_errors(self.folder):
+            for hit in hits:
+                chunk.append(hit)
+                if len(chunk) >= READ_CHUNK_ROWS:
+                    self._add_hit_chunk(chunk)
+                    chunk = []
+            self._add_hit_chunk(chunk)
 
     def _add_hit_chunk(self, hits: list[Hit]) -> None:
         if not hits:
@@ -304,7 +321,8 @@ class HitStore:
         if not self._added:
             return 0
         # fetchall, not fetchone: a half-read result would block the connection's next statement
-        rows = self._order().execute(f"SELECT count(*) FROM {ORDER_TABLE}").fetchall()
+        with _store_errors(self.folder):
+            rows = self._order().execute(f"SELECT count(*) FROM {ORDER_TABLE}").fetchall()
         return int(rows[0][0])
 
     def __len__(self) -> int:
@@ -314,11 +332,18 @@ class HitStore:
         """The timeline's columns (``rule_key`` … ``source_record``) as Python lists, a chunk at a time."""
         if not self._added:
             return
-        cursor = self._timeline().cursor()
+        with _store_errors(self.folder):
+            cursor = self._timeline().cursor()
         try:
             sql = (f"SELECT rule_key, timestamp, host, channel, event_id, fields, source_file, source_record "
                    f"FROM {TIMELINE_TABLE}" + (f" LIMIT {int(limit)}" if limit is not None else ""))
-            for batch in cursor.sql(sql).to_arrow_reader(READ_CHUNK_ROWS):
+            with _store_errors(self.folder):
+                batches = iter(cursor.sql(sql).to_arrow_reader(READ_CHUNK_ROWS))
+            while True:
+                with _store_errors(self.folder):
+                    batch = next(batches, None)
+                if batch is None:
+                    return
                 yield [batch.column(i).to_pylist() for i in range(batch.num_columns)]
         finally:
             cursor.close()
@@ -384,6 +409,10 @@ class HitStore:
         """Hits by rule, level and technique, by SQL: equal to :func:`assay.hunt.timeline.summarize`."""
         if not self._added:
             return Summary(events=events)
+        with _store_errors(self.folder):
+            return self._summary(events)
+
+    def _summary(self, events: int) -> Summary:
         connection = self._order()
         rank = _level_rank_sql("r.level")
         joined = f"{ORDER_TABLE} t JOIN {RULES_TABLE} r ON r.rule_key = t.rule_key"
