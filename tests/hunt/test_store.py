@@ -228,6 +228,20 @@ def test_store_lives_in_its_folder_until_closed(tmp_path: Path) -> None:
         store.add_hits(realistic_hits(5))
 
 
+def test_a_forked_worker_never_deletes_its_parents_store(tmp_path: Path) -> None:
+    import os
+
+    with HitStore(tmp_path) as store:
+        store.add_hits(realistic_hits(20))
+        child = os.fork()
+        if child == 0:  # the fast path's workers are forked while the store exists
+            store.close()
+            os._exit(0)
+        os.waitpid(child, 0)
+        assert store.path.is_file() and store.count() > 0
+    assert not store.folder.exists()
+
+
 def test_a_low_memory_limit_keeps_the_order(tmp_path: Path) -> None:
     hits = realistic_hits(20_000, seed=99)
     with HitStore(tmp_path, memory_limit="24MB") as store:

@@ -10,6 +10,7 @@ readers stream the timeline back in chunks. The folder is deleted on close (or w
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import weakref
@@ -98,8 +99,10 @@ def _store_errors(folder: Path) -> Iterator[None]:
                           hint="the store spills to that folder: free space there, or set TMPDIR to a roomier one") from error
 
 
-def _close(connection: list[duckdb.DuckDBPyConnection], folder: Path) -> None:
+def _close(connection: list[duckdb.DuckDBPyConnection], folder: Path, owner: int) -> None:
     """Close the connection and delete the folder (also run by the finalizer when a store is collected)."""
+    if os.getpid() != owner:
+        return  # a forked fast-path worker inherited the store: the folder is its parent's to delete
     while connection:
         connection.pop().close()
     shutil.rmtree(folder, ignore_errors=True)
@@ -118,7 +121,7 @@ class HitStore:
         self.folder = Path(tempfile.mkdtemp(prefix="assay-hits-", dir=directory))
         self.memory_limit = memory_limit
         self._connection: list[duckdb.DuckDBPyConnection] = []
-        self._finalizer = weakref.finalize(self, _close, self._connection, self.folder)
+        self._finalizer = weakref.finalize(self, _close, self._connection, self.folder, os.getpid())
         self._rule_keys: dict[RuleKey, int] = {}
         self._rules: list[RuleKey] = []
         self._new_rules: list[int] = []
