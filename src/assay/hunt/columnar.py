@@ -42,7 +42,9 @@ BATCH_TABLE = "assay_hunt_batch"
 ROUTE_TABLE = "assay_hunt_route"
 ROUTES_TABLE = "assay_hunt_routes"
 #: Distinct tuples remembered per worker; the cache starts over when full (bounded memory).
-MAX_VERDICTS = 200_000
+MAX_VERDICTS = 100_000
+#: Hits' shown key fields remembered per worker (keys hold a whole field object: ~1-2 KB each).
+MAX_SHOWN = 20_000
 #: Values longer than this make a tuple too costly to remember (script blocks): decided, not remembered.
 MAX_REMEMBERED_CHARS = 4_000
 
@@ -435,7 +437,7 @@ class ColumnarEvaluator:
             if shown is _MISSING:
                 chosen = key_fields(_field_map(text), rule_fields)
                 shown = json.dumps(chosen, ensure_ascii=False) if chosen else None
-                if len(cache) >= MAX_VERDICTS:
+                if len(cache) >= MAX_SHOWN:
                     cache.clear()
                 cache[key] = shown
             shown_fields.append(shown)
