@@ -180,3 +180,19 @@ def test_a_failing_mapping_names_itself_and_keeps_the_database_usable(tmp_path: 
         engine.connection.execute('ALTER TABLE "DeviceProcessEvents" ADD COLUMN "ProcessIntegrityLevel" VARCHAR')
         summary = ingest_paths([good], engine=engine)
         assert summary.rows_per_table["DeviceProcessEvents"] == 1 and engine.row_count("RawEvents") == 3
+
+
+def test_event_data_that_is_text_gives_a_null_map_not_a_failing_view(tmp_path: Path) -> None:
+    """EventData rendered as a string (even one that starts like an object) is no field map, as in a MAP table."""
+    texts = ["{\"Message\": \"payload truncated", "Application hang: wermgr.exe"]
+    events = []
+    for record, text in enumerate(texts, start=1):
+        event = json.loads(json.dumps(SYSMON_1))
+        event["Event"]["System"]["EventRecordID"] = record
+        event["Event"]["EventData"] = text
+        events.append(event)
+    events.append(SYSMON_1)
+    engine = _ingest(tmp_path, events)
+    rows = engine.run("SELECT SourceRecord, Fields['Image'] FROM RawEvents ORDER BY AssayEventId").rows
+    assert [r[1] for r in rows] == [None, None, "C:\\Windows\\System32\\cmstp.exe"]
+    engine.close()
