@@ -153,6 +153,22 @@ def test_two_routes_to_one_event_keep_the_smaller_route(tmp_path: Path) -> None:
         assert store.summary(1).hits == 1
 
 
+def test_equal_keys_of_two_identities_keep_the_order_of_first_arrival(tmp_path: Path) -> None:
+    """A record None and a record 0 sort alike; dedupe_sorted orders them by when each identity first came."""
+    base = {"host": "WKS-FIN-042.corp.example.com", "rule_title": "CMSTP Silent Install",
+            "rule_id": "e66779cc-383e-4224-a3a4-267eeb585c40", "level": "high", "techniques": ("T1218.003",),
+            "channel": SYSMON, "event_id": 1, "fields": (("Image", SYSTEM32 + "cmstp.exe"),),
+            "source_file": FILES[0], "route": "windows/process_creation:sysmon-1"}
+    early, late = datetime(2024, 3, 12, 9, 14, 22), datetime(2024, 3, 12, 9, 20, 0)
+    hits = [Hit(**base, timestamp=late, source_record=None),   # identity A arrives first, with a late copy
+            Hit(**base, timestamp=early, source_record=0),     # identity B
+            Hit(**base, timestamp=early, source_record=None)]  # A's early copy replaces its late one
+    with HitStore(tmp_path) as store:
+        store.add_hits(hits)
+        assert [h.source_record for h in store.iter_hits()] == [h.source_record for h in dedupe_sorted(hits)]
+        assert [h.source_record for h in store.iter_hits()] == [None, 0]
+
+
 def test_summary_by_sql_equals_summarize(hits: list[Hit], tmp_path: Path) -> None:
     with HitStore(tmp_path) as store:
         store.add_hits(hits)

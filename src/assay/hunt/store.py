@@ -74,10 +74,10 @@ def _field_map(text: str | None) -> dict[str, str]:
     return {str(name): str(value) for name, value in fields.items()}
 
 
-def _timeline_order_sql(hit: str, rank: str) -> str:
-    """``Hit.sort_key`` then arrival (``seq``) as an ORDER BY list; ``rank`` holds the rules' title/route ranks."""
+def _timeline_order_sql(hit: str, rank: str, arrival: str) -> str:
+    """``Hit.sort_key`` then an arrival column as an ORDER BY list; ``rank`` holds the rules' title/route ranks."""
     return (f"{hit}.timestamp IS NULL, {hit}.timestamp, coalesce({hit}.host, ''), {rank}.title_rank, "
-            f"{hit}.source_file, coalesce({hit}.source_record, 0), {rank}.route_rank, {hit}.seq")
+            f"{hit}.source_file, coalesce({hit}.source_record, 0), {rank}.route_rank, {hit}.{arrival}")
 
 
 def _csv_cell(text: str) -> str:
@@ -285,7 +285,9 @@ class HitStore:
             return connection
         self._flush_rules()
         # Hit.sort_key: None timestamps last, host ('' for None), title, rule id, source file, record (0 for
-        # None), route; then arrival order, as Python's stable sort and strict-less dedupe keep the first seen.
+        # None), route. Ties are broken as dedupe_sorted breaks them: within an identity the first hit seen with
+        # the smallest key survives (strict-less replacement); across identities, sorted() is stable over the
+        # dict of identities, i.e. over each identity's first arrival (``first_seq``), not its survivor's.
         # Title/rule id and route are ranked once on the small rules table so the big sorts compare integers.
         connection.execute(f"""
             CREATE OR REPLACE TEMP TABLE hunt_rule_ranks AS
@@ -295,12 +297,13 @@ class HitStore:
             FROM {RULES_TABLE}""")
         connection.execute(f"""
             CREATE OR REPLACE TABLE {ORDER_TABLE} AS
-            SELECT k.seq, k.rule_key, row_number() OVER (ORDER BY {_timeline_order_sql("k", "k")}) AS position
+            SELECT k.seq, k.rule_key,
+                   row_number() OVER (ORDER BY {_timeline_order_sql("k", "k", "first_seq")}) AS position
             FROM (SELECT h.seq, h.rule_key, h.timestamp, h.host, r.title_rank, h.source_file, h.source_record,
-                         r.route_rank
+                         r.route_rank, min(h.seq) OVER identity AS first_seq
                   FROM {HITS_TABLE} h JOIN hunt_rule_ranks r ON r.rule_key = h.rule_key
-                  QUALIFY row_number() OVER (PARTITION BY r.identity, h.source_file, h.source_record
-                                             ORDER BY {_timeline_order_sql("h", "r")}) = 1
+                  WINDOW identity AS (PARTITION BY r.identity, h.source_file, h.source_record)
+                  QUALIFY row_number() OVER (identity ORDER BY {_timeline_order_sql("h", "r", "seq")}) = 1
                  ) k""")
         self._order_current = True
         return connection
