@@ -140,12 +140,12 @@ class Mapping:
         members = ", ".join(
             f"CASE WHEN {alias} <> '' THEN {sql_string(json.dumps(key, ensure_ascii=False) + ':')} || to_json({alias}) END"
             for key, alias in ((k, field_alias(k)) for k in leftover_keys))
-        return f"CASE WHEN FieldsJson IS NOT NULL THEN '{{' || concat_ws(',', {members}) || '}}' END"
+        return f"CASE WHEN assay_values IS NOT NULL THEN '{{' || concat_ws(',', {members}) || '}}' END"
 
     def leftover_entries_sql(self) -> str:
         """(key, value) of the fields no column consumed, empty values dropped (``assay_leftover``)."""
         # list_contains on a constant list measured 25% cheaper than NOT IN (…) inside the lambda.
-        return (f"list_filter(list_zip(json_keys(FieldsJson), json_extract_string(FieldsJson, '$.*')), "
+        return (f"list_filter(list_zip(TRY(json_keys(FieldsJson)), TRY(json_extract_string(FieldsJson, '$.*'))), "
                 f"lambda e: NOT list_contains({self.excluded_keys_sql()}, e[1]) AND e[2] IS NOT NULL "
                 f"AND e[2] <> '')")
 
@@ -154,7 +154,8 @@ class Mapping:
         """The statement that maps store rows ``first_id..last_id`` (of :func:`raw_source`) into the table.
 
         Every field read (consumed, and the ``leftover_keys`` of :meth:`leftover_sql`) comes from one
-        ``json_extract_string`` with the list of their paths: the field object is parsed once per row.
+        ``json_extract_string`` with the list of their paths: the field object is parsed once per row. TRY: the
+        writer does not validate the JSON (a second parse); text that is not an object reads as no fields.
         """
         schema = canonical_tables()[self.table]
         names = [c.name for c in self.columns]
@@ -172,7 +173,7 @@ class Mapping:
         quoted = ", ".join(f'"{n}"' for n in names)
         lookups = "".join(f", assay_values[{i}] AS {field_alias(f)}" for i, f in enumerate(read, start=1))
         paths = "[" + ", ".join(sql_string(json_path(f)) for f in read) + "]"
-        values = f", json_extract_string(FieldsJson, {paths}) AS assay_values" if read else ""
+        values = f", TRY(json_extract_string(FieldsJson, {paths})) AS assay_values" if read else ""
         if self.leftover_column and leftover_keys is None:
             values += f", {self.leftover_entries_sql()} AS assay_leftover"
         return (f'INSERT INTO "{self.table}" ({quoted}) SELECT {", ".join(selects)} FROM ('

@@ -329,7 +329,7 @@ def field_report(engine: DuckDBEngine, mappings: tuple[Mapping, ...], first_id: 
     # Only events some mapping takes can have unmapped fields: the others are not parsed again.
     taken = " OR ".join(f"({m.where_sql()})" for m in mappings) or "FALSE"
     connection.execute(
-        f"CREATE OR REPLACE TEMP TABLE {KEY_SETS} AS SELECT Channel, EventID, json_keys(FieldsJson) AS Keys, "
+        f"CREATE OR REPLACE TEMP TABLE {KEY_SETS} AS SELECT Channel, EventID, TRY(json_keys(FieldsJson)) AS Keys, "
         f"count(*) AS Events FROM {source} WHERE AssayEventId BETWEEN {int(first_id)} AND {int(last_id)} "
         f"AND FieldsJson IS NOT NULL AND ({taken}) GROUP BY ALL").fetchall()
     try:
@@ -337,7 +337,7 @@ def field_report(engine: DuckDBEngine, mappings: tuple[Mapping, ...], first_id: 
             excluded = mapping.consumed_fields | set(SYSTEM_FIELD_KEYS)
             counts: dict[str, int] = {}
             orders: list[list[str]] = []
-            rows = connection.execute(f"SELECT Keys, Events FROM {KEY_SETS} WHERE {mapping.where_sql()} "
+            rows = connection.execute(f"SELECT Keys, Events FROM {KEY_SETS} WHERE Keys IS NOT NULL AND {mapping.where_sql()} "
                                       "ORDER BY Events DESC").fetchall()
             for keys, events in rows:
                 order = [key for key in keys if key not in excluded]
