@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import io
 import json
+import os
 import re
 import zipfile
 from collections.abc import Callable
@@ -62,6 +63,25 @@ class Skipped:
     is_damage: bool  # True when it looked like telemetry but was damaged (counted as a bad record)
 
 
+def _files_under(folder: Path) -> list[Path]:
+    """Candidate files under a folder, sorted as paths sort (a case can hold hundreds of thousands of files:
+    ``os.scandir`` knows file types from the directory entries, without a ``stat`` per file)."""
+    found: list[Path] = []
+    pending = [str(folder)]
+    while pending:
+        current = pending.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):  # as Path.rglob: links to folders are not walked
+                pending.append(entry.path)
+            elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in CANDIDATE_SUFFIXES:
+                found.append(Path(entry.path))
+    return sorted(found)
+
+
 def expand_paths(paths: list[str | Path]) -> tuple[list[Path], list[Path]]:
     """Files named explicitly, and files found by walking folders or globs (detection decides for those)."""
     explicit: list[Path] = []
@@ -72,8 +92,7 @@ def expand_paths(paths: list[str | Path]) -> tuple[list[Path], list[Path]]:
         if path.is_file():
             explicit.append(path)
         elif path.is_dir():
-            found.extend(p for p in sorted(path.rglob("*"))
-                         if p.is_file() and p.suffix.lower() in CANDIDATE_SUFFIXES)
+            found.extend(_files_under(path))
         elif any(ch in text for ch in "*?["):
             matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
             if not matches:
@@ -83,8 +102,7 @@ def expand_paths(paths: list[str | Path]) -> tuple[list[Path], list[Path]]:
                 if match.is_file():
                     explicit.append(match)
                 elif match.is_dir():
-                    found.extend(p for p in sorted(match.rglob("*"))
-                                 if p.is_file() and p.suffix.lower() in CANDIDATE_SUFFIXES)
+                    found.extend(_files_under(match))
         else:
             raise IngestError(f"no such file or folder: {text}", SourceSpan.of_file(text),
                               hint="check the path")
@@ -182,7 +200,9 @@ def _classify_csv(head: bytes, stem: str) -> str | None:
 def detect(label: str, opener: Callable[[], IO[bytes]], stem: str) -> Source | Skipped | list[Source | Skipped]:
     """Detect one stream's format from its first bytes (zips expand into their members)."""
     with opener() as handle:
-        head = handle.read(HEAD_BYTES)
+        head = handle.read(len(EVTX_MAGIC))
+        if head != EVTX_MAGIC:  # an EVTX file is known by its magic: no need to read 64 KB of it
+            head += handle.read(HEAD_BYTES - len(head))
     if head.startswith(EVTX_MAGIC):
         return Source(label, opener, EVTX)
     if not head:
@@ -252,14 +272,29 @@ def _zip_members(label: str, opener: Callable[[], IO[bytes]]) -> list[Source | S
     return results
 
 
+def _real_path(path: Path, real_folders: dict[str, str]) -> str:
+    """``os.path.realpath`` of a file, resolving each folder once (a file that is not itself a link lies in the
+    real folder of its folder)."""
+    text = str(path)
+    if os.path.islink(text):
+        return os.path.realpath(text)
+    folder, name = os.path.split(os.path.abspath(text))
+    real = real_folders.get(folder)
+    if real is None:
+        real = os.path.realpath(folder)
+        real_folders[folder] = real
+    return os.path.join(real, name)
+
+
 def discover(paths: list[str | Path]) -> tuple[list[Source], list[Skipped]]:
     """All sources under ``paths``; an explicitly named file of unknown format is an :class:`IngestError`."""
     explicit, found = expand_paths(paths)
     sources: list[Source] = []
     skipped: list[Skipped] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
+    real_folders: dict[str, str] = {}
     for path, is_explicit in [(p, True) for p in explicit] + [(p, False) for p in found]:
-        resolved = path.resolve()
+        resolved = _real_path(path, real_folders)
         if resolved in seen:
             continue
         seen.add(resolved)
