@@ -262,15 +262,15 @@ class ColumnarEvaluator:
         values = f"CASE r.RouteNo {whens} END" if whens else "NULL::VARCHAR[]"
         self._route_sql = f"""
         WITH k AS (
-            SELECT Position, Text, v[1] AS Channel,
+            SELECT Position, v[1] AS Channel,
                    coalesce(TRY_CAST(v[2] AS INTEGER), TRY_CAST(v[3] AS INTEGER)) AS EventID,
                    coalesce(left(v[4], 1) = '{{', FALSE) AS HasEventData,
-                   CASE WHEN left(v[4], 1) = '{{' THEN json_keys(v[4]) END AS Keys
-            FROM (SELECT Position, Text, json_extract_string(Text, ['/Event/System/Channel', '/Event/System/EventID',
-                                                                    '/Event/System/EventID/#text', '/Event/EventData'])
-                         AS v FROM {{table}}))
-        SELECT k.Channel, k.EventID, k.HasEventData, k.Keys, r.RouteNo, {values} AS v,
-               list(k.Position) AS Positions
+                   CASE WHEN left(v[4], 1) = '{{' THEN v[4] END AS Ed,
+                   CASE WHEN left(v[4], 1) = '{{' THEN json_keys(v[4]) END AS Keys,
+                   v[5] AS Provider, v[6] AS Computer, v[7] AS Ud
+            FROM (SELECT Position, json_extract_string(Text, {sql_list(_SYSTEM_PATHS)}) AS v FROM {{table}}))
+        SELECT k.Channel, k.EventID, k.HasEventData, CASE WHEN r.RouteNo IS NULL THEN k.Keys END AS NewKeys,
+               r.RouteNo, {values} AS v, list(k.Position) AS Positions
         FROM k LEFT JOIN {ROUTES_TABLE} r ON k.Channel IS NOT DISTINCT FROM r.Channel
             AND k.EventID IS NOT DISTINCT FROM r.EventID AND k.HasEventData = r.HasEventData
             AND k.Keys IS NOT DISTINCT FROM r.Keys
