@@ -121,6 +121,7 @@ def hits() -> list[Hit]:
 def test_store_order_and_dedupe_equal_the_in_memory_timeline(hits: list[Hit], tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store_module, "READ_CHUNK_ROWS", 97)  # many chunks, on insert and on read
+    monkeypatch.setattr(store_module, "PART_ROWS", 500)  # and many Parquet parts
     expected = dedupe_sorted(hits)
     assert len(expected) < len(hits) - 100  # the fixture really has duplicate identities
     with HitStore(tmp_path) as store:
@@ -131,6 +132,7 @@ def test_store_order_and_dedupe_equal_the_in_memory_timeline(hits: list[Hit], tm
         assert dicts(timeline) == dicts(expected)
         assert [h.fields for h in timeline] == [h.fields for h in expected]
         assert store.count() == len(expected)
+        assert len(list(store.parts_folder.glob("part-*.parquet"))) >= 6
         assert dicts(store.head(25)) == dicts(expected[:25])
         # None timestamps last; hits added after a read are merged in
         assert timeline[-1].timestamp is None and timeline[0].timestamp is not None
@@ -236,7 +238,9 @@ def test_store_lives_in_its_folder_until_closed(tmp_path: Path) -> None:
     store = HitStore(tmp_path / "work")
     assert store.count() == 0 and list(store.iter_hits()) == [] and store.summary(12).events == 12
     store.add_hits(realistic_hits(50))
+    assert store.count() > 0
     assert store.path.is_file() and store.path.parent.parent == tmp_path / "work"
+    assert list(store.parts_folder.glob("part-*.parquet")) and store.disk_bytes() > 0
     store.close()
     store.close()
     assert not store.folder.exists()
@@ -249,6 +253,7 @@ def test_a_forked_worker_never_deletes_its_parents_store(tmp_path: Path) -> None
 
     with HitStore(tmp_path) as store:
         store.add_hits(realistic_hits(20))
+        assert store.count() > 0
         child = os.fork()
         if child == 0:  # the fast path's workers are forked while the store exists
             store.close()
