@@ -492,11 +492,12 @@ class _TruthGenerator(_Generator):
         return "\n".join(lines) + "\n"
 
 
-def python_source(where_sql: str) -> str | None:
+def python_source(where_sql: str | exp.Expr) -> str | None:
     """Python source of a function ``predicate(F, EventID, Channel, Provider, Computer) -> bool`` telling whether a
-    DuckDB WHERE condition is TRUE for a row, or None when the condition uses an unsupported construct."""
+    DuckDB WHERE condition (its SQL, or that SQL parsed) is TRUE for a row, or None when the condition uses an
+    unsupported construct."""
     try:
-        tree = sqlglot.parse_one(where_sql, read="duckdb")
+        tree = sqlglot.parse_one(where_sql, read="duckdb") if isinstance(where_sql, str) else where_sql
         return _TruthGenerator().function_source(tree)
     except Unsupported:
         return None

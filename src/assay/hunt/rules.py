@@ -195,6 +195,7 @@ def derived_fingerprint() -> str:
 def add_derived(record: dict[str, Any]) -> bool:
     """Fill in (or refresh) each target's formula and Python source; True when something was recomputed."""
     import sqlglot
+    from sqlglot import exp
 
     from assay.hunt.pyeval import python_source
 
@@ -202,9 +203,22 @@ def add_derived(record: dict[str, Any]) -> bool:
     if rule is None or rule.get("derived") == derived_fingerprint():
         return False
     for target in rule["targets"]:
-        condition = sqlglot.parse_one(target["condition_duckdb"], read="duckdb")
+        condition_sql, where_sql = target["condition_duckdb"], target["where_duckdb"]
+        try:
+            where = sqlglot.parse_one(where_sql, read="duckdb")
+        except (sqlglot.errors.ParseError, RecursionError):
+            where = None
+        # ``route filter AND (condition)``: the condition is the parenthesised last operand, so one parse gives
+        # both trees (parsing is most of a rule's compile time)
+        if (where is not None and where_sql.endswith(f" AND ({condition_sql})") and isinstance(where, exp.And)
+                and isinstance(where.expression, exp.Paren)):
+            condition = where.expression.this
+        elif where is not None and where_sql == condition_sql:
+            condition = where
+        else:
+            condition = sqlglot.parse_one(condition_sql, read="duckdb")
         target["formula"] = necessary_condition(condition)
-        target["python"] = python_source(target["where_duckdb"])
+        target["python"] = python_source(where if where is not None else where_sql)
     rule["derived"] = derived_fingerprint()
     return True
 
