@@ -1,7 +1,10 @@
 """The writer: raw JSON text batches → RawEvents (one set-based INSERT per batch) → typed tables (mappings).
 
-DuckDB parses the JSON with declared shapes (``json_transform``), so no per-record Python objects are built. Each
-event gets an AssayEventId (unique in the database); the mappings then run once per ingest over the new id range.
+DuckDB parses the JSON (one ``json_extract_string`` pass per record), so no per-record Python objects are built.
+A database file keeps the events in :data:`RAW_EVENT_STORE`, fields as JSON text, behind a ``RawEvents`` view that
+builds the ``Fields`` map for the rows a query reads (:func:`use_compact_raw_events`); a RawEvents base table gets
+the map directly. Each event gets an AssayEventId (unique in the database); the mappings then run once per ingest
+over the new id range.
 """
 
 from __future__ import annotations
