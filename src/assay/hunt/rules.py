@@ -159,8 +159,9 @@ def compile_rule_file(path_text: str, text: str) -> dict[str, Any]:
     for target in compiled:
         route = target.route_spec
         row_filter = route_filter(route)
-        where = (exp.and_(row_filter, exp.paren(target.condition.copy(), copy=False))
-                 if row_filter is not None else target.condition.copy())
+        # the compiled target is not used after this record: its condition becomes part of ``where`` uncopied
+        where = (exp.and_(row_filter, exp.paren(target.condition, copy=False), copy=False)
+                 if row_filter is not None else target.condition)
         targets.append({
             "route": target.route, "table": target.table,
             "channels": [c.lower() for c in route.channels], "event_ids": list(route.event_ids),
