@@ -30,9 +30,9 @@ from assay.ingest.writer import (
 from assay.schema import canonical_tables
 
 #: DuckDB memory cap while ingesting into a database the call opens itself (peak RSS stays under ~1 GiB).
-DEFAULT_MEMORY_LIMIT = "400MB"
+DEFAULT_MEMORY_LIMIT = "300MB"
 #: Rows loaded between commits (0: one transaction for the whole ingest); see ``_load``.
-COMMIT_EVERY_ROWS = 250_000
+COMMIT_EVERY_ROWS = 100_000
 #: Bad records listed one by one in a summary (all are counted).
 MAX_LISTED_BAD_RECORDS = 1000
 
