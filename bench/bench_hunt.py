@@ -197,23 +197,22 @@ def main() -> int:
             started = time.perf_counter()
             result = hunt([logs], warm, workers=args.workers, store_dir=work)
             seconds = time.perf_counter() - started
-            hunt_peak = rss.peak
-            with result:
-                store_bytes = sum(f.stat().st_size for f in result.store.folder.rglob("*") if f.is_file())
-                started = time.perf_counter()
-                with (work / "timeline.csv").open("w", encoding="utf-8", newline="") as out:
-                    result.store.write_csv(out)
-                write_seconds = time.perf_counter() - started
-            csv_bytes = (work / "timeline.csv").stat().st_size
+        with result, PeakRss() as write_rss:
+            store_bytes = result.store.disk_bytes()
+            started = time.perf_counter()
+            with (work / "timeline.csv").open("w", encoding="utf-8", newline="") as out:
+                result.store.write_csv(out)
+            write_seconds = time.perf_counter() - started
+        csv_bytes = (work / "timeline.csv").stat().st_size
         rows.append(("assay hunt end to end, events/s", f"{result.events / seconds:,.0f}",
                      f"{result.events:,} events, {result.hit_count:,} hits, {seconds:.1f}s, "
                      f"{result.candidates:,} candidate events, {result.pairs:,} candidate pairs"))
-        rows.append(("peak RSS of the hunt (all processes)", f"{hunt_peak / 2**20:,.0f} MiB",
+        rows.append(("peak RSS of the hunt (all processes)", f"{rss.peak / 2**20:,.0f} MiB",
                      f"workers={args.workers or os.cpu_count()}; hit store {store_bytes / 2**20:,.0f} MiB on disk"))
         rows.append(("timeline CSV streamed from the hit store, hits/s",
                      f"{result.hit_count / write_seconds:,.0f}" if write_seconds else "n/a",
                      f"{csv_bytes / 2**20:,.0f} MiB in {write_seconds:.1f}s; "
-                     f"peak RSS with the write {rss.peak / 2**20:,.0f} MiB"))
+                     f"peak RSS while writing {write_rss.peak / 2**20:,.0f} MiB"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
