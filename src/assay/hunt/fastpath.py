@@ -39,9 +39,9 @@ from assay.schema import RAW_EVENTS
 
 #: Candidate records gathered before one load + evaluation round (bounds a worker's memory).
 CANDIDATE_CHUNK = 20_000
-#: Bytes of input per work unit (~40k evtx records): small enough to balance two workers, large enough that the
-#: columnar batch queries (planned per batch, ~0.1 s) are amortised over tens of thousands of records.
-UNIT_BYTES = 96 * 1024 * 1024
+#: Bytes of input per work unit (EVTX files hold ~4.6 KB per record with their slack: ~40k records): small enough
+#: to balance two workers, large enough that a batch's queries (planned per batch, ~0.1 s) are amortised.
+UNIT_BYTES = 192 * 1024 * 1024
 #: Per-worker DuckDB memory cap: candidates of one chunk are all it ever holds.
 WORKER_MEMORY_LIMIT = "600MB"
 
