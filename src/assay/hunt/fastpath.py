@@ -15,6 +15,7 @@ Workers return hits, never whole events; memory stays bounded by one gathered ch
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import os
@@ -43,7 +44,7 @@ CANDIDATE_CHUNK = 20_000
 #: to balance two workers, large enough that a batch's queries (planned per batch, ~0.1 s) are amortised.
 UNIT_BYTES = 192 * 1024 * 1024
 #: Per-worker DuckDB memory cap: candidates of one chunk are all it ever holds.
-WORKER_MEMORY_LIMIT = "600MB"
+WORKER_MEMORY_LIMIT = "256MB"
 
 
 @dataclass
@@ -382,6 +383,10 @@ def _run_units(plan: FastPathPlan, sources: Sequence[Source], *, workers: int | 
         return
     _INHERITED.clear()
     _INHERITED.update(plan=plan, sources=list(sources))
+    # The plan (rules, automata, checks: hundreds of MB) is shared with the forked workers copy-on-write; the
+    # cyclic collector would write to every object it scans and so copy those pages into each worker: freeze them.
+    gc.collect()
+    gc.freeze()
     context = multiprocessing.get_context("fork")
     try:
         with context.Pool(processes=min(count, len(units))) as pool:
@@ -392,3 +397,4 @@ def _run_units(plan: FastPathPlan, sources: Sequence[Source], *, workers: int | 
                 yield result
     finally:
         _INHERITED.clear()
+        gc.unfreeze()
