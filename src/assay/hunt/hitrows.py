@@ -29,7 +29,9 @@ HIT_ROW_SCHEMA = pa.schema([
 ])
 
 
-class _Ref(Protocol):
+class RefLike(Protocol):
+    """What hit rows need of a target reference (:class:`assay.hunt.evaluate.TargetRef` is one)."""
+
     @property
     def rule(self) -> Any: ...
 
@@ -41,7 +43,7 @@ def empty_hit_rows() -> pa.Table:
     return HIT_ROW_SCHEMA.empty_table()
 
 
-def hits_from_rows(table: pa.Table, refs: Sequence[_Ref]) -> Iterator[Hit]:
+def hits_from_rows(table: pa.Table, refs: Sequence[RefLike]) -> Iterator[Hit]:
     """:class:`Hit` objects back from hit rows (``refs`` are the targets ``target`` indexes)."""
     for row in table.to_pylist():
         ref = refs[row["target"]]

@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
 import duckdb
 import pyarrow as pa
@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from assay.errors import EngineError
-from assay.hunt.hitrows import HIT_ROW_SCHEMA
+from assay.hunt.hitrows import HIT_ROW_SCHEMA, RefLike
 from assay.hunt.timeline import LEVEL_ORDER, TIMELINE_COLUMNS, Hit, Summary
 
 #: DuckDB memory cap of the store: the fast path's workers need the memory while hits arrive, and the final
@@ -55,14 +55,6 @@ _STORED_SCHEMA = pa.schema([
       ("timestamp", "host", "channel", "event_id", "fields", "source_file", "source_record")],
     pa.field("seq", pa.int64()),
 ])
-
-
-class _Ref(Protocol):
-    @property
-    def rule(self) -> Any: ...
-
-    @property
-    def target(self) -> Any: ...
 
 
 def _level_rank_sql(column: str) -> str:
@@ -138,7 +130,7 @@ class HitStore:
         self._pending_rows = 0
         self._parts = 0
         # refs lists seen by add_rows, by id(); the list is kept so its id cannot be reused while cached
-        self._ref_maps: dict[int, tuple[Sequence[_Ref], pa.Array]] = {}
+        self._ref_maps: dict[int, tuple[Sequence[RefLike], pa.Array]] = {}
         self._added = 0
         self._order_current = False
         self._timeline_current = False
@@ -246,7 +238,7 @@ class HitStore:
     def _hits_sql(self) -> str:
         return f"read_parquet({_sql_text(self.parts_folder / 'part-*.parquet')})"
 
-    def _ref_map(self, refs: Sequence[_Ref]) -> pa.Array:
+    def _ref_map(self, refs: Sequence[RefLike]) -> pa.Array:
         cached = self._ref_maps.get(id(refs))
         if cached is not None and cached[0] is refs and len(cached[1]) == len(refs):
             return cached[1]
@@ -256,14 +248,14 @@ class HitStore:
         self._ref_maps[id(refs)] = (refs, mapping)
         return mapping
 
-    def add_rows(self, table: pa.Table, refs: Sequence[_Ref]) -> None:
+    def add_rows(self, table: pa.Table, refs: Sequence[RefLike]) -> None:
         """Append hit rows (:data:`~assay.hunt.hitrows.HIT_ROW_SCHEMA`); ``target`` indexes ``refs``."""
         if table.num_rows == 0:
             return
         with _store_errors(self.folder):
             self._add_rows(table, refs)
 
-    def _add_rows(self, table: pa.Table, refs: Sequence[_Ref]) -> None:
+    def _add_rows(self, table: pa.Table, refs: Sequence[RefLike]) -> None:
         table = table.select(HIT_ROW_SCHEMA.names).cast(HIT_ROW_SCHEMA)
         targets = table.column("target")
         if pc.max(targets).as_py() >= len(refs) or pc.min(targets).as_py() < 0:
