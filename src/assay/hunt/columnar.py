@@ -1,18 +1,20 @@
 """Columnar evaluation of EVTX batches: DuckDB extracts, Python decides once per distinct event shape.
 
 The per-record fast path spent ~130 µs of Python per event (building the row, running the prefilter, checking
-candidates). Here a batch of evtx JSON texts is handed to DuckDB, which does the per-record work in native code:
+candidates). Here a batch of evtx JSON texts (many files together) is handed to DuckDB, which does the per-record
+work in native code, in one query per batch:
 
-1. one scan extracts each record's route (Channel, EventID) and whether it has EventData, grouped into position
-   lists per route;
-2. per route that has rules, one scan extracts exactly the fields that route's rules read (a JSON pointer per
-   field) and groups the records by those values: records that agree on every field a rule can read get the same
-   answer from every rule of the route, so the prefilter and the exact rule logic run once per *distinct* tuple
-   (remembered across batches, bounded), never per record;
-3. one scan over the hit records extracts the timeline evidence (time, host, key fields).
+1. one JSON pass gives each record's route (Channel, EventID), its field object (EventData, else UserData's
+   element), the field object's key list, Provider and Computer;
+2. records are joined to the routes seen so far, keyed by (Channel, EventID, key list): each route extracts only
+   the fields its rules read that its records have (a JSON pointer per field), and records are grouped by those
+   values. Records that agree on every value a rule can read get the same answer from every rule of the route, so
+   the prefilter and the exact rule logic run once per *distinct* tuple (remembered across batches, bounded),
+   never per record. Records of routes first seen in a batch are grouped again once their routes are registered;
+3. one more query over the hit records only extracts the timeline evidence (time, host, the field object).
 
-Values are DuckDB's JSON renderings, the same functions ingestion's ``json_transform`` uses, so a rule sees
-the same text here as on RawEvents (the hunt's equality test holds the two to the same hits).
+Values are DuckDB's JSON renderings, the same functions ingestion uses, so a rule sees the same text here as on
+RawEvents (the hunt's equality test holds the two to the same hits).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from assay.hunt.events import duck_lower
+from assay.hunt.events import as_field_map, duck_lower
 from assay.hunt.hitrows import HIT_ROW_SCHEMA
 from assay.hunt.timeline import key_fields
 from assay.ingest.mapping import timestamp_sql
@@ -56,6 +58,22 @@ _USER_DATA_FIELDS = "json_extract(k.Ud, '$.*')[1]"
 #: Read from every record in one pass: route, the field object (EventData, else UserData), Provider, Computer.
 _SYSTEM_PATHS = ("/Event/System/Channel", "/Event/System/EventID", "/Event/System/EventID/#text", "/Event/EventData",
                  _PROVIDER, _COMPUTER, "/Event/UserData")
+
+
+def _records_sql(table: str, *, keys: bool = False, time: bool = False) -> str:
+    """One JSON pass over each record of ``table``: Position, Channel, EventID, HasEventData, Ed (EventData's
+    text), Provider, Computer, Ud (UserData's text); with ``keys`` EventData's key list (Keys), with ``time`` the
+    SystemTime text (the grouping needs the one, hit evidence the other)."""
+    paths = _SYSTEM_PATHS + ((_SYSTEM_TIME,) if time else ())
+    extra = ", CASE WHEN left(v[4], 1) = '{' THEN json_keys(v[4]) END AS Keys" if keys else ""
+    extra += ", v[8] AS SystemTime" if time else ""
+    return f"""
+        SELECT Position, v[1] AS Channel,
+               coalesce(TRY_CAST(v[2] AS INTEGER), TRY_CAST(v[3] AS INTEGER)) AS EventID,
+               coalesce(left(v[4], 1) = '{{', FALSE) AS HasEventData,
+               CASE WHEN left(v[4], 1) = '{{' THEN v[4] END AS Ed,
+               v[5] AS Provider, v[6] AS Computer, v[7] AS Ud{extra}
+        FROM (SELECT Position, json_extract_string(Text, {sql_list(paths)}) AS v FROM {table})"""
 
 
 def pointer(name: str) -> str:
@@ -111,8 +129,9 @@ def reads_of_sql(where_sql: str) -> Reads:
                 keyed.add(id(base))
             else:
                 all_fields = True
-    columns = {c.name for c in tree.find_all(exp.Column)}
+    columns: set[str] = set()
     for column in tree.find_all(exp.Column):
+        columns.add(column.name)
         if column.name == "Fields" and id(column) not in keyed:
             all_fields = True
     return Reads(frozenset(names), all_fields, "Provider" in columns, "Computer" in columns)
@@ -183,16 +202,7 @@ _MISSING: Any = object()
 
 def _field_map(text: str | None) -> dict[str, str | None]:
     """A field object's JSON text as RawEvents.Fields holds it (values rendered as DuckDB renders them)."""
-    parsed = json.loads(text) if text else None
-    if not isinstance(parsed, dict):
-        return {}
-    return {key: value if type(value) is str else _json_text(value) for key, value in parsed.items()}
-
-
-def _json_text(value: Any) -> str | None:
-    from assay.hunt.events import json_text
-
-    return json_text(value)
+    return (as_field_map(json.loads(text)) if text else None) or {}
 
 
 class ColumnarEvaluator:
@@ -261,14 +271,7 @@ class ColumnarEvaluator:
                          in enumerate(self._route_shapes))
         values = f"CASE r.RouteNo {whens} END" if whens else "NULL::VARCHAR[]"
         self._route_sql = f"""
-        WITH k AS (
-            SELECT Position, v[1] AS Channel,
-                   coalesce(TRY_CAST(v[2] AS INTEGER), TRY_CAST(v[3] AS INTEGER)) AS EventID,
-                   coalesce(left(v[4], 1) = '{{', FALSE) AS HasEventData,
-                   CASE WHEN left(v[4], 1) = '{{' THEN v[4] END AS Ed,
-                   CASE WHEN left(v[4], 1) = '{{' THEN json_keys(v[4]) END AS Keys,
-                   v[5] AS Provider, v[6] AS Computer, v[7] AS Ud
-            FROM (SELECT Position, json_extract_string(Text, {sql_list(_SYSTEM_PATHS)}) AS v FROM {{table}}))
+        WITH k AS ({_records_sql("{table}", keys=True)})
         SELECT k.Channel, k.EventID, k.HasEventData, CASE WHEN r.RouteNo IS NULL THEN k.Keys END AS NewKeys,
                r.RouteNo, {values} AS v, list(k.Position) AS Positions
         FROM k LEFT JOIN {ROUTES_TABLE} r ON k.Channel IS NOT DISTINCT FROM r.Channel
@@ -385,15 +388,10 @@ class ColumnarEvaluator:
         try:
             # The field object as JSON text, parsed here: a hit shows fields by name from a long list (the rule's
             # fields, then KEY_FIELDS), which pointers would look up one scan of the keys per name.
-            system_time = f"json_extract_string(Text, '{_SYSTEM_TIME}')"
             rows = connection.execute(
-                f"SELECT Position, {timestamp_sql('t')} AS Timestamp, Computer, Channel, EventID, Fields FROM ("
-                f"SELECT Position, {system_time} AS t, v[1] AS Computer, v[2] AS Channel, "
-                f"coalesce(TRY_CAST(v[3] AS INTEGER), TRY_CAST(v[4] AS INTEGER)) AS EventID, "
-                f"CASE WHEN left(v[5], 1) = '{{' THEN v[5] ELSE CAST(json_extract(Text, '$.Event.UserData.*')[1] AS VARCHAR) END AS Fields "
-                f"FROM (SELECT Position, Text, json_extract_string(Text, ['{_COMPUTER}', '/Event/System/Channel', "
-                f"'/Event/System/EventID', '/Event/System/EventID/#text', '/Event/EventData']) AS v "
-                f"FROM {ROUTE_TABLE}))"
+                f"SELECT Position, {timestamp_sql('k.SystemTime')} AS Timestamp, k.Computer, k.Channel, k.EventID, "
+                f"coalesce(k.Ed, CAST({_USER_DATA_FIELDS} AS VARCHAR)) AS Fields "
+                f"FROM ({_records_sql(ROUTE_TABLE, time=True)}) k"
             ).fetchall()
         finally:
             connection.unregister(ROUTE_TABLE)

@@ -59,7 +59,8 @@ def json_text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _as_map(value: Any) -> dict[str, str | None] | None:
+def as_field_map(value: Any) -> dict[str, str | None] | None:
+    """A parsed field object (EventData, UserData's element) as RawEvents.Fields holds it; None if not an object."""
     if not isinstance(value, dict):
         return None
     # most values are strings already: skip the conversion call for them
@@ -122,9 +123,9 @@ def evtx_row(text: str) -> EventRow | None:
         stamp = _string(created["#attributes"].get("SystemTime"))
     event_id = _event_id(system.get("EventID"))
     # coalesce(EventData as a map, the first element of UserData as a map)
-    fields = _as_map(event.get("EventData"))
+    fields = as_field_map(event.get("EventData"))
     if fields is None:
         user_data = event.get("UserData")
         if isinstance(user_data, dict) and user_data:
-            fields = _as_map(next(iter(user_data.values())))
+            fields = as_field_map(next(iter(user_data.values())))
     return EventRow(channel, event_id, provider, computer, stamp, fields)
