@@ -29,7 +29,6 @@ from assay.engine import DuckDBEngine
 from assay.hunt.columnar import ColumnarEvaluator
 from assay.hunt.evaluate import TargetRef, evaluate_pairs, hits_for
 from assay.hunt.events import EventRow, evtx_row
-from assay.hunt.hitrows import hits_from_rows
 from assay.hunt.prefilter import FieldPrefilter, PrefilterTarget, TextPrefilter
 from assay.hunt.pyeval import Predicate, compile_predicate
 from assay.hunt.timeline import Hit, key_fields
@@ -370,21 +369,9 @@ UnitProgress = Callable[[int, int, int], None]
 
 
 def run_fast_path(plan: FastPathPlan, sources: Sequence[Source], *, workers: int | None = None,
-                  batch_rows: int = 50_000, progress: UnitProgress | None = None,
-                  rows_as_hits: bool = True) -> Iterator[UnitResult]:
-    """Hunt the sources with the plan; yields each unit's result as it completes (order not guaranteed).
-
-    With ``rows_as_hits`` each unit's hit rows are turned into :class:`Hit` objects (``unit.hits``); without, they
-    stay in ``unit.hit_rows`` for a caller that stores them in bulk (the hit store)."""
-    for result in _run_units(plan, sources, workers=workers, batch_rows=batch_rows, progress=progress):
-        if rows_as_hits and result.hit_rows is not None:
-            result.hits.extend(hits_from_rows(result.hit_rows, plan.refs))
-            result.hit_rows = None
-        yield result
-
-
-def _run_units(plan: FastPathPlan, sources: Sequence[Source], *, workers: int | None, batch_rows: int,
-               progress: UnitProgress | None) -> Iterator[UnitResult]:
+                  batch_rows: int = 50_000, progress: UnitProgress | None = None) -> Iterator[UnitResult]:
+    """Hunt the sources with the plan; yields each unit's result as it completes (order not guaranteed). Hits of
+    the columnar path come as ``unit.hit_rows`` (for the hit store), the others as ``unit.hits``."""
     units = plan_units(sources)
     count = workers or os.cpu_count() or 1
     jobs = [(unit, batch_rows) for unit in units]

@@ -182,8 +182,7 @@ def _hunt_fast(result: HuntResult, refs: list[TargetRef], sources: list[Source],
     if event_sources:
         plan = build_plan(raw_refs)
         callback = (lambda records, done, total: progress("events", done, total)) if progress else None
-        for unit in run_fast_path(plan, event_sources, workers=workers, progress=callback,
-                                  rows_as_hits=False):
+        for unit in run_fast_path(plan, event_sources, workers=workers, progress=callback):
             # Workers hand back hit rows (Arrow, ``target`` = index into the plan's refs) or Hit objects.
             hit_rows = getattr(unit, "hit_rows", None)
             if hit_rows is not None:
