@@ -435,6 +435,20 @@ class _TruthGenerator(_Generator):
             return node, None
         return None
 
+    def _like_check(self, node: exp.Expr, *, negate: bool) -> str | None:
+        """A LIKE with a constant pattern as a direct string test (NULL is neither true nor false), or None."""
+        like = self._like_node(node)
+        if like is None or self.lambda_depth:
+            return None
+        pattern = self.constant_string(like[0].expression)
+        if pattern is None:
+            return None
+        value = self.operand(like[0].this)
+        test = like_test(value, pattern, like[1])
+        if test is None:
+            return None
+        return f"({value} is not None and not ({test}))" if negate else f"({value} is not None and {test})"
+
     def _only_false_fallback(self, node: exp.Coalesce) -> bool:
         return all(isinstance(f, exp.Boolean) and not f.this for f in node.expressions)
 
@@ -451,15 +465,8 @@ class _TruthGenerator(_Generator):
             return "True" if node.this else "False"
         if isinstance(node, exp.Coalesce) and self._only_false_fallback(node):
             return self.truth(node.this)
-        like = self._like_node(node)
-        if like is not None and not self.lambda_depth:
-            pattern = self.constant_string(like[0].expression)
-            if pattern is not None:
-                value = self.operand(like[0].this)
-                test = like_test(value, pattern, like[1])
-                if test is not None:
-                    return f"({value} is not None and {test})"
-        return f"({self.expression(node)} is True)"
+        like = self._like_check(node, negate=False)
+        return like if like is not None else f"({self.expression(node)} is True)"
 
     def falsity(self, node: exp.Expr) -> str:
         if isinstance(node, exp.Paren):
@@ -474,15 +481,8 @@ class _TruthGenerator(_Generator):
             return "False" if node.this else "True"
         if isinstance(node, exp.Coalesce) and self._only_false_fallback(node):
             return f"(not {self.truth(node.this)})"
-        like = self._like_node(node)
-        if like is not None and not self.lambda_depth:
-            pattern = self.constant_string(like[0].expression)
-            if pattern is not None:
-                value = self.operand(like[0].this)
-                test = like_test(value, pattern, like[1])
-                if test is not None:
-                    return f"({value} is not None and not ({test}))"
-        return f"({self.expression(node)} is False)"
+        like = self._like_check(node, negate=True)
+        return like if like is not None else f"({self.expression(node)} is False)"
 
     def function_source(self, tree: exp.Expr) -> str:
         body = self.truth(tree)
