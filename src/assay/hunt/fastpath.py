@@ -3,14 +3,16 @@
 Work is split into units of sources (files, zip members) spread over worker processes (one per core). Each
 worker streams its units' records from the ingestion readers.
 
-- EVTX records become RawEvents rows in Python (:mod:`assay.hunt.events`); the
-  :class:`~assay.hunt.prefilter.FieldPrefilter` names the few targets that could match (per-field automata, run
-  once per distinct value); those are checked with the rules' exact logic as Python (:mod:`assay.hunt.pyeval`).
+- EVTX records are evaluated in batches across files by :mod:`assay.hunt.columnar`: DuckDB extracts and groups
+  the values each route's rules read; per distinct tuple the :class:`~assay.hunt.prefilter.FieldPrefilter` names
+  the few targets that could match and those are checked with the rules' exact logic as Python
+  (:mod:`assay.hunt.pyeval`). Hits come back as Arrow hit rows. A batch DuckDB cannot parse falls back to rows
+  built in Python record by record (:mod:`assay.hunt.events`).
 - JSON sources are prefiltered on their raw text (:class:`~assay.hunt.prefilter.TextPrefilter`); candidate
   records are loaded into the worker's own DuckDB by the ingestion writer and checked with the targets' SQL.
 - Targets whose SQL has no Python form are checked on DuckDB the same way.
 
-Workers return hits, never whole events; memory stays bounded by one gathered chunk per worker.
+Workers return hits, never whole events; memory stays bounded by one batch and one gathered chunk per worker.
 """
 
 from __future__ import annotations
