@@ -31,8 +31,10 @@ from assay.schema import canonical_tables
 
 #: DuckDB memory cap while ingesting into a database the call opens itself (peak RSS stays under ~1 GiB).
 DEFAULT_MEMORY_LIMIT = "300MB"
-#: Rows loaded between commits (0: one transaction for the whole ingest); see ``_load``.
-COMMIT_EVERY_ROWS = 100_000
+#: Rows loaded between commits (0: one transaction for the whole ingest); see ``_load``. DuckDB's row group size:
+#: a commit that ends on a row-group boundary writes only whole row groups (a partial one goes through the WAL and
+#: is rewritten at the next commit: 100k-row commits measured 6.6 µs of CPU per 1.1 KB record, 122,880-row ones 3.9).
+COMMIT_EVERY_ROWS = 122_880
 #: Bad records listed one by one in a summary (all are counted).
 MAX_LISTED_BAD_RECORDS = 1000
 
@@ -208,13 +210,21 @@ def _load(sources: list[Source], writer: RawEventWriter, summary: IngestSummary,
         # until it commits (measured 1.7 GiB peak RSS for 1M events in one transaction), so the load commits every
         # COMMIT_EVERY_ROWS rows; each commit writes whole row groups, never the WAL copy of every batch.
         nonlocal uncommitted
-        written = writer.write(batches)
-        uncommitted += written.rows
-        if COMMIT_EVERY_ROWS and uncommitted >= COMMIT_EVERY_ROWS:
-            writer.connection.execute("COMMIT").fetchall()
-            writer.connection.execute("BEGIN TRANSACTION").fetchall()
-            uncommitted = 0
-        return written
+        result = WrittenBatch(0, [])
+        while batches:
+            # The batches are split where the transaction reaches COMMIT_EVERY_ROWS rows, so commits fall on
+            # row-group boundaries whatever the batch size.
+            head, batches = (split_batches(batches, COMMIT_EVERY_ROWS - uncommitted) if COMMIT_EVERY_ROWS
+                             else (batches, []))
+            written = writer.write(head)
+            result.rows += written.rows
+            result.bad += written.bad
+            uncommitted += written.rows
+            if COMMIT_EVERY_ROWS and uncommitted >= COMMIT_EVERY_ROWS:
+                writer.connection.execute("COMMIT").fetchall()
+                writer.connection.execute("BEGIN TRANSACTION").fetchall()
+                uncommitted = 0
+        return result
 
     by_label: dict[str, SourceSummary] = {}
     gathered: list[Batch] = []
@@ -267,6 +277,22 @@ def _load(sources: list[Source], writer: RawEventWriter, summary: IngestSummary,
                 progress(source.label, summary.records_read, index + 1, len(sources))
         submit(loader)
         settle(keep=0)
+
+
+def split_batches(batches: list[Batch], rows: int) -> tuple[list[Batch], list[Batch]]:
+    """The first ``rows`` records of ``batches`` and the rest (a batch straddling the cut is sliced in two)."""
+    head: list[Batch] = []
+    for index, batch in enumerate(batches):
+        if rows <= 0:
+            return head, batches[index:]
+        if len(batch.texts) <= rows:
+            head.append(batch)
+            rows -= len(batch.texts)
+            continue
+        head.append(Batch(batch.source, batch.records[:rows], batch.texts[:rows]))
+        rest = Batch(batch.source, batch.records[rows:], batch.texts[rows:])
+        return head, [rest, *batches[index + 1:]]
+    return head, []
 
 
 def write_parquet(engine: DuckDBEngine, out: Path) -> Path:
