@@ -49,7 +49,7 @@ def test_commits_cut_across_batches_keep_every_record_once(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     # 3 files of 11, 5 and 9 events loaded in 4-row batches with a commit every 6 rows: cuts fall inside
     # batches and inside files.
-    paths = []
+    paths: list[str | Path] = []
     first = 1
     for name, count in (("ws042-a.jsonl", 11), ("ws042-b.jsonl", 5), ("ws042-c.jsonl", 9)):
         path = tmp_path / name
