@@ -343,6 +343,8 @@ _MALLOC_TRIM: Any = None
 
 
 def _source_size(source: Source) -> int:
+    if source.size is not None:
+        return source.size
     label = source.label.split("!", 1)[0]
     try:
         return os.path.getsize(label)
