@@ -76,3 +76,46 @@ def test_commits_cut_across_batches_keep_every_record_once(tmp_path: Path,
         assert processes[24][1] == "cmstp.exe /s /ns C:\\Users\\j.martin\\AppData\\Local\\Temp\\25.inf"
     finally:
         engine.close()
+
+
+def _security_5145(record: int) -> str:
+    return json.dumps({"Event": {"System": {
+        "Provider": {"#attributes": {"Name": "Microsoft-Windows-Security-Auditing",
+                                     "Guid": "54849625-5478-4994-A5BA-3E3B0328C30D"}},
+        "EventID": 5145, "TimeCreated": {"#attributes": {"SystemTime": "2019-03-19T23:34:25.216Z"}},
+        "EventRecordID": record, "Channel": "Security", "Computer": "DC1.insecurebank.local"},
+        "EventData": {"SubjectUserSid": "S-1-5-21-738609754-2819869699-4189121830-1108",
+                      "SubjectUserName": "bob", "SubjectDomainName": "INSECUREBANK", "SubjectLogonId": "0x8d5e1",
+                      "ObjectType": "File", "IpAddress": "10.0.2.17", "IpPort": str(49700 + record),
+                      "ShareName": "\\\\*\\IPC$", "ShareLocalPath": "", "RelativeTargetName": "svcctl",
+                      "AccessMask": "0x3", "AccessList": "%%4416 %%4417"}}})
+
+
+def test_store_is_grouped_by_event_type_and_ids_keep_record_order(tmp_path: Path) -> None:
+    # Interleaved event types in one file: the store keeps each batch grouped by (Channel, EventID), so a mapping
+    # reads the compressed field text of its own events only; ids, record numbers and typed rows are unchanged.
+    lines = [_sysmon_1(r) if r % 3 else _security_5145(r) for r in range(1, 31)]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    engine = DuckDBEngine(tmp_path / "events.duckdb")
+    try:
+        summary = ingest_paths([path], engine=engine)
+        assert summary.records_read == 30
+        stored = engine.connection.execute(
+            "SELECT Channel, EventID, AssayEventId, SourceRecord FROM RawEventStore ORDER BY rowid").fetchall()
+        assert [(c, e) for c, e, _, _ in stored] == [("Microsoft-Windows-Sysmon/Operational", 1)] * 20 + [
+            ("Security", 5145)] * 10
+        assert [i for _, _, i, _ in stored] == [r for r in range(1, 31) if r % 3] + list(range(3, 31, 3))
+        assert all(i == record for _, _, i, record in stored)
+        shares = engine.connection.execute(
+            "SELECT AssayEventId, IpPort, json_extract_string(EventData, '$.RelativeTargetName') FROM SecurityEvent "
+            "ORDER BY AssayEventId").fetchall()
+        assert shares == [(r, str(49700 + r), "svcctl") for r in range(3, 31, 3)]
+        processes = engine.connection.execute(
+            "SELECT AssayEventId, ProcessId FROM DeviceProcessEvents ORDER BY AssayEventId").fetchall()
+        assert processes == [(r, 4000 + r) for r in range(1, 31) if r % 3]
+        fields = engine.connection.execute(
+            "SELECT Fields['ShareName'] FROM RawEvents WHERE AssayEventId = 9").fetchall()
+        assert fields == [("\\\\*\\IPC$",)]
+    finally:
+        engine.close()

@@ -123,7 +123,13 @@ def _raw_select(source_format: str, compact: bool = True) -> str:
                {fields}
         FROM (SELECT Position, SourceFile, SourceRecord, Text, json_extract_string(Text, [{paths}]) AS v
               FROM {STAGING} {valid})
+        ORDER BY 3, 5, 1
         """
+        # ORDER BY Channel, EventID, AssayEventId: each batch is stored grouped by event type (ids still follow
+        # the records' order). Every mapping and the field report read FieldsJson for their event types only;
+        # zstd decompresses whole runs of values, so with the types interleaved each of those eight scans paid
+        # for nearly the whole column (0.33 CPU-s per 1M events to fetch the 5k Security 4688 ones, 0.40 for all).
+        # Grouped, the mappings took 10.0 instead of 14.7 CPU-s per 1M events; the sort costs too little to see.
     if source_format == ECS:
         if compact:
             fields = (f"coalesce({_object_or_null('s.winlog.event_data')}, "
