@@ -46,6 +46,8 @@ CANDIDATE_CHUNK = 20_000
 UNIT_BYTES = 192 * 1024 * 1024
 #: Per-worker DuckDB memory cap: candidates of one chunk are all it ever holds.
 WORKER_MEMORY_LIMIT = "256MB"
+#: A worker collects all generations every this many units (the young ones after every unit).
+FULL_COLLECTION_EVERY = 8
 
 
 @dataclass
@@ -139,6 +141,7 @@ class _Worker:
         self._engine: DuckDBEngine | None = None
         self.columnar = ColumnarEvaluator(plan)
         self._hit_tables: list[pa.Table] = []
+        self.units = 0  # units run by this worker
 
     @property
     def engine(self) -> DuckDBEngine:
@@ -319,12 +322,13 @@ def _worker_run(job: tuple[list[int], int]) -> UnitResult:
         _INHERITED["worker"] = worker
         # A unit allocates millions of short-lived objects (fetched rows, lists of positions) and no cycles of
         # note: the cyclic collector ran dozens of times a unit for nothing (~3% of a worker). It runs once
-        # after each unit instead.
+        # after each unit instead (the young generations; all of them every few units).
         gc.disable()
     source_indexes, batch_rows = job
     sources: list[Source] = _INHERITED["sources"]
     result = worker.run_unit([sources[i] for i in source_indexes], batch_rows)
-    gc.collect(1)
+    worker.units += 1
+    gc.collect(1 if worker.units % FULL_COLLECTION_EVERY else 2)
     _release_freed_memory()
     return result
 
