@@ -436,20 +436,17 @@ class ColumnarEvaluator:
         try:
             # The field object as JSON text, parsed here: a hit shows fields by name from a long list (the rule's
             # fields, then KEY_FIELDS), which pointers would look up one scan of the keys per name.
-            rows = connection.execute(
+            # As Arrow: the evidence columns go from DuckDB into the hit rows without a Python object per value.
+            found = connection.sql(
                 f"SELECT Position, {timestamp_sql('k.SystemTime')} AS Timestamp, k.Computer, k.Channel, k.EventID, "
                 f"coalesce(k.Ed, CAST({_USER_DATA_FIELDS} AS VARCHAR)) AS Fields "
-                f"FROM ({_records_sql(ROUTE_TABLE, time=True)}) k"
-            ).fetchall()
+                f"FROM ({_records_sql(ROUTE_TABLE, time=True)}) k ORDER BY Position"
+            ).to_arrow_table()
         finally:
             connection.unregister(ROUTE_TABLE)
-        # rows come back in Position order (as taken); pairs are mapped onto them by index
+        # rows come back in Position order; pairs are mapped onto them by index
         index_of = {position: index for index, position in enumerate(positions)}
-        texts = [row[5] for row in rows]
-        if [row[0] for row in rows] != positions:  # defensive: DuckDB keeps scan order for this plan
-            by_position = {row[0]: row for row in rows}
-            rows = [by_position[p] for p in positions]
-            texts = [row[5] for row in rows]
+        texts = found.column("Fields").to_pylist()
         take: list[int] = []
         shown_fields: list[str | None] = []
         cache = self._shown
@@ -469,10 +466,10 @@ class ColumnarEvaluator:
             shown_fields.append(shown)
         indexes = pa.array(take, pa.int32())
         evidence = pa.table({
-            "timestamp": pa.array([row[1] for row in rows], pa.timestamp("us")),
-            "host": pa.array([row[2] for row in rows], pa.string()),
-            "channel": pa.array([row[3] for row in rows], pa.string()),
-            "event_id": pa.array([row[4] for row in rows], pa.int32()),
+            "timestamp": found.column("Timestamp").cast(pa.timestamp("us")),
+            "host": found.column("Computer").cast(pa.string()),
+            "channel": found.column("Channel").cast(pa.string()),
+            "event_id": found.column("EventID").cast(pa.int32()),
         }).take(indexes)
         pair_positions = [position for position, _ in pairs]
         columns = {
