@@ -17,6 +17,7 @@ Workers return hits, never whole events; memory stays bounded by one batch and o
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import multiprocessing
@@ -34,7 +35,7 @@ from assay.hunt.events import EventRow, evtx_row
 from assay.hunt.prefilter import FieldPrefilter, PrefilterTarget, TextPrefilter
 from assay.hunt.pyeval import Predicate, compile_predicate
 from assay.hunt.timeline import Hit, key_fields
-from assay.ingest.readers import BadRecord, Batch, read_source
+from assay.ingest.readers import EVTX_CHUNK_SIZE, BadRecord, Batch, evtx_chunk_count, read_source
 from assay.ingest.sources import EVTX, Source
 from assay.ingest.writer import RawEventWriter
 from assay.schema import RAW_EVENTS
@@ -361,8 +362,28 @@ def _source_size(source: Source) -> int:
         return UNIT_BYTES // 4
 
 
+def split_large_evtx(sources: Sequence[Source], unit_bytes: int | None = None) -> list[Source]:
+    """The sources, with each EVTX file larger than a unit cut into chunk ranges of about a unit each, so that one
+    big log (a domain controller's Security.evtx) keeps every worker busy instead of one."""
+    unit = unit_bytes or UNIT_BYTES
+    per_part = max(1, unit // EVTX_CHUNK_SIZE)
+    parts: list[Source] = []
+    for source in sources:
+        size = source.size
+        if source.format != EVTX or source.chunks is not None or size is None or size <= unit or "!" in source.label:
+            parts.append(source)
+            continue
+        count = evtx_chunk_count(size)
+        for first in range(0, count, per_part):
+            stop = min(count, first + per_part)
+            parts.append(dataclasses.replace(source, chunks=(first, stop),
+                                             size=(stop - first) * EVTX_CHUNK_SIZE))
+    return parts
+
+
 def plan_units(sources: Sequence[Source]) -> list[list[int]]:
-    """Group sources into units of about ``UNIT_BYTES`` (a large file is a unit of its own)."""
+    """Group sources into units of about ``UNIT_BYTES`` (a file larger than that is split first: see
+    :func:`split_large_evtx`; any other large file is a unit of its own)."""
     units: list[list[int]] = []
     current: list[int] = []
     size = 0
@@ -385,8 +406,10 @@ def run_fast_path(plan: FastPathPlan, sources: Sequence[Source], *, workers: int
                   batch_rows: int = 50_000, progress: UnitProgress | None = None) -> Iterator[UnitResult]:
     """Hunt the sources with the plan; yields each unit's result as it completes (order not guaranteed). Hits of
     the columnar path come as ``unit.hit_rows`` (for the hit store), the others as ``unit.hits``."""
-    units = plan_units(sources)
     count = workers or os.cpu_count() or 1
+    if count > 1:
+        sources = split_large_evtx(sources)
+    units = plan_units(sources)
     jobs = [(unit, batch_rows) for unit in units]
     records = 0
     if count <= 1 or len(units) <= 1 or "fork" not in multiprocessing.get_all_start_methods():

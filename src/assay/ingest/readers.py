@@ -78,13 +78,31 @@ def _evtx_chunk_records(data: bytes, chunk_number: int) -> tuple[int, int] | Non
     return int(first), int(last)
 
 
+def _evtx_chunk_range(source: Source, first: int, stop: int) -> bytes:
+    """The file header and chunks [first, stop) of an EVTX file, as one document the parser reads."""
+    with source.opener() as handle:
+        header = handle.read(EVTX_FILE_HEADER_SIZE)
+        handle.seek(EVTX_FILE_HEADER_SIZE + first * EVTX_CHUNK_SIZE)
+        return header + handle.read((stop - first) * EVTX_CHUNK_SIZE)
+
+
+def evtx_chunk_count(size: int) -> int:
+    """How many chunk slots an EVTX file of ``size`` bytes has (the last may be partial: a truncated log)."""
+    return max(0, -(-(size - EVTX_FILE_HEADER_SIZE) // EVTX_CHUNK_SIZE))
+
+
 def read_evtx(source: Source, batch_rows: int = DEFAULT_BATCH_ROWS, threads: int = 1) -> Iterator[Batch]:
     """EVTX through pyevtx-rs with checksum validation: a damaged chunk is skipped and counted, never returned."""
     # A plain file is parsed from its path (reading it into memory first costs ~2 µs per record); a zip member
-    # from its bytes. The bytes of a file are read only to locate a damaged chunk.
-    path = source.label if "!" not in source.label and os.path.isfile(source.label) else None
+    # from its bytes. The bytes of a file are read only to locate a damaged chunk. Part of a large file (a chunk
+    # range) is its file header followed by its chunks: the parser reads every chunk it is given.
+    chunk_base = source.chunks[0] if source.chunks is not None else 0
+    path = (source.label if source.chunks is None and "!" not in source.label and os.path.isfile(source.label)
+            else None)
     data: bytes | None = None
-    if path is None:
+    if source.chunks is not None:
+        data = _evtx_chunk_range(source, *source.chunks)
+    elif path is None:
         with source.opener() as handle:
             data = handle.read()
     size = os.path.getsize(path) if path is not None else len(data or b"")
@@ -120,9 +138,11 @@ def read_evtx(source: Source, batch_rows: int = DEFAULT_BATCH_ROWS, threads: int
         message = str(warning.message)
         found = _CHUNK_NUMBER.search(message)
         if found:
-            number = int(found.group(1))
-            offset = EVTX_FILE_HEADER_SIZE + number * EVTX_CHUNK_SIZE
+            number = int(found.group(1))  # within what the parser was given
             span = _evtx_chunk_records(data or b"", number)
+            number += chunk_base
+            offset = EVTX_FILE_HEADER_SIZE + number * EVTX_CHUNK_SIZE
+            message = _CHUNK_NUMBER.sub(f"chunk number {number}", message, count=1)
             if span:
                 location = f"chunk {number} (offset {offset:#x}, records {span[0]}-{span[1]})"
                 batch.lost_records += span[1] - span[0]  # one is counted by the BadRecord itself

@@ -55,6 +55,8 @@ class Source:
     defender_table: str | None = None
     #: Size in bytes when known (a file; None for a zip member): work is split by it.
     size: int | None = None
+    #: For part of a large EVTX file: the chunks [first, stop) it reads (both workers share one big log).
+    chunks: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
