@@ -9,6 +9,7 @@ ingested events (measured on a slice and extrapolated linearly, as its cost is r
     .venv/bin/python bench/bench_hunt.py --events 10000000  # ~10M events
     .venv/bin/python bench/bench_hunt.py --events 100000 --skip-cold-compile   # quick look
     .venv/bin/python bench/bench_hunt.py --events 10000000 --skip-cold-compile --skip-baselines
+    .venv/bin/python bench/bench_hunt.py --single-file --skip-cold-compile --skip-baselines  # one 1M-event log
 
 Hits go to the hunt's on-disk hit store (assay.hunt.store); the timeline is then streamed from it to a CSV file,
 timed and counted in the peak RSS like the hunt itself.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import math
 import os
 import shutil
@@ -28,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import psutil
@@ -130,6 +133,57 @@ def replicate(corpus: Path, copies: int, into: Path) -> list[Path]:
     return files
 
 
+def _renumbered(chunk: bytes, next_id: int) -> tuple[bytes, int]:
+    """``chunk`` with its records numbered from ``next_id`` on, checksums recomputed (a real log's record ids are
+    unique: the timeline names each event by file and record)."""
+    data = bytearray(chunk)
+    free = int.from_bytes(data[48:52], "little")
+    offset, first = 512, next_id
+    while offset + 24 <= free and data[offset:offset + 4] == b"\x2a\x2a\x00\x00":
+        data[offset + 8:offset + 16] = next_id.to_bytes(8, "little")
+        next_id += 1
+        offset += int.from_bytes(data[offset + 4:offset + 8], "little")
+    for field_offset in (8, 24):  # first record number and id, then last
+        data[field_offset:field_offset + 8] = first.to_bytes(8, "little")
+        data[field_offset + 8:field_offset + 16] = (next_id - 1).to_bytes(8, "little")
+    data[52:56] = zlib.crc32(bytes(data[512:free])).to_bytes(4, "little")
+    data[124:128] = zlib.crc32(bytes(data[:120]) + bytes(data[128:512])).to_bytes(4, "little")
+    return bytes(data), next_id
+
+
+def one_big_file(corpus: Path, events: int, into: Path) -> tuple[Path, int]:
+    """One EVTX file of about ``events`` records: a file header, then every used chunk of the corpus, repeated
+    with its records renumbered (each chunk carries its own checksums, and the parser reads every chunk it is
+    given). Returns the path and the record count."""
+    import evtx
+
+    header = b""
+    chunks: list[bytes] = []
+    for file in sorted(corpus.rglob("*.evtx")):
+        data = file.read_bytes()
+        if len(data) < 4096 or not data.startswith(b"ElfFile\x00"):
+            continue
+        header = header or data[:4096]
+        for offset in range(4096, len(data) - 0xFFFF, 0x10000):
+            chunk = data[offset:offset + 0x10000]
+            first, last = int.from_bytes(chunk[8:16], "little"), int.from_bytes(chunk[16:24], "little")
+            if chunk.startswith(b"ElfChnk\x00") and 1 <= first <= last:  # a used chunk (slots may be empty)
+                chunks.append(chunk)
+    per_copy = sum(1 for _ in evtx.PyEvtxParser(io.BytesIO(header + b"".join(chunks)), number_of_threads=1,
+                                                  validate_checksums=True, skip_errors=True).records_json())
+    copies = max(1, math.ceil(events / per_copy))
+    into.mkdir(parents=True, exist_ok=True)
+    path = into / "Security-and-Sysmon.evtx"
+    next_id = 1
+    with path.open("wb") as out:
+        out.write(header)
+        for _ in range(copies):
+            for chunk in chunks:
+                renumbered, next_id = _renumbered(chunk, next_id)
+                out.write(renumbered)
+    return path, copies * per_copy
+
+
 def count_records(files: list[Path]) -> int:
     import evtx
 
@@ -192,6 +246,9 @@ def main() -> int:
                         help="limit the rule-by-rule baseline to the first N targets (extrapolated to all)")
     parser.add_argument("--skip-baselines", action="store_true",
                         help="do not measure the raw parse floor nor the rule-by-rule baseline")
+    parser.add_argument("--single-file", action="store_true",
+                        help="hunt one big EVTX file (the corpus's chunks repeated) instead of many small files: "
+                             "shows a single log split over the workers")
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="where to put the replicated corpus, the hit store and the timeline CSV")
     args = parser.parse_args()
@@ -231,7 +288,11 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="assay-bench-corpus-", dir=args.work_dir))
     try:
         logs = work / "logs"
-        replicate(corpus, copies, logs)
+        if args.single_file:
+            big, big_records = one_big_file(corpus, args.events, logs)
+            print(f"single file: {big_records:,} records, {big.stat().st_size / 2**20:,.0f} MiB", flush=True)
+        else:
+            replicate(corpus, copies, logs)
         with PeakRss() as rss:
             started = time.perf_counter()
             result = hunt([logs], warm, workers=args.workers, store_dir=work)

@@ -374,8 +374,10 @@ def split_large_evtx(sources: Sequence[Source], unit_bytes: int | None = None) -
             parts.append(source)
             continue
         count = evtx_chunk_count(size)
-        for first in range(0, count, per_part):
-            stop = min(count, first + per_part)
+        pieces = -(-count // per_part)
+        even = -(-count // pieces)  # pieces of equal size: a 1.5-unit log is two halves, not a unit and a half
+        for first in range(0, count, even):
+            stop = min(count, first + even)
             parts.append(dataclasses.replace(source, chunks=(first, stop),
                                              size=(stop - first) * EVTX_CHUNK_SIZE))
     return parts
