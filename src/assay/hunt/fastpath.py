@@ -36,7 +36,7 @@ from assay.hunt.prefilter import FieldPrefilter, PrefilterTarget, TextPrefilter
 from assay.hunt.pyeval import Predicate, compile_predicate
 from assay.hunt.timeline import Hit, key_fields
 from assay.ingest.readers import EVTX_CHUNK_SIZE, BadRecord, Batch, evtx_chunk_count, read_source
-from assay.ingest.sources import EVTX, Source
+from assay.ingest.sources import EVTX, FileOpener, Source
 from assay.ingest.writer import RawEventWriter
 from assay.schema import RAW_EVENTS
 
@@ -316,7 +316,12 @@ class _Worker:
 _INHERITED: dict[str, Any] = {}
 
 
-def _worker_run(job: tuple[list[int], int]) -> UnitResult:
+#: A unit's sources as sent to a worker: a file's Source travels with the job (pickled: a few hundred bytes); a
+#: zip member's (its opener holds the archive in memory) is an index into the sources the worker inherited.
+UnitItems = list["Source | int"]
+
+
+def _worker_run(job: tuple[UnitItems, int]) -> UnitResult:
     worker = _INHERITED.get("worker")
     if worker is None:
         worker = _Worker(_INHERITED["plan"])
@@ -325,9 +330,11 @@ def _worker_run(job: tuple[list[int], int]) -> UnitResult:
         # note: the cyclic collector ran dozens of times a unit for nothing (~3% of a worker). It runs once
         # after each unit instead (the young generations; all of them every few units).
         gc.disable()
-    source_indexes, batch_rows = job
-    sources: list[Source] = _INHERITED["sources"]
-    result = worker.run_unit([sources[i] for i in source_indexes], batch_rows)
+    items, batch_rows = job
+    inherited: list[Source] = _INHERITED["sources"]
+    # Sources come with the job, not from the inherited list: touching 300k inherited Source objects (their
+    # reference counts) copied their pages into every worker, ~100 MB each at 10M events.
+    result = worker.run_unit([item if isinstance(item, Source) else inherited[item] for item in items], batch_rows)
     worker.units += 1
     gc.collect(1 if worker.units % FULL_COLLECTION_EVERY else 2)
     _release_freed_memory()
@@ -428,6 +435,8 @@ def run_fast_path(plan: FastPathPlan, sources: Sequence[Source], *, workers: int
         return
     _INHERITED.clear()
     _INHERITED.update(plan=plan, sources=list(sources))
+    sent = [([sources[i] if isinstance(sources[i].opener, FileOpener) else i for i in unit], rows)
+            for unit, rows in jobs]
     # The plan (rules, automata, checks: hundreds of MB) is shared with the forked workers copy-on-write; the
     # cyclic collector would write to every object it scans and so copy those pages into each worker: freeze them.
     gc.collect()
@@ -435,7 +444,7 @@ def run_fast_path(plan: FastPathPlan, sources: Sequence[Source], *, workers: int
     context = multiprocessing.get_context("fork")
     try:
         with context.Pool(processes=min(count, len(units))) as pool:
-            for done, result in enumerate(pool.imap_unordered(_worker_run, jobs), start=1):
+            for done, result in enumerate(pool.imap_unordered(_worker_run, sent), start=1):
                 records += result.records
                 if progress is not None:
                     progress(records, done, len(units))

@@ -42,7 +42,7 @@ DEFENDER_TABLES = ("DeviceProcessEvents", "DeviceFileEvents", "DeviceRegistryEve
                    "DeviceImageLoadEvents")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Source:
     """One stream of telemetry: where it is (label, for evidence), how to open it, and its detected format."""
 
@@ -314,11 +314,27 @@ def _evtx_head(text: str) -> tuple[bool, int]:
         os.close(descriptor)
 
 
-def _file_opener(text: str) -> Callable[[], IO[bytes]]:
-    def file_opener() -> IO[bytes]:
-        return open(text, "rb")
+class FileOpener:
+    """Opens one file for reading. A plain object rather than a closure: a source of a file can be pickled (hunt
+    workers receive their sources with their work) and weighs little (a case can hold 300k files)."""
 
-    return file_opener
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self) -> IO[bytes]:
+        return open(self.path, "rb")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FileOpener) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+
+def _file_opener(text: str) -> Callable[[], IO[bytes]]:
+    return FileOpener(text)
 
 
 def discover(paths: list[str | Path]) -> tuple[list[Source], list[Skipped]]:
