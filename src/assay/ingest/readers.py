@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import evtx
 
-from assay.ingest.sources import DEFENDER_CSV, EVTX, Source
+from assay.ingest.sources import DEFENDER_CSV, EVTX, FileOpener, Source
 
 DEFAULT_BATCH_ROWS = 20_000
 EVTX_FILE_HEADER_SIZE = 0x1000
@@ -97,15 +97,22 @@ def read_evtx(source: Source, batch_rows: int = DEFAULT_BATCH_ROWS, threads: int
     # from its bytes. The bytes of a file are read only to locate a damaged chunk. Part of a large file (a chunk
     # range) is its file header followed by its chunks: the parser reads every chunk it is given.
     chunk_base = source.chunks[0] if source.chunks is not None else 0
-    path = (source.label if source.chunks is None and "!" not in source.label and os.path.isfile(source.label)
-            else None)
+    if source.chunks is None and isinstance(source.opener, FileOpener):
+        path: str | None = source.opener.path  # a file found by discovery: its size is known too
+    elif source.chunks is None and "!" not in source.label and os.path.isfile(source.label):
+        path = source.label
+    else:
+        path = None
     data: bytes | None = None
     if source.chunks is not None:
         data = _evtx_chunk_range(source, *source.chunks)
     elif path is None:
         with source.opener() as handle:
             data = handle.read()
-    size = os.path.getsize(path) if path is not None else len(data or b"")
+    if path is None:
+        size = len(data or b"")
+    else:
+        size = source.size if source.size is not None else os.path.getsize(path)
     batch = Batch(source)
     if size < EVTX_FILE_HEADER_SIZE:
         batch.bad.append(BadRecord(source.label, "file header",
