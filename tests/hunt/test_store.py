@@ -361,3 +361,32 @@ def test_cli_terminal_table_shows_the_head_and_counts_the_rest(case_logs: Path, 
     assert run.exit_code == 0, run.output
     assert "first 4 of 11 hits; write them all with --out FILE" in run.output
     assert "Timeline" in run.output and "CMSTP Silent Install" in run.output
+
+
+def test_csv_cells_rendered_by_duckdb_equal_pythons_on_awkward_values(tmp_path: Path) -> None:
+    """Quotes, commas, line breaks, non-ASCII, a lone surrogate from a damaged log, whole seconds, missing values."""
+    base = {"rule_title": 'Suspicious "Quoted", Title', "rule_id": "5b0f3c8e-6a7d-4d2e-9c1b-7e2f4a9d0c09",
+            "level": "high", "techniques": ("T1059.001", "T1218.003"), "route": "windows/process_creation:sysmon-1"}
+    awkward = [
+        Hit(**base, timestamp=datetime(2024, 3, 12, 9, 15), host="WKS-FIN-042,corp", channel=SYSMON, event_id=1,
+            fields=(("CommandLine", 'powershell -c "iex (New-Object Net.WebClient)"'),
+                    ("Image", SYSTEM32 + "WindowsPowerShell\\v1.0\\powershell.exe")),
+            source_file=FILES[0], source_record=4101),
+        Hit(**base, timestamp=datetime(2024, 3, 12, 9, 15, 0, 120), host=None, channel=None, event_id=None,
+            fields=(("CommandLine", "cmd.exe /c echo a,b\r\nwhoami"), ("Image", "C:\\Users\\李雷\\报告.exe")),
+            source_file="C:\\cases\\x,y\\Sysmon.evtx", source_record=None),
+        Hit(**base, timestamp=None, host="SRV-DC-01.corp.example.com", channel="Security", event_id=4688,
+            fields=(("NewProcessName", "C:\\Temp\\bad\udc80name.exe"),), source_file=FILES[1], source_record=77),
+        Hit(**base, timestamp=datetime(1999, 12, 31, 23, 59, 59, 999999), host="WKS", channel=SYSMON, event_id=1,
+            fields=(), source_file=FILES[0], source_record=1),
+    ]
+    with HitStore(tmp_path) as store:
+        store.add_hits(awkward)
+        new_csv = io.StringIO()
+        store.write_csv(new_csv)
+    old_csv = io.StringIO()
+    old_write_csv(dedupe_sorted(awkward), old_csv)
+    assert new_csv.getvalue() == old_csv.getvalue()
+    rows = {row[1]: row for row in csv.reader(io.StringIO(new_csv.getvalue()))}
+    assert rows["WKS-FIN-042,corp"][7].startswith('CommandLine=powershell -c "iex')  # quoted, then read back
+    assert rows["WKS-FIN-042,corp"][0] == "2024-03-12 09:15:00" and rows["WKS"][0].endswith(".999999")
