@@ -390,3 +390,22 @@ def test_csv_cells_rendered_by_duckdb_equal_pythons_on_awkward_values(tmp_path: 
     rows = {row[1]: row for row in csv.reader(io.StringIO(new_csv.getvalue()))}
     assert rows["WKS-FIN-042,corp"][7].startswith('CommandLine=powershell -c "iex')  # quoted, then read back
     assert rows["WKS-FIN-042,corp"][0] == "2024-03-12 09:15:00" and rows["WKS"][0].endswith(".999999")
+
+
+def test_csv_of_hit_rows_whose_fields_are_not_all_text(refs: list[TargetRef], tmp_path: Path) -> None:
+    """Rows carry their key fields as JSON text; values that are not strings are rendered as Python renders them."""
+    rows = hit_rows(refs, 40)
+    odd = ['{"ProcessId": 4242, "Elevated": true, "ParentProcessId": null}',
+           '{"CommandLine": "cmd /c \\"echo\\": 1", "Image": "C:\\\\Windows\\\\cmd.exe"}',  # a '":' inside a string
+           '{"Hashes": {"SHA256": "9f86d081884c7d659a2feaa0c55ad015"}}', "{}"]
+    fields = rows.column("fields").to_pylist()
+    fields[:len(odd)] = odd
+    rows = rows.set_column(rows.schema.get_field_index("fields"), "fields", pa.array(fields, pa.string()))
+    with HitStore(tmp_path) as store:
+        store.add_rows(rows, refs)
+        new_csv = io.StringIO()
+        store.write_csv(new_csv)
+    old_csv = io.StringIO()
+    old_write_csv(dedupe_sorted(list(hits_from_rows(rows, refs))), old_csv)
+    assert new_csv.getvalue() == old_csv.getvalue()
+    assert "ProcessId=4242 Elevated=True ParentProcessId=None" in new_csv.getvalue()

@@ -440,12 +440,11 @@ class HitStore:
             cursor = self._timeline().cursor()
         try:
             cursor.execute(_CSV_CELL_MACRO)
-            # Key fields whose values are all JSON strings (the fast path writes only those) without surrogate
-            # escapes are joined here; anything else is left to Python, which renders it as Hit.as_dict does.
-            # TRY: text DuckDB's JSON reader refuses (a lone surrogate escape) is never plain. Each value is
-            # computed once in a subquery: the cell macro names its argument six times, and DuckDB expands it.
-            plain = ("fields IS NULL OR (NOT regexp_matches(fields, '\\\\u[dD][89abAB]') AND m IS NOT NULL AND "
-                     "coalesce(list_bool_and(list_transform(map_values(m), lambda v: starts_with(v, '\"'))), TRUE))")
+            # Key fields whose values are all JSON strings (what every writer of the store puts there) without
+            # surrogate escapes are joined here; anything else is left to Python, which renders it as Hit.as_dict
+            # does. A value that is not a string follows '":' unquoted (a string's own quotes are escaped), so one
+            # RE2 test finds them; a false alarm only costs Python's rendering.
+            plain = "fields IS NULL OR NOT regexp_matches(fields, '\":\\s*[^\"\\s]|\\\\u[dD][89a-fA-F]')"
             pairs = ("array_to_string(list_transform(map_entries(TRY(json_transform(fields, "
                      "'\"MAP(VARCHAR, VARCHAR)\"'))), lambda e: e.key || '=' || e.value), ' ')")
             time_cell = ("CASE WHEN timestamp IS NULL THEN '' "
@@ -467,8 +466,7 @@ class HitStore:
                              coalesce(CAST(event_id AS VARCHAR), '') AS event_id_cell,
                              assay_csv_cell(source_file) || ',' || coalesce(CAST(source_record AS VARCHAR), '')
                                  AS tail_cells
-                      FROM (SELECT *, TRY(json_transform(fields, '"MAP(VARCHAR, JSON)"')) AS m
-                            FROM read_parquet({_sql_text(self.timeline_path)}, file_row_number = true))) h
+                      FROM read_parquet({_sql_text(self.timeline_path)}, file_row_number = true)) h
                 JOIN {RULES_TABLE} r ON r.rule_key = h.rule_key
                 ORDER BY file_row_number"""
             with _store_errors(self.folder):
