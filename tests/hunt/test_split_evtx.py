@@ -9,6 +9,7 @@ import pytest
 import assay.hunt.fastpath as fastpath
 from assay.hunt.rules import load_hunt_rules
 from assay.hunt.run import hunt
+from assay.ingest import readers
 from assay.ingest.readers import EVTX_CHUNK_SIZE, EVTX_FILE_HEADER_SIZE, read_source
 from assay.ingest.sources import discover
 
@@ -50,7 +51,7 @@ def recording(shared_data: Path) -> Path:
     return path
 
 
-def test_a_large_log_is_cut_into_chunk_ranges(recording: Path) -> None:
+def test_a_large_log_is_cut_into_chunk_ranges(recording: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sources, _ = discover([recording])
     parts = fastpath.split_large_evtx(sources, unit_bytes=2 * EVTX_CHUNK_SIZE)
     assert len(parts) >= 3 and all(p.label == str(recording) for p in parts)
@@ -58,6 +59,10 @@ def test_a_large_log_is_cut_into_chunk_ranges(recording: Path) -> None:
     whole = [r for batch in read_source(sources[0]) for r in batch.records]
     cut = [r for part in parts for batch in read_source(part) for r in batch.records]
     assert cut == whole and len(whole) == 237  # every record once, in order
+    monkeypatch.setattr(readers, "RANGE_READ_CHUNKS", 3)  # a range of 8 chunks read 3, 3 and 2 at a time
+    one_at_a_time = [r for part in fastpath.split_large_evtx(sources, unit_bytes=8 * EVTX_CHUNK_SIZE)
+                     for batch in readers.read_evtx(part) for r in batch.records]
+    assert one_at_a_time == whole
     assert fastpath.split_large_evtx(sources) == sources  # smaller than a unit: untouched
 
 
@@ -80,7 +85,9 @@ def test_split_hunt_equals_the_unsplit_one(recording: Path, tmp_path: Path, cach
     assert len(records) > 40 and records[0] < 120 < records[-1]  # hits in the first and in later chunk ranges
 
 
-def test_damage_in_a_range_is_named_by_its_place_in_the_file(recording: Path, tmp_path: Path) -> None:
+def test_damage_in_a_range_is_named_by_its_place_in_the_file(recording: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(readers, "RANGE_READ_CHUNKS", 1)  # and each range read one chunk at a time
     damaged = bytearray(recording.read_bytes())
     start = EVTX_FILE_HEADER_SIZE + 3 * EVTX_CHUNK_SIZE + 0x400  # inside chunk 3's records
     for offset in range(start, start + 64):

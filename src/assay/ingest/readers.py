@@ -8,6 +8,7 @@ records are reported as :class:`BadRecord` (file and chunk/line/element) and rea
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -24,6 +25,8 @@ from assay.ingest.sources import DEFENDER_CSV, EVTX, FileOpener, Source
 DEFAULT_BATCH_ROWS = 20_000
 EVTX_FILE_HEADER_SIZE = 0x1000
 EVTX_CHUNK_SIZE = 0x10000
+#: Chunks of a chunk range parsed at a time (16 MB).
+RANGE_READ_CHUNKS = 256
 _CHUNK_NUMBER = re.compile(r"chunk number (\d+)")
 
 
@@ -96,6 +99,13 @@ def read_evtx(source: Source, batch_rows: int = DEFAULT_BATCH_ROWS, threads: int
     # A plain file is parsed from its path (reading it into memory first costs ~2 µs per record); a zip member
     # from its bytes. The bytes of a file are read only to locate a damaged chunk. Part of a large file (a chunk
     # range) is its file header followed by its chunks: the parser reads every chunk it is given.
+    if source.chunks is not None and source.chunks[1] - source.chunks[0] > RANGE_READ_CHUNKS:
+        # a large range is read a few MB at a time: a range in memory is held twice (its bytes, the parser's)
+        first, stop = source.chunks
+        for start in range(first, stop, RANGE_READ_CHUNKS):
+            yield from read_evtx(dataclasses.replace(source, chunks=(start, min(stop, start + RANGE_READ_CHUNKS))),
+                                 batch_rows, threads)
+        return
     chunk_base = source.chunks[0] if source.chunks is not None else 0
     if source.chunks is None and isinstance(source.opener, FileOpener):
         path: str | None = source.opener.path  # a file found by discovery: its size is known too
