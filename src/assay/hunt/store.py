@@ -369,15 +369,22 @@ class HitStore:
 
     def _batches(self, limit: int | None = None) -> Iterator[list[list[Any]]]:
         """The timeline's columns (``rule_key`` … ``source_record``) as Python lists, a chunk at a time."""
+        return self._timeline_chunks(
+            f"SELECT rule_key, timestamp, host, channel, event_id, fields, source_file, source_record "
+            f"FROM read_parquet({_sql_text(self.timeline_path)})"
+            + (f" LIMIT {int(limit)}" if limit is not None else ""))
+
+    def _timeline_chunks(self, sql: str, setup: str | None = None) -> Iterator[list[list[Any]]]:
+        """The columns of ``sql`` over the timeline as Python lists, ``READ_CHUNK_ROWS`` rows at a time (on a
+        cursor of its own, after ``setup``)."""
         if not self._added:
             return
         with _store_errors(self.folder):
             cursor = self._timeline().cursor()
         try:
-            sql = (f"SELECT rule_key, timestamp, host, channel, event_id, fields, source_file, source_record "
-                   f"FROM read_parquet({_sql_text(self.timeline_path)})"
-                   + (f" LIMIT {int(limit)}" if limit is not None else ""))
             with _store_errors(self.folder):
+                if setup is not None:
+                    cursor.execute(setup)
                 batches = iter(cursor.sql(sql).to_arrow_reader(READ_CHUNK_ROWS))
             while True:
                 with _store_errors(self.folder):
@@ -434,47 +441,32 @@ class HitStore:
         """Per chunk of the timeline, in order: rule keys, "time,host" cells, the "channel,event id,key fields,
         source file,record" cells (None when Python must render the key fields), and for those rows only the
         "channel,event id" and "source file,record" cells and the raw key fields."""
-        if not self._added:
-            return
-        with _store_errors(self.folder):
-            cursor = self._timeline().cursor()
-        try:
-            cursor.execute(_CSV_CELL_MACRO)
-            # Key fields whose values are all JSON strings (what every writer of the store puts there) without
-            # surrogate escapes are joined here; anything else is left to Python, which renders it as Hit.as_dict
-            # does. A value that is not a string follows a key's closing quote and colon unquoted (quotes inside a
-            # string are escaped: JSON text in a value is no alarm), so one RE2 test finds them; a false alarm
-            # only costs Python's rendering.
-            plain = ("fields IS NULL OR NOT regexp_matches(fields, "
-                     "'(?:^|[^\\\\])\":\\s*[^\"\\s]|\\\\u[dD][89a-fA-F]')")
-            pairs = ("array_to_string(list_transform(map_entries(TRY(json_transform(fields, "
-                     "'\"MAP(VARCHAR, VARCHAR)\"'))), lambda e: e.key || '=' || e.value), ' ')")
-            # Each value is computed once in a subquery (the cell macro names its argument six times and DuckDB
-            # expands it); a scan and projections keep the file's order (preserve_insertion_order).
-            sql = f"""
-                SELECT rule_key,
-                       CASE WHEN timestamp IS NULL THEN ''
-                            WHEN epoch_us(timestamp) % 1000000 = 0 THEN strftime(timestamp, '%Y-%m-%d %H:%M:%S')
-                            ELSE strftime(timestamp, '%Y-%m-%d %H:%M:%S.%f') END || ',' || assay_csv_cell(host),
-                       CASE WHEN is_plain THEN middle || ',' || assay_csv_cell(coalesce(pairs, '')) || ',' || tail END,
-                       CASE WHEN NOT is_plain THEN middle END,
-                       CASE WHEN NOT is_plain THEN tail END,
-                       CASE WHEN NOT is_plain THEN fields END
-                FROM (SELECT *, {pairs} AS pairs,
-                             assay_csv_cell(channel) || ',' || coalesce(CAST(event_id AS VARCHAR), '') AS middle,
-                             assay_csv_cell(source_file) || ',' || coalesce(CAST(source_record AS VARCHAR), '') AS tail
-                      FROM (SELECT *, {plain} AS is_plain
-                            FROM read_parquet({_sql_text(self.timeline_path)})))"""
-            with _store_errors(self.folder):
-                batches = iter(cursor.sql(sql).to_arrow_reader(READ_CHUNK_ROWS))
-            while True:
-                with _store_errors(self.folder):
-                    batch = next(batches, None)
-                if batch is None:
-                    return
-                yield [batch.column(i).to_pylist() for i in range(batch.num_columns)]
-        finally:
-            cursor.close()
+        # Key fields whose values are all JSON strings (what every writer of the store puts there) without
+        # surrogate escapes are joined here; anything else is left to Python, which renders it as Hit.as_dict
+        # does. A value that is not a string follows a key's closing quote and colon unquoted (quotes inside a
+        # string are escaped: JSON text in a value is no alarm), so one RE2 test finds them; a false alarm
+        # only costs Python's rendering.
+        plain = ("fields IS NULL OR NOT regexp_matches(fields, "
+                 "'(?:^|[^\\\\])\":\\s*[^\"\\s]|\\\\u[dD][89a-fA-F]')")
+        pairs = ("array_to_string(list_transform(map_entries(TRY(json_transform(fields, "
+                 "'\"MAP(VARCHAR, VARCHAR)\"'))), lambda e: e.key || '=' || e.value), ' ')")
+        # Each value is computed once in a subquery (the cell macro names its argument six times and DuckDB
+        # expands it); a scan and projections keep the file's order (preserve_insertion_order).
+        sql = f"""
+            SELECT rule_key,
+                   CASE WHEN timestamp IS NULL THEN ''
+                        WHEN epoch_us(timestamp) % 1000000 = 0 THEN strftime(timestamp, '%Y-%m-%d %H:%M:%S')
+                        ELSE strftime(timestamp, '%Y-%m-%d %H:%M:%S.%f') END || ',' || assay_csv_cell(host),
+                   CASE WHEN is_plain THEN middle || ',' || assay_csv_cell(coalesce(pairs, '')) || ',' || tail END,
+                   CASE WHEN NOT is_plain THEN middle END,
+                   CASE WHEN NOT is_plain THEN tail END,
+                   CASE WHEN NOT is_plain THEN fields END
+            FROM (SELECT *, {pairs} AS pairs,
+                         assay_csv_cell(channel) || ',' || coalesce(CAST(event_id AS VARCHAR), '') AS middle,
+                         assay_csv_cell(source_file) || ',' || coalesce(CAST(source_record AS VARCHAR), '') AS tail
+                  FROM (SELECT *, {plain} AS is_plain
+                        FROM read_parquet({_sql_text(self.timeline_path)})))"""
+        return self._timeline_chunks(sql, setup=_CSV_CELL_MACRO)
 
     def write_jsonl(self, out: TextIO) -> None:
         """The timeline as JSON lines, byte for byte what :func:`assay.hunt.timeline.write_jsonl` writes."""
