@@ -26,6 +26,7 @@ from typing import Any
 import ahocorasick
 from sqlglot import exp
 
+from assay.hunt.codecache import compile_cached
 from assay.hunt.events import duck_lower
 from assay.hunt.pyeval import like_parts
 
@@ -373,7 +374,7 @@ def _check_source(formula: Formula, atom_ids: dict[Formula, int]) -> str:
 
 def _compile_check(source: str) -> Callable[[set[int], str], bool]:
     # Generated from our own formulas (integers and repr() of needle strings): safe to compile.
-    function: Callable[[set[int], str], bool] = eval(compile(f"lambda h, t: {source}", "<prefilter>", "eval"))
+    function: Callable[[set[int], str], bool] = eval(compile_cached(f"lambda h, t: {source}", "<prefilter>", "eval"))
     return function
 
 

@@ -20,6 +20,7 @@ import re2
 import sqlglot
 from sqlglot import exp
 
+from assay.hunt.codecache import compile_cached
 from assay.hunt.events import duck_lower
 
 #: The arguments of a generated predicate: RawEvents.Fields and the System columns.
@@ -511,6 +512,6 @@ Predicate = Callable[[dict[str, str | None], int | None, str | None, str | None,
 def compile_predicate(source: str) -> Predicate:
     """The function for a generated source (trusted: produced by :func:`python_source` from our own trees)."""
     namespace = dict(HELPERS)
-    exec(compile(source, "<assay-rule>", "exec"), namespace)
+    exec(compile_cached(source, "<assay-rule>", "exec"), namespace)
     function: Predicate = namespace["predicate"]
     return function

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from assay.errors import SigmaError, UsageError
+from assay.hunt.codecache import default_cache_dir
 from assay.hunt.prefilter import Formula, formula_from_json, necessary_condition
 
 #: In a catalog detection folder, the Sigma form of the detection.
@@ -244,15 +245,6 @@ def _rule_from_record(record: dict[str, Any], source: str) -> HuntRule | RulePro
 
 
 # -- cache -------------------------------------------------------------------------------------------------------
-def default_cache_dir() -> Path:
-    """``$ASSAY_CACHE_DIR`` or ``$XDG_CACHE_HOME/assay`` (``~/.cache/assay``)."""
-    env = os.environ.get("ASSAY_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "assay"
-
-
 @cache
 def compiler_fingerprint() -> str:
     """A hash of the code that shapes a compiled rule, so a changed compiler never serves stale results."""
