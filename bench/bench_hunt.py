@@ -68,14 +68,10 @@ class PeakRss:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> int:
-        me = psutil.Process()
-        processes = [me]
-        with contextlib.suppress(psutil.Error):
-            processes += me.children(recursive=True)
         total = 0
         with_pss = self._samples % self.PSS_EVERY == 0
         pss = 0
-        for process in processes:
+        for process in _process_tree():
             with contextlib.suppress(psutil.Error):
                 total += process.memory_info().rss
                 if with_pss:
@@ -99,16 +95,16 @@ class PeakRss:
         self._stop.set()
         self._thread.join()
         self._samples = 0
-        self.peak_pss = max(self.peak_pss, _tree_pss())
+        self.peak_pss = max(self.peak_pss, sum(_pss(process) for process in _process_tree()))
 
 
-def _tree_pss() -> int:
+def _process_tree() -> list[psutil.Process]:
+    """This process and all its children (the hunt's workers)."""
     me = psutil.Process()
-    total = _pss(me)
+    processes = [me]
     with contextlib.suppress(psutil.Error):
-        for child in me.children(recursive=True):
-            total += _pss(child)
-    return total
+        processes += me.children(recursive=True)
+    return processes
 
 
 def _pss(process: psutil.Process) -> int:
@@ -158,15 +154,18 @@ def one_big_file(corpus: Path, events: int, into: Path) -> tuple[Path, int]:
     given). Returns the path and the record count."""
     import evtx
 
+    from assay.ingest.readers import EVTX_CHUNK_SIZE, EVTX_FILE_HEADER_SIZE
+    from assay.ingest.sources import EVTX_MAGIC
+
     header = b""
     chunks: list[bytes] = []
     for file in sorted(corpus.rglob("*.evtx")):
         data = file.read_bytes()
-        if len(data) < 4096 or not data.startswith(b"ElfFile\x00"):
+        if len(data) < EVTX_FILE_HEADER_SIZE or not data.startswith(EVTX_MAGIC):
             continue
-        header = header or data[:4096]
-        for offset in range(4096, len(data) - 0xFFFF, 0x10000):
-            chunk = data[offset:offset + 0x10000]
+        header = header or data[:EVTX_FILE_HEADER_SIZE]
+        for offset in range(EVTX_FILE_HEADER_SIZE, len(data) - EVTX_CHUNK_SIZE + 1, EVTX_CHUNK_SIZE):
+            chunk = data[offset:offset + EVTX_CHUNK_SIZE]
             first, last = int.from_bytes(chunk[8:16], "little"), int.from_bytes(chunk[16:24], "little")
             if chunk.startswith(b"ElfChnk\x00") and 1 <= first <= last:  # a used chunk (slots may be empty)
                 chunks.append(chunk)

@@ -5,10 +5,11 @@ candidates). Here a batch of evtx JSON texts (many files together) is handed to 
 work in native code, in one query per batch:
 
 1. one JSON pass gives each record's route (Channel, EventID), its field object (EventData, else UserData's
-   element), the field object's key list, Provider and Computer;
-2. records are joined to the routes seen so far, keyed by (Channel, EventID, key list): each route extracts only
-   the fields its rules read that its records have (a JSON pointer per field), and records are grouped by those
-   values. Records that agree on every value a rule can read get the same answer from every rule of the route, so
+   element), Provider and Computer, and for wide routes the field object's key list;
+2. records are joined to the routes seen so far, keyed by (Channel, EventID) and, for a wide route (one whose
+   rules read many names: Security), the field object's key list too, so that it extracts only the names its
+   records have; each route extracts the fields its rules read (a JSON pointer per field), and records are
+   grouped by those values. Records that agree on every value a rule can read get the same answer from every rule of the route, so
    the prefilter and the exact rule logic run once per *distinct* tuple (remembered across batches, bounded),
    never per record. Records of routes first seen in a batch are grouped again once their routes are registered;
 3. one more query over the hit records only extracts the timeline evidence (time, host, the field object).
@@ -33,7 +34,7 @@ from sqlglot import exp
 from assay.hunt.events import as_field_map, duck_lower
 from assay.hunt.hitrows import HIT_ROW_SCHEMA
 from assay.hunt.timeline import key_fields
-from assay.ingest.mapping import timestamp_sql
+from assay.ingest.mapping import sql_string, timestamp_sql
 
 if TYPE_CHECKING:
     import duckdb
@@ -90,7 +91,7 @@ def _pairs_condition(pairs: set[tuple[str | None, int | None]]) -> str:
         by_channel.setdefault(channel, set()).add(event_id)
     terms = []
     for channel, event_ids in sorted(by_channel.items(), key=lambda item: str(item[0])):
-        on_channel = "Channel IS NULL" if channel is None else "Channel = '" + channel.replace("'", "''") + "'"
+        on_channel = "Channel IS NULL" if channel is None else f"Channel = {sql_string(channel)}"
         numbers = sorted(e for e in event_ids if e is not None)
         on_id = [f"EventID IN ({', '.join(map(str, numbers))})"] if numbers else []
         on_id += ["EventID IS NULL"] if None in event_ids else []
@@ -104,7 +105,7 @@ def pointer(name: str) -> str:
 
 
 def sql_list(items: Sequence[str]) -> str:
-    return "[" + ", ".join("'" + item.replace("'", "''") + "'" for item in items) + "]::VARCHAR[]"
+    return "[" + ", ".join(sql_string(item) for item in items) + "]::VARCHAR[]"
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from assay.errors import EngineError
 from assay.hunt.hitrows import HIT_ROW_SCHEMA, RefLike
 from assay.hunt.timeline import LEVEL_ORDER, TIMELINE_COLUMNS, Hit, Summary
+from assay.ingest.mapping import sql_string
 
 #: DuckDB memory cap of the store: the fast path's workers need the memory while hits arrive, and the final
 #: sort spills to the store's folder beyond this.
@@ -106,10 +107,6 @@ def _store_errors(folder: Path) -> Iterator[None]:
                           hint="the store spills to that folder: free space there, or set TMPDIR to a roomier one") from error
 
 
-def _sql_text(text: str | Path) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
-
-
 def _close(connection: list[duckdb.DuckDBPyConnection], folder: Path, owner: int) -> None:
     """Close the connection and delete the folder (also run by the finalizer when a store is collected)."""
     if os.getpid() != owner:
@@ -174,7 +171,7 @@ class HitStore:
             spill = self.folder / "spill"
             spill.mkdir(exist_ok=True)
             connection.execute(f"SET memory_limit = '{self.memory_limit}'")
-            connection.execute(f"SET temp_directory = {_sql_text(spill)}")
+            connection.execute(f"SET temp_directory = {sql_string(str(spill))}")
             # The timeline is written in order and read back by plain scans: keep insertion order.
             connection.execute("SET preserve_insertion_order = true")
             # One thread: on 1.8M hits one sorting thread stayed within the cap and was as fast as two on the
@@ -245,7 +242,7 @@ class HitStore:
         self._pending_rows = 0
 
     def _hits_sql(self) -> str:
-        return f"read_parquet({_sql_text(self.parts_folder / 'part-*.parquet')})"
+        return f"read_parquet({sql_string(str(self.parts_folder / 'part-*.parquet'))})"
 
     def _ref_map(self, refs: Sequence[RefLike]) -> pa.Array:
         cached = self._ref_maps.get(id(refs))
@@ -351,7 +348,7 @@ class HitStore:
                          h.source_record
                   FROM {self._hits_sql()} h JOIN {ORDER_TABLE} o ON o.seq = h.seq
                   ORDER BY o.position)
-            TO {_sql_text(self.timeline_path)} (FORMAT parquet, COMPRESSION snappy)""")
+            TO {sql_string(str(self.timeline_path))} (FORMAT parquet, COMPRESSION snappy)""")
         self._timeline_current = True
         return connection
 
@@ -371,7 +368,7 @@ class HitStore:
         """The timeline's columns (``rule_key`` … ``source_record``) as Python lists, a chunk at a time."""
         return self._timeline_chunks(
             f"SELECT rule_key, timestamp, host, channel, event_id, fields, source_file, source_record "
-            f"FROM read_parquet({_sql_text(self.timeline_path)})"
+            f"FROM read_parquet({sql_string(str(self.timeline_path))})"
             + (f" LIMIT {int(limit)}" if limit is not None else ""))
 
     def _timeline_chunks(self, sql: str, setup: str | None = None,
@@ -470,7 +467,7 @@ class HitStore:
                          assay_csv_cell(channel) || ',' || coalesce(CAST(event_id AS VARCHAR), '') AS middle,
                          assay_csv_cell(source_file) || ',' || coalesce(CAST(source_record AS VARCHAR), '') AS tail
                   FROM (SELECT *, {plain} AS is_plain
-                        FROM read_parquet({_sql_text(self.timeline_path)})))"""
+                        FROM read_parquet({sql_string(str(self.timeline_path))})))"""
         # Rendering the cells is most of the work and needs no sort: every core takes part (order is kept).
         return self._timeline_chunks(sql, setup=_CSV_CELL_MACRO, threads=min(os.cpu_count() or 1, 4))
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from assay.engine import DuckDBEngine, default_db_path
 from assay.errors import IngestError, UsageError
-from assay.ingest.mapping import builtin_mappings, raw_source
+from assay.ingest.mapping import builtin_mappings, raw_source, sql_string
 from assay.ingest.readers import DEFAULT_BATCH_ROWS, BadRecord, Batch, read_source
 from assay.ingest.sources import Skipped, Source, discover
 from assay.ingest.writer import (
@@ -303,7 +303,7 @@ def write_parquet(engine: DuckDBEngine, out: Path) -> Path:
         folder.mkdir(exist_ok=True)
         target = folder / "part-0.parquet"
         engine.connection.execute(
-            f"COPY (SELECT * FROM \"{name}\") TO '{str(target).replace(chr(39), chr(39) * 2)}' "
+            f"COPY (SELECT * FROM \"{name}\") TO {sql_string(str(target))} "
             "(FORMAT parquet, COMPRESSION zstd)").fetchall()
     return out
 

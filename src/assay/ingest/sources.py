@@ -95,13 +95,9 @@ def _files_under(folder: str) -> list[tuple[str, bool]]:
     return found
 
 
-def expand_paths(paths: list[str | Path]) -> tuple[list[Path], list[Path]]:
-    """Files named explicitly, and files found by walking folders or globs (detection decides for those)."""
-    explicit, found = _expand(paths)
-    return [Path(p) for p, _ in explicit], [Path(p) for p, _ in found]
-
-
-def _expand(paths: list[str | Path]) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
+def expand_paths(paths: list[str | Path]) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
+    """Files named explicitly, and files found by walking folders or globs (detection decides for those), each as
+    (path, is a symbolic link)."""
     explicit: list[tuple[str, bool]] = []
     found: list[tuple[str, bool]] = []
     for raw in paths:
@@ -333,13 +329,9 @@ class FileOpener:
         return hash(self.path)
 
 
-def _file_opener(text: str) -> Callable[[], IO[bytes]]:
-    return FileOpener(text)
-
-
 def discover(paths: list[str | Path]) -> tuple[list[Source], list[Skipped]]:
     """All sources under ``paths``; an explicitly named file of unknown format is an :class:`IngestError`."""
-    explicit, found = _expand(paths)
+    explicit, found = expand_paths(paths)
     sources: list[Source] = []
     skipped: list[Skipped] = []
     seen: set[str] = set()
@@ -349,7 +341,7 @@ def discover(paths: list[str | Path]) -> tuple[list[Source], list[Skipped]]:
         if resolved in seen:
             continue
         seen.add(resolved)
-        opener = _file_opener(text)
+        opener = FileOpener(text)
         try:
             is_evtx, size = _evtx_head(text)
             if is_evtx:
