@@ -29,6 +29,7 @@ from typing import Any
 import pyarrow as pa
 
 from assay.engine import DuckDBEngine
+from assay.engine.heap import keep_freed_heap
 from assay.hunt.columnar import ColumnarEvaluator
 from assay.hunt.evaluate import TargetRef, evaluate_pairs, hits_for
 from assay.hunt.events import EventRow, evtx_row
@@ -47,10 +48,6 @@ CANDIDATE_CHUNK = 20_000
 UNIT_BYTES = 192 * 1024 * 1024
 #: Per-worker DuckDB memory cap: candidates of one chunk are all it ever holds.
 WORKER_MEMORY_LIMIT = "256MB"
-#: A worker's heap keeps this much freed memory for reuse (see _tune_malloc)
-MALLOC_TRIM_THRESHOLD = 256 * 2**20
-MALLOC_TOP_PAD = 16 * 2**20
-MALLOC_MMAP_THRESHOLD = 32 * 2**20
 #: A worker collects all generations every this many units (the young ones after every unit).
 FULL_COLLECTION_EVERY = 8
 
@@ -334,7 +331,7 @@ def _worker_run(job: tuple[UnitItems, int]) -> UnitResult:
         # note: the cyclic collector ran dozens of times a unit for nothing (~3% of a worker). It runs once
         # after each unit instead (the young generations; all of them every few units).
         gc.disable()
-        _tune_malloc()
+        keep_freed_heap()
     items, batch_rows = job
     inherited: list[Source] = _INHERITED["sources"]
     # Sources come with the job, not from the inherited list: touching 300k inherited Source objects (their
@@ -345,28 +342,6 @@ def _worker_run(job: tuple[UnitItems, int]) -> UnitResult:
     return result
 
 
-#: glibc's mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
-
-
-def _tune_malloc() -> None:
-    """Let a worker's heap keep what it frees for its next batches instead of handing it back to the system.
-
-    A batch's record texts (tens of MB of Python strings the Rust parser allocates with malloc) are freed a moment
-    later. Trimming the heap after each unit (``malloc_trim``, as this did before) and glibc's default 128 KB trim
-    threshold gave those pages back, and every batch faulted them in again: ~0.8 page faults per event, 6 CPU-s of
-    kernel time per 1M events over two workers. Now the heap keeps up to ``MALLOC_TRIM_THRESHOLD`` free at its top
-    (anything above goes back), and blocks up to 32 MB come from the heap rather than from a fresh mapping each
-    time: 0.45 faults per event, kernel time 6.2 -> 3.9 s. Peak memory is unchanged (bench/bench_hunt.py)."""
-    try:
-        import ctypes
-
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return  # not glibc: its allocator keeps its own defaults
-    mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD)
-    mallopt(_M_TOP_PAD, MALLOC_TOP_PAD)
-    mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD)
 
 
 def _source_size(source: Source) -> int:
