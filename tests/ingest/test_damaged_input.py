@@ -171,3 +171,37 @@ def test_json_array_element_that_is_not_an_object(tmp_path: Path) -> None:
     summary, loaded = _ingest(target)
     assert loaded == 5 and summary.bad_records == 1
     assert summary.bad_record_list[0].location == "element 3"
+
+
+def _a_real_evtx(shared_data: Path) -> bytes:
+    return min(shared_data.glob("evtx-attack-samples/**/*.evtx"), key=lambda p: p.stat().st_size).read_bytes()
+
+
+def test_log_cut_short_after_discovery_is_reported_as_truncated(tmp_path: Path, shared_data: Path) -> None:
+    """A log being rotated while a hunt runs: found whole, read after it was cut below its file header."""
+    from assay.ingest.readers import read_source
+    from assay.ingest.sources import discover
+
+    log = tmp_path / "Security.evtx"
+    log.write_bytes(_a_real_evtx(shared_data))
+    [source], _ = discover([log])
+    assert source.size is not None and source.size > EVTX_HEADER
+    log.write_bytes(log.read_bytes()[:2048])
+    bad = [record for batch in read_source(source) for record in batch.bad]
+    assert [(b.source, b.location) for b in bad] == [(str(log), "file header")]
+    assert "truncated EVTX: 2048 bytes" in bad[0].reason
+
+
+def test_log_removed_after_discovery_is_reported_not_raised(tmp_path: Path, shared_data: Path) -> None:
+    from assay.ingest.readers import read_source
+    from assay.ingest.sources import discover
+
+    log = tmp_path / "Microsoft-Windows-Sysmon%4Operational.evtx"
+    log.write_bytes(_a_real_evtx(shared_data))
+    [source], _ = discover([log])
+    log.unlink()
+    batches = list(read_source(source))
+    assert sum(len(batch) for batch in batches) == 0
+    [bad] = [record for batch in batches for record in batch.bad]
+    assert bad.source == str(log) and bad.location == "file"
+    assert "unreadable EVTX" in bad.reason and "No such file" in bad.reason

@@ -119,11 +119,16 @@ def read_evtx(source: Source, batch_rows: int = DEFAULT_BATCH_ROWS, threads: int
     elif path is None:
         with source.opener() as handle:
             data = handle.read()
+    batch = Batch(source)
     if path is None:
         size = len(data or b"")
     else:
-        size = source.size if source.size is not None else os.path.getsize(path)
-    batch = Batch(source)
+        try:
+            size = os.path.getsize(path)  # now, not at discovery: a log can change or go in between
+        except OSError as error:
+            batch.bad.append(BadRecord(source.label, "file", f"unreadable EVTX: {error}"))
+            yield batch
+            return
     if size < EVTX_FILE_HEADER_SIZE:
         batch.bad.append(BadRecord(source.label, "file header",
                                    f"truncated EVTX: {size} bytes, shorter than the 4096-byte file header"))
