@@ -13,6 +13,7 @@ import hashlib
 import marshal
 import os
 import sys
+from functools import lru_cache
 from pathlib import Path
 from types import CodeType
 
@@ -33,13 +34,13 @@ def default_cache_dir() -> Path:
 def _folder() -> str:
     """The code folder, as text: looked up for each of ~1,400 functions a worker meets, where building it with
     pathlib cost ~0.2 s per worker. Recomputed only when the environment naming it changes."""
-    settings = (os.environ.get("ASSAY_CACHE_DIR"), os.environ.get("XDG_CACHE_HOME"))
-    if _FOLDER[0] != settings:
-        _FOLDER[:] = [settings, str(default_cache_dir() / f"code-{sys.implementation.cache_tag}-m{marshal.version}")]
-    return str(_FOLDER[1])
+    return _folder_for(os.environ.get("ASSAY_CACHE_DIR"), os.environ.get("XDG_CACHE_HOME"))
 
 
-_FOLDER: list[object] = [None, ""]
+@lru_cache(maxsize=8)
+def _folder_for(cache_dir: str | None, xdg_cache_home: str | None) -> str:
+    # the arguments are the environment default_cache_dir reads: they key the cache
+    return str(default_cache_dir() / f"code-{sys.implementation.cache_tag}-m{marshal.version}")
 
 
 def compile_cached(source: str, filename: str, mode: str) -> CodeType:

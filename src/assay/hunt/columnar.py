@@ -35,6 +35,7 @@ from assay.hunt.events import as_field_map, duck_lower
 from assay.hunt.hitrows import HIT_ROW_SCHEMA
 from assay.hunt.timeline import key_fields
 from assay.ingest.mapping import sql_string, timestamp_sql
+from assay.ingest.writer import positions as position_column
 
 if TYPE_CHECKING:
     import duckdb
@@ -341,7 +342,7 @@ class ColumnarEvaluator:
                  files: Sequence[int], labels: Sequence[str]) -> BatchOutcome:
         """Evaluate a batch of evtx JSON texts: record numbers, and per record its source (an index into
         ``labels``). Raises ``duckdb.Error`` on text DuckDB cannot parse."""
-        staging = pa.table({"Position": pa.array(range(len(texts)), pa.int32()), "Text": pa.array(texts, pa.string())})
+        staging = pa.table({"Position": position_column(len(texts)), "Text": pa.array(texts, pa.string())})
         outcome = BatchOutcome(hit_rows=HIT_ROW_SCHEMA.empty_table())
         matched_pairs: list[tuple[int, int]] = []  # (position, target)
         connection.register(BATCH_TABLE, staging)

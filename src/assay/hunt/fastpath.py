@@ -342,8 +342,6 @@ def _worker_run(job: tuple[UnitItems, int]) -> UnitResult:
     return result
 
 
-
-
 def _source_size(source: Source) -> int:
     if source.size is not None:
         return source.size

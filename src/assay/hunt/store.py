@@ -452,8 +452,7 @@ class HitStore:
     def _csv_batches(self) -> Iterator[list[list[Any]]]:
         """Per chunk of the timeline, in order: rule keys, "time,host" cells, "channel,event id" cells, the raw
         key fields (JSON text) and "source file,record" cells."""
-        # A scan and projections keep the file's order (preserve_insertion_order); each cell is computed once in
-        # a subquery (the cell macro names its argument six times and DuckDB expands it).
+        # A scan and projections keep the file's order (preserve_insertion_order).
         sql = f"""
             SELECT rule_key,
                    CASE WHEN timestamp IS NULL THEN ''

@@ -214,7 +214,7 @@ def use_compact_raw_events(connection: duckdb.DuckDBPyConnection) -> None:
 _POSITIONS: list[pa.Array] = [pa.array([], pa.int64())]
 
 
-def _positions(count: int) -> pa.Array:
+def positions(count: int) -> pa.Array:
     """0 … count-1 as int64: a slice of one array kept for the process (``pa.array(range(n))`` costs ~0.2 µs a
     row, a slice nothing)."""
     if len(_POSITIONS[0]) < count:
@@ -257,7 +257,7 @@ class RawEventWriter:
         # hundreds of small conversions per INSERT.)
         file_index = pa.array([i for i, b in enumerate(batches) for _ in range(len(b.texts))], pa.int32())
         staging = pa.table({
-            "Position": _positions(count),
+            "Position": positions(count),
             "SourceFile": pa.DictionaryArray.from_arrays(file_index, pa.array(labels, pa.string())),
             "SourceRecord": pa.array([r for b in batches for r in b.records], pa.int64()),
             "Text": pa.array([t for b in batches for t in b.texts], pa.string()),
@@ -422,4 +422,4 @@ def events_without_mapping(engine: DuckDBEngine, mappings: tuple[Mapping, ...], 
     return [(r[0], r[1], int(r[2])) for r in rows]
 
 
-__all__ = ["RAW_EVENT_STORE", "RawEventWriter", "run_mappings", "sql_string", "use_compact_raw_events"]
+__all__ = ["RAW_EVENT_STORE", "RawEventWriter", "positions", "run_mappings", "sql_string", "use_compact_raw_events"]
