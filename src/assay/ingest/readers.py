@@ -108,7 +108,7 @@ def read_evtx(source: Source, batch_rows: int = DEFAULT_BATCH_ROWS, threads: int
         return
     chunk_base = source.chunks[0] if source.chunks is not None else 0
     if source.chunks is None and isinstance(source.opener, FileOpener):
-        path: str | None = source.opener.path  # a file found by discovery: its size is known too
+        path: str | None = source.opener.path  # a file found by discovery
     elif source.chunks is None and "!" not in source.label and os.path.isfile(source.label):
         path = source.label
     else:
