@@ -23,7 +23,8 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -200,6 +201,21 @@ class RouteShape:
         return items[0] if len(items) == 1 else "list_concat(" + ", ".join(items) + ")"
 
 
+class _Positions:
+    """A group's record positions, left in Arrow until read (only groups with candidates are)."""
+
+    __slots__ = ("_flat", "_start", "_stop")
+
+    def __init__(self, flat: pa.Array, start: int, stop: int) -> None:
+        self._flat, self._start, self._stop = flat, start, stop
+
+    def __len__(self) -> int:
+        return self._stop - self._start
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._flat.slice(self._start, self._stop - self._start).to_pylist())
+
+
 def _nulls(count: int) -> str:
     return "[" + ", ".join(["NULL"] * count) + "]::VARCHAR[]"
 
@@ -332,11 +348,23 @@ class ColumnarEvaluator:
                          "RouteNo": pa.array([n for _, n in keys], pa.int32())})
 
     def _groups(self, connection: duckdb.DuckDBPyConnection, table: str) -> list[tuple[Any, ...]]:
+        """The extraction query's groups: (Channel, EventID, HasEventData, NewKeys, RouteNo, values,
+        :class:`_Positions`). Fetched as Arrow: DuckDB's row fetch built a Python int per record through its
+        generic value conversion (~2.5k instructions per record), while most groups' positions are never read."""
         connection.register(ROUTES_TABLE, self._routes_table())
         try:
-            return connection.execute(self._extraction_sql().replace("{table}", table)).fetchall()
+            result = connection.execute(self._extraction_sql().replace("{table}", table))
+            with warnings.catch_warnings():
+                # The relation API (connection.sql) would bind this long query twice; the DB-API result's
+                # extra copy is of its few thousand grouped rows.
+                warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
+                found = result.to_arrow_table()
         finally:
             connection.unregister(ROUTES_TABLE)
+        lists = found.column("Positions").combine_chunks()
+        flat, offsets = lists.values, lists.offsets.to_pylist()
+        spans = [_Positions(flat, offsets[index], offsets[index + 1]) for index in range(len(lists))]
+        return list(zip(*(found.column(index).to_pylist() for index in range(6)), spans, strict=True))
 
     def evaluate(self, connection: duckdb.DuckDBPyConnection, texts: Sequence[str], records: Sequence[int],
                  files: Sequence[int], labels: Sequence[str]) -> BatchOutcome:
@@ -379,10 +407,11 @@ class ColumnarEvaluator:
                     continue
                 outcome.candidates += len(positions)
                 outcome.pairs += verdict.candidates * len(positions)
-                for target in verdict.matched:
-                    matched_pairs.extend((position, target) for position in positions)
-                if verdict.on_duckdb:
-                    outcome.deferred.extend((position, verdict.on_duckdb) for position in positions)
+                if verdict.matched or verdict.on_duckdb:
+                    at = list(positions)
+                    for target in verdict.matched:
+                        matched_pairs.extend((position, target) for position in at)
+                    outcome.deferred.extend((position, verdict.on_duckdb) for position in at if verdict.on_duckdb)
             if matched_pairs:
                 outcome.hit_rows = self._hit_rows(connection, staging, matched_pairs, records, files, labels)
         finally:
