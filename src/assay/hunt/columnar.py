@@ -361,6 +361,8 @@ class ColumnarEvaluator:
                 found = result.to_arrow_table()
         finally:
             connection.unregister(ROUTES_TABLE)
+        if found is None:  # a SELECT always has a result
+            raise AssertionError("the hunt's extraction query returned no result")
         lists = found.column("Positions").combine_chunks()
         flat, offsets = lists.values, lists.offsets.to_pylist()
         spans = [_Positions(flat, offsets[index], offsets[index + 1]) for index in range(len(lists))]
@@ -411,7 +413,8 @@ class ColumnarEvaluator:
                     at = list(positions)
                     for target in verdict.matched:
                         matched_pairs.extend((position, target) for position in at)
-                    outcome.deferred.extend((position, verdict.on_duckdb) for position in at if verdict.on_duckdb)
+                    if verdict.on_duckdb:
+                        outcome.deferred.extend((position, verdict.on_duckdb) for position in at)
             if matched_pairs:
                 outcome.hit_rows = self._hit_rows(connection, staging, matched_pairs, records, files, labels)
         finally:
