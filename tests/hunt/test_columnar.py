@@ -12,9 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
-from assay.hunt.columnar import reads_of_python, reads_of_sql
+from assay.hunt.columnar import BATCH_TABLE, reads_of_python, reads_of_sql
 from assay.hunt.evaluate import enumerate_targets
 from assay.hunt.fastpath import UnitResult, _Worker, build_plan
 from assay.hunt.hitrows import hits_from_rows
@@ -172,3 +173,26 @@ def test_reads_of_generated_python_and_of_sql() -> None:
     sql_reads = reads_of_sql("Fields['Threat Name'] = 'Trojan:Win32/Meterpreter' AND Computer LIKE 'srv-%'")
     assert sql_reads.names == frozenset({"Threat Name"}) and sql_reads.computer and not sql_reads.all_fields
     assert reads_of_sql("cardinality(map_keys(Fields)) > 3").all_fields
+
+
+def test_groups_partition_the_batch_and_keep_each_groups_positions(plan_and_worker: tuple[Any, _Worker]) -> None:
+    """Every record of a batch is in exactly one group, and a group's positions (left in Arrow until read) are
+    the records that share its route and values: the repeated CMSTP event's two copies, apart from the others."""
+    _plan, worker = plan_and_worker
+    events = edge_events()
+    texts = evtx_batch(events, "C:/case/mixed.evtx").texts
+    connection = worker.engine.connection
+    try:
+        # the first evaluation registers the batch's routes (a route first seen is grouped by event type only)
+        worker.columnar.evaluate(connection, texts, list(range(len(texts))), [0] * len(texts), ["mixed.evtx"])
+        connection.register(BATCH_TABLE, pa.table({"Position": pa.array(range(len(texts)), pa.int32()),
+                                                   "Text": pa.array(texts, pa.string())}))
+        groups = worker.columnar._groups(connection, BATCH_TABLE)
+    finally:
+        connection.unregister(BATCH_TABLE)
+        worker.close()
+    positions = [list(group[6]) for group in groups]
+    assert sorted(p for group in positions for p in group) == list(range(len(texts)))
+    assert [len(group[6]) for group in groups] == [len(p) for p in positions]
+    repeated = len(events) - 1  # the last event repeats the first, field for field
+    assert [0, repeated] in [sorted(p) for p in positions]
