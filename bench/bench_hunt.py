@@ -154,7 +154,7 @@ def one_big_file(corpus: Path, events: int, into: Path) -> tuple[Path, int]:
     given). Returns the path and the record count."""
     import evtx
 
-    from assay.ingest.readers import EVTX_CHUNK_SIZE, EVTX_FILE_HEADER_SIZE
+    from assay.ingest.readers import EVTX_CHUNK_MAGIC, EVTX_CHUNK_SIZE, EVTX_FILE_HEADER_SIZE
     from assay.ingest.sources import EVTX_MAGIC
 
     header = b""
@@ -167,7 +167,7 @@ def one_big_file(corpus: Path, events: int, into: Path) -> tuple[Path, int]:
         for offset in range(EVTX_FILE_HEADER_SIZE, len(data) - EVTX_CHUNK_SIZE + 1, EVTX_CHUNK_SIZE):
             chunk = data[offset:offset + EVTX_CHUNK_SIZE]
             first, last = int.from_bytes(chunk[8:16], "little"), int.from_bytes(chunk[16:24], "little")
-            if chunk.startswith(b"ElfChnk\x00") and 1 <= first <= last:  # a used chunk (slots may be empty)
+            if chunk.startswith(EVTX_CHUNK_MAGIC) and 1 <= first <= last:  # a used chunk (slots may be empty)
                 chunks.append(chunk)
     per_copy = sum(1 for _ in evtx.PyEvtxParser(io.BytesIO(header + b"".join(chunks)), number_of_threads=1,
                                                   validate_checksums=True, skip_errors=True).records_json())

@@ -25,6 +25,7 @@ from assay.ingest.sources import DEFENDER_CSV, EVTX, FileOpener, Source
 DEFAULT_BATCH_ROWS = 20_000
 EVTX_FILE_HEADER_SIZE = 0x1000
 EVTX_CHUNK_SIZE = 0x10000
+EVTX_CHUNK_MAGIC = b"ElfChnk\x00"
 #: Chunks of a chunk range parsed at a time (16 MB).
 RANGE_READ_CHUNKS = 256
 _CHUNK_NUMBER = re.compile(r"chunk number (\d+)")
@@ -73,7 +74,7 @@ def _evtx_chunk_records(data: bytes, chunk_number: int) -> tuple[int, int] | Non
     """First and last record numbers a chunk header claims (None if the header itself is unreadable)."""
     offset = EVTX_FILE_HEADER_SIZE + chunk_number * EVTX_CHUNK_SIZE
     header = data[offset:offset + 24]
-    if len(header) < 24 or not header.startswith(b"ElfChnk\x00"):
+    if len(header) < 24 or not header.startswith(EVTX_CHUNK_MAGIC):
         return None
     first, last = struct.unpack_from("<QQ", header, 8)
     if first == 0 or last < first or last - first > EVTX_CHUNK_SIZE:
