@@ -229,7 +229,8 @@ class Binder(ReshapeOperators, CombineOperators, TabularOperators):
         json_columns = self.json_columns.get(node.name, set())
         selections: list[exp.Expr] = []
         if keep is not None:
-            schema = [(n, t) for n, t in schema if n in keep]
+            # at least one column: `T | count` names none, and a SELECT needs a selection list
+            schema = [(n, t) for n, t in schema if n in keep] or list(schema[:1])
         for name, kusto_type in schema:
             column = exp.column(name, quoted=True)
             value: exp.Expr = column

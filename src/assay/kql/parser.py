@@ -16,6 +16,7 @@ from assay.kql import ast
 from assay.kql.lexer import TIMESPAN_UNITS, Token, TokenKind, tokenize
 
 MAX_DEPTH = 200
+LONG_MAX = 2**63 - 1
 
 #: Tabular operators we parse (→ supported or a clear KqlUnsupportedError from the parser itself).
 TABULAR_OPERATORS = (
@@ -725,7 +726,7 @@ class Parser:
                     items.append(ast.TabularArg(query.pos, query))
                 else:
                     while not self.at_op(")"):
-                        items.append(self.parse_expression())
+                        items.append(self.continue_pipeline(self.parse_expression()))
                         if not self.accept_op(","):
                             break
                 self.expect_op(")", f"to close the list of '{op}'")
@@ -799,11 +800,21 @@ class Parser:
                 query = self.to_tabular(self.parse_statement_expression())
                 args.append(ast.TabularArg(query.pos, query))
             else:
-                args.append(self.parse_expression())
+                args.append(self.continue_pipeline(self.parse_expression()))
             if not self.accept_op(","):
                 break
         self.expect_op(")", "to close the argument list")
         return args
+
+    def continue_pipeline(self, expr: ast.Expr) -> ast.Expr:
+        """``f() | count`` or ``_GetWatchlist('x') | project y`` as an argument: a call or name followed by a
+        pipe is a tabular argument (toscalar, in, has_any take one)."""
+        if not self.at_op("|") or not isinstance(expr, ast.Call | ast.Name | ast.TabularArg):
+            return expr
+        tabular = self.to_tabular(expr)
+        while self.accept_op("|"):
+            tabular = ast.Pipe(tabular.pos, tabular, self.parse_operator())
+        return ast.TabularArg(tabular.pos, tabular)
 
     def parse_primary(self) -> ast.Expr:
         token = self.token
@@ -815,15 +826,27 @@ class Parser:
                 value += self.advance().text
             return ast.Literal(pos, value, "string")
         if token.kind is TokenKind.INT:
+            whole = int(token.text)
+            if whole > LONG_MAX:
+                self.fail(f"the number {token.text} is too large for a long (at most {LONG_MAX})", token,
+                          "write it as a real, e.g. " + token.text + ".0")
             self.advance()
-            return ast.Literal(pos, int(token.text), "long")
+            return ast.Literal(pos, whole, "long")
         if token.kind is TokenKind.REAL:
+            real = float(token.text)
+            if real in (float("inf"), float("-inf")):
+                self.fail(f"the number {token.text} is too large for a real", token)
             self.advance()
-            return ast.Literal(pos, float(token.text), "real")
+            return ast.Literal(pos, real, "real")
         if token.kind is TokenKind.TIMESPAN:
-            self.advance()
             micros = float(token.text) * TIMESPAN_UNITS[token.raw_kind]
-            return ast.Literal(pos, timedelta(microseconds=micros), "timespan")
+            try:
+                span = timedelta(microseconds=micros)
+            except (OverflowError, ValueError):
+                self.fail(f"the timespan {token.text}{token.raw_kind} is out of range", token,
+                          "a timespan is at most about 10,675,199 days")
+            self.advance()
+            return ast.Literal(pos, span, "timespan")
         if token.kind is TokenKind.RAW:
             self.advance()
             return self.raw_literal(token)

@@ -17,6 +17,7 @@ from assay.kql.bind.scope import (
     aliased,
     copy_scope,
 )
+from assay.kql.patterns import capture_groups, regex_problem
 from assay.kql.typed import (
     Typed,
     as_string,
@@ -130,10 +131,11 @@ class ReshapeOperators(AggregateBinder):
                     group = ".*"  # Kusto's regex mode: a string column is greedy
                 else:
                     group = ".*" if is_last else ".*?"
-                try:
-                    group_number = re.compile("".join(regex_parts)).groups + 1
-                except re.error as error:
-                    self.fail(f"invalid regular expression in {operator.name}: {error}", operator.pos)
+                prefix = "".join(regex_parts)
+                problem = regex_problem(prefix)
+                if problem is not None:
+                    self.fail(f"invalid regular expression in {operator.name}: {problem}", operator.pos)
+                group_number = capture_groups(prefix) + 1
                 regex_parts.append(f"({group})")
                 targets.append((name, kusto_type, group_number))
             elif element == "*":
@@ -148,10 +150,9 @@ class ReshapeOperators(AggregateBinder):
         elif operator.kind != "regex":
             flags = "s"  # simple and relaxed patterns match across line breaks
         pattern = (f"(?{flags})" if flags else "") + "^" + "".join(regex_parts)
-        try:
-            re.compile(pattern)
-        except re.error as error:
-            self.fail(f"invalid parse pattern: {error}", operator.pos)
+        problem = regex_problem(pattern)
+        if problem is not None:
+            self.fail(f"invalid parse pattern: {problem}", operator.pos)
         matched: exp.Expr = exp.RegexpLike(this=text, expression=string(pattern))
         new_scope = copy_scope(scope)
         typed_extracts: list[exp.Expr] = []

@@ -5,7 +5,6 @@ function calls (through the function table in ``assay.kql.functions``), typed pe
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -32,6 +31,7 @@ from assay.kql.functions import (
     contains,
     lower_term_match,
 )
+from assay.kql.patterns import regex_problem
 from assay.kql.typed import (
     NUMERIC_TYPES,
     SQL_TYPES,
@@ -287,10 +287,10 @@ class ScalarBinder(BinderBase):
         if op == "matches regex":
             pattern = right.sql
             if isinstance(node.right, ast.Literal) and isinstance(node.right.value, str):
-                try:
-                    re.compile(node.right.value)
-                except re.error as error:
-                    self.fail(f"invalid regular expression: {error}", node.right.pos)
+                problem = regex_problem(node.right.value)
+                if problem is not None:
+                    self.fail(f"invalid regular expression: {problem}", node.right.pos,
+                              "Kusto regexes use RE2 syntax")
             return Typed(exp.RegexpLike(this=as_string(left), expression=pattern), "bool")
         if op in ("=~", "!~"):
             equal = exp.EQ(this=exp.Lower(this=as_string(left)), expression=exp.Lower(this=as_string(right)))
@@ -387,7 +387,7 @@ class ScalarBinder(BinderBase):
                     literal_node = binding.literal
             if literal_node is not None and literal_node.kusto_type == "dynamic" and \
                     isinstance(literal_node.value, list):
-                for value in literal_node.value:
+                for value in flatten(literal_node.value):
                     kusto_type = "string" if isinstance(value, str) else "bool" if isinstance(value, bool) else \
                         "long" if isinstance(value, int) else "real" if isinstance(value, float) else "dynamic"
                     result.append(ast.Literal(item.pos, value, kusto_type))
@@ -556,3 +556,17 @@ class ScalarBinder(BinderBase):
                 return binding.literal
         return node
 
+
+
+def flatten(values: list[Any]) -> list[Any]:
+    """Nested arrays flattened into one list of values, as ``in`` reads them (``x in (dynamic([1,[2,3]]))`` is
+    ``x in (1,2,3)`` per Microsoft's in-operator documentation)."""
+    result: list[Any] = []
+    pending = list(reversed(values))
+    while pending:
+        value = pending.pop()
+        if isinstance(value, list):
+            pending.extend(reversed(value))
+        else:
+            result.append(value)
+    return result
