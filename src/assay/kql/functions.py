@@ -149,6 +149,20 @@ def lower_term_match(haystack: exp.Expr, needle: str, *, prefix: bool = False, s
     return exp.and_(prefilter, regex, copy=False)
 
 
+def dynamic_term_match(haystack: exp.Expr, needle: exp.Expr, *, case_sensitive: bool = False) -> exp.Expr:
+    """``has`` with a needle known only at run time: the term regex is built in SQL (an empty needle matches,
+    as in Kusto; term boundaries only at the needle's alphanumeric edges, as in :func:`term_regex`)."""
+    start = exp.Case(ifs=[exp.If(this=exp.RegexpLike(this=needle, expression=string(f"^{ALNUM_CLASS}")),
+                                 true=string(f"(?:^|{NON_ALNUM})"))], default=string(""))
+    end = exp.Case(ifs=[exp.If(this=exp.RegexpLike(this=needle.copy(), expression=string(f"{ALNUM_CLASS}$")),
+                               true=string(f"(?:$|{NON_ALNUM})"))], default=string(""))
+    flags = string("(?s)" if case_sensitive else "(?is)")
+    pattern = exp.DPipe(this=exp.DPipe(this=exp.DPipe(this=flags, expression=start), expression=fn(
+        "regexp_escape", needle.copy())), expression=end)
+    return exp.Or(this=exp.EQ(this=needle.copy(), expression=string("")),
+                  expression=exp.RegexpLike(this=haystack, expression=pattern))
+
+
 def contains(haystack: exp.Expr, needle: exp.Expr, case_sensitive: bool) -> exp.Expr:
     if not case_sensitive:
         haystack, needle = exp.Lower(this=haystack), exp.Lower(this=needle)

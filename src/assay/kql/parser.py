@@ -936,37 +936,55 @@ def parse_dynamic_literal(raw: str) -> Any:
         return json.loads(text)
     except ValueError:
         pass
-    # Kusto also accepts single-quoted strings inside dynamic literals
+    # Kusto also accepts single-quoted, verbatim (@'C:\x') and obfuscated (h'..') strings inside dynamic literals
     try:
-        converted = _single_to_double_quotes(text)
-        return json.loads(converted)
-    except ValueError:
+        return json.loads(_kusto_strings_to_json(text))
+    except (ValueError, RecursionError):
         return _INVALID
 
 
-def _single_to_double_quotes(text: str) -> str:
+def _kusto_strings_to_json(text: str) -> str:
+    """Rewrite the Kusto string literals of a dynamic literal as JSON strings (the rest is kept as is)."""
     out: list[str] = []
-    quote: str | None = None
     index = 0
-    while index < len(text):
+    length = len(text)
+    while index < length:
         char = text[index]
-        if quote:
-            if char == "\\" and index + 1 < len(text):
-                out.append(text[index:index + 2])
+        verbatim = False
+        start = index
+        if char in "@hH" and index + 1 < length:
+            rest = text[index:index + 3].lower()
+            for prefix in ("h@", "@", "h"):
+                if rest.startswith(prefix) and index + len(prefix) < length and text[index + len(prefix)] in "'\"":
+                    verbatim = "@" in prefix
+                    index += len(prefix)
+                    char = text[index]
+                    break
+        if char not in "'\"":
+            out.append(text[start:index + 1])
+            index += 1
+            continue
+        quote = char
+        index += 1
+        value: list[str] = []
+        while index < length:
+            current = text[index]
+            if current == quote:
+                if verbatim and text.startswith(quote * 2, index):
+                    value.append(quote)
+                    index += 2
+                    continue
+                break
+            if current == "\\" and not verbatim and index + 1 < length:
+                escaped = text[index + 1]
+                value.append({"n": "\n", "t": "\t", "r": "\r"}.get(escaped, escaped))
                 index += 2
                 continue
-            if char == quote:
-                out.append('"')
-                quote = None
-            elif char == '"' and quote == "'":
-                out.append('\\"')
-            else:
-                out.append(char)
-        elif char in "'\"":
-            quote = char
-            out.append('"')
+            value.append(current)
+            index += 1
         else:
-            out.append(char)
+            raise ValueError("unterminated string in dynamic literal")
+        out.append(json.dumps("".join(value)))
         index += 1
     return "".join(out)
 

@@ -5,6 +5,7 @@ function calls (through the function table in ``assay.kql.functions``), typed pe
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -29,6 +30,7 @@ from assay.kql.functions import (
     UNSUPPORTED_FUNCTIONS,
     CallContext,
     contains,
+    dynamic_term_match,
     lower_term_match,
 )
 from assay.kql.patterns import regex_problem
@@ -143,6 +145,8 @@ class ScalarBinder(BinderBase):
             value, low, high = sub(node.operand), sub(node.low), sub(node.high)
             if value.kusto_type == "datetime" and high.kusto_type == "timespan":
                 high = Typed(exp.Add(this=low.sql, expression=high.sql), "datetime")
+            value, low = self.align_comparison(value, low)
+            value, high = self.align_comparison(value, high)
             self.check_comparable(value, low, node.pos)
             condition = exp.Between(this=value.sql, low=low.sql, high=high.sql)
             return Typed(exp.not_(exp.Paren(this=condition)) if node.negated else condition, "bool")
@@ -236,6 +240,32 @@ class ScalarBinder(BinderBase):
             right = Typed(to_type(right, left.kusto_type), left.kusto_type)
         return left, right
 
+    def align_comparison(self, left: Typed, right: Typed) -> tuple[Typed, Typed]:
+        """Operands of a comparison made comparable the way Kusto is lenient: a dynamic value takes the other
+        side's type, and a string literal compared with a number or a datetime is converted to it (``RemotePort
+        == "3389"`` compares numbers; text that does not convert compares as null, so false)."""
+        left, right = self.align_dynamic(left, right)
+        for this, other, swap in ((left, right, False), (right, left, True)):
+            if this.kusto_type != "string" or not (isinstance(this.sql, exp.Literal) and this.sql.is_string):
+                continue  # only a string literal converts: FileName == 4 stays a type error
+            if other.kusto_type in NUMERIC_TYPES:
+                target = "real" if other.kusto_type == "real" or not self.is_whole_number_text(this) else \
+                    other.kusto_type
+                converted = Typed(to_type(Typed(this.sql, "string"), "real" if target == "real" else "long"),
+                                  "real" if target == "real" else "long")
+            elif other.kusto_type == "datetime":
+                converted = Typed(to_type(this, "datetime"), "datetime")
+            else:
+                continue
+            return (other, converted) if swap else (converted, other)
+        return left, right
+
+    @staticmethod
+    def is_whole_number_text(value: Typed) -> bool:
+        """A string literal that reads as a whole number ("3389"); other strings compare as reals."""
+        return isinstance(value.sql, exp.Literal) and value.sql.is_string and \
+            re.fullmatch(r"\s*[-+]?\d+\s*", str(value.sql.this)) is not None
+
     def lower_binary(self, node: ast.Binary, sub: Any) -> Typed:
         op = node.op
         if op in ("and", "or"):
@@ -296,7 +326,7 @@ class ScalarBinder(BinderBase):
             equal = exp.EQ(this=exp.Lower(this=as_string(left)), expression=exp.Lower(this=as_string(right)))
             return Typed(equal if op == "=~" else exp.not_(exp.Paren(this=equal)), "bool")
         if op in ("==", "!=", "<", "<=", ">", ">="):
-            left, right = self.align_dynamic(left, right)
+            left, right = self.align_comparison(left, right)
             self.check_comparable(left, right, node.pos)
             comparison: type[exp.Binary] = {"==": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT,
                                              ">=": exp.GTE}[op]
@@ -404,17 +434,36 @@ class ScalarBinder(BinderBase):
         op = node.op.lower()
         negated = op.startswith("!")
         base = op.lstrip("!")
-        if len(node.items) == 1 and isinstance(node.items[0], ast.TabularArg):
+        tabular_item = node.items[0] if len(node.items) == 1 else None
+        if tabular_item is not None and not isinstance(tabular_item, ast.TabularArg) and \
+                isinstance(tabular_item, ast.Name | ast.Call) and tabular_item.name not in scope and \
+                self.is_tabular_expr(tabular_item, env):
+            # x in (SomeTabularLet), has_any (SomeTable): the let's first column
+            tabular_item = ast.TabularArg(tabular_item.pos, self.as_tabular(tabular_item))
+        if isinstance(tabular_item, ast.TabularArg):
+            relation = self.lower_tabular(tabular_item.query, env)
+            if not relation.columns:
+                self.fail("the subquery has no columns", tabular_item.pos)
+            first_name, first_type = relation.columns[0]
+            column: exp.Expr = exp.column(first_name, quoted=True)
+            if base.startswith(("has_any", "has_all")):
+                term_list = exp.Subquery(this=exp.select(fn("list", cast(column, "VARCHAR")), copy=False).from_(
+                    self.subquery(relation), copy=False))
+                return self.has_terms(base, negated, as_string(left), exp.Coalesce(
+                    this=term_list, expressions=[exp.Array(expressions=[])]))
             if base not in ("in", "in~"):
                 self.unsupported(f"{op} with a tabular argument", node.pos)
-            relation = self.lower_tabular(node.items[0].query, env)
-            if not relation.columns:
-                self.fail("the subquery has no columns", node.items[0].pos)
-            first_name, _ = relation.columns[0]
-            column: exp.Expr = exp.column(first_name, quoted=True)
             needle = left.sql if left.kusto_type not in ("string", "guid") else as_string(left)
+            if left.kusto_type in ("string", "guid") and first_type not in ("string", "guid"):
+                column = cast(column, "VARCHAR")
+            elif left.kusto_type in NUMERIC_TYPES and first_type not in NUMERIC_TYPES:
+                column = exp.TryCast(this=column if first_type != "dynamic" else fn(
+                    "json_extract_string", column, string("$")), to=exp.DataType.build("DOUBLE"))
+            elif left.kusto_type != first_type and not (left.kusto_type in NUMERIC_TYPES and
+                                                        first_type in NUMERIC_TYPES):
+                needle, column = as_string(left), cast(column, "VARCHAR")
             if base == "in~":
-                column, needle = exp.Lower(this=column), exp.Lower(this=needle)
+                column, needle = exp.Lower(this=cast(column, "VARCHAR")), exp.Lower(this=as_string(left))
             membership = exp.In(this=needle, query=exp.Subquery(this=exp.select(column, copy=False).from_(
                 self.subquery(relation), copy=False)))
             return Typed(exp.not_(exp.Paren(this=membership)) if negated else membership, "bool")
@@ -422,14 +471,30 @@ class ScalarBinder(BinderBase):
         if base in ("has_any", "has_all", "has_any_cs", "has_all_cs"):
             haystack = as_string(left)
             parts: list[exp.Expr] = []
+            computed: list[exp.Expr] = []  # lists of terms known only at run time (a column, a non-literal let)
             for item in items:
                 if isinstance(item, ast.Literal) and item.value is not None:
                     parts.append(lower_term_match(haystack, str(item.value) if not isinstance(item.value, bool)
                                                   else str(item.value).lower(),
                                                   case_sensitive=base.endswith("_cs")))
+                elif isinstance(item, ast.Literal):
+                    continue  # null matches nothing
                 else:
-                    raise KqlUnsupportedError(f"{base} needs constant strings (or a dynamic array literal)",
-                                              self.span(node.pos), "use a literal list or a let of dynamic([...])")
+                    typed_item = item
+                    if typed_item.kusto_type == "dynamic":
+                        computed.append(exp.Coalesce(this=fn("from_json", typed_item.sql, string('["varchar"]')),
+                                                     expressions=[exp.Array(expressions=[])]))
+                    else:
+                        computed.append(fn("list_value", as_string(typed_item)))
+            if computed:
+                terms: exp.Expr = computed[0] if len(computed) == 1 else fn("flatten", exp.Array(
+                    expressions=computed))
+                matched = self.has_terms(base, False, haystack, terms).sql
+                if parts:
+                    combined_parts = balanced(parts, exp.Or if base.startswith("has_any") else exp.And)
+                    matched = (exp.or_ if base.startswith("has_any") else exp.and_)(
+                        exp.Paren(this=combined_parts), matched, copy=False)
+                return Typed(exp.not_(exp.Paren(this=matched)) if negated else exp.Paren(this=matched), "bool")
             if not parts:
                 return Typed(exp.false() if base.startswith("has_any") else exp.true(), "bool")
             combined = parts[0]
@@ -463,7 +528,7 @@ class ScalarBinder(BinderBase):
             values = [Typed(as_string(v), "string") for v in values]
         expressions = []
         for value in values:
-            aligned_left, aligned = self.align_dynamic(needle_typed, value)
+            aligned_left, aligned = self.align_comparison(needle_typed, value)
             self.check_comparable(aligned_left, aligned, node.pos)
             expressions.append(as_string(aligned) if aligned.kusto_type in ("string", "guid") else aligned.sql)
             needle_typed = aligned_left
@@ -473,6 +538,18 @@ class ScalarBinder(BinderBase):
             expressions = [exp.Lower(this=e) for e in expressions]
         membership = exp.In(this=needle, expressions=expressions)
         return Typed(exp.not_(exp.Paren(this=membership)) if negated else membership, "bool")
+
+    def has_terms(self, base: str, negated: bool, haystack: exp.Expr, terms: exp.Expr) -> Typed:
+        """``has_any``/``has_all`` over a list of terms known only at run time (a tabular let, a column)."""
+        variable = exp.to_identifier("__term")
+        matches = dynamic_term_match(haystack, exp.column("__term"), case_sensitive=base.endswith("_cs"))
+        if base.startswith("has_any"):
+            result: exp.Expr = exp.GT(this=fn("len", fn("list_filter", terms, exp.Lambda(
+                this=matches, expressions=[variable]))), expression=number(0))
+        else:
+            result = exp.EQ(this=fn("len", fn("list_filter", terms, exp.Lambda(
+                this=exp.not_(exp.Paren(this=matches)), expressions=[variable]))), expression=number(0))
+        return Typed(exp.not_(exp.Paren(this=result)) if negated else result, "bool")
 
     def lower_call(self, node: ast.Call, scope: Mapping[str, Typed], env: Environment,
                    aggregates: _AggregateScope | None) -> Typed:
