@@ -10,6 +10,7 @@ the forms' verdicts with each other (:mod:`assay.verify.agreement`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import platform
@@ -89,7 +90,8 @@ class RunOptions:
     kql_telemetry: tuple[str, ...] | None = None
     #: Run only these scenario ids (all when None); an id no detection has is a usage error.
     scenarios: tuple[str, ...] | None = None
-    #: Scenarios proven in parallel (threads); results keep the tests.yml order.
+    #: Parallelism: several detections are proven in this many worker processes; a single detection's scenarios
+    #: in this many threads. Results keep the catalog and tests.yml order.
     jobs: int = 1
 
 
@@ -688,18 +690,63 @@ def run_detections(detections: Sequence[LoadedDetection], options: RunOptions | 
                                  hint=f"did you mean {suggestion!r}?" if suggestion else
                                  "scenario ids are the `id:` keys of tests.yml")
         detections = [d for d in detections if any(s.id in options.scenarios for s in d.scenarios)]
-    for loaded in detections:
-        try:
-            report.detections.append(DetectionRun(loaded, options).run(shared_data, on_scenario))
-        except Exception as error:
-            # A detection that breaks the runner is reported as failing; the other detections still run.
-            detection = loaded.detection
-            report.detections.append(DetectionReport(
-                id=detection.id, title=detection.title, technique=detection.technique, path=str(loaded.path),
-                errors=[f"the proof run failed: {_describe_error(error)}"]))
+    if options.jobs > 1 and len(detections) > 1:
+        report.detections.extend(_prove_in_processes(detections, options, shared_data, on_scenario))
+    else:
+        for loaded in detections:
+            report.detections.append(_prove_one(loaded, options, shared_data, on_scenario))
     report.run.finished = dt.datetime.now(dt.UTC)
     report.summarize()
     return report
+
+
+def _prove_one(loaded: LoadedDetection, options: RunOptions, shared_data: Path | None,
+               on_scenario: Callable[[str, ScenarioResult], None] | None = None) -> DetectionReport:
+    try:
+        return DetectionRun(loaded, options).run(shared_data, on_scenario)
+    except Exception as error:
+        # A detection that breaks the runner is reported as failing; the other detections still run.
+        detection = loaded.detection
+        return DetectionReport(id=detection.id, title=detection.title, technique=detection.technique,
+                               path=str(loaded.path), errors=[f"the proof run failed: {_describe_error(error)}"])
+
+
+def _prove_in_worker(folder: str, options: RunOptions, shared_data: Path | None) -> DetectionReport:
+    """One detection proven in a worker process (it loads the folder itself: loaded models stay in the parent)."""
+    from assay.catalog.loader import load_detection
+
+    return _prove_one(load_detection(folder), options, shared_data)
+
+
+def _prove_in_processes(detections: Sequence[LoadedDetection], options: RunOptions, shared_data: Path | None,
+                        on_scenario: Callable[[str, ScenarioResult], None] | None) -> list[DetectionReport]:
+    """Detections proven in parallel worker processes (the work is Python and holds the GIL, so threads do not
+    pay); reports come back in catalog order, ``on_scenario`` is called as each detection finishes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    worker_options = dataclasses.replace(options, jobs=1)
+    # spawn: a worker must not inherit the parent's DuckDB or pySigma state half-initialised by a fork.
+    context = multiprocessing.get_context("spawn")
+    reports: list[DetectionReport | None] = [None] * len(detections)
+    with ProcessPoolExecutor(max_workers=min(options.jobs, len(detections)), mp_context=context) as pool:
+        futures = {pool.submit(_prove_in_worker, str(loaded.path), worker_options, shared_data): index
+                   for index, loaded in enumerate(detections)}
+        for future in as_completed(futures):
+            index = futures[future]
+            loaded = detections[index]
+            try:
+                result = future.result()
+            except Exception as error:  # the worker died (out of memory, killed): report it, keep the others
+                detection = loaded.detection
+                result = DetectionReport(id=detection.id, title=detection.title, technique=detection.technique,
+                                         path=str(loaded.path),
+                                         errors=[f"the proof worker failed: {_describe_error(error)}"])
+            reports[index] = result
+            if on_scenario is not None:
+                for scenario_result in result.scenarios:
+                    on_scenario(result.id, scenario_result)
+    return [r for r in reports if r is not None]
 
 
 def run_paths(paths: Sequence[str | Path], options: RunOptions | None = None, *,
