@@ -9,6 +9,7 @@ file modification times).
 from __future__ import annotations
 
 import datetime as dt
+import re
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -440,8 +441,10 @@ def _load_detection_uncached(folder: Path) -> LoadedDetection:
     if sigma_path.is_file():
         try:
             sigma_text = _read_text(sigma_path)
-            # Marks only: the rule's own validity is pySigma's call (lint), with our positions for its errors.
-            _, marks["sigma"] = load_yaml(sigma_path, sigma_text)
+            # Marks only: the rule's own validity is pySigma's call (lint), with our positions for its errors. A
+            # correlation file holds several documents: the marks cover the first (its lines keep their numbers).
+            first_document = re.split(r"(?m)^---[ \t]*$", sigma_text, maxsplit=1)[0]
+            _, marks["sigma"] = load_yaml(sigma_path, first_document)
         except CatalogError as error:
             errors.append(error)
     else:
