@@ -48,19 +48,24 @@ from assay.verify.synth import Telemetry, synthesize, write_telemetry
 AgreementMode = Literal["fail", "warn"]
 #: pySigma conversion targets whose KQL runs on our engine, and the telemetry each reads.
 CONVERTED_TARGETS: dict[str, str] = {"microsoft-xdr": "defender"}
-#: Telemetry schemas a synthesized scenario can be rendered in for the Sigma rule.
-SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "defender", "ecs")
+#: Telemetry schemas a synthesized scenario can be rendered in for the Sigma rule (``windows``: the event channels
+#: other than Sysmon and Security, e.g. System, PowerShell/Operational, TaskScheduler/Operational).
+SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender", "ecs")
 #: The default: the schemas the detections are written for. ECS (Winlogbeat, mapped back to event-log names)
-#: doubles the Sigma checks and the ingest cost per scenario, so it is opt-in (``--telemetry ecs``).
-DEFAULT_SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "defender")
+#: doubles the Sigma checks and the ingest cost per scenario, so it is opt-in (``--telemetry ecs``). A schema
+#: without events in a scenario costs nothing (no file, no database).
+DEFAULT_SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender")
 #: Telemetry the native KQL runs on when the detection does not say: the Defender XDR tables.
 KQL_TELEMETRY: tuple[str, ...] = ("defender",)
 #: The telemetry that fills a table a KQL query reads (``required_tables`` in detection.yml decides).
 TABLE_TELEMETRY = {"SecurityEvent": "security", "DeviceProcessEvents": "defender", "DeviceFileEvents": "defender",
                    "DeviceRegistryEvents": "defender", "DeviceNetworkEvents": "defender",
-                   "DeviceImageLoadEvents": "defender"}
-#: Which telemetry a Sigma route is native to (any other pairing is labelled "via <telemetry>").
+                   "DeviceImageLoadEvents": "defender", "DeviceLogonEvents": "defender",
+                   "DeviceEvents": "defender"}
+#: Which telemetry a Sigma route is native to, by its name (any other pairing is labelled "via <telemetry>");
+#: routes over other event channels (System, PowerShell…) are native to ``windows`` (see :func:`_native`).
 NATIVE_TELEMETRY = {"sysmon": "sysmon", "security": "security", "Device": "defender"}
+SYSMON_CHANNEL_NAME = "microsoft-windows-sysmon/operational"
 #: When no --now is given, the KQL runs this long after the scenario started (inside a 24h look-back).
 DEFAULT_NOW_OFFSET = dt.timedelta(hours=1)
 SHARED_DATA_ENV = "ASSAY_SHARED_DATA"
@@ -231,20 +236,33 @@ def column_checks(expected: dict[str, JsonScalar], columns: Sequence[str],
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _route_applies(route: str, table: str, telemetry: str) -> bool:
+def _native(route: str, table: str, channels: Sequence[str] = ()) -> str | None:
+    """The telemetry schema a Sigma route reads natively: by the route's table and channels (Sysmon, Security, any
+    other Windows channel), else by its name."""
+    if table.startswith("Device"):
+        return "defender"
+    lowered = {c.lower() for c in channels}
+    if lowered:
+        if lowered == {SYSMON_CHANNEL_NAME}:
+            return "sysmon"
+        if lowered == {"security"}:
+            return "security"
+        return "windows"
+    return next((schema for prefix, schema in NATIVE_TELEMETRY.items() if route.startswith(prefix)), None)
+
+
+def _route_applies(route: str, table: str, telemetry: str, channels: Sequence[str] = ()) -> bool:
     """Whether a Sigma route is run on a telemetry schema: its own routes (and for ECS, the event-log routes its
     documents are mapped back to); a recording runs on every route it has data for."""
     if telemetry == "recording":
         return True
     if telemetry == "ecs":
         return table == "RawEvents"
-    native = next((schema for prefix, schema in NATIVE_TELEMETRY.items() if route.startswith(prefix)), None)
-    return native == telemetry
+    return _native(route, table, channels) == telemetry
 
 
-def _sigma_key(route: str, telemetry: str) -> str:
-    native = next((schema for prefix, schema in NATIVE_TELEMETRY.items() if route.startswith(prefix)), None)
-    if telemetry in (native, "recording"):
+def _sigma_key(route: str, telemetry: str, table: str = "RawEvents", channels: Sequence[str] = ()) -> str:
+    if telemetry in (_native(route, table, channels), "recording"):
         return f"sigma[{route}]"
     return f"sigma[{route} via {telemetry}]"
 
@@ -290,6 +308,8 @@ class DetectionRun:
         self.targets: list[Any] = []
         self.route_fields: dict[str, tuple[str, ...]] = {}
         self.conversions: dict[str, str] = {}
+        #: Conversion targets that do not exist for this rule (a correlation rule), with the reason.
+        self.unconvertible: dict[str, str] = {}
         self.kql_text = loaded.kql_text
         #: Each scenario's process creations (Sysmon and Defender side by side), kept for the agreement diagnosis.
         self.processes: dict[str, list[ProcessPair]] = {}
@@ -316,7 +336,9 @@ class DetectionRun:
         forms: list[str] = []
         for form in self.loaded.forms:
             if form == "converted":
-                forms.extend(f"converted:{target}" for target in self.options.converted_targets)
+                # A target that cannot express the rule (a correlation rule) is not a form this detection has.
+                forms.extend(f"converted:{target}" for target in self.options.converted_targets
+                             if target not in self.unconvertible)
             else:
                 forms.append(form)
         return forms
@@ -327,6 +349,9 @@ class DetectionRun:
         assert self.loaded.sigma_path is not None
         try:
             self.rule = load_rule(self.loaded.sigma_path)
+            if self.rule.is_correlation:
+                # Evaluated whole per database (assay.sigma.correlation); there is no single compiled condition.
+                return
             self.targets = compile_rule(self.rule)
             if not self.targets:
                 raise VerifyError("the rule's logsource lands on no table Assay has (see `assay sigma` routes)")
@@ -344,6 +369,13 @@ class DetectionRun:
                 conversion = convert(self.rule, target)
             except Exception as error:
                 self.errors.append(f"converted:{target}: conversion failed: {_describe_error(error)}")
+                continue
+            if (conversion.status == "failed" or not conversion.query) and self.rule.is_correlation:
+                # pySigma's Kusto backends do not convert correlation rules: the form does not exist for this rule
+                # (its native KQL carries the window logic); each scenario says so instead of failing the detection.
+                self.unconvertible[target] = ("pySigma cannot convert a Sigma correlation rule for this target ("
+                                              f"{'; '.join(conversion.messages) or 'no query produced'}); the "
+                                              "native KQL is the windowed form")
                 continue
             if conversion.status == "failed" or not conversion.query:
                 self.errors.append(f"converted:{target}: pySigma could not convert the rule: "
@@ -390,6 +422,10 @@ class DetectionRun:
                     runs.append(("kql", partial(self.run_kql, scenario, data)))
                 for target, query in self.conversions.items():
                     runs.append((f"converted:{target}", partial(self.run_converted, scenario, data, target, query)))
+                for target, why in self.unconvertible.items():
+                    result.results.append(FormResult(form=f"converted:{target}", key=f"converted:{target}",
+                                                     status="skip", expected=scenario.expected.outcome("converted"),
+                                                     reason=why))
                 for form, run in runs:
                     # One form breaking (an engine bug, an unsupported construct) must not hide the others.
                     try:
@@ -425,16 +461,20 @@ class DetectionRun:
         from assay.sigma.evaluation import evaluate_target
 
         expected = scenario.expected.outcome("sigma")
+        if self.rule is not None and self.rule.is_correlation:
+            return self.run_sigma_correlation(scenario, data)
         results: list[FormResult] = []
         for telemetry, engine in self._engines(data, self.options.sigma_telemetry):
             for target in self.targets:
-                if not _route_applies(target.route, target.table, telemetry):
+                channels = target.route_spec.channels
+                if not _route_applies(target.route, target.table, telemetry, channels):
                     continue
                 started = time.perf_counter()
                 try:
                     route = evaluate_target(target, engine)
                 except AssayError as error:
-                    results.append(FormResult(form="sigma", key=_sigma_key(target.route, telemetry),
+                    results.append(FormResult(form="sigma", key=_sigma_key(target.route, telemetry, target.table,
+                                                                           channels),
                                               route=target.route, table=target.table, telemetry=telemetry,
                                               status="error", expected=expected,
                                               reason=f"Sigma evaluation failed: {error}"))
@@ -442,7 +482,7 @@ class DetectionRun:
                 elapsed = (time.perf_counter() - started) * 1000
                 if route.status == "no-data":
                     continue  # this telemetry has no events on this route
-                results.append(self._sigma_result(route, telemetry, engine, expected, elapsed))
+                results.append(self._sigma_result(route, telemetry, engine, expected, elapsed, channels))
         if not results:
             # None of the rule's routes has events in this scenario's telemetry: the activity does not produce
             # what the rule reads. An attack that cannot be shown fails; a benign scenario trivially passes.
@@ -454,9 +494,53 @@ class DetectionRun:
                        + ("; add the activity the rule reads to the scenario" if status == "fail" else "")))
         return results
 
+    def run_sigma_correlation(self, scenario: Scenario, data: ScenarioData) -> list[FormResult]:
+        """A Sigma correlation rule on each telemetry database holding events of its rules' routes: it fires when a
+        window of events meets the condition (event_count, value_count, temporal)."""
+        from assay.sigma.correlation import evaluate_correlation
+
+        expected = scenario.expected.outcome("sigma")
+        results: list[FormResult] = []
+        for telemetry, engine in self._engines(data, self.options.sigma_telemetry):
+            started = time.perf_counter()
+            try:
+                outcome = evaluate_correlation(self.rule, engine)
+            except AssayError as error:
+                results.append(FormResult(form="sigma", key=f"sigma[correlation via {telemetry}]",
+                                          telemetry=telemetry, status="error", expected=expected,
+                                          reason=f"Sigma correlation evaluation failed: {error}"))
+                continue
+            with_data = [r for r in outcome.routes if r.status != "no-data" and r.rows_in_route]
+            if not with_data:
+                continue  # none of the referenced rules' routes has events in this telemetry
+            elapsed = (time.perf_counter() - started) * 1000
+            verdict: Verdict = "fires" if outcome.correlation_hits else "does-not-fire"
+            status, reason = judge(expected, verdict)
+            matched = sum(len(r.event_ids) for r in outcome.routes)
+            reason += (f" ({len(outcome.correlation_hits)} window(s) met the condition; {matched} event(s) matched "
+                       "the referenced rules)")
+            evidence, omitted = evidence_rows(
+                ["group", "start", "end", "value", "events"],
+                [[", ".join(f"{k}={v}" for k, v in hit.group), hit.start, hit.end, hit.value, len(hit.event_ids)]
+                 for hit in outcome.correlation_hits])
+            routes = sorted({r.route.split("@", 1)[-1] for r in with_data})
+            results.append(FormResult(
+                form="sigma", key=f"sigma[correlation:{','.join(routes)}]", route=",".join(routes),
+                table=with_data[0].table, telemetry=telemetry, status=status, verdict=verdict, expected=expected,
+                reason=reason,
+                row_count=len(outcome.correlation_hits), evidence=evidence, evidence_omitted=omitted,
+                duration_ms=round(elapsed, 2)))
+        if not results:
+            status_empty: ResultStatus = "fail" if expected == "fires" else "pass"
+            results.append(FormResult(
+                form="sigma", key="sigma", status=status_empty, verdict="does-not-fire", expected=expected,
+                reason="no events on any route of the correlation's rules in this scenario's telemetry"))
+        return results
+
     def _sigma_result(self, route: Any, telemetry: str, engine: DuckDBEngine, expected: Verdict,
-                      elapsed: float) -> FormResult:
-        common: dict[str, Any] = dict(form="sigma", key=_sigma_key(route.route, telemetry), route=route.route,
+                      elapsed: float, channels: Sequence[str] = ()) -> FormResult:
+        common: dict[str, Any] = dict(form="sigma", key=_sigma_key(route.route, telemetry, route.table, channels),
+                                      route=route.route,
                                       table=route.table, telemetry=telemetry, expected=expected, sql=route.sql,
                                       missing_fields=list(route.missing), duration_ms=round(elapsed, 2))
         verdict: Verdict = "fires" if route.status == "matched" else "does-not-fire"
