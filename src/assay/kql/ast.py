@@ -119,6 +119,15 @@ class Datatable(TabularExpr):
 
 
 @dataclass(frozen=True)
+class ExternalData(TabularExpr):
+    """``externaldata(schema) [URL, ...] with (format=..., ...)``: rows of a file the user maps to the URL."""
+
+    columns: tuple[tuple[str, str], ...]
+    urls: tuple[str, ...]
+    options: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Print(TabularExpr):
     assignments: tuple[Assignment, ...]
 

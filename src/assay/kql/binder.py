@@ -18,6 +18,7 @@ from sqlglot import exp
 from assay.errors import did_you_mean
 from assay.kql import ast
 from assay.kql.bind.combine import CombineOperators
+from assay.kql.bind.offline import OfflineSourcesBinder
 from assay.kql.bind.reshape import ReshapeOperators
 from assay.kql.bind.scope import (
     ORDINAL,
@@ -54,7 +55,7 @@ __all__ = ["ORDINAL", "Binder", "Relation", "decode_value"]
 MAX_PIPELINE_OPERATORS = 60
 
 
-class Binder(ReshapeOperators, CombineOperators, TabularOperators):
+class Binder(ReshapeOperators, CombineOperators, TabularOperators, OfflineSourcesBinder):
     """Lowers one query. ``tables`` maps table names to their columns; ``now`` is fixed for the whole query.
 
     This class holds the entry points, lets and table sources; each operator family lives in its visitor
@@ -112,7 +113,7 @@ class Binder(ReshapeOperators, CombineOperators, TabularOperators):
                 body = binding.statement.body
                 return body is not None and body.body is not None and self.is_tabular_expr(
                     body.body, self._function_env(binding, expr, env, probe=True))
-            return expr.name in ("materialize", "view", "table")
+            return expr.name in ("materialize", "view", "table") or expr.name.lower() == "_getwatchlist"
         return False
 
     def as_tabular(self, expr: ast.Expr | ast.TabularExpr) -> ast.TabularExpr:
@@ -169,6 +170,8 @@ class Binder(ReshapeOperators, CombineOperators, TabularOperators):
             return self.lower_print(node, env)
         if isinstance(node, ast.Range):
             return self.lower_range(node, env)
+        if isinstance(node, ast.ExternalData):
+            return self.lower_externaldata(node, env)
         if isinstance(node, ast.Union):
             return self.lower_union(None, node.sources, node.kind, node.withsource, node.isfuzzy, env, node.pos)
         self.unsupported(f"unsupported tabular expression {type(node).__name__}", node.pos)
@@ -252,6 +255,8 @@ class Binder(ReshapeOperators, CombineOperators, TabularOperators):
                 self.fail("table() takes a table name string", node.pos)
             return self.lower_table(ast.TableRef(node.pos, str(node.args[0].value)), env)
         binding = env.bindings.get(node.name)
+        if node.name.lower() == "_getwatchlist" and not isinstance(binding, FunctionLet):
+            return self.lower_watchlist(node)
         if not isinstance(binding, FunctionLet):
             if node.name.startswith("_Get") or node.name.startswith("_ASim") or node.name in OFFLINE_FUNCTIONS:
                 self.unsupported(f"'{node.name}' is not available offline (a Microsoft Sentinel or cluster function)",

@@ -312,8 +312,7 @@ class Parser:
             operator = self.parse_union_body(token)
             return ast.Union(operator.pos, operator.sources, operator.kind, operator.withsource, operator.isfuzzy)
         if word in ("externaldata", "external_data"):
-            raise KqlUnsupportedError("externaldata is not available offline: Assay runs without network access",
-                                      self.span(), "load the data into a table with `assay ingest`, or use datatable")
+            return self.parse_externaldata()
         if word == "materialize":
             self.advance()
             self.expect_op("(", "after materialize")
@@ -322,6 +321,49 @@ class Parser:
             return inner
         raise KqlUnsupportedError(f"the '{word}' operator is not supported", self.span(),
                                   "rewrite the query with where/union over named tables")
+
+    def parse_externaldata(self) -> ast.TabularExpr:
+        token = self.advance()
+        self.expect_op("(", "after externaldata")
+        columns: list[tuple[str, str]] = []
+        while not self.at_op(")"):
+            name = self.expect_ident("for an externaldata column").text
+            self.expect_op(":", f"after externaldata column {name}")
+            type_token = self.expect_ident(f"for the type of column {name}")
+            kusto_type = normalize_type(type_token.text)
+            if kusto_type not in {normalize_type(t) for t in SCALAR_TYPES}:
+                self.fail(f"unknown type {type_token.text!r}", type_token,
+                          f"did you mean {did_you_mean(type_token.text, SCALAR_TYPES) or 'string'}?")
+            columns.append((name, kusto_type))
+            if not self.accept_op(","):
+                break
+        self.expect_op(")", "to close the externaldata schema")
+        self.expect_op("[", "to open the externaldata URLs")
+        urls: list[str] = []
+        while not self.at_op("]"):
+            url_token = self.token
+            if url_token.kind is not TokenKind.STRING:
+                self.fail(f"expected a URL string in externaldata, found {url_token.describe()}")
+            urls.append(self.advance().text)
+            while self.token.kind is TokenKind.STRING:  # adjacent literals concatenate
+                urls[-1] += self.advance().text
+            if not self.accept_op(","):
+                break
+        self.expect_op("]", "to close the externaldata URLs")
+        options: list[tuple[str, str]] = []
+        if self.accept_word("with"):
+            self.expect_op("(", "after 'with'")
+            while not self.at_op(")"):
+                option = self.expect_ident("for an externaldata property").text
+                self.expect_op("=", f"after {option}")
+                value = self.advance()
+                options.append((option.lower(), value.text))
+                if not self.accept_op(","):
+                    break
+            self.expect_op(")", "to close the externaldata properties")
+        if not urls:
+            self.fail("externaldata needs at least one URL", token)
+        return ast.ExternalData(self.pos(token), tuple(columns), tuple(urls), tuple(options))
 
     def parse_datatable(self) -> ast.TabularExpr:
         token = self.advance()
@@ -737,7 +779,8 @@ class Parser:
                 left = ast.Binary(pos, "!=" if op == "<>" else op, left, self.parse_additive())
 
     def _at_tabular_keyword(self) -> bool:
-        return self.at_word("datatable", "range", "print", "union") and self._tabular_keyword_context()
+        return self.at_word("datatable", "range", "print", "union", "externaldata", "external_data") and \
+            self._tabular_keyword_context()
 
     def parse_additive(self) -> ast.Expr:
         left = self.parse_multiplicative()

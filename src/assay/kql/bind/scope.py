@@ -15,6 +15,7 @@ from sqlglot import exp
 
 from assay.errors import KqlBindError, KqlUnsupportedError, SourceSpan
 from assay.kql import ast
+from assay.kql.offline import OfflineSources
 from assay.kql.typed import (
     Typed,
     datetime_literal,
@@ -92,8 +93,9 @@ class BinderBase:
     defined by another visitor raise until the composed ``Binder`` supplies them."""
 
     def __init__(self, query: ast.Query, tables: Mapping[str, Schema], now: datetime,
-                 json_columns: Mapping[str, set[str]] | None = None) -> None:
+                 json_columns: Mapping[str, set[str]] | None = None, offline: OfflineSources | None = None) -> None:
         self.query = query
+        self.offline = offline or OfflineSources()  # local files mapped to watchlists and externaldata URLs
         self.tables = tables
         self.now = now
         self.now_sql = datetime_literal(now)
