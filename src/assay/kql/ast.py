@@ -262,6 +262,17 @@ class MvExpand(Operator):
 
 
 @dataclass(frozen=True)
+class MvApply(Operator):
+    """``mv-apply [with_itemindex=I] cols [limit N] on (subquery)``: the subquery runs once per input row over
+    that row's expanded arrays; the row's other columns are added to each result row."""
+
+    columns: tuple[tuple[str | None, Expr, str | None], ...]
+    item_index: str | None
+    limit: Expr | None
+    operators: tuple[Operator, ...]
+
+
+@dataclass(frozen=True)
 class Parse(Operator):
     kind: str  # simple, regex, relaxed
     source: Expr

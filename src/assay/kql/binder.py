@@ -397,6 +397,8 @@ class Binder(ReshapeOperators, CombineOperators, TabularOperators, OfflineSource
         if isinstance(operator, ast.UnionOp):
             return self.lower_union(source, operator.sources, operator.kind, operator.withsource,
                                     operator.isfuzzy, env, operator.pos)
+        if isinstance(operator, ast.MvApply):
+            return self.op_mv_apply(source, operator, env)
         if isinstance(operator, ast.MvExpand):
             return self.op_mv_expand(source, operator, env)
         if isinstance(operator, ast.Parse):

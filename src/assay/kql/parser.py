@@ -22,14 +22,21 @@ LONG_MAX = 2**63 - 1
 TABULAR_OPERATORS = (
     "where", "filter", "extend", "project", "project-away", "project-keep", "project-rename", "project-reorder",
     "summarize", "sort", "order", "top", "take", "limit", "distinct", "count", "join", "lookup", "union",
-    "mv-expand", "parse", "parse-where", "as", "invoke", "render", "serialize", "getschema",
+    "mv-expand", "mv-apply", "parse", "parse-where", "as", "invoke", "render", "serialize", "getschema",
 )
 #: Operators Kusto has and Assay does not run (named so the error says so instead of "unknown operator").
 UNSUPPORTED_OPERATORS = (
-    "make-series", "mv-apply", "evaluate", "sample", "sample-distinct", "top-nested", "top-hitters", "fork",
+    "make-series", "evaluate", "sample", "sample-distinct", "top-nested", "top-hitters", "fork",
     "facet", "partition", "scan", "reduce", "project-smart", "parse-kv", "consume", "find",
     "search", "externaldata", "lookup-hint", "partition-by", "sql", "graph-match", "make-graph", "execute",
 )
+#: Deprecated names still common in published queries → the current name (Kusto still accepts them).
+DEPRECATED_OPERATORS = {"mvexpand": "mv-expand", "mvapply": "mv-apply"}
+DEPRECATED_FUNCTIONS = {
+    "makeset": "make_set", "makelist": "make_list", "make_dictionary": "make_bag", "parsejson": "parse_json",
+    "extractjson": "extract_json", "anyif": "take_anyif", "array_strcat": "strcat_array",
+    "makeset_if": "make_set_if", "makelist_if": "make_list_if",
+}
 COMPARISON_OPS = (
     "==", "!=", "<>", "<", "<=", ">", ">=", "=~", "!~",
 )
@@ -420,7 +427,7 @@ class Parser:
         if token.kind is not TokenKind.IDENT:
             self.fail(f"expected a tabular operator after '|', found {token.describe()}",
                       hint="for example: where, extend, project, summarize")
-        word = token.text.lower()
+        word = DEPRECATED_OPERATORS.get(token.text.lower(), token.text.lower())
         if word in UNSUPPORTED_OPERATORS:
             raise KqlUnsupportedError(f"the '{word}' operator is not supported", self.span(),
                                       "see docs/kql-support.md for what Assay runs")
@@ -513,6 +520,8 @@ class Parser:
             return ast.Join(pos, word, kind, right, tuple(conditions), word == "lookup")
         if word == "union":
             return self.parse_union_body(token)
+        if word == "mv-apply":
+            return self.parse_mv_apply(pos, token)
         if word == "mv-expand":
             options = self.parse_options(("kind", "bagexpansion", "with_itemindex"))
             item_index = options["with_itemindex"][0] if "with_itemindex" in options else None
@@ -551,6 +560,43 @@ class Parser:
             else:
                 self.advance()
         return ast.NoOp(pos, word)
+
+    def parse_expansions(self, context: str) -> list[tuple[str | None, ast.Expr, str | None]]:
+        """``[Name =] ArrayExpression [to typeof(Type)], ...`` of mv-expand and mv-apply."""
+        expansions: list[tuple[str | None, ast.Expr, str | None]] = []
+        while True:
+            assignment = self.parse_assignment(context)
+            to_type = None
+            if self.accept_word("to"):
+                self.expect_word("typeof", f"after 'to' in {context}")
+                self.expect_op("(", "after typeof")
+                to_type = normalize_type(self.expect_ident("for the type in typeof(...)").text)
+                self.expect_op(")", "to close typeof(...)")
+            expansions.append((assignment.name, assignment.expr, to_type))
+            if not self.accept_op(","):
+                return expansions
+
+    def parse_mv_apply(self, pos: ast.Pos, token: Token) -> ast.MvApply:
+        options = self.parse_options(("with_itemindex",))
+        item_index = options["with_itemindex"][0] if "with_itemindex" in options else None
+        expansions = self.parse_expansions("mv-apply")
+        limit = self.parse_expression() if self.accept_word("limit") else None
+        self.expect_word("on", "after the columns of mv-apply")
+        self.expect_op("(", "to open the mv-apply subquery")
+        operators: list[ast.Operator] = []
+        self.enter()
+        try:
+            while not self.at_op(")"):
+                if operators and not self.accept_op("|"):
+                    self.fail(f"expected '|' or ')' in the mv-apply subquery, found {self.token.describe()}")
+                self.accept_op("|") if not operators else None
+                operators.append(self.parse_operator())
+        finally:
+            self.leave()
+        self.expect_op(")", "to close the mv-apply subquery")
+        if not operators:
+            self.fail("the mv-apply subquery is empty", token, "e.g. mv-apply x = Arr on (where x > 0)")
+        return ast.MvApply(pos, "mv-apply", tuple(expansions), item_index, limit, tuple(operators))
 
     def skip_balanced(self) -> None:
         depth = 0
@@ -930,7 +976,7 @@ class Parser:
                         isinstance(args[0], ast.Literal):
                     return ast.Call(pos, "to" + {"real": "double"}.get(normalize_type(lowered),
                                                                         normalize_type(lowered)), tuple(args))
-                return ast.Call(pos, word, tuple(args))
+                return ast.Call(pos, DEPRECATED_FUNCTIONS.get(lowered, word), tuple(args))
             if lowered == "null":
                 return ast.Literal(pos, None, "dynamic")
             return ast.Name(pos, word)
