@@ -171,6 +171,9 @@ class BinderBase:
     def lower_single_aggregate(self, call: ast.Call, scope: dict[str, Typed], env: Environment) -> Typed:
         raise NotImplementedError
 
+    def lower_operator(self, source: Relation, operator: ast.Operator, env: Environment) -> Relation:
+        raise NotImplementedError
+
 
 class _AggregateScope:
     """Marks that aggregate calls are allowed while lowering one summarize expression."""
