@@ -273,6 +273,20 @@ class MvApply(Operator):
 
 
 @dataclass(frozen=True)
+class MakeSeries(Operator):
+    """``make-series Agg [default=v], ... on Axis [from a] [to b] step s [by keys]``: one row per group, each
+    aggregate an array over the axis bins (absent bins take the default, 0 unless given)."""
+
+    aggregates: tuple[tuple[Assignment, Expr | None], ...]
+    axis: Expr
+    start: Expr | None
+    end: Expr | None
+    step: Expr
+    by: tuple[Assignment, ...]
+    nonempty: bool = False
+
+
+@dataclass(frozen=True)
 class Parse(Operator):
     kind: str  # simple, regex, relaxed
     source: Expr

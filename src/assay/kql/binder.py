@@ -33,6 +33,7 @@ from assay.kql.bind.scope import (
     aliased,
     decode_value,
 )
+from assay.kql.bind.series import SeriesOperators
 from assay.kql.bind.tabular import TabularOperators
 from assay.kql.functions import (
     OFFLINE_FUNCTIONS,
@@ -55,7 +56,7 @@ __all__ = ["ORDINAL", "Binder", "Relation", "decode_value"]
 MAX_PIPELINE_OPERATORS = 60
 
 
-class Binder(ReshapeOperators, CombineOperators, TabularOperators, OfflineSourcesBinder):
+class Binder(ReshapeOperators, CombineOperators, SeriesOperators, TabularOperators, OfflineSourcesBinder):
     """Lowers one query. ``tables`` maps table names to their columns; ``now`` is fixed for the whole query.
 
     This class holds the entry points, lets and table sources; each operator family lives in its visitor
@@ -397,6 +398,8 @@ class Binder(ReshapeOperators, CombineOperators, TabularOperators, OfflineSource
         if isinstance(operator, ast.UnionOp):
             return self.lower_union(source, operator.sources, operator.kind, operator.withsource,
                                     operator.isfuzzy, env, operator.pos)
+        if isinstance(operator, ast.MakeSeries):
+            return self.op_make_series(source, operator, env)
         if isinstance(operator, ast.MvApply):
             return self.op_mv_apply(source, operator, env)
         if isinstance(operator, ast.MvExpand):

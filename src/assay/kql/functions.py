@@ -1110,6 +1110,73 @@ def _new_guid(ctx: CallContext, args: list[Typed]) -> Typed:
     return Typed(cast(fn("uuid"), "VARCHAR"), "guid")
 
 
+# ---------------------------------------------------------------- series (arrays from make-series)
+
+def _numbers(value: Typed) -> exp.Expr:
+    """A dynamic numeric array as a DuckDB list of doubles."""
+    return fn("from_json", value.sql, string('["double"]'))
+
+
+@scalar("series_fit_line_dynamic", 1)
+def _series_fit_line_dynamic(ctx: CallContext, args: list[Typed]) -> Typed:
+    return Typed(fn("kql_series_fit_line", _numbers(args[0])), "dynamic")
+
+
+@scalar("series_stats_dynamic", 1, 2, status="partial", note="the ignore_val argument is not supported")
+def _series_stats_dynamic(ctx: CallContext, args: list[Typed]) -> Typed:
+    if len(args) == 2:
+        raise KqlUnsupportedError("series_stats_dynamic() with ignore_val is not supported", ctx.span())
+    return Typed(fn("kql_series_stats", _numbers(args[0])), "dynamic")
+
+
+#: Functions that return several columns: (the one-bag form, (field, Kusto type) per output column).
+MULTI_COLUMN_FUNCTIONS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    "series_fit_line": ("series_fit_line_dynamic", (
+        ("rsquare", "real"), ("slope", "real"), ("variance", "real"), ("rvariance", "real"),
+        ("interception", "real"), ("line_fit", "dynamic"))),
+    "series_stats": ("series_stats_dynamic", (
+        ("min", "real"), ("min_idx", "long"), ("max", "real"), ("max_idx", "long"), ("avg", "real"),
+        ("stdev", "real"), ("variance", "real"))),
+}
+
+
+def _series_elementwise(name: str, operator: Callable[[exp.Expr, exp.Expr], exp.Expr], result: str) -> None:
+    def lower(ctx: CallContext, args: list[Typed]) -> Typed:
+        left, right = args
+        pair = exp.column("__p")
+        def side(value: Typed, index: int) -> exp.Expr:
+            if value.kusto_type == "dynamic":
+                return fn("struct_extract", pair.copy(), number(index))
+            return cast(value.sql, "DOUBLE")
+        lefts = _numbers(left) if left.kusto_type == "dynamic" else None
+        rights = _numbers(right) if right.kusto_type == "dynamic" else None
+        first = lefts if lefts is not None else rights
+        second = rights if rights is not None else lefts
+        if first is None or second is None:
+            raise ctx.error(f"{name}() needs at least one dynamic array argument")
+        zipped = fn("list_zip", first, second.copy())
+        body = operator(side(left, 1), side(right, 2))
+        values = fn("list_transform", zipped, exp.Lambda(this=body, expressions=[exp.to_identifier("__p")]))
+        return Typed(fn("to_json", values), "dynamic")
+    SCALAR_FUNCTIONS[name] = ScalarFunction(name, 2, 2, lower, "partial",
+                                            f"element-wise; values are {result}s (Kusto keeps longs long)")
+
+
+for _name, _operator in (
+        ("series_add", lambda a, b: exp.Add(this=a, expression=b)),
+        ("series_subtract", lambda a, b: exp.Sub(this=a, expression=b)),
+        ("series_multiply", lambda a, b: exp.Mul(this=a, expression=b)),
+        ("series_divide", lambda a, b: exp.Div(this=a, expression=exp.func("nullif", b, number(0)))),
+        ("series_greater", lambda a, b: exp.GT(this=a, expression=b)),
+        ("series_greater_equals", lambda a, b: exp.GTE(this=a, expression=b)),
+        ("series_less", lambda a, b: exp.LT(this=a, expression=b)),
+        ("series_less_equals", lambda a, b: exp.LTE(this=a, expression=b)),
+        ("series_equals", lambda a, b: exp.EQ(this=a, expression=b)),
+        ("series_not_equals", lambda a, b: exp.NEQ(this=a, expression=b))):
+    _series_elementwise(_name, _operator, "real" if _name in ("series_add", "series_subtract", "series_multiply",
+                                                             "series_divide") else "bool")
+
+
 # ---------------------------------------------------------------- aggregates (lowered in the binder)
 
 AGGREGATE_FUNCTIONS: dict[str, AggregateFunction] = {a.name: a for a in (
@@ -1152,7 +1219,9 @@ OFFLINE_FUNCTIONS = ("_GetWatchlist", "_GetWatchlistAlias", "_ASim_", "externald
 #: Known Kusto functions we do not implement (named in errors and in the support matrix).
 UNSUPPORTED_FUNCTIONS = (
     "prev", "next", "row_number", "row_cumsum", "row_window_session", "series_decompose", "series_fir",
-    "series_stats", "make_series", "geo_distance_2points", "zip", "treepath", "bag_merge", "bag_remove_keys",
+    "series_decompose_anomalies", "series_decompose_forecast", "series_periods_detect", "series_outliers",
+    "series_iir", "series_fill_linear", "series_fill_forward", "series_fill_backward", "series_fill_const",
+    "make_series", "geo_distance_2points", "zip", "treepath", "bag_merge", "bag_remove_keys",
     "array_split", "array_iff", "array_reverse", "array_rotate_left", "array_rotate_right", "array_shift_left",
     "array_shift_right", "array_sum", "parse_csv", "parse_xml", "parse_user_agent", "parse_version",
     "parse_ipv6", "parse_ipv4", "ipv6_compare", "ipv6_is_match", "ipv4_is_match", "punycode_to_string",

@@ -22,11 +22,11 @@ LONG_MAX = 2**63 - 1
 TABULAR_OPERATORS = (
     "where", "filter", "extend", "project", "project-away", "project-keep", "project-rename", "project-reorder",
     "summarize", "sort", "order", "top", "take", "limit", "distinct", "count", "join", "lookup", "union",
-    "mv-expand", "mv-apply", "parse", "parse-where", "as", "invoke", "render", "serialize", "getschema",
+    "mv-expand", "mv-apply", "make-series", "parse", "parse-where", "as", "invoke", "render", "serialize", "getschema",
 )
 #: Operators Kusto has and Assay does not run (named so the error says so instead of "unknown operator").
 UNSUPPORTED_OPERATORS = (
-    "make-series", "evaluate", "sample", "sample-distinct", "top-nested", "top-hitters", "fork",
+    "evaluate", "sample", "sample-distinct", "top-nested", "top-hitters", "fork",
     "facet", "partition", "scan", "reduce", "project-smart", "parse-kv", "consume", "find",
     "search", "externaldata", "lookup-hint", "partition-by", "sql", "graph-match", "make-graph", "execute",
 )
@@ -522,6 +522,8 @@ class Parser:
             return self.parse_union_body(token)
         if word == "mv-apply":
             return self.parse_mv_apply(pos, token)
+        if word == "make-series":
+            return self.parse_make_series(pos)
         if word == "mv-expand":
             options = self.parse_options(("kind", "bagexpansion", "with_itemindex"))
             item_index = options["with_itemindex"][0] if "with_itemindex" in options else None
@@ -575,6 +577,44 @@ class Parser:
             expansions.append((assignment.name, assignment.expr, to_type))
             if not self.accept_op(","):
                 return expansions
+
+    def parse_make_series(self, pos: ast.Pos) -> ast.MakeSeries:
+        options = self.parse_options(("kind",))
+        nonempty = options.get("kind", ("", self.token))[0].lower() == "nonempty"
+        aggregates: list[tuple[ast.Assignment, ast.Expr | None]] = []
+        while True:
+            assignment = self.parse_assignment("make-series")
+            default = None
+            if self.at_word("default") and self.peek().kind is TokenKind.OP and self.peek().text == "=":
+                self.advance()
+                self.advance()
+                default = self.parse_expression()
+            aggregates.append((assignment, default))
+            if not self.accept_op(","):
+                break
+        self.expect_word("on", "after the aggregates of make-series")
+        axis = self.parse_expression()
+        start = end = step = None
+        if self.accept_word("in"):  # the alternative syntax: on Axis in range(start, stop, step)
+            self.expect_word("range", "after 'in' in make-series")
+            self.expect_op("(", "after range")
+            start = self.parse_expression()
+            self.expect_op(",", "after the start of range")
+            end = self.parse_expression()
+            self.expect_op(",", "after the stop of range")
+            step = self.parse_expression()
+            self.expect_op(")", "to close range(...)")
+        else:
+            if self.accept_word("from"):
+                start = self.parse_expression()
+            if self.accept_word("to"):
+                end = self.parse_expression()
+            self.expect_word("step", "in make-series (step is required)")
+            step = self.parse_expression()
+        by: list[ast.Assignment] = []
+        if self.accept_word("by"):
+            by = self.parse_assignments("make-series by")
+        return ast.MakeSeries(pos, "make-series", tuple(aggregates), axis, start, end, step, tuple(by), nonempty)
 
     def parse_mv_apply(self, pos: ast.Pos, token: Token) -> ast.MvApply:
         options = self.parse_options(("with_itemindex",))

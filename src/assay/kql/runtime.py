@@ -38,6 +38,33 @@ MACROS = (
                 WHEN 'd' THEN 86400000000 WHEN 'h' THEN 3600000000 WHEN 'm' THEN 60000000
                 WHEN 's' THEN 1000000 ELSE 1000 END AS BIGINT))
         ELSE NULL END)""",
+    # series_fit_line: least squares over x = 1..n (Microsoft's example: line_fit starts at slope + b);
+    # variance and rvariance divide by n - 1
+    """CREATE MACRO IF NOT EXISTS kql_series_slope(v) AS (
+        list_sum(list_transform(v, lambda y, i: (i - (len(v) + 1) / 2.0) * (y - list_avg(v))))
+        / nullif(len(v) * (len(v) * len(v) - 1) / 12.0, 0))""",
+    """CREATE MACRO IF NOT EXISTS kql_series_interception(v) AS (
+        list_avg(v) - coalesce(kql_series_slope(v), 0) * (len(v) + 1) / 2.0)""",
+    """CREATE MACRO IF NOT EXISTS kql_series_fit_line(v) AS (
+        CASE WHEN v IS NULL OR len(v) = 0 THEN NULL ELSE json_object(
+            'rsquare', 1 - list_sum(list_transform(v, lambda y, i: pow(y - (coalesce(kql_series_slope(v), 0) * i
+                       + kql_series_interception(v)), 2)))
+                     / nullif(list_sum(list_transform(v, lambda y: pow(y - list_avg(v), 2))), 0),
+            'slope', coalesce(kql_series_slope(v), 0),
+            'variance', list_sum(list_transform(v, lambda y: pow(y - list_avg(v), 2))) / nullif(len(v) - 1, 0),
+            'rvariance', list_sum(list_transform(v, lambda y, i: pow(y - (coalesce(kql_series_slope(v), 0) * i
+                         + kql_series_interception(v)), 2))) / nullif(len(v) - 1, 0),
+            'interception', kql_series_interception(v),
+            'line_fit', list_transform(v, lambda y, i: coalesce(kql_series_slope(v), 0) * i
+                        + kql_series_interception(v)))
+        END)""",
+    """CREATE MACRO IF NOT EXISTS kql_series_stats(v) AS (
+        CASE WHEN v IS NULL OR len(v) = 0 THEN NULL ELSE json_object(
+            'min', list_min(v), 'min_idx', list_position(v, list_min(v)) - 1,
+            'max', list_max(v), 'max_idx', list_position(v, list_max(v)) - 1,
+            'avg', list_avg(v), 'stdev', list_aggregate(v, 'stddev_samp'),
+            'variance', list_aggregate(v, 'var_samp'))
+        END)""",
 )
 
 

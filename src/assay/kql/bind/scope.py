@@ -174,6 +174,9 @@ class BinderBase:
     def lower_operator(self, source: Relation, operator: ast.Operator, env: Environment) -> Relation:
         raise NotImplementedError
 
+    def coerce(self, typed: Typed, kusto_type: str, pos: ast.Pos, context: str) -> exp.Expr:
+        raise NotImplementedError
+
 
 class _AggregateScope:
     """Marks that aggregate calls are allowed while lowering one summarize expression."""
