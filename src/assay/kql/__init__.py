@@ -232,11 +232,22 @@ def _bind(text: str, file: str | None, tables: TableMap | None, now: datetime | 
     schemas = dict(tables) if tables is not None else table_schemas(engine)
     fixed_now = _now(now)
     try:
-        relation = Binder(query, schemas, fixed_now, _json_columns(engine), offline).bind()
+        relation = Binder(query, schemas, fixed_now, _json_columns(engine), offline,
+                          _prober(engine) if engine is not None else None).bind()
     except RecursionError:
         raise KqlSyntaxError("query is nested too deeply", SourceSpan(file, 1, 1, text),
                              "simplify the query or split it with let statements") from None
     return relation, fixed_now
+
+
+def _prober(engine: Any) -> Any:
+    """Runs a SELECT the binder needs while binding (plugins whose columns come from the data)."""
+    def probe(tree: exp.Expr) -> list[tuple[Any, ...]]:
+        from assay.kql.runtime import install_macros
+
+        install_macros(engine)
+        return list(engine.run(parenthesize(tree).sql(dialect="duckdb")).rows)
+    return probe
 
 
 def check(text: str, *, file: str | None = None, tables: TableMap | None = None,

@@ -287,6 +287,16 @@ class MakeSeries(Operator):
 
 
 @dataclass(frozen=True)
+class Evaluate(Operator):
+    """``evaluate plugin(args) [: (schema)]``: bag_unpack and pivot run; other plugins are named as unsupported."""
+
+    plugin: str
+    args: tuple[Expr, ...]
+    schema: tuple[tuple[str, str], ...] | None = None
+    named: tuple[tuple[str, Expr], ...] = ()  # name = value arguments (columnsConflict='replace_source')
+
+
+@dataclass(frozen=True)
 class Parse(Operator):
     kind: str  # simple, regex, relaxed
     source: Expr

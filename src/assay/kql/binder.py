@@ -19,6 +19,7 @@ from assay.errors import did_you_mean
 from assay.kql import ast
 from assay.kql.bind.combine import CombineOperators
 from assay.kql.bind.offline import OfflineSourcesBinder
+from assay.kql.bind.plugins import PluginOperators
 from assay.kql.bind.reshape import ReshapeOperators
 from assay.kql.bind.scope import (
     ORDINAL,
@@ -56,7 +57,8 @@ __all__ = ["ORDINAL", "Binder", "Relation", "decode_value"]
 MAX_PIPELINE_OPERATORS = 60
 
 
-class Binder(ReshapeOperators, CombineOperators, SeriesOperators, TabularOperators, OfflineSourcesBinder):
+class Binder(ReshapeOperators, CombineOperators, SeriesOperators, TabularOperators, PluginOperators,
+             OfflineSourcesBinder):
     """Lowers one query. ``tables`` maps table names to their columns; ``now`` is fixed for the whole query.
 
     This class holds the entry points, lets and table sources; each operator family lives in its visitor
@@ -398,6 +400,8 @@ class Binder(ReshapeOperators, CombineOperators, SeriesOperators, TabularOperato
         if isinstance(operator, ast.UnionOp):
             return self.lower_union(source, operator.sources, operator.kind, operator.withsource,
                                     operator.isfuzzy, env, operator.pos)
+        if isinstance(operator, ast.Evaluate):
+            return self.op_evaluate(source, operator, env)
         if isinstance(operator, ast.MakeSeries):
             return self.op_make_series(source, operator, env)
         if isinstance(operator, ast.MvApply):

@@ -22,11 +22,12 @@ LONG_MAX = 2**63 - 1
 TABULAR_OPERATORS = (
     "where", "filter", "extend", "project", "project-away", "project-keep", "project-rename", "project-reorder",
     "summarize", "sort", "order", "top", "take", "limit", "distinct", "count", "join", "lookup", "union",
-    "mv-expand", "mv-apply", "make-series", "parse", "parse-where", "as", "invoke", "render", "serialize", "getschema",
+    "mv-expand", "mv-apply", "make-series", "evaluate", "parse", "parse-where", "as", "invoke", "render",
+    "serialize", "getschema",
 )
 #: Operators Kusto has and Assay does not run (named so the error says so instead of "unknown operator").
 UNSUPPORTED_OPERATORS = (
-    "evaluate", "sample", "sample-distinct", "top-nested", "top-hitters", "fork",
+    "sample", "sample-distinct", "top-nested", "top-hitters", "fork",
     "facet", "partition", "scan", "reduce", "project-smart", "parse-kv", "consume", "find",
     "search", "externaldata", "lookup-hint", "partition-by", "sql", "graph-match", "make-graph", "execute",
 )
@@ -329,6 +330,28 @@ class Parser:
         raise KqlUnsupportedError(f"the '{word}' operator is not supported", self.span(),
                                   "rewrite the query with where/union over named tables")
 
+    def parse_schema(self, context: str) -> tuple[tuple[str, str], ...]:
+        """``(Name: type, ...)``; a leading ``*,`` (keep the input's columns) is accepted and ignored."""
+        self.expect_op("(", f"to open {context}")
+        columns: list[tuple[str, str]] = []
+        while not self.at_op(")"):
+            if self.accept_op("*"):
+                if not self.accept_op(","):
+                    break
+                continue
+            name = self.expect_ident(f"for a column of {context}").text
+            self.expect_op(":", f"after column {name}")
+            type_token = self.expect_ident(f"for the type of column {name}")
+            kusto_type = normalize_type(type_token.text)
+            if kusto_type not in {normalize_type(t) for t in SCALAR_TYPES}:
+                self.fail(f"unknown type {type_token.text!r}", type_token,
+                          f"did you mean {did_you_mean(type_token.text, SCALAR_TYPES) or 'string'}?")
+            columns.append((name, kusto_type))
+            if not self.accept_op(","):
+                break
+        self.expect_op(")", f"to close {context}")
+        return tuple(columns)
+
     def parse_externaldata(self) -> ast.TabularExpr:
         token = self.advance()
         self.expect_op("(", "after externaldata")
@@ -524,6 +547,27 @@ class Parser:
             return self.parse_mv_apply(pos, token)
         if word == "make-series":
             return self.parse_make_series(pos)
+        if word == "evaluate":
+            self.parse_options()
+            plugin = self.expect_ident("after 'evaluate' (a plugin name such as bag_unpack)")
+            self.expect_op("(", f"after evaluate {plugin.text}")
+            named: list[tuple[str, ast.Expr]] = []
+            args: list[ast.Expr] = []
+            while not self.at_op(")"):
+                if self.token.kind is TokenKind.IDENT and self.peek().kind is TokenKind.OP and \
+                        self.peek().text == "=":
+                    name = self.advance().text
+                    self.advance()
+                    named.append((name.lower(), self.parse_expression()))
+                else:
+                    args.append(self.parse_expression())
+                if not self.accept_op(","):
+                    break
+            self.expect_op(")", f"to close evaluate {plugin.text}(...)")
+            schema = None
+            if self.accept_op(":"):
+                schema = self.parse_schema(f"the output schema of {plugin.text}")
+            return ast.Evaluate(pos, "evaluate", plugin.text.lower(), tuple(args), schema, tuple(named))
         if word == "mv-expand":
             options = self.parse_options(("kind", "bagexpansion", "with_itemindex"))
             item_index = options["with_itemindex"][0] if "with_itemindex" in options else None

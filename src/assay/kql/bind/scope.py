@@ -93,8 +93,12 @@ class BinderBase:
     defined by another visitor raise until the composed ``Binder`` supplies them."""
 
     def __init__(self, query: ast.Query, tables: Mapping[str, Schema], now: datetime,
-                 json_columns: Mapping[str, set[str]] | None = None, offline: OfflineSources | None = None) -> None:
+                 json_columns: Mapping[str, set[str]] | None = None, offline: OfflineSources | None = None,
+                 probe: Callable[[exp.Expr], list[tuple[Any, ...]]] | None = None) -> None:
         self.query = query
+        # runs a SELECT on the data while binding (a sqlglot tree in, rows out): plugins whose output columns depend on
+        # the data (bag_unpack, pivot) read them with it; None when there is no data (check, compile)
+        self.probe = probe
         self.offline = offline or OfflineSources()  # local files mapped to watchlists and externaldata URLs
         self.tables = tables
         self.now = now
@@ -119,6 +123,23 @@ class BinderBase:
 
     def unsupported(self, message: str, pos: ast.Pos, hint: str | None = None) -> NoReturn:
         raise KqlUnsupportedError(message, self.span(pos), hint or "see docs/kql-support.md")
+
+    def run_probe(self, select: exp.Expr, pos: ast.Pos, construct: str) -> list[tuple[Any, ...]]:
+        """Rows of ``select`` (with the query's tabular lets as CTEs), for data-dependent output columns."""
+        if self.probe is None:
+            self.unsupported(f"{construct} takes its output columns from the data, and there is no data here",
+                             pos, "run the query (assay kql ... --db FILE), or give the output schema "
+                                  "with `: (Column: type, ...)`")
+        final = select.copy()
+        if self.ctes and isinstance(final, exp.Select):
+            for name, cte in self.ctes:
+                final = final.with_(exp.to_identifier(name, quoted=True), as_=cte.copy(), copy=False)
+        from assay.errors import AssayError
+
+        try:
+            return self.probe(final)
+        except AssayError as error:
+            self.fail(f"{construct}: reading its columns from the data failed: {error.message}", pos)
 
     def alias(self) -> str:
         return f"_q{next(self.alias_counter)}"
