@@ -233,7 +233,8 @@ def _bind(text: str, file: str | None, tables: TableMap | None, now: datetime | 
     fixed_now = _now(now)
     try:
         relation = Binder(query, schemas, fixed_now, _json_columns(engine), offline,
-                          _prober(engine) if engine is not None else None).bind()
+                          _prober(engine) if engine is not None else None,
+                          set(_database_columns(engine)) if engine is not None else None).bind()
     except RecursionError:
         raise KqlSyntaxError("query is nested too deeply", SourceSpan(file, 1, 1, text),
                              "simplify the query or split it with let statements") from None

@@ -128,6 +128,16 @@ class ExternalData(TabularExpr):
 
 
 @dataclass(frozen=True)
+class Search(TabularExpr):
+    """``search [kind=...] [in (T1, T*)] predicate``: the matching rows of every named (or every) table, with
+    a ``$table`` column. A bare string in the predicate matches a term in any column; ``Col:"x"`` in Col."""
+
+    tables: tuple[str, ...]
+    predicate: Expr
+    case_sensitive: bool = False
+
+
+@dataclass(frozen=True)
 class Print(TabularExpr):
     assignments: tuple[Assignment, ...]
 
@@ -294,6 +304,14 @@ class Evaluate(Operator):
     args: tuple[Expr, ...]
     schema: tuple[tuple[str, str], ...] | None = None
     named: tuple[tuple[str, Expr], ...] = ()  # name = value arguments (columnsConflict='replace_source')
+
+
+@dataclass(frozen=True)
+class SearchOp(Operator):
+    """``T | search predicate``: the rows of T the search predicate matches."""
+
+    predicate: Expr
+    case_sensitive: bool = False
 
 
 @dataclass(frozen=True)

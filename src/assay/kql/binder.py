@@ -17,7 +17,7 @@ from sqlglot import exp
 
 from assay.errors import did_you_mean
 from assay.kql import ast
-from assay.kql.bind.combine import CombineOperators
+from assay.kql.bind.combine import SearchOperators
 from assay.kql.bind.offline import OfflineSourcesBinder
 from assay.kql.bind.plugins import PluginOperators
 from assay.kql.bind.reshape import ReshapeOperators
@@ -57,7 +57,7 @@ __all__ = ["ORDINAL", "Binder", "Relation", "decode_value"]
 MAX_PIPELINE_OPERATORS = 60
 
 
-class Binder(ReshapeOperators, CombineOperators, SeriesOperators, TabularOperators, PluginOperators,
+class Binder(ReshapeOperators, SearchOperators, SeriesOperators, TabularOperators, PluginOperators,
              OfflineSourcesBinder):
     """Lowers one query. ``tables`` maps table names to their columns; ``now`` is fixed for the whole query.
 
@@ -173,6 +173,8 @@ class Binder(ReshapeOperators, CombineOperators, SeriesOperators, TabularOperato
             return self.lower_print(node, env)
         if isinstance(node, ast.Range):
             return self.lower_range(node, env)
+        if isinstance(node, ast.Search):
+            return self.lower_search(node, env)
         if isinstance(node, ast.ExternalData):
             return self.lower_externaldata(node, env)
         if isinstance(node, ast.Union):
@@ -400,6 +402,8 @@ class Binder(ReshapeOperators, CombineOperators, SeriesOperators, TabularOperato
         if isinstance(operator, ast.UnionOp):
             return self.lower_union(source, operator.sources, operator.kind, operator.withsource,
                                     operator.isfuzzy, env, operator.pos)
+        if isinstance(operator, ast.SearchOp):
+            return self.op_search(source, operator, env)
         if isinstance(operator, ast.Evaluate):
             return self.op_evaluate(source, operator, env)
         if isinstance(operator, ast.MakeSeries):

@@ -23,13 +23,13 @@ TABULAR_OPERATORS = (
     "where", "filter", "extend", "project", "project-away", "project-keep", "project-rename", "project-reorder",
     "summarize", "sort", "order", "top", "take", "limit", "distinct", "count", "join", "lookup", "union",
     "mv-expand", "mv-apply", "make-series", "evaluate", "parse", "parse-where", "as", "invoke", "render",
-    "serialize", "getschema",
+    "serialize", "getschema", "search",
 )
 #: Operators Kusto has and Assay does not run (named so the error says so instead of "unknown operator").
 UNSUPPORTED_OPERATORS = (
     "sample", "sample-distinct", "top-nested", "top-hitters", "fork",
     "facet", "partition", "scan", "reduce", "project-smart", "parse-kv", "consume", "find",
-    "search", "externaldata", "lookup-hint", "partition-by", "sql", "graph-match", "make-graph", "execute",
+    "externaldata", "lookup-hint", "partition-by", "sql", "graph-match", "make-graph", "execute",
 )
 #: Deprecated names still common in published queries → the current name (Kusto still accepts them).
 DEPRECATED_OPERATORS = {"mvexpand": "mv-expand", "mvapply": "mv-apply"}
@@ -66,6 +66,7 @@ class Parser:
         self.tokens = tokenize(text, file)
         self.index = 0
         self.depth = 0
+        self.in_search = False  # inside a search predicate, Column:"term" is a comparison
 
     # ---------------------------------------------------------------- helpers
     @property
@@ -321,6 +322,10 @@ class Parser:
             return ast.Union(operator.pos, operator.sources, operator.kind, operator.withsource, operator.isfuzzy)
         if word in ("externaldata", "external_data"):
             return self.parse_externaldata()
+        if word == "search":
+            self.advance()
+            case_sensitive, tables, predicate = self.parse_search_body()
+            return ast.Search(self.pos(token), tuple(tables or ["*"]), predicate, case_sensitive)
         if word == "materialize":
             self.advance()
             self.expect_op("(", "after materialize")
@@ -329,6 +334,26 @@ class Parser:
             return inner
         raise KqlUnsupportedError(f"the '{word}' operator is not supported", self.span(),
                                   "rewrite the query with where/union over named tables")
+
+    def parse_search_body(self) -> tuple[bool, list[str] | None, ast.Expr]:
+        options = self.parse_options(("kind",))
+        case_sensitive = options.get("kind", ("", self.token))[0].lower() == "case_sensitive"
+        tables: list[str] | None = None
+        if self.at_word("in") and self.peek().kind is TokenKind.OP and self.peek().text == "(":
+            self.advance()
+            self.advance()
+            tables = []
+            while not self.at_op(")"):
+                tables.append(self.parse_column_pattern("search in (...)"))
+                if not self.accept_op(","):
+                    break
+            self.expect_op(")", "to close the table list of search")
+        self.in_search = True
+        try:
+            predicate = self.parse_expression()
+        finally:
+            self.in_search = False
+        return case_sensitive, tables, predicate
 
     def parse_schema(self, context: str) -> tuple[tuple[str, str], ...]:
         """``(Name: type, ...)``; a leading ``*,`` (keep the input's columns) is accepted and ignored."""
@@ -547,6 +572,11 @@ class Parser:
             return self.parse_mv_apply(pos, token)
         if word == "make-series":
             return self.parse_make_series(pos)
+        if word == "search":
+            case_sensitive, tables, predicate = self.parse_search_body()
+            if tables is not None:
+                self.fail("'search in (...)' names tables; after a pipe, search reads its input", token)
+            return ast.SearchOp(pos, "search", predicate, case_sensitive)
         if word == "evaluate":
             self.parse_options()
             plugin = self.expect_ident("after 'evaluate' (a plugin name such as bag_unpack)")
@@ -729,10 +759,7 @@ class Parser:
                 self.expect_op(")", "to close the union leg")
             else:
                 name = self.parse_column_pattern("union")
-                if "*" in name:
-                    raise KqlUnsupportedError("union with table wildcards is not supported", self.span(source_token),
-                                              "name the tables")
-                if self.at_op("("):
+                if self.at_op("(") and "*" not in name:
                     self.advance()
                     sources.append(ast.FunctionSource(self.pos(source_token), name, tuple(self.parse_call_args())))
                 else:
@@ -861,6 +888,8 @@ class Parser:
 
     def _comparison_operator(self) -> str | None:
         token = self.token
+        if self.in_search and token.kind is TokenKind.OP and token.text == ":":
+            return ":"  # search's Column:"term"
         if (token.kind is TokenKind.OP and token.text in (*COMPARISON_OPS, "!in~", "in~")) or \
                 (token.kind is TokenKind.OP and token.text.startswith("!") and len(token.text) > 1):
             return token.text
@@ -903,6 +932,8 @@ class Parser:
                             break
                 self.expect_op(")", f"to close the list of '{op}'")
                 left = ast.InList(pos, op, left, tuple(items))
+            elif op == ":":
+                left = ast.Binary(pos, ":", left, self.parse_additive())
             elif op in ("like", "notlike"):
                 self.fail(f"'{op}' is not a Kusto operator", token, "use contains, startswith or matches regex")
             else:

@@ -94,8 +94,11 @@ class BinderBase:
 
     def __init__(self, query: ast.Query, tables: Mapping[str, Schema], now: datetime,
                  json_columns: Mapping[str, set[str]] | None = None, offline: OfflineSources | None = None,
-                 probe: Callable[[exp.Expr], list[tuple[Any, ...]]] | None = None) -> None:
+                 probe: Callable[[exp.Expr], list[tuple[Any, ...]]] | None = None,
+                 data_tables: set[str] | None = None) -> None:
         self.query = query
+        # the tables that hold data (when running): what `union *` and `search` read; None: every known table
+        self.data_tables = data_tables
         # runs a SELECT on the data while binding (a sqlglot tree in, rows out): plugins whose output columns depend on
         # the data (bag_unpack, pivot) read them with it; None when there is no data (check, compile)
         self.probe = probe
@@ -193,6 +196,9 @@ class BinderBase:
         raise NotImplementedError
 
     def lower_operator(self, source: Relation, operator: ast.Operator, env: Environment) -> Relation:
+        raise NotImplementedError
+
+    def op_where(self, source: Relation, operator: ast.Where, env: Environment) -> Relation:
         raise NotImplementedError
 
     def coerce(self, typed: Typed, kusto_type: str, pos: ast.Pos, context: str) -> exp.Expr:
