@@ -18,6 +18,7 @@ from sqlglot import exp
 from assay.errors import did_you_mean
 from assay.kql import ast
 from assay.kql.bind.combine import SearchOperators
+from assay.kql.bind.defender import LOCAL_FUNCTIONS, SERVICE_FUNCTIONS, DefenderFunctions
 from assay.kql.bind.offline import OfflineSourcesBinder
 from assay.kql.bind.plugins import PluginOperators
 from assay.kql.bind.reshape import ReshapeOperators
@@ -53,12 +54,15 @@ from assay.kql.typed import (
 
 __all__ = ["ORDINAL", "Binder", "Relation", "decode_value"]
 
+#: Defender's built-in tabular functions (answered locally or a "needs the service" error)
+BUILTIN_TABULAR_FUNCTIONS = frozenset(LOCAL_FUNCTIONS) | frozenset(SERVICE_FUNCTIONS)
+
 #: Each operator becomes one nested SELECT; far deeper nesting than real queries use exhausts the SQL generator.
 MAX_PIPELINE_OPERATORS = 60
 
 
 class Binder(ReshapeOperators, SearchOperators, SeriesOperators, TabularOperators, PluginOperators,
-             OfflineSourcesBinder):
+             OfflineSourcesBinder, DefenderFunctions):
     """Lowers one query. ``tables`` maps table names to their columns; ``now`` is fixed for the whole query.
 
     This class holds the entry points, lets and table sources; each operator family lives in its visitor
@@ -116,7 +120,8 @@ class Binder(ReshapeOperators, SearchOperators, SeriesOperators, TabularOperator
                 body = binding.statement.body
                 return body is not None and body.body is not None and self.is_tabular_expr(
                     body.body, self._function_env(binding, expr, env, probe=True))
-            return expr.name in ("materialize", "view", "table") or expr.name.lower() == "_getwatchlist"
+            return expr.name in ("materialize", "view", "table") or expr.name.lower() == "_getwatchlist" or (
+                binding is None and expr.name in BUILTIN_TABULAR_FUNCTIONS)
         return False
 
     def as_tabular(self, expr: ast.Expr | ast.TabularExpr) -> ast.TabularExpr:
@@ -262,6 +267,8 @@ class Binder(ReshapeOperators, SearchOperators, SeriesOperators, TabularOperator
         binding = env.bindings.get(node.name)
         if node.name.lower() == "_getwatchlist" and not isinstance(binding, FunctionLet):
             return self.lower_watchlist(node)
+        if binding is None:
+            binding = self.builtin_function(node.name, node.pos)
         if not isinstance(binding, FunctionLet):
             if node.name.startswith("_Get") or node.name.startswith("_ASim") or node.name in OFFLINE_FUNCTIONS:
                 self.unsupported(f"'{node.name}' is not available offline (a Microsoft Sentinel or cluster function)",
@@ -422,6 +429,8 @@ class Binder(ReshapeOperators, SearchOperators, SeriesOperators, TabularOperator
             return source
         if isinstance(operator, ast.Invoke):
             binding = env.bindings.get(operator.function)
+            if binding is None:
+                binding = self.builtin_function(operator.function, operator.pos)
             if not isinstance(binding, FunctionLet):
                 self.fail(f"unknown function '{operator.function}' in invoke", operator.pos)
             parameters = binding.statement.parameters or ()
