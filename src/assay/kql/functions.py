@@ -1110,6 +1110,30 @@ def _new_guid(ctx: CallContext, args: list[Typed]) -> Typed:
     return Typed(cast(fn("uuid"), "VARCHAR"), "guid")
 
 
+@scalar("hash", 1, 2, status="partial", note="a constant string hashes to Kusto's value (XXH64 of its UTF-8 "
+        "text, computed when the query is compiled); a column hashes with the engine's own hash: stable, "
+        "but not Kusto's numbers")
+def _hash(ctx: CallContext, args: list[Typed]) -> Typed:
+    from assay.kql.runtime import kql_hash
+
+    argument = ctx.call.args[0]
+    hashed: exp.Expr
+    if isinstance(argument, ast.Literal) and isinstance(argument.value, str):
+        hashed = number(kql_hash(argument.value) or 0)
+    else:
+        # DuckDB's hash() is a UBIGINT: fold it into the long range
+        hashed = cast(exp.Mod(this=fn("hash", s(args[0])), expression=number(2**63)), "BIGINT")
+    if len(args) == 2:
+        if args[1].kusto_type not in ("long", "int"):
+            raise ctx.error("hash()'s modulo must be a whole number", ctx.call.args[1])
+        modulo = exp.Paren(this=args[1].sql)
+        # Kusto's modulo is never negative
+        hashed = exp.Mod(this=exp.Paren(this=exp.Add(this=exp.Mod(this=hashed, expression=modulo),
+                                                     expression=exp.Abs(this=modulo.copy()))),
+                         expression=exp.Abs(this=modulo.copy()))
+    return Typed(hashed, "long")
+
+
 # ---------------------------------------------------------------- series (arrays from make-series)
 
 def _numbers(value: Typed) -> exp.Expr:
@@ -1213,7 +1237,7 @@ AGGREGATE_FUNCTIONS: dict[str, AggregateFunction] = {a.name: a for a in (
 
 #: Functions that exist in Kusto but not offline (Sentinel workspace functions, network access).
 OFFLINE_FUNCTIONS = ("_GetWatchlist", "_GetWatchlistAlias", "_ASim_", "externaldata", "cluster", "database",
-                     "workspace", "app", "adx", "geo_info_from_ip_address", "ingestion_time", "cursor_after",
+                     "workspace", "app", "adx", "arg", "geo_info_from_ip_address", "cursor_after",
                      "current_principal", "current_cluster_endpoint")
 
 #: Known Kusto functions we do not implement (named in errors and in the support matrix).
@@ -1225,7 +1249,7 @@ UNSUPPORTED_FUNCTIONS = (
     "array_split", "array_iff", "array_reverse", "array_rotate_left", "array_rotate_right", "array_shift_left",
     "array_shift_right", "array_sum", "parse_csv", "parse_xml", "parse_user_agent", "parse_version",
     "parse_ipv6", "parse_ipv4", "ipv6_compare", "ipv6_is_match", "ipv4_is_match", "punycode_to_string",
-    "format_bytes", "format_ipv4", "format_ipv4_mask", "hash", "hash_combine", "hash_many", "hash_xxhash64",
+    "format_bytes", "format_ipv4", "format_ipv4_mask", "hash_combine", "hash_many", "hash_xxhash64",
     "base64_decode_toarray", "base64_encode_fromarray", "base64_decode_toguid", "string_size", "unicode_codepoints_from_string",
     "unicode_codepoints_to_string", "estimate_data_size", "toscalar_tabular", "translate", "jaccard_index",
     "make_string", "datetime_local_to_utc", "datetime_utc_to_local", "dcount_hll", "tdigest", "percentile_tdigest",

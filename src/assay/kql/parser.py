@@ -31,6 +31,12 @@ UNSUPPORTED_OPERATORS = (
     "facet", "partition", "scan", "reduce", "project-smart", "parse-kv", "consume", "find",
     "externaldata", "lookup-hint", "partition-by", "sql", "graph-match", "make-graph", "execute",
 )
+#: Functions that name another service's data: arg("").Resources, workspace("w").T, cluster("c").database("d").T
+CROSS_SERVICE_FUNCTIONS = {
+    "arg": "Azure Resource Graph", "adx": "an Azure Data Explorer cluster", "cluster": "an Azure Data Explorer "
+    "cluster", "database": "another database", "workspace": "another Log Analytics workspace",
+    "app": "an Application Insights app", "resource": "an Azure resource's logs",
+}
 #: Deprecated names still common in published queries → the current name (Kusto still accepts them).
 DEPRECATED_OPERATORS = {"mvexpand": "mv-expand", "mvapply": "mv-apply"}
 DEPRECATED_FUNCTIONS = {
@@ -285,6 +291,15 @@ class Parser:
     def to_tabular(self, source: ast.Expr | ast.TabularExpr) -> ast.TabularExpr:
         if isinstance(source, ast.TabularExpr):
             return source
+        if isinstance(source, ast.Member | ast.Index):
+            base: ast.Expr = source
+            while isinstance(base, ast.Member | ast.Index):
+                base = base.target
+            if isinstance(base, ast.Call) and base.name.lower() in CROSS_SERVICE_FUNCTIONS:
+                raise KqlUnsupportedError(
+                    f"{base.name}(...) reads another service ({CROSS_SERVICE_FUNCTIONS[base.name.lower()]}), "
+                    "not available offline", SourceSpan(self.file, base.pos[0], base.pos[1], self.text),
+                    "export that data and load it as a table (assay ingest), then name the table")
         if isinstance(source, ast.Name):
             return ast.TableRef(source.pos, source.name)
         if isinstance(source, ast.Call):
@@ -761,7 +776,11 @@ class Parser:
                 name = self.parse_column_pattern("union")
                 if self.at_op("(") and "*" not in name:
                     self.advance()
-                    sources.append(ast.FunctionSource(self.pos(source_token), name, tuple(self.parse_call_args())))
+                    args = tuple(self.parse_call_args())
+                    if self.at_op(".", "["):  # arg("").Resources, workspace("w").Table
+                        call: ast.Expr = ast.Call(self.pos(source_token), name, args)
+                        sources.append(self.to_tabular(ast.Member(self.pos(), call, "")))
+                    sources.append(ast.FunctionSource(self.pos(source_token), name, args))
                 else:
                     sources.append(ast.TableRef(self.pos(source_token), name))
             if not self.accept_op(","):
@@ -982,6 +1001,10 @@ class Parser:
                     self.peek().offset == self.token.end:
                 token = self.advance()
                 expr = ast.Member(self.pos(token), expr, self.advance().text)
+                if self.at_op("(") and self.token.offset == self.tokens[self.index - 1].end:
+                    # cluster("c").database("d"): a method-style call, only meaningful for cross-service names
+                    self.advance()
+                    self.parse_call_args()
             elif self.at_op(".") and self.peek().kind is TokenKind.OP and self.peek().text == "[":
                 self.advance()
             elif self.at_op("["):

@@ -617,6 +617,15 @@ class ScalarBinder(BinderBase):
                 return value  # refers to row columns: nothing to evaluate once
             # evaluated once per query, as Kusto does (toscalar(new_guid()) is one value for every row)
             return Typed(exp.Subquery(this=exp.select(value.sql, copy=False)), value.kusto_type)
+        if name == "ingestion_time":
+            if node.args:
+                self.fail("ingestion_time() takes no arguments", node.pos)
+            # Assay keeps no ingestion time: a table's own _IngestionTime when it has one, else the record's
+            # TimeGenerated / Timestamp (when the event was logged), else null
+            for column in ("_IngestionTime", "IngestionTime", "TimeGenerated", "Timestamp"):
+                if column in scope and scope[column].kusto_type == "datetime":
+                    return scope[column]
+            return Typed(literal(None, "datetime"), "datetime")
         if name == "column_ifexists":
             if len(node.args) != 2 or not isinstance(node.args[0], ast.Literal):
                 self.fail("column_ifexists() takes a column name string and a default value", node.pos)
