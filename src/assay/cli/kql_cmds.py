@@ -54,6 +54,34 @@ def _read_query(query: str) -> tuple[str, str | None]:
     return query, None
 
 
+def _offline_options(command: Any) -> Any:
+    """``--watchlist NAME=FILE`` and ``--externaldata URL=FILE``: local files standing in for workspace data."""
+    command = click.option(
+        "--externaldata", "externaldata", multiple=True, metavar="URL=FILE",
+        help="Read FILE where the query's externaldata names URL (format from the query's with(format=...): "
+             "csv, tsv, json, multijson, txt). Repeatable. Assay never fetches URLs.")(command)
+    return click.option(
+        "--watchlist", "watchlists", multiple=True, metavar="NAME=FILE",
+        help="Read FILE (CSV with a header line) for _GetWatchlist('NAME'). Repeatable.")(command)
+
+
+def _offline_maps(watchlists: tuple[str, ...], externaldata: tuple[str, ...]) -> tuple[dict[str, Path],
+                                                                                      dict[str, Path]]:
+    from assay.kql.offline import parse_mapping
+
+    maps: list[dict[str, Path]] = []
+    for values, flag in ((watchlists, "--watchlist"), (externaldata, "--externaldata")):
+        try:
+            mapping = parse_mapping(values, flag)
+        except ValueError as error:
+            raise UsageError(str(error), hint=f"e.g. {flag} {'HighValueAssets=assets.csv' if flag == '--watchlist' else 'https://example.com/iocs.csv=iocs.csv'}") from None
+        for key, path in mapping.items():
+            if not path.is_file():
+                raise UsageError(f"{flag} {key}: {path} is not a file")
+        maps.append(mapping)
+    return maps[0], maps[1]
+
+
 class KqlGroup(click.Group):
     """``assay kql QUERY`` runs a query; ``assay kql check FILE...`` validates: QUERY falls through to ``run``."""
 
@@ -86,22 +114,26 @@ def kql_group() -> None:
               show_default=True, help="Output format.")
 @click.option("--sql", "sql_dialect", type=click.Choice(["duckdb", "spark"]),
               help="Print the compiled SQL for this engine instead of running the query.")
+@_offline_options
 def run_command(query: str, db_path: Path | None, now: str | None, output_format: str,
-                sql_dialect: str | None) -> None:
+                sql_dialect: str | None, watchlists: tuple[str, ...] = (),
+                externaldata: tuple[str, ...] = ()) -> None:
     """Run QUERY (KQL text or a .kql file) and print its rows."""
     from assay import kql
     from assay.engine import default_db_path
 
     text, file = _read_query(query)
+    watchlist_map, external_map = _offline_maps(watchlists, externaldata)
     if sql_dialect:
         tables = _table_schemas(db_path)
-        compiled = kql.compile(text, tables=tables, now=now, dialect=sql_dialect, file=file)
+        compiled = kql.compile(text, tables=tables, now=now, dialect=sql_dialect, file=file,
+                               watchlists=watchlist_map, externaldata=external_map)
         click.echo(compiled.sql)
         return
     if db_path is None:
         default = default_db_path()
         db_path = default if default.exists() else None
-    result = kql.run(text, db=db_path, now=now, file=file)
+    result = kql.run(text, db=db_path, now=now, file=file, watchlists=watchlist_map, externaldata=external_map)
     names = list(result.column_names)
     if output_format == "json":
         emit_json({"columns": [{"name": n, "type": t} for n, t in result.columns],
@@ -152,10 +184,13 @@ def _csv_value(value: Any) -> Any:
               help="Also accept the tables found in this DuckDB file.")
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="Output format.")
-def check_command(files: tuple[Path, ...], db_path: Path | None, output_format: str) -> None:
+@_offline_options
+def check_command(files: tuple[Path, ...], db_path: Path | None, output_format: str,
+                  watchlists: tuple[str, ...] = (), externaldata: tuple[str, ...] = ()) -> None:
     """Check the syntax and schema of KQL FILES without running them (exit 1 if any fails)."""
     from assay import kql
 
+    watchlist_map, external_map = _offline_maps(watchlists, externaldata)
     tables = _table_schemas(db_path)
     results: list[dict[str, Any]] = []
     failed = 0
@@ -164,7 +199,7 @@ def check_command(files: tuple[Path, ...], db_path: Path | None, output_format: 
             raise UsageError(f"{path} is not a file")
         text = path.read_text(encoding="utf-8-sig")
         try:
-            kql.check(text, file=str(path), tables=tables)
+            kql.check(text, file=str(path), tables=tables, watchlists=watchlist_map, externaldata=external_map)
             results.append({"file": str(path), "ok": True})
         except KqlError as error:
             failed += 1

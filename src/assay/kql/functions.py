@@ -1110,6 +1110,97 @@ def _new_guid(ctx: CallContext, args: list[Typed]) -> Typed:
     return Typed(cast(fn("uuid"), "VARCHAR"), "guid")
 
 
+@scalar("hash", 1, 2, status="partial", note="a constant string hashes to Kusto's value (XXH64 of its UTF-8 "
+        "text, computed when the query is compiled); a column hashes with the engine's own hash: stable, "
+        "but not Kusto's numbers")
+def _hash(ctx: CallContext, args: list[Typed]) -> Typed:
+    from assay.kql.runtime import kql_hash
+
+    argument = ctx.call.args[0]
+    hashed: exp.Expr
+    if isinstance(argument, ast.Literal) and isinstance(argument.value, str):
+        hashed = number(kql_hash(argument.value) or 0)
+    else:
+        # DuckDB's hash() is a UBIGINT: fold it into the long range
+        hashed = cast(exp.Mod(this=fn("hash", s(args[0])), expression=number(2**63)), "BIGINT")
+    if len(args) == 2:
+        if args[1].kusto_type not in ("long", "int"):
+            raise ctx.error("hash()'s modulo must be a whole number", ctx.call.args[1])
+        modulo = exp.Paren(this=args[1].sql)
+        # Kusto's modulo is never negative
+        hashed = exp.Mod(this=exp.Paren(this=exp.Add(this=exp.Mod(this=hashed, expression=modulo),
+                                                     expression=exp.Abs(this=modulo.copy()))),
+                         expression=exp.Abs(this=modulo.copy()))
+    return Typed(hashed, "long")
+
+
+# ---------------------------------------------------------------- series (arrays from make-series)
+
+def _numbers(value: Typed) -> exp.Expr:
+    """A dynamic numeric array as a DuckDB list of doubles."""
+    return fn("from_json", value.sql, string('["double"]'))
+
+
+@scalar("series_fit_line_dynamic", 1)
+def _series_fit_line_dynamic(ctx: CallContext, args: list[Typed]) -> Typed:
+    return Typed(fn("kql_series_fit_line", _numbers(args[0])), "dynamic")
+
+
+@scalar("series_stats_dynamic", 1, 2, status="partial", note="the ignore_val argument is not supported")
+def _series_stats_dynamic(ctx: CallContext, args: list[Typed]) -> Typed:
+    if len(args) == 2:
+        raise KqlUnsupportedError("series_stats_dynamic() with ignore_val is not supported", ctx.span())
+    return Typed(fn("kql_series_stats", _numbers(args[0])), "dynamic")
+
+
+#: Functions that return several columns: (the one-bag form, (field, Kusto type) per output column).
+MULTI_COLUMN_FUNCTIONS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    "series_fit_line": ("series_fit_line_dynamic", (
+        ("rsquare", "real"), ("slope", "real"), ("variance", "real"), ("rvariance", "real"),
+        ("interception", "real"), ("line_fit", "dynamic"))),
+    "series_stats": ("series_stats_dynamic", (
+        ("min", "real"), ("min_idx", "long"), ("max", "real"), ("max_idx", "long"), ("avg", "real"),
+        ("stdev", "real"), ("variance", "real"))),
+}
+
+
+def _series_elementwise(name: str, operator: Callable[[exp.Expr, exp.Expr], exp.Expr], result: str) -> None:
+    def lower(ctx: CallContext, args: list[Typed]) -> Typed:
+        left, right = args
+        pair = exp.column("__p")
+        def side(value: Typed, index: int) -> exp.Expr:
+            if value.kusto_type == "dynamic":
+                return fn("struct_extract", pair.copy(), number(index))
+            return cast(value.sql, "DOUBLE")
+        lefts = _numbers(left) if left.kusto_type == "dynamic" else None
+        rights = _numbers(right) if right.kusto_type == "dynamic" else None
+        first = lefts if lefts is not None else rights
+        second = rights if rights is not None else lefts
+        if first is None or second is None:
+            raise ctx.error(f"{name}() needs at least one dynamic array argument")
+        zipped = fn("list_zip", first, second.copy())
+        body = operator(side(left, 1), side(right, 2))
+        values = fn("list_transform", zipped, exp.Lambda(this=body, expressions=[exp.to_identifier("__p")]))
+        return Typed(fn("to_json", values), "dynamic")
+    SCALAR_FUNCTIONS[name] = ScalarFunction(name, 2, 2, lower, "partial",
+                                            f"element-wise; values are {result}s (Kusto keeps longs long)")
+
+
+for _name, _operator in (
+        ("series_add", lambda a, b: exp.Add(this=a, expression=b)),
+        ("series_subtract", lambda a, b: exp.Sub(this=a, expression=b)),
+        ("series_multiply", lambda a, b: exp.Mul(this=a, expression=b)),
+        ("series_divide", lambda a, b: exp.Div(this=a, expression=exp.func("nullif", b, number(0)))),
+        ("series_greater", lambda a, b: exp.GT(this=a, expression=b)),
+        ("series_greater_equals", lambda a, b: exp.GTE(this=a, expression=b)),
+        ("series_less", lambda a, b: exp.LT(this=a, expression=b)),
+        ("series_less_equals", lambda a, b: exp.LTE(this=a, expression=b)),
+        ("series_equals", lambda a, b: exp.EQ(this=a, expression=b)),
+        ("series_not_equals", lambda a, b: exp.NEQ(this=a, expression=b))):
+    _series_elementwise(_name, _operator, "real" if _name in ("series_add", "series_subtract", "series_multiply",
+                                                             "series_divide") else "bool")
+
+
 # ---------------------------------------------------------------- aggregates (lowered in the binder)
 
 AGGREGATE_FUNCTIONS: dict[str, AggregateFunction] = {a.name: a for a in (
@@ -1146,17 +1237,19 @@ AGGREGATE_FUNCTIONS: dict[str, AggregateFunction] = {a.name: a for a in (
 
 #: Functions that exist in Kusto but not offline (Sentinel workspace functions, network access).
 OFFLINE_FUNCTIONS = ("_GetWatchlist", "_GetWatchlistAlias", "_ASim_", "externaldata", "cluster", "database",
-                     "workspace", "app", "adx", "geo_info_from_ip_address", "ingestion_time", "cursor_after",
+                     "workspace", "app", "adx", "arg", "geo_info_from_ip_address", "cursor_after",
                      "current_principal", "current_cluster_endpoint")
 
 #: Known Kusto functions we do not implement (named in errors and in the support matrix).
 UNSUPPORTED_FUNCTIONS = (
     "prev", "next", "row_number", "row_cumsum", "row_window_session", "series_decompose", "series_fir",
-    "series_stats", "make_series", "geo_distance_2points", "zip", "treepath", "bag_merge", "bag_remove_keys",
+    "series_decompose_anomalies", "series_decompose_forecast", "series_periods_detect", "series_outliers",
+    "series_iir", "series_fill_linear", "series_fill_forward", "series_fill_backward", "series_fill_const",
+    "make_series", "geo_distance_2points", "zip", "treepath", "bag_merge", "bag_remove_keys",
     "array_split", "array_iff", "array_reverse", "array_rotate_left", "array_rotate_right", "array_shift_left",
     "array_shift_right", "array_sum", "parse_csv", "parse_xml", "parse_user_agent", "parse_version",
     "parse_ipv6", "parse_ipv4", "ipv6_compare", "ipv6_is_match", "ipv4_is_match", "punycode_to_string",
-    "format_bytes", "format_ipv4", "format_ipv4_mask", "hash", "hash_combine", "hash_many", "hash_xxhash64",
+    "format_bytes", "format_ipv4", "format_ipv4_mask", "hash_combine", "hash_many", "hash_xxhash64",
     "base64_decode_toarray", "base64_encode_fromarray", "base64_decode_toguid", "string_size", "unicode_codepoints_from_string",
     "unicode_codepoints_to_string", "estimate_data_size", "toscalar_tabular", "translate", "jaccard_index",
     "make_string", "datetime_local_to_utc", "datetime_utc_to_local", "dcount_hll", "tdigest", "percentile_tdigest",

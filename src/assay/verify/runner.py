@@ -560,7 +560,10 @@ class DetectionRun:
     def _run_kql(self, text: str, engine: DuckDBEngine, now: dt.datetime) -> Any:
         from assay.kql import run as run_kql
 
-        return run_kql(text, db=engine, now=now)
+        # a detection may ship the watchlists its KQL reads: <detection>/watchlists/<alias>.csv
+        folder = self.loaded.path / "watchlists"
+        watchlists = {p.stem: p for p in sorted(folder.glob("*.csv"))} if folder.is_dir() else {}
+        return run_kql(text, db=engine, now=now, watchlists=watchlists)
 
     def run_kql(self, scenario: Scenario, data: ScenarioData) -> list[FormResult]:
         assert self.kql_text is not None

@@ -25,6 +25,7 @@ from assay.kql.bind.scope import (
 )
 from assay.kql.functions import (
     AGGREGATE_FUNCTIONS,
+    MULTI_COLUMN_FUNCTIONS,
     OFFLINE_FUNCTIONS,
     SCALAR_FUNCTIONS,
     UNSUPPORTED_FUNCTIONS,
@@ -69,6 +70,11 @@ class ScalarBinder(BinderBase):
         results: list[tuple[str, Typed]] = []
         counter = itertools.count(start_index)
         for assignment in assignments:
+            if isinstance(assignment.expr, ast.Call) and assignment.expr.name in MULTI_COLUMN_FUNCTIONS:
+                for field_name, field_value in self.lower_multi_column(assignment, assignment.expr, scope, env):
+                    results.append((field_name, field_value))
+                    scope[field_name] = field_value
+                continue
             if assignment.names:
                 self.unsupported(f"multi-name assignment (a, b) = ... in {context}", assignment.expr.pos)
             typed = self.lower_expr(assignment.expr, scope, env)
@@ -83,6 +89,28 @@ class ScalarBinder(BinderBase):
                         break
             results.append((name, typed))
             scope[name] = typed
+        return results
+
+    def lower_multi_column(self, assignment: ast.Assignment, call: ast.Call, scope: Mapping[str, Typed],
+                           env: Environment) -> list[tuple[str, Typed]]:
+        """``extend series_stats(x)`` or ``extend (a, b) = series_fit_line(x)``: one column per field of the
+        function's one-bag form; default names are function_argument_field, as Kusto names them."""
+        bag_name, fields = MULTI_COLUMN_FUNCTIONS[call.name]
+        bag = self.lower_expr(ast.Call(call.pos, bag_name, call.args), scope, env)
+        names = list(assignment.names)
+        if len(names) > len(fields):
+            self.fail(f"{call.name}() returns {len(fields)} columns, {len(names)} names given", call.pos)
+        if assignment.name:
+            self.fail(f"{call.name}() returns several columns: name them (a, b, ...) = {call.name}(...)",
+                      call.pos)
+        argument = self.derive_name(call.args[0], None) if call.args else None
+        results: list[tuple[str, Typed]] = []
+        for index, (field_name, kusto_type) in enumerate(fields):
+            name = names[index] if index < len(names) else \
+                f"{call.name}_{argument}_{field_name}" if argument else f"{call.name}_{field_name}"
+            value = Typed(fn("json_extract", bag.sql.copy(), string(f'$."{field_name}"')), "dynamic")
+            results.append((name, Typed(to_type(value, kusto_type), kusto_type) if kusto_type != "dynamic"
+                            else value))
         return results
 
     def derive_name(self, expr: ast.Expr, default: str | None) -> str | None:
@@ -589,6 +617,15 @@ class ScalarBinder(BinderBase):
                 return value  # refers to row columns: nothing to evaluate once
             # evaluated once per query, as Kusto does (toscalar(new_guid()) is one value for every row)
             return Typed(exp.Subquery(this=exp.select(value.sql, copy=False)), value.kusto_type)
+        if name == "ingestion_time":
+            if node.args:
+                self.fail("ingestion_time() takes no arguments", node.pos)
+            # Assay keeps no ingestion time: a table's own _IngestionTime when it has one, else the record's
+            # TimeGenerated / Timestamp (when the event was logged), else null
+            for column in ("_IngestionTime", "IngestionTime", "TimeGenerated", "Timestamp"):
+                if column in scope and scope[column].kusto_type == "datetime":
+                    return scope[column]
+            return Typed(literal(None, "datetime"), "datetime")
         if name == "column_ifexists":
             if len(node.args) != 2 or not isinstance(node.args[0], ast.Literal):
                 self.fail("column_ifexists() takes a column name string and a default value", node.pos)
