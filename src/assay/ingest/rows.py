@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -199,6 +199,20 @@ def resolve_table(name: str, schemas: Mapping[str, TableSchema] | None = None) -
 
 def load_rows(engine: DuckDBEngine, table: TableSchema, paths: list[Path]) -> RowsSummary:
     """Load the rows of ``paths`` into ``table`` (created when absent); bad rows are reported, not raised."""
+
+    def records() -> Iterator[tuple[str, int, Any]]:
+        for path in paths:
+            for line, record in _records(path):
+                yield str(path), line, record
+
+    summary = load_records(engine, table, records())
+    summary.files = [str(p) for p in paths]
+    return summary
+
+
+def load_records(engine: DuckDBEngine, table: TableSchema, records: Iterable[tuple[str, int, Any]]) -> RowsSummary:
+    """Load ``(source, line, record)`` items (a record is a dict of column values) into ``table``; line < 0
+    means "element -line" of a JSON array. Bad records are reported in the summary, not raised."""
     summary = RowsSummary(table.name)
     summary.created = bool(engine.ensure_tables([table.name], {table.name: table}))
     present = engine.table_columns(table.name)
@@ -231,51 +245,49 @@ def load_rows(engine: DuckDBEngine, table: TableSchema, paths: list[Path]) -> Ro
             values.clear()
         pending = 0
 
-    for path in paths:
-        summary.files.append(str(path))
-        for line, record in _records(path):
-            where = f"line {line}" if line > 0 else f"element {-line}"
-            if isinstance(record, _BadValue):
-                summary.bad.append(BadRecord(str(path), where, str(record)))
-                continue
-            if not isinstance(record, dict):
-                summary.bad.append(BadRecord(str(path), where, "a row must be a JSON object"))
-                continue
-            row: dict[str, Any] = {}
-            leftover: dict[str, Any] = {}
-            try:
-                for key, value in record.items():
-                    target = key
-                    if key in computed:
-                        target = aliases.get(key, "")
-                        if not target or target in record:
-                            continue  # Type, or TimeGenerated next to the Timestamp it repeats
-                    if target not in batch:
-                        leftover[key] = value
-                        continue
-                    if value is None:
-                        continue
-                    try:
-                        row[target] = _CONVERTERS[columns.get(target, "string")](value)
-                    except _BadValue as error:
-                        raise _BadValue(f"column {target}: {error}") from None
-            except _BadValue as error:
-                summary.bad.append(BadRecord(str(path), where, str(error)))
-                continue
-            if leftover:
-                for key in leftover:
-                    summary.unmapped[key] = summary.unmapped.get(key, 0) + 1
-                if extra_column is not None and extra_column not in row:
-                    row[extra_column] = json.dumps(leftover, ensure_ascii=False, default=str)
-            if has_source and "AssaySource" not in row:
-                row["AssaySource"] = f"{path}#{line}" if line > 0 else f"{path}#{-line}"
-            for name, values in batch.items():
-                values.append(row.get(name))
-            pending += 1
-            if pending >= BATCH_ROWS:
-                flush()
+    for path, line, record in records:
+        where = f"line {line}" if line > 0 else f"element {-line}"
+        if isinstance(record, _BadValue):
+            summary.bad.append(BadRecord(str(path), where, str(record)))
+            continue
+        if not isinstance(record, dict):
+            summary.bad.append(BadRecord(str(path), where, "a row must be a JSON object"))
+            continue
+        row: dict[str, Any] = {}
+        leftover: dict[str, Any] = {}
+        try:
+            for key, value in record.items():
+                target = key
+                if key in computed:
+                    target = aliases.get(key, "")
+                    if not target or target in record:
+                        continue  # Type, or TimeGenerated next to the Timestamp it repeats
+                if target not in batch:
+                    leftover[key] = value
+                    continue
+                if value is None:
+                    continue
+                try:
+                    row[target] = _CONVERTERS[columns.get(target, "string")](value)
+                except _BadValue as error:
+                    raise _BadValue(f"column {target}: {error}") from None
+        except _BadValue as error:
+            summary.bad.append(BadRecord(str(path), where, str(error)))
+            continue
+        if leftover:
+            for key in leftover:
+                summary.unmapped[key] = summary.unmapped.get(key, 0) + 1
+            if extra_column is not None and extra_column not in row:
+                row[extra_column] = json.dumps(leftover, ensure_ascii=False, default=str)
+        if has_source and "AssaySource" not in row:
+            row["AssaySource"] = f"{path}#{line}" if line > 0 else f"{path}#{-line}"
+        for name, values in batch.items():
+            values.append(row.get(name))
+        pending += 1
+        if pending >= BATCH_ROWS:
+            flush()
     flush()
     return summary
 
 
-__all__ = ["RowsSummary", "load_rows", "resolve_table"]
+__all__ = ["RowsSummary", "load_records", "load_rows", "resolve_table"]
