@@ -33,7 +33,7 @@ from assay.kql.binder import ORDINAL, Binder, Relation, decode_value
 from assay.kql.offline import OfflineSources
 from assay.kql.parser import parse as _parse
 
-__all__ = ["Compiled", "KqlResult", "check", "compile", "parse", "run", "table_schemas"]
+__all__ = ["Compiled", "KqlResult", "check", "compile", "parse", "referenced_tables", "run", "table_schemas"]
 
 TableMap = Mapping[str, Sequence[tuple[str, str]]]
 PathMap = Mapping[str, "str | Path"]
