@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 import evtx
 
-from assay.ingest.sources import DEFENDER_CSV, EVTX, FileOpener, Source
+from assay.ingest.eventdata import EVTX_MARKER, decode_evtx_json
+from assay.ingest.sources import DEFENDER_CSV, EVTX, EVTX_JSON, FileOpener, Source
 
 DEFAULT_BATCH_ROWS = 20_000
 EVTX_FILE_HEADER_SIZE = 0x1000
@@ -147,7 +148,10 @@ def read_evtx(source: Source, batch_rows: int = DEFAULT_BATCH_ROWS, threads: int
                 if record is None:
                     continue
                 records.append(record["event_record_id"])
-                texts.append(record["data"])
+                text = record["data"]
+                if EVTX_MARKER in text:  # unnamed <Data> values: decoded to text (assay.ingest.eventdata)
+                    text = decode_evtx_json(text, checked=True)
+                texts.append(text)
                 if len(texts) >= batch_rows:
                     yield batch
                     batch = Batch(source)
@@ -180,6 +184,7 @@ def read_evtx(source: Source, batch_rows: int = DEFAULT_BATCH_ROWS, threads: int
 def read_json_lines(source: Source, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[Batch]:
     """JSON lines: each non-empty line is a record, numbered by line; DuckDB checks that it parses."""
     batch = Batch(source)
+    evtx_shaped = source.format == EVTX_JSON
     with source.opener() as handle:
         for line_number, raw in enumerate(handle, start=1):
             line = raw.strip()
@@ -192,6 +197,8 @@ def read_json_lines(source: Source, batch_rows: int = DEFAULT_BATCH_ROWS) -> Ite
                 continue
             if line_number == 1:
                 text = text.lstrip("\ufeff")
+            if evtx_shaped:
+                text = decode_evtx_json(text)
             batch.records.append(line_number)
             batch.texts.append(text)
             if len(batch.texts) >= batch_rows:
@@ -222,7 +229,8 @@ def read_json_array(source: Source, batch_rows: int = DEFAULT_BATCH_ROWS) -> Ite
             batch.bad.append(BadRecord(source.label, f"element {index}", "not a JSON object"))
             continue
         batch.records.append(index)
-        batch.texts.append(json.dumps(element, ensure_ascii=False))
+        text = json.dumps(element, ensure_ascii=False)
+        batch.texts.append(decode_evtx_json(text) if source.format == EVTX_JSON else text)
         if len(batch.texts) >= batch_rows:
             yield batch
             batch = Batch(source)
