@@ -60,6 +60,8 @@ WIDE_ROUTE_NAMES = 32
 _PROVIDER = "/Event/System/Provider/#attributes/Name"
 _COMPUTER = "/Event/System/Computer"
 _SYSTEM_TIME = "/Event/System/TimeCreated/#attributes/SystemTime"
+#: The record number Event Viewer shows (an exported log keeps it; its records' positions start again at 1).
+_EVENT_RECORD_ID = "/Event/System/EventRecordID"
 #: EventData is the event's field map; events without it read the first element of UserData (as ingestion does).
 _USER_DATA_FIELDS = "json_extract(k.Ud, '$.*')[1]"
 #: Read from every record in one pass: route, the field object (EventData, else UserData), Provider, Computer.
@@ -71,9 +73,9 @@ def _records_sql(table: str, *, keys_when: str | None = None, time: bool = False
     """One JSON pass over each record of ``table``: Position, Channel, EventID, HasEventData, Ed (EventData's
     text), Provider, Computer, Ud (UserData's text); with ``keys_when`` (a condition on Channel and EventID)
     EventData's key list (Keys) for the records it holds for, NULL for the others; with ``time`` the SystemTime
-    text (the grouping needs the one, hit evidence the other)."""
-    paths = _SYSTEM_PATHS + ((_SYSTEM_TIME,) if time else ())
-    extra = ", v[8] AS SystemTime" if time else ""
+    text and the EventRecordID (the grouping needs the one, hit evidence the other)."""
+    paths = _SYSTEM_PATHS + ((_SYSTEM_TIME, _EVENT_RECORD_ID) if time else ())
+    extra = ", v[8] AS SystemTime, TRY_CAST(v[9] AS BIGINT) AS EventRecordID" if time else ""
     records = f"""
         SELECT Position, v[1] AS Channel,
                coalesce(TRY_CAST(v[2] AS INTEGER), TRY_CAST(v[3] AS INTEGER)) AS EventID,
@@ -475,7 +477,7 @@ class ColumnarEvaluator:
             # As Arrow: the evidence columns go from DuckDB into the hit rows without a Python object per value.
             found = connection.sql(
                 f"SELECT Position, {timestamp_sql('k.SystemTime')} AS Timestamp, k.Computer, k.Channel, k.EventID, "
-                f"coalesce(k.Ed, CAST({_USER_DATA_FIELDS} AS VARCHAR)) AS Fields "
+                f"coalesce(k.Ed, CAST({_USER_DATA_FIELDS} AS VARCHAR)) AS Fields, k.EventRecordID "
                 f"FROM ({_records_sql(ROUTE_TABLE, time=True)}) k ORDER BY Position"
             ).to_arrow_table()
         finally:
@@ -508,12 +510,17 @@ class ColumnarEvaluator:
             "event_id": found.column("EventID").cast(pa.int32()),
         }).take(indexes)
         pair_positions = [position for position, _ in pairs]
+        # the EventRecordID the record carries (what Event Viewer shows), else its position in the file
+        record_ids = found.column("EventRecordID").to_pylist()
         columns = {
             "target": pa.array([number for _, number in pairs], pa.int32()),
             "timestamp": evidence.column("timestamp"), "host": evidence.column("host"),
             "channel": evidence.column("channel"), "event_id": evidence.column("event_id"),
             "fields": pa.array(shown_fields, pa.string()),
             "source_file": pa.array([labels[files[p]] for p in pair_positions], pa.string()),
-            "source_record": pa.array([records[p] for p in pair_positions], pa.int64()),
+            "source_record": pa.array([record_id if record_id is not None else records[position]
+                                       for position, record_id in zip(pair_positions,
+                                                                      (record_ids[i] for i in take), strict=True)],
+                                      pa.int64()),
         }
         return pa.table(columns, schema=HIT_ROW_SCHEMA)
