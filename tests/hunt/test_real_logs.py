@@ -169,3 +169,76 @@ def test_real_unnamed_data_gives_exactly_the_hits_of_its_decoded_text(shared_dat
         assert found == expected
         assert [h.as_dict() for h in fast.hits] == [h.as_dict() for h in reference.hits]
     assert any(title == "Data Spans Lines" for title, _, _ in expected)
+
+
+KEYWORD_RULE = r"""
+title: Credential Dumping Tool Keywords
+id: 2c1f0d7e-4e54-4b8a-a8b3-3a6d2f1c0205
+level: high
+logsource: {product: windows}
+detection:
+    keywords:
+        - 'sekurlsa::'
+        - 'lsadump::'
+        - 'privilege::debug'
+        - 'kerberos::'
+        - '\mimilib.dll'
+        - 'mimikatz'
+    filter:
+        EventID: 15
+    condition: keywords and not filter
+"""
+KEYWORDS = ("sekurlsa::", "lsadump::", "privilege::debug", "kerberos::", "\\mimilib.dll", "mimikatz")
+
+
+def _field_values(event: dict[str, Any]) -> list[str]:
+    """An event's field values as a rule reads them: EventData (unnamed Data as its lines), else UserData's."""
+    fields = event.get("EventData")
+    if not isinstance(fields, dict):
+        user_data = event.get("UserData")
+        fields = next(iter(user_data.values())) if isinstance(user_data, dict) and user_data else None
+    if not isinstance(fields, dict):
+        return []
+    values = []
+    for value in fields.values():
+        if isinstance(value, dict) and "#text" in value and set(value) <= {"#text", "#attributes"}:
+            items = value["#text"] if isinstance(value["#text"], list) else [value["#text"]]
+            values.append("\n".join("" if v is None else str(v) for v in items))
+        elif isinstance(value, str):
+            values.append(value)
+        elif value is not None:
+            values.append(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+    return values
+
+
+def test_a_product_only_keyword_rule_runs_over_every_windows_record(shared_data: Path, tmp_path: Path) -> None:
+    corpus = shared_data / "evtx-attack-samples"
+    if not corpus.is_dir():
+        pytest.skip("EVTX-ATTACK-SAMPLES missing from the shared data")
+    expected: set[tuple[str, int]] = set()
+    channels: set[str] = set()
+    for path in sorted(corpus.rglob("*.evtx")):
+        try:
+            records = _records(path)
+        except (OSError, RuntimeError):
+            continue
+        for record in records:
+            event = record["event"]
+            event_id = event["System"].get("EventID")
+            event_id = event_id.get("#text") if isinstance(event_id, dict) else event_id
+            if event_id == 15:
+                continue
+            values = [v.lower() for v in _field_values(event)]
+            if any(k in v for k in KEYWORDS for v in values):
+                expected.add((str(path), event["System"]["EventRecordID"]))
+                channels.add(event["System"]["Channel"])
+    assert len(channels) > 1  # the keywords are found in more than one log
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "keywords.yml").write_text(KEYWORD_RULE.lstrip(), encoding="utf-8")
+    rule_set = load_hunt_rules([rules], cache_dir=False)
+    assert not rule_set.problems
+    with hunt([corpus], rule_set) as fast:
+        assert {(h.source_file, h.source_record) for h in fast.hits} == expected
+        assert not fast.no_events
+        assert {h.route for h in fast.hits} == {"windows"}

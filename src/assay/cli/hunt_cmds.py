@@ -191,6 +191,12 @@ def hunt_command(logs: tuple[Path, ...], rule_paths: tuple[Path, ...], output_fo
                       cache_dir=not no_cache, progress=progress if progress.enabled else None)
     with result:
         _report(result, output_format, out)
+        broken = [p for p in result.problems if p.kind == "load"]
+    if broken:
+        # the other rules ran and their hits are above; a rule that does not load is an error to fix
+        click.echo(f"error: {len(broken)} rule file(s) did not load (listed above with file:line:col); "
+                   "the other rules ran", err=True)
+        sys.exit(1)
 
 
 def _report(result: Any, output_format: str, out: Path | None) -> None:

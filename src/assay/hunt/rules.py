@@ -139,6 +139,9 @@ def compile_rule_file(path_text: str, text: str) -> dict[str, Any]:
         loaded = load_rule_text(text, path)
     except SigmaError as error:
         return {"problem": {"source": path_text, "title": None, "kind": "load", "reason": str(error)}}
+    except Exception as error:  # the loader locates every failure it knows; anything else still spares the hunt
+        return {"problem": {"source": path_text, "title": None, "kind": "load",
+                            "reason": f"{path_text}:1:1: rule does not load: {type(error).__name__}: {error}"}}
     title = loaded.title
     if loaded.is_correlation:
         return {"problem": {"source": path_text, "title": title, "kind": "correlation",
