@@ -100,3 +100,44 @@ def test_keyword_rule_runs_on_spark(keyword_case: tuple[Path, Path], cache_dir: 
     with hunt([logs], [rules], mode="spark", spark_master="local[1]", work_dir=tmp_path / "parquet",
               cache_dir=cache_dir) as spark:
         assert {h.source_record for h in spark.hits} == EXPECTED
+
+
+def test_columnar_path_with_a_keyword_route_equals_the_record_by_record_path(tmp_path: Path,
+                                                                            cache_dir: Path) -> None:
+    """EVTX batches: the keyword rule's field objects are read only for events holding a keyword (the gate), and
+    every rule still gives the answers of the record-by-record path, on narrow and wide routes."""
+    from assay.hunt.columnar import text_cover
+    from assay.hunt.evaluate import enumerate_targets
+    from assay.hunt.fastpath import UnitResult, _Worker, build_plan
+    from assay.hunt.hitrows import hits_from_rows
+    from assay.schema import RAW_EVENTS
+    from tests.hunt.conftest import RULES
+    from tests.hunt.test_columnar import evtx_batch, hit_dicts
+
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    for name, text in {**RULES, "keywords.yml": RULE}.items():
+        (folder / name).write_text(text.lstrip(), encoding="utf-8")
+    rule_set = load_hunt_rules([folder], cache_dir=cache_dir)
+    refs = [r for r in enumerate_targets(rule_set.rules) if r.target.table == RAW_EVENTS]
+    keyword = next(r for r in refs if r.target.route == "windows")
+    assert text_cover(keyword.target.formula) == {"sekurlsa::logonpasswords", "\\mimilib.dll",
+                                                  "svchost.exe -k netsvcs"}
+    plan = build_plan(refs)
+    worker = _Worker(plan)
+    events = keyword_events()
+    batches = [evtx_batch(events[:6], "C:/case/wks/Sysmon.evtx"), evtx_batch(events[6:], "C:/case/dc/Other.evtx")]
+    try:
+        rows_result = UnitResult()
+        for batch in batches:
+            worker._evtx_batch_rows(batch.source, batch, rows_result)
+        columnar = worker._evtx_batches(batches, UnitResult())
+        assert not columnar  # nothing left for DuckDB: the keyword route has its Python form
+        columnar_hits = list(hits_from_rows(worker._hit_tables[0], plan.refs))
+    finally:
+        worker.close()
+    assert hit_dicts(columnar_hits) == hit_dicts(rows_result.hits)
+    keyword_hits = {(h.source_file, h.source_record) for h in columnar_hits if h.route == "windows"}
+    assert len(keyword_hits) == 4  # svchost (Sysmon), m.exe (Sysmon), mimilib (Security), Invoke-Mimikatz (800)
+    gated = [shape for shape in worker.columnar._shapes.values() if shape.all_fields]
+    assert gated and all(shape.gate is not None for shape in gated)
