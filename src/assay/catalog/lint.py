@@ -232,6 +232,17 @@ class _Linter:
             return _locate_in_marks(sigma_marks.nodes, sigma_marks.keys, message, sigma_marks.file,
                                     loaded.sigma_text or "", default=("detection",))
 
+        # The rule loads as every other command loads it (sigma eval, convert, hunt): the same error at the same
+        # file:line:col everywhere.
+        from assay.errors import SigmaError as RuleError
+        from assay.sigma.loading import load_rule_text
+
+        try:
+            load_rule_text(loaded.sigma_text or "", loaded.sigma_path)
+        except RuleError as error:
+            code = "sigma-condition" if error.message.startswith("condition ") else "sigma-load"
+            self.error(code, error.message, error.span or file_span, hint=error.hint)
+            return
         try:
             collection = SigmaCollection.from_yaml(loaded.sigma_text, collect_errors=True)
         except SigmaError as error:

@@ -106,7 +106,10 @@ def ingest_command(paths: tuple[str, ...], db: Path | None, report_format: str, 
     else:
         _print_summary(summary)
     if summary.nothing_read:
-        click.echo("error: no record could be read from " + ", ".join(paths), err=True)
+        reasons = [str(b) for b in summary.bad_record_list[:3]] + [f"{s.label}: {s.reason}"
+                                                                  for s in summary.skipped[:3]]
+        click.echo("error: no record could be read from " + ", ".join(paths)
+                   + (" (" + "; ".join(reasons) + ")" if reasons else ""), err=True)
         sys.exit(1)
     if strict and summary.bad_records:
         click.echo(f"error: {summary.bad_records} bad record(s) and --strict was given", err=True)
