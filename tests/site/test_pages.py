@@ -151,7 +151,12 @@ def test_testing_methodology_without_a_report_says_not_yet_run(cmstp_site: SiteB
 def test_converted_page_explains_it_is_not_run_locally(cmstp_site: SiteBuild) -> None:
     page = parse_page(_page(cmstp_site, "splunk"))
     assert "not-runnable" in page.ids
-    assert "Assay does not execute SPL" in page.all_text
+    assert "Converted, not executed: there is no local SPL engine" in page.all_text
+    # The page's own badge never says proven: it says what happened to the query.
+    html = _page(cmstp_site, "splunk").read_text(encoding="utf-8")
+    badges = html[html.index('id="badges"'):html.index("</header>", html.index('id="badges"'))]
+    assert 'data-proof-status="not-runnable">Converted, not executed<' in badges
+    assert "proven" not in badges.lower()
     assert f"../../detections/{CMSTP_SLUG}/sigma.html#testing" in page.links
 
 

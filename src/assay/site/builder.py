@@ -24,6 +24,7 @@ from assay.catalog.models import SEVERITIES, LoadedDetection
 from assay.errors import AssayError, SiteError, SourceSpan
 from assay.schema.attack import AttackData, attack_data
 from assay.site.highlight import Highlighter, pygments_css
+from assay.site.markdown import MarkdownRenderer
 from assay.site.model import (
     ConversionInput,
     DetectionView,
@@ -33,6 +34,7 @@ from assay.site.model import (
     build_platform_listings,
     detection_slug,
     detection_view,
+    form_label,
     with_related,
 )
 from assay.site.paths import SiteWriter
@@ -46,7 +48,7 @@ NAVIGATOR_LAYER = "attack-navigator-layer.json"
 STATIC_FILES = ("site.css", "site.js")
 
 PROOF_LABELS = {"proven": "Proven", "partial": "Partly proven", "untested": "Untested", "failing": "Failing",
-                "not-runnable": "Not run locally", "none": "No detection"}
+                "not-runnable": "Converted, not executed", "none": "No detection"}
 RESULT_LABELS = {"pass": "Pass", "fail": "Fail", "skip": "Skipped", "error": "Error", "not-run": "Not yet run"}
 CONVERSION_LABELS = {"native": "Native", "portable": "Portable", "converted": "Converted",
                      "converted-with-warnings": "Converted with warnings", "failed": "Conversion failed"}
@@ -89,8 +91,12 @@ def _environment() -> Environment:
         keep_trailing_newline=True,
     )
     environment.filters["highlight"] = Highlighter()
+    markdown = MarkdownRenderer()
+    environment.filters["markdown"] = markdown.block
+    environment.filters["markdown_inline"] = markdown.inline
     environment.globals.update(proof_labels=PROOF_LABELS, result_labels=RESULT_LABELS,
-                               conversion_labels=CONVERSION_LABELS, search_text=search_text)
+                               conversion_labels=CONVERSION_LABELS, search_text=search_text,
+                               form_label=form_label)
     return environment
 
 

@@ -181,6 +181,18 @@ class FindingView:
 
 
 @dataclass(frozen=True)
+class FormVerdict:
+    """One form's outcome on one scenario, in a word: the cells of a page's verdict table."""
+
+    form: str
+    status: ResultBadge
+    #: "fired", "did not fire", "skipped", "error" or "not run".
+    outcome: str
+    #: The first reason a fail, error or skip gave (empty for a pass).
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class ScenarioView:
     """A scenario with its provenance and, for the page's form, its latest proof results."""
 
@@ -194,6 +206,8 @@ class ScenarioView:
     expected_columns: tuple[tuple[str, str], ...]
     results: tuple[ResultView, ...]
     findings: tuple[FindingView, ...] = ()
+    #: Every form's one-line outcome on this scenario (the report's forms, in its order).
+    verdicts: tuple[FormVerdict, ...] = ()
 
     @property
     def status(self) -> ResultBadge:
@@ -225,6 +239,13 @@ class PageView:
     stale: bool = False
     #: The distinct SQL texts the engine ran for this form, with where they ran (route / table).
     sql: tuple[tuple[str, str], ...] = ()
+    #: The query as shown: converted queries laid out one condition or pipe per line (``format_query``).
+    display_query: str | None = None
+
+    @property
+    def engine(self) -> str:
+        """The local engine this page's form runs on, in words."""
+        return engine_name(self.form)
 
 
 @dataclass(frozen=True)
@@ -258,6 +279,15 @@ class DetectionView:
     @property
     def title(self) -> str:
         return self.loaded.detection.title
+
+    @property
+    def forms(self) -> tuple[str, ...]:
+        """The forms the proof report ran for this detection (the columns of the verdict table)."""
+        return report_forms(self.report)
+
+    def form_page(self, form: str) -> PageView | None:
+        """The page showing a proof form's results."""
+        return next((page for page in self.pages if page.form == form), None)
 
     @property
     def home(self) -> PageView:
@@ -423,6 +453,72 @@ def _findings(report: DetectionReport | None, scenario_id: str, form: str | None
     return tuple(found)
 
 
+#: The engine each executed form runs on (converted forms by target); anything else runs on DuckDB.
+FORM_ENGINES = {
+    "kql": "Assay's KQL engine (KQL compiled to SQL, run on DuckDB)",
+    "sigma": "DuckDB (the Sigma rule compiled to SQL)",
+    "converted:microsoft-xdr": "Assay's KQL engine (KQL compiled to SQL, run on DuckDB)",
+    "converted:sqlite": "SQLite (Python's sqlite3 module)",
+    "converted:spark-sql": "Apache Spark (local PySpark)",
+    "converted:elastic-eql": "the eql package's EQL engine",
+}
+
+
+def engine_name(form: str | None) -> str:
+    if form is None:
+        return "no local engine"
+    return FORM_ENGINES.get(form, "DuckDB")
+
+
+def form_label(form: str) -> str:
+    """A verdict-table column heading: ``Sigma``, ``Native KQL``, ``SQL (SQLite)``…"""
+    if form == "sigma":
+        return "Sigma"
+    if form == "kql":
+        return "Native KQL"
+    target = form.split(":", 1)[1] if ":" in form else form
+    platform = describe_target(target)
+    return f"{platform.language} ({platform.label})"
+
+
+_BADGE_ORDER: tuple[ResultBadge, ...] = ("error", "fail", "pass", "skip")
+
+
+def report_forms(report: DetectionReport | None) -> tuple[str, ...]:
+    """The forms a proof report ran for a detection, in its order (``sigma``, ``kql``, ``converted:…``)."""
+    if report is None:
+        return ()
+    forms = list(report.forms)
+    for result in report.results():
+        if result.form not in forms:
+            forms.append(result.form)
+    return tuple(forms)
+
+
+def form_verdicts(report: DetectionReport | None, scenario_id: str) -> tuple[FormVerdict, ...]:
+    """Each form's outcome on a scenario: a fail or error shows first, then a pass on any route, then a skip."""
+    if report is None:
+        return ()
+    scenario = next((s for s in report.scenarios if s.id == scenario_id), None)
+    verdicts = []
+    for form in report_forms(report):
+        results = [r for r in scenario.results if r.form == form] if scenario is not None else []
+        statuses = {r.status for r in results}
+        status: ResultBadge = next((s for s in _BADGE_ORDER if s in statuses), "not-run")
+        decisive = [r for r in results if r.status == status]
+        verdict = next((r.verdict for r in decisive if r.verdict), None)
+        outcome = {"fires": "fired", "does-not-fire": "did not fire"}.get(verdict or "", "")
+        if status == "skip":
+            outcome = "skipped"
+        elif status == "error":
+            outcome = "error"
+        elif status == "not-run":
+            outcome = "not run"
+        reason = decisive[0].reason if decisive and status in ("fail", "error", "skip") else ""
+        verdicts.append(FormVerdict(form, status, outcome, reason))
+    return tuple(verdicts)
+
+
 def _expected(scenario: Scenario, origin: QueryOrigin) -> str:
     if origin == "native":
         return scenario.expected.kql
@@ -442,7 +538,8 @@ def _scenario_views(loaded: LoadedDetection, report: DetectionReport | None, for
                                   provenance_url=url, provenance_ref=ref,
                                   expected_outcome=_expected(scenario, origin), expected_columns=columns,
                                   results=_report_scenario_results(report, scenario.id, form),
-                                  findings=_findings(report, scenario.id, form)))
+                                  findings=_findings(report, scenario.id, form),
+                                  verdicts=form_verdicts(report, scenario.id)))
     return tuple(views)
 
 
