@@ -14,6 +14,7 @@ from typing import Literal
 
 from assay.catalog.models import LoadedDetection, Scenario
 from assay.schema.attack import AttackData, Tactic, Technique
+from assay.site.formatting import format_query
 from assay.site.paths import slugify
 from assay.verify.coverage import combine
 from assay.verify.report import PROOF_STATUSES, DetectionReport, FormResult, ProofReport, ProofStatus
@@ -643,6 +644,7 @@ def detection_view(loaded: LoadedDetection, slug: str, attack: AttackData, repor
             source_status=None if form else runnable_sigma_status,
             stale=query_changed(detection_report, form, conversion.query),
             sql=sql_that_ran(detection_report, form),
+            display_query=format_query(conversion.query, platform.language) if conversion.query else None,
         ))
     converted.sort(key=lambda page: (page.platform.rank, page.platform.label, page.platform.key))
     pages.extend(converted)
