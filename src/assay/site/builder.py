@@ -231,12 +231,10 @@ def build_site(catalog: Catalog | str | Path, out: str | Path, *, report: ProofR
     for view in model.detections:
         if view.sigma_download is not None and view.loaded.sigma_path is not None:
             writer.copy_file(view.loaded.sigma_path, view.sigma_download)
-        same_technique = [other for other in model.detections
-                          if other.id != view.id and other.attack.matrix_technique_id == view.attack.matrix_technique_id]
         for page in view.pages:
             title, subtitle = page_title(view, page)
             html = template.render(**common, root="../../", view=view, page=page, page_title=title,
-                                   subtitle=subtitle, same_technique=same_technique)
+                                   subtitle=subtitle)
             writer.write_text(page.path, html)
             detection_pages += 1
 

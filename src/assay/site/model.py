@@ -255,6 +255,8 @@ class RelatedView:
     title: str | None
     technique: str | None
     path: str | None
+    #: Why it is related: "named in detection.yml", "same technique family T1218 …", "same tactic …", …
+    reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -659,21 +661,78 @@ def detection_view(loaded: LoadedDetection, slug: str, attack: AttackData, repor
     )
 
 
+#: How many computed related detections a page lists (the author's own ``related`` ids always show).
+RELATED_LIMIT = 6
+#: What each shared fact weighs; a detection is related when its weight reaches ``RELATED_THRESHOLD``.
+RELATED_WEIGHTS = {"technique": 50, "family": 30, "tactic": 10, "data_source": 4, "table": 3}
+RELATED_THRESHOLD = 10
+
+
+def relation(view: DetectionView, other: DetectionView) -> tuple[int, tuple[str, ...]]:
+    """(weight, reasons) of how ``other`` relates to ``view``: same technique or technique family, shared
+    tactics, shared data sources and tables."""
+    weight = 0
+    reasons: list[str] = []
+    mine, theirs = view.attack, other.attack
+    if mine.technique_id == theirs.technique_id:
+        weight += RELATED_WEIGHTS["technique"]
+        reasons.append(f"same technique {mine.technique_id}")
+    elif mine.matrix_technique_id == theirs.matrix_technique_id:
+        weight += RELATED_WEIGHTS["family"]
+        family = mine.parent.name if mine.parent else mine.technique_name
+        reasons.append(f"same technique family {mine.matrix_technique_id} {family}")
+    tactics = [tactic.name for tactic in mine.tactics if tactic in theirs.tactics]
+    if tactics:
+        weight += RELATED_WEIGHTS["tactic"] * len(tactics)
+        reasons.append(f"same tactic {', '.join(tactics)}")
+    detection, other_detection = view.loaded.detection, other.loaded.detection
+    sources = [source for source in detection.data_sources if source in other_detection.data_sources]
+    if sources:
+        weight += RELATED_WEIGHTS["data_source"] * len(sources)
+        reasons.append(f"shared data source{'s' if len(sources) > 1 else ''} {', '.join(sources)}")
+    tables = [table for table in detection.required_tables if table in other_detection.required_tables]
+    if tables:
+        weight += RELATED_WEIGHTS["table"] * len(tables)
+        reasons.append(f"reads {', '.join(tables)} too")
+    return weight, tuple(reasons)
+
+
+def related_views(view: DetectionView, views: Sequence[DetectionView],
+                  limit: int = RELATED_LIMIT) -> tuple[RelatedView, ...]:
+    """The detection's related detections: those its author named (a dangling id stays, marked as not in the
+    catalog), then the closest by technique family, tactic and data source, each with its reasons."""
+    by_id = {other.id: other for other in views}
+    related: list[RelatedView] = []
+    for related_id in view.loaded.detection.related:
+        target = by_id.get(related_id)
+        reasons = ("named in detection.yml", *(relation(view, target)[1] if target else ()))
+        related.append(RelatedView(related_id, target.title if target else None,
+                                   target.loaded.detection.technique if target else None,
+                                   target.home.path if target and target.pages else None, reasons))
+    named = set(view.loaded.detection.related) | {view.id}
+    scored = []
+    for other in views:
+        if other.id in named or not other.pages:
+            continue
+        weight, reasons = relation(view, other)
+        if weight >= RELATED_THRESHOLD:
+            scored.append((weight, other, reasons))
+    scored.sort(key=lambda item: (-item[0], item[1].loaded.detection.technique, item[1].title))
+    for _, other, reasons in scored[:limit]:
+        related.append(RelatedView(other.id, other.title, other.loaded.detection.technique, other.home.path,
+                                   reasons))
+    return tuple(related)
+
+
 def with_related(views: Sequence[DetectionView]) -> tuple[DetectionView, ...]:
-    """Resolve every detection's ``related`` ids to links (a dangling id stays, marked as not in the catalog)."""
-    by_id = {view.id: view for view in views}
+    """Every detection with its related detections resolved to links, with the reasons (``related_views``)."""
     resolved = []
     for view in views:
-        related = []
-        for related_id in view.loaded.detection.related:
-            target = by_id.get(related_id)
-            related.append(RelatedView(related_id, target.title if target else None,
-                                       target.loaded.detection.technique if target else None,
-                                       target.home.path if target and target.pages else None))
         resolved.append(DetectionView(
             loaded=view.loaded, slug=view.slug, attack=view.attack, pages=view.pages,
             proof_status=view.proof_status, report=view.report, run_date=view.run_date,
-            sigma_download=view.sigma_download, related=tuple(related), modified_after_run=view.modified_after_run))
+            sigma_download=view.sigma_download, related=related_views(view, views),
+            modified_after_run=view.modified_after_run))
     return tuple(resolved)
 
 
