@@ -77,3 +77,13 @@ def test_what_cannot_be_laid_out_safely_is_left_alone() -> None:
     assert format_query(short, "SPL") == short
     yaral = 'rule cmstp {\n  events:\n    $e.metadata.event_type = "PROCESS_LAUNCH"\n}'
     assert format_query(yaral, "YARA-L") == yaral
+
+
+def test_yara_l_conditions_are_laid_out_and_meta_strings_untouched(conversions: dict[str, tuple[str, str]]) -> None:
+    query, language = conversions["google-secops"]
+    laid_out = format_query(query, language)
+    # Every line of the multi-line description string is exactly as the backend wrote it.
+    description = query[query.index('description = "'):query.index('"\n', query.index('description = "') + 16)]
+    assert description in laid_out
+    events = laid_out[laid_out.index("events:"):laid_out.index("conditions:")].splitlines()
+    assert any(line.strip().startswith("OR $event1.target.process.command_line") for line in events)

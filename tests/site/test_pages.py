@@ -20,7 +20,9 @@ SECTIONS = ("description", "attack", "query", "badges", "explanation", "data-sou
 
 #: pySigma targets the catalog is converted to (a page each), besides the native KQL and the Sigma rule.
 CONVERTED_PAGES = ("microsoft-xdr", "sentinel-asim", "sentinel-securityevent", "splunk", "splunk-cim",
-                   "splunk-spl2", "elastic-esql", "elastic-eql", "elastic-lucene", "elastic-elastalert")
+                   "splunk-spl2", "elastic-esql", "elastic-eql", "elastic-lucene", "elastic-elastalert",
+                   "google-secops", "ibm-qradar-aql", "sumo-logic", "crowdstrike-logscale", "sentinelone-powerquery",
+                   "sqlite", "spark-sql")
 
 
 def _page(site: SiteBuild, key: str) -> Path:

@@ -51,7 +51,8 @@ PROOF_LABELS = {"proven": "Proven", "partial": "Partly proven", "untested": "Unt
                 "not-runnable": "Converted, not executed", "none": "No detection"}
 RESULT_LABELS = {"pass": "Pass", "fail": "Fail", "skip": "Skipped", "error": "Error", "not-run": "Not yet run"}
 CONVERSION_LABELS = {"native": "Native", "portable": "Portable", "converted": "Converted",
-                     "converted-with-warnings": "Converted with warnings", "failed": "Conversion failed"}
+                     "converted-with-warnings": "Converted with warnings", "failed": "Conversion failed",
+                     "unavailable": "Backend unavailable"}
 
 ConversionProvider = Callable[[LoadedDetection], Sequence[ConversionInput]]
 

@@ -20,6 +20,11 @@ INDENT = "  "
 PIPED_LANGUAGES = {"spl", "spl2", "kql", "es|ql", "esql", "eql", "logscale", "powerquery", "query"}
 #: SQL dialects: a line break before these top-level clause keywords.
 SQL_LANGUAGES = {"sql", "aql", "spark sql", "sqlite"}
+#: SQL dialects whose string literals have no backslash escapes (``'%\cmstp.exe' ESCAPE '\'``); Spark SQL has them.
+NO_BACKSLASH_ESCAPES = {"sql", "aql", "sqlite"}
+#: Multi-line outputs whose long lines are laid out one by one, keeping their indentation (a YARA-L rule's
+#: ``events:`` condition).
+LINEWISE_LANGUAGES = {"yara-l"}
 SQL_CLAUSES = {"from", "where", "group", "order", "having", "limit", "union"}
 BOOLEAN_OPERATORS = {"and", "or"}
 #: Languages where whitespace between two conditions is an AND that binds looser than OR (``a OR b c`` is
@@ -39,7 +44,7 @@ class _Group:
     items: list[str | _Group] = field(default_factory=list)
 
 
-def _tokens(query: str) -> list[str] | None:
+def _tokens(query: str, backslash_escapes: bool = True) -> list[str] | None:
     """Strings, regex literals, parentheses, pipes, whitespace runs and words; None on an unterminated literal."""
     tokens: list[str] = []
     index = 0
@@ -49,7 +54,7 @@ def _tokens(query: str) -> list[str] | None:
         if char in "\"'" or (char == "/" and _REGEX_OPENERS.search("".join(tokens[-2:]))):
             end = index + 1
             while end < length and query[end] != char:
-                end += 2 if query[end] == "\\" else 1
+                end += 2 if query[end] == "\\" and (backslash_escapes or char == "/") else 1
             if end >= length:
                 return None
             end += 1
@@ -180,14 +185,38 @@ def format_query(query: str, language: str) -> str:
     if not text:
         return query
     if "\n" in text:
+        if key in LINEWISE_LANGUAGES:
+            return _linewise(query, key)
         if key not in PIPED_LANGUAGES:
             return query
         return "\n".join(_format_line(line, key) if len(line) > WIDTH else line for line in text.splitlines())
     return _format_line(text, key) if len(text) > WIDTH else query
 
 
+def _linewise(query: str, key: str) -> str:
+    """Each long line that starts outside a string literal and is complete in itself laid out on its own (a
+    YARA-L rule's meta strings may run over several lines: nothing inside them moves)."""
+    lines = []
+    in_string = False
+    for line in query.splitlines():
+        quotes = len(re.findall(r'(?<!\\)"', line))
+        complete = not in_string and quotes % 2 == 0
+        lines.append(_indented(line, key) if complete else line)
+        if quotes % 2:
+            in_string = not in_string
+    return "\n".join(lines)
+
+
+def _indented(line: str, key: str) -> str:
+    """A long line laid out under its own indentation (lines that are one string literal stay as they are)."""
+    if len(line) <= WIDTH:
+        return line
+    pad = line[:len(line) - len(line.lstrip())]
+    return "\n".join(pad + part for part in _format_line(line.strip(), key).splitlines())
+
+
 def _format_line(text: str, key: str) -> str:
-    tokens = _tokens(text)
+    tokens = _tokens(text, key not in NO_BACKSLASH_ESCAPES)
     tree = _tree(tokens) if tokens is not None else None
     if tree is None:
         return text

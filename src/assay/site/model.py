@@ -22,7 +22,7 @@ from assay.verify.report import PROOF_STATUSES, DetectionReport, FormResult, Pro
 #: How a page's query came to be: the detection's own KQL, the portable Sigma rule, or a pySigma conversion.
 QueryOrigin = Literal["native", "sigma", "converted"]
 #: Conversion status as the Sigma stage reports it, plus ``native``/``portable`` for the two hand-written forms.
-ConversionStatus = Literal["native", "portable", "converted", "converted-with-warnings", "failed"]
+ConversionStatus = Literal["native", "portable", "converted", "converted-with-warnings", "failed", "unavailable"]
 #: A page's proof status: the report's statuses, plus ``not-runnable`` for a language Assay does not execute.
 PageProofStatus = Literal["proven", "partial", "untested", "failing", "not-runnable"]
 ResultBadge = Literal["pass", "fail", "skip", "error", "not-run"]
@@ -77,6 +77,13 @@ _TARGET_NAMES: dict[str, tuple[str, str, str, int]] = {
     "elastic-eql": ("Elastic", "EQL", "", 31),
     "elastic-lucene": ("Elastic", "Lucene", "", 32),
     "elastic-elastalert": ("Elastic", "ElastAlert", "rule", 33),
+    "google-secops": ("Google SecOps", "YARA-L", "", 40),
+    "ibm-qradar-aql": ("IBM QRadar", "AQL", "", 45),
+    "sumo-logic": ("Sumo Logic", "CSE rule expression", "Cloud SIEM", 50),
+    "crowdstrike-logscale": ("CrowdStrike Falcon", "LogScale", "", 55),
+    "sentinelone-powerquery": ("SentinelOne", "PowerQuery", "", 60),
+    "sqlite": ("SQLite", "SQL", "Sysmon fields table", 70),
+    "spark-sql": ("Databricks / Apache Spark", "Spark SQL", "", 71),
 }
 _TARGET_PATTERNS: tuple[tuple[str, str, str, int], ...] = (
     (r"asim", "Microsoft Sentinel", "KQL", 13),
@@ -599,6 +606,8 @@ def _normalise_status(status: str) -> ConversionStatus:
         return "converted"
     if "warn" in lowered:
         return "converted-with-warnings"
+    if lowered == "unavailable":
+        return "unavailable"
     return "failed"
 
 
@@ -639,14 +648,16 @@ def detection_view(loaded: LoadedDetection, slug: str, attack: AttackData, repor
         form = _converted_form(detection_report, conversion.target)
         status = _normalise_status(conversion.status)
         converted.append(PageView(
-            platform, "converted", status, conversion.query if status != "failed" else None, conversion.messages,
+            platform, "converted", status, conversion.query if status not in ("failed", "unavailable") else None,
+            conversion.messages,
             form, f"{base}/{platform.key}.html",
             form_proof_status(detection_report, form) if form else "not-runnable",
             _scenario_views(loaded, detection_report, form, "converted"),
             source_status=None if form else runnable_sigma_status,
             stale=query_changed(detection_report, form, conversion.query),
             sql=sql_that_ran(detection_report, form),
-            display_query=format_query(conversion.query, platform.language) if conversion.query else None,
+            display_query=format_query(conversion.query, platform.language)
+            if conversion.query and status not in ("failed", "unavailable") else None,
         ))
     converted.sort(key=lambda page: (page.platform.rank, page.platform.label, page.platform.key))
     pages.extend(converted)
