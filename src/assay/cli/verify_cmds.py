@@ -119,12 +119,17 @@ def print_proof_report(report: Any, verbose: bool = False) -> None:
               help="Run only this scenario (repeatable); the detections without it are left out.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 32), default=1, show_default=True,
               help="Scenarios proven in parallel (each has its own databases).")
+@click.option("--converted", "converted", multiple=True, metavar="TARGET",
+              help="Converted forms to execute (repeatable): microsoft-xdr (our KQL engine), sqlite (sqlite3), "
+                   "spark-sql (local PySpark), elastic-eql (the optional eql package), or all. "
+                   "Default: microsoft-xdr and sqlite.")
 @click.option("--baseline", type=click.Path(path_type=Path, dir_okay=False),
               help="A previous report.json: list the checks that regressed or got fixed since.")
 @click.option("-v", "--verbose", is_flag=True, help="Also list skipped checks and declared differences.")
 def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format: str, out_dir: Path,
                   agreement: str, now_text: str | None, shared_data: Path | None, telemetry: tuple[str, ...],
-                  scenario_ids: tuple[str, ...], jobs: int, baseline: Path | None, verbose: bool) -> None:
+                  scenario_ids: tuple[str, ...], jobs: int, converted: tuple[str, ...], baseline: Path | None,
+                  verbose: bool) -> None:
     """Prove detections: run every form on every scenario and check the forms agree.
 
     \b
@@ -136,18 +141,28 @@ def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format
     """
     from assay.verify.junit import junit_xml
     from assay.verify.report import compare_reports, load_report, save_report
-    from assay.verify.runner import DEFAULT_SIGMA_TELEMETRY, RunOptions, run_paths
+    from assay.verify.runner import (
+        CONVERTED_TARGETS,
+        DEFAULT_CONVERTED_TARGETS,
+        DEFAULT_SIGMA_TELEMETRY,
+        RunOptions,
+        run_paths,
+        skipped_targets,
+    )
 
     targets = list(paths) or [Path("detections")]
     for target in targets:
         if not target.exists():
             raise UsageError(f"no such file or folder: {target}",
                              hint="pass a detection folder or a folder of detections (default: detections/)")
+    targets_wanted = _converted_targets(converted, tuple(CONVERTED_TARGETS), DEFAULT_CONVERTED_TARGETS)
+    for name, reason in skipped_targets(targets_wanted).items():
+        click.echo(f"note: converted:{name} is not executed here: {reason}", err=True)
     options = RunOptions(
         forms=tuple(forms) if forms else ("sigma", "kql", "converted"),  # type: ignore[arg-type]
         agreement="warn" if agreement == "warn" else "fail", now=_parse_now(now_text),
         shared_data=shared_data, sigma_telemetry=tuple(telemetry) or DEFAULT_SIGMA_TELEMETRY,
-        scenarios=tuple(scenario_ids) or None, jobs=jobs)
+        scenarios=tuple(scenario_ids) or None, jobs=jobs, converted_targets=targets_wanted)
     if shared_data is not None and not shared_data.is_dir():
         raise UsageError(f"--shared-data {shared_data} is not a folder")
     progress = None
@@ -189,6 +204,26 @@ def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format
     failed = summary.failed or summary.errors or (summary.disagreements and agreement == "fail")
     if failed:
         raise SystemExit(1)
+
+
+def _converted_targets(given: tuple[str, ...], known: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
+    """--converted values: known target names or ``all``; none given means the default set."""
+    if not given:
+        return default
+    chosen: list[str] = []
+    for value in given:
+        names = known if value == "all" else tuple(v.strip() for v in value.split(",") if v.strip())
+        for name in names:
+            if name not in known:
+                from assay.errors import did_you_mean
+
+                suggestion = did_you_mean(name, list(known))
+                raise UsageError(f"--converted {name!r} is not a converted form Assay executes",
+                                 hint=(f"did you mean {suggestion!r}? " if suggestion else "")
+                                 + f"choose from {', '.join(known)} or all")
+            if name not in chosen:
+                chosen.append(name)
+    return tuple(chosen)
 
 
 @click.command("coverage")

@@ -586,6 +586,8 @@ def sql_that_ran(report: DetectionReport | None, form: str | None) -> tuple[tupl
     for result in report.results():
         if result.form == form and result.sql:
             by_label.setdefault(result.route or result.table or result.telemetry or form, result.sql)
+    if form in FORM_ENGINES and "DuckDB" not in FORM_ENGINES[form]:
+        return tuple(by_label.items())  # another engine's own text, shown exactly as it ran
     return tuple((label, pretty_sql(sql)) for label, sql in by_label.items())
 
 
