@@ -259,3 +259,13 @@ def test_manifest_lists_every_file(cmstp_site: SiteBuild) -> None:
     manifest = json.loads((cmstp_site.out / MANIFEST).read_text(encoding="utf-8"))
     on_disk = {str(p.relative_to(cmstp_site.out)) for p in cmstp_site.out.rglob("*") if p.is_file()}
     assert on_disk == set(manifest["files"])
+
+
+def test_index_filters_by_the_telemetry_a_user_has(cmstp_site: SiteBuild) -> None:
+    index = parse_page(cmstp_site.out / "index.html")
+    rows = [attrs for tag, attrs in index.tags if "data-detection-row" in attrs]
+    # Each telemetry one of CMSTP's forms runs on alone (assay coverage --have): Sigma on all four, KQL on Defender.
+    assert rows[0]["data-sources"] == "sysmon security defender ecs"
+    options = [attrs.get("value") for tag, attrs in index.tags if tag == "option"]
+    assert {"sysmon", "security", "defender", "ecs"} <= set(options)
+    assert "filter-sources" in index.ids

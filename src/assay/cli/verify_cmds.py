@@ -234,18 +234,27 @@ def _converted_targets(given: tuple[str, ...], known: tuple[str, ...], default: 
               help="Write an ATT&CK Navigator layer (JSON, layer format 4.5) scored by proof status.")
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="Output format.")
+@click.option("--have", "have_text", metavar="SOURCES",
+              help="The telemetry you collect, comma-separated: sysmon, security, defender, ecs. Lists which "
+                   "detections (and which of their forms) can run on it, and why the others cannot.")
 def coverage_command(catalog_paths: tuple[Path, ...], report_path: Path, navigator_path: Path | None,
-                     output_format: str) -> None:
+                     output_format: str, have_text: str | None) -> None:
     """ATT&CK coverage by tactic, scored by proof status (proven / partial / untested / failing).
 
     \b
     Reads the proof report (run `assay test` first) and, when CATALOG_PATHS are given (default: detections/ if
     it exists), counts catalog detections missing from the report as untested. Tactics are listed in ATT&CK
     matrix order from the packaged ATT&CK data.
+    With --have, answers instead: which detections can run on the telemetry you have?
+      assay coverage --have sysmon,security
     """
     from assay.catalog.loader import load_catalog
     from assay.verify.coverage import coverage_by_tactic, detection_statuses, navigator_layer
     from assay.verify.report import load_report
+
+    if have_text is not None:
+        _coverage_for_sources(catalog_paths, have_text, output_format)
+        return
 
     # The default report may not exist yet (coverage then counts everything untested); a named one must.
     explicit = report_path != DEFAULT_PROOF_DIR / REPORT_NAME
@@ -278,6 +287,35 @@ def coverage_command(catalog_paths: tuple[Path, ...], report_path: Path, navigat
         click.echo(f"navigator layer: {navigator_path}")
     if report is None:
         click.echo(f"note: no proof report at {report_path}; every detection counted as untested")
+
+
+def _coverage_for_sources(catalog_paths: tuple[Path, ...], have_text: str, output_format: str) -> None:
+    """``assay coverage --have``: each detection's forms against the telemetry the user has."""
+    from assay.catalog.loader import load_catalog
+    from assay.verify.coverage import DATA_SOURCES, data_source_coverage, parse_have
+
+    have = parse_have(have_text)
+    roots = list(catalog_paths) or [Path("detections")]
+    for root in roots:
+        if not root.exists():
+            raise UsageError(f"no such file or folder: {root}", hint="pass the catalog folder (default: detections/)")
+    catalog = load_catalog(roots)
+    rows = data_source_coverage(catalog.detections, have)
+    if output_format == "json":
+        emit_json({"have": sorted(have), "detections": [row.as_dict() for row in rows],
+                   "counts": {status: sum(1 for r in rows if r.status == status)
+                              for status in ("runs", "partly", "cannot run")}})
+        return
+    print_table(["detection", "technique", "title", "on your data", "forms that run", "forms that cannot, and why"],
+                [[row.id[:8], row.technique, row.title, row.status,
+                  ", ".join(n.form for n in row.forms if n.runs) or "-",
+                  "; ".join(f"{n.form}: {n.why}" for n in row.forms if not n.runs) or "-"] for row in rows],
+                title=f"Detections on {', '.join(sorted(have))} ({', '.join(DATA_SOURCES[s] for s in sorted(have))})")
+    counts = {status: sum(1 for r in rows if r.status == status) for status in ("runs", "partly", "cannot run")}
+    click.echo(f"{len(rows)} detection(s): {counts['runs']} run in every form, {counts['partly']} in some forms, "
+               f"{counts['cannot run']} cannot run on {', '.join(sorted(have))}")
+    for error in catalog.errors:
+        click.echo(f"error: {error} (not counted)", err=True)
 
 
 @click.group("atomics")

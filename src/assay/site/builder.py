@@ -243,7 +243,12 @@ def build_site(catalog: Catalog | str | Path, out: str | Path, *, report: ProofR
     for listing in model.platforms:
         writer.write_text(listing.path, platform_template.render(**common, root="../", listing=listing))
 
+    from assay.verify.coverage import DATA_SOURCES, data_source_coverage
+
+    sources = {row.id: row.sources for row in data_source_coverage(
+        [view.loaded for view in model.detections], frozenset(DATA_SOURCES))}
     index_html = environment.get_template("index.html").render(
+        data_sources=DATA_SOURCES, sources_by_id=sources,
         **common, root="", detections=model.detections, matrix=model.matrix, platforms=model.platforms,
         proof_statuses=PROOF_STATUSES, severities=SEVERITIES, status_counts=model.status_counts,
         catalog_errors=model.catalog_errors, page_count=detection_pages,
