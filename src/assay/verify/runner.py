@@ -46,8 +46,16 @@ from assay.verify.report import (
 from assay.verify.synth import Telemetry, synthesize, write_telemetry
 
 AgreementMode = Literal["fail", "warn"]
-#: pySigma conversion targets whose KQL runs on our engine, and the telemetry each reads.
-CONVERTED_TARGETS: dict[str, str] = {"microsoft-xdr": "defender"}
+#: pySigma conversion targets Assay executes, and the telemetry each reads: the Defender XDR KQL on our KQL engine;
+#: SQLite, Spark SQL and Elastic EQL on their own engines (:mod:`assay.verify.converted`).
+CONVERTED_TARGETS: dict[str, tuple[str, ...]] = {
+    "microsoft-xdr": ("defender",), "sqlite": ("sysmon", "security", "windows"),
+    "spark-sql": ("sysmon", "security", "windows"),
+    "elastic-eql": ("ecs",)}
+#: Run by default: the KQL conversion and SQLite (standard library, milliseconds). Ask for the others with
+#: ``assay test --converted``: Spark SQL starts a JVM (seconds per run, ~0.3 s per scenario) and EQL needs the
+#: optional AGPL eql package and ECS documents (a real recording has none, so its scenarios skip).
+DEFAULT_CONVERTED_TARGETS: tuple[str, ...] = ("microsoft-xdr", "sqlite")
 #: Telemetry schemas a synthesized scenario can be rendered in for the Sigma rule (``windows``: the event channels
 #: other than Sysmon and Security, e.g. System, PowerShell/Operational, TaskScheduler/Operational).
 SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender", "ecs")
@@ -88,7 +96,8 @@ class RunOptions:
     now: dt.datetime | None = None
     #: Folder with the real recordings (``../shared/data``); found automatically when None.
     shared_data: Path | None = None
-    converted_targets: tuple[str, ...] = tuple(CONVERTED_TARGETS)
+    #: Converted forms to execute; one whose engine is not installed here is left out (``skipped_targets``).
+    converted_targets: tuple[str, ...] = DEFAULT_CONVERTED_TARGETS
     sigma_telemetry: tuple[str, ...] = DEFAULT_SIGMA_TELEMETRY
     #: Where the native KQL runs; None: from the detection's required tables (Device* -> defender,
     #: SecurityEvent -> security).
@@ -313,6 +322,8 @@ class DetectionRun:
         self.kql_text = loaded.kql_text
         #: Each scenario's process creations (Sysmon and Defender side by side), kept for the agreement diagnosis.
         self.processes: dict[str, list[ProcessPair]] = {}
+        #: The Spark session the spark-sql converted form runs on, started on first use.
+        self._spark: Any = None
         forms = [f for f in loaded.forms if f in options.forms]
         self.forms: list[str] = []
         if "sigma" in forms:
@@ -332,12 +343,13 @@ class DetectionRun:
         return tuple(sorted(schemas)) or KQL_TELEMETRY
 
     def available_forms(self) -> list[str]:
-        """Every form the detection has, whatever this run was restricted to."""
+        """Every form the detection has, whatever this run was restricted to (a converted form whose engine is
+        not installed here is not available: it cannot count against the detection)."""
         forms: list[str] = []
         for form in self.loaded.forms:
             if form == "converted":
                 # A target that cannot express the rule (a correlation rule) is not a form this detection has.
-                forms.extend(f"converted:{target}" for target in self.options.converted_targets
+                forms.extend(f"converted:{target}" for target in runnable_targets(self.options.converted_targets)
                              if target not in self.unconvertible)
             else:
                 forms.append(form)
@@ -364,7 +376,7 @@ class DetectionRun:
     def _convert(self) -> None:
         from assay.sigma import convert
 
-        for target in self.options.converted_targets:
+        for target in runnable_targets(self.options.converted_targets):
             try:
                 conversion = convert(self.rule, target)
             except Exception as error:
@@ -403,7 +415,8 @@ class DetectionRun:
         )
         schemas = sorted(set(self.options.sigma_telemetry if "sigma" in self.forms else ())
                          | set(self.kql_telemetry() if "kql" in self.forms else ())
-                         | {CONVERTED_TARGETS.get(t, "defender") for t in self.conversions},
+                         | {schema for t in self.conversions for schema in CONVERTED_TARGETS.get(t, ("defender",))
+                            if schema != "ecs"},
                          key=lambda s: SIGMA_TELEMETRY.index(s) if s in SIGMA_TELEMETRY else 99)
         try:
             with scenario_data(scenario, schemas, shared_data) as data:
@@ -603,8 +616,10 @@ class DetectionRun:
     def run_converted(self, scenario: Scenario, data: ScenarioData, target: str, query: str) -> list[FormResult]:
         form = f"converted:{target}"
         expected = scenario.expected.outcome("converted")
+        if target in LOCAL_TARGETS:
+            return [self.run_local(scenario, data, target, query)]
         results: list[FormResult] = []
-        for telemetry, engine in self._engines(data, (CONVERTED_TARGETS.get(target, "defender"),)):
+        for telemetry, engine in self._engines(data, CONVERTED_TARGETS.get(target, ("defender",))):
             now = self.now_for(data, engine)
             common: dict[str, Any] = dict(form=form, key=form, telemetry=telemetry, expected=expected, query=query,
                                           table=_leading_table(query), now=now)
@@ -623,6 +638,50 @@ class DetectionRun:
                                       row_count=len(result.rows), evidence=evidence, evidence_omitted=omitted,
                                       sql=result.sql, duration_ms=round((time.perf_counter() - started) * 1000, 2)))
         return results
+
+    def run_local(self, scenario: Scenario, data: ScenarioData, target: str, query: str) -> FormResult:
+        """A converted form on its own engine (SQLite, Spark, EQL) over the scenario's events."""
+        from assay.verify import converted
+
+        form = f"converted:{target}"
+        expected = scenario.expected.outcome("converted")
+        telemetry = "recording" if data.recording is not None else "+".join(CONVERTED_TARGETS[target])
+        common: dict[str, Any] = dict(form=form, key=form, telemetry=telemetry, expected=expected, query=query,
+                                      table="logs" if target != "elastic-eql" else None)
+        started = time.perf_counter()
+        try:
+            if target == "elastic-eql":
+                if data.telemetry is None:
+                    return FormResult(**common, status="skip",
+                                      reason="EQL runs on synthesized ECS documents; a recording has none")
+                result = converted.run_eql(query, data.telemetry.ecs)
+            else:
+                records = [record for schema in ("recording", *CONVERTED_TARGETS[target]) if schema in data.engines
+                           for record in converted.event_records(data.engines[schema])]
+                if target == "sqlite":
+                    result = converted.run_sqlite(query, records)
+                else:
+                    result = converted.run_spark(query, records, self._spark_session())
+        except AssayError as error:
+            return FormResult(**common, status="error", reason=f"the converted query did not run: {error}")
+        elapsed = (time.perf_counter() - started) * 1000
+        verdict: Verdict = "fires" if result.rows else "does-not-fire"
+        status, reason = judge(expected, verdict)
+        reason += f" ({converted.engine_label(target)})" + "".join(f"; {note}" for note in result.notes)
+        names = list(result.columns)
+        keep = _local_evidence_columns(names, query)
+        evidence, omitted = evidence_rows([names[i] for i in keep], [[row[i] for i in keep] for row in result.rows])
+        return FormResult(**common, status=status, verdict=verdict, reason=reason, row_count=len(result.rows),
+                          evidence=evidence, evidence_omitted=omitted, sql=result.statement,
+                          duration_ms=round(elapsed, 2))
+
+    def _spark_session(self) -> Any:
+        """One local Spark session for the run (Spark reuses the JVM across detections: getOrCreate)."""
+        if self._spark is None:
+            from assay.engine.spark_engine import SparkEngine
+
+            self._spark = SparkEngine(os.environ.get("ASSAY_SPARK_MASTER") or "local[1]").session
+        return self._spark
 
     def run(self, shared_data: Path | None,
             on_scenario: Callable[[str, ScenarioResult], None] | None = None) -> DetectionReport:
@@ -651,6 +710,37 @@ class DetectionRun:
         report.agreement = agreement_findings(self.loaded, report, self.processes, self.options.agreement,
                                               converted_queries=self.conversions)
         return report
+
+
+#: Converted targets with an engine of their own (not our KQL engine).
+LOCAL_TARGETS = ("sqlite", "spark-sql", "elastic-eql")
+#: Record fields always shown as evidence of a local converted form, besides those its query names.
+LOCAL_EVIDENCE_CONTEXT = ("EventID", "Computer", "Image", "NewProcessName", "CommandLine", "ParentImage",
+                          "ParentProcessName", "OriginalFileName", "User")
+
+
+def runnable_targets(targets: Sequence[str]) -> list[str]:
+    """The converted targets whose engine can run here (``skipped_targets`` says why the others cannot)."""
+    from assay.verify.converted import engine_unavailable
+
+    return [target for target in targets if target not in LOCAL_TARGETS or engine_unavailable(target) is None]
+
+
+def skipped_targets(targets: Sequence[str]) -> dict[str, str]:
+    """Requested converted targets whose engine is not installed here, with the reason."""
+    from assay.verify.converted import engine_unavailable
+
+    reasons = {target: engine_unavailable(target) for target in targets if target in LOCAL_TARGETS}
+    return {target: reason for target, reason in reasons.items() if reason is not None}
+
+
+def _local_evidence_columns(names: Sequence[str], query: str) -> list[int]:
+    import re
+
+    if len(names) <= EVIDENCE_COLUMN_LIMIT:
+        return list(range(len(names)))
+    mentioned = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", query))
+    return [i for i, name in enumerate(names) if name in LOCAL_EVIDENCE_CONTEXT or name in mentioned]
 
 
 def _error_result(form: str, scenario: Scenario, reason: str) -> FormResult:
