@@ -101,7 +101,7 @@ def print_proof_report(report: Any, verbose: bool = False) -> None:
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--form", "forms", multiple=True, type=click.Choice(["sigma", "kql", "converted"]),
               help="Run only these forms (repeatable). Default: every form the detection has.")
-@click.option("--format", "output_format", type=click.Choice(["table", "json", "junit"]), default="table",
+@click.option("--format", "output_format", type=click.Choice(["table", "json", "junit", "sarif"]), default="table",
               show_default=True, help="What to print: a table for people, the JSON report, or JUnit XML.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=DEFAULT_PROOF_DIR, show_default=True,
               help=f"Folder for {REPORT_NAME} (read by the site and `assay coverage`) and {JUNIT_NAME}.")
@@ -172,6 +172,12 @@ def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format
         click.echo(report.model_dump_json(indent=2))
     elif output_format == "junit":
         click.echo(junit_xml(report), nl=False)
+    elif output_format == "sarif":
+        from assay.catalog import load_catalog
+        from assay.verify.sarif import proof_sarif
+
+        loaded = {d.id: d for d in load_catalog(targets).detections}
+        emit_json(proof_sarif(report, loaded))
     else:
         print_proof_report(report, verbose)
         if previous is not None:

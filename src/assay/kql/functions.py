@@ -16,6 +16,7 @@ from sqlglot import exp
 
 from assay.errors import KqlBindError, KqlUnsupportedError, SourceSpan
 from assay.kql import ast
+from assay.kql.patterns import capture_groups, regex_problem
 from assay.kql.typed import (
     NUMERIC_TYPES,
     Typed,
@@ -54,6 +55,15 @@ class CallContext:
         raise KqlUnsupportedError(
             f"argument {index + 1} of {self.call.name}() must be a constant here", self.span(arg),
             "use a literal value (or a scalar let of a literal)")
+
+    def regex(self, index: int) -> str:
+        """The constant RE2 pattern of argument ``index``, checked now so a bad pattern is a located error."""
+        pattern = str(self.constant(index))
+        problem = regex_problem(pattern)
+        if problem is not None:
+            raise self.error(f"invalid regular expression in {self.call.name}(): {problem}",
+                             self.call.args[index], "Kusto regexes use RE2 syntax")
+        return pattern
 
 
 Lowering = Callable[[CallContext, list[Typed]], Typed]
@@ -139,6 +149,20 @@ def lower_term_match(haystack: exp.Expr, needle: str, *, prefix: bool = False, s
     return exp.and_(prefilter, regex, copy=False)
 
 
+def dynamic_term_match(haystack: exp.Expr, needle: exp.Expr, *, case_sensitive: bool = False) -> exp.Expr:
+    """``has`` with a needle known only at run time: the term regex is built in SQL (an empty needle matches,
+    as in Kusto; term boundaries only at the needle's alphanumeric edges, as in :func:`term_regex`)."""
+    start = exp.Case(ifs=[exp.If(this=exp.RegexpLike(this=needle, expression=string(f"^{ALNUM_CLASS}")),
+                                 true=string(f"(?:^|{NON_ALNUM})"))], default=string(""))
+    end = exp.Case(ifs=[exp.If(this=exp.RegexpLike(this=needle.copy(), expression=string(f"{ALNUM_CLASS}$")),
+                               true=string(f"(?:$|{NON_ALNUM})"))], default=string(""))
+    flags = string("(?s)" if case_sensitive else "(?is)")
+    pattern = exp.DPipe(this=exp.DPipe(this=exp.DPipe(this=flags, expression=start), expression=fn(
+        "regexp_escape", needle.copy())), expression=end)
+    return exp.Or(this=exp.EQ(this=needle.copy(), expression=string("")),
+                  expression=exp.RegexpLike(this=haystack, expression=pattern))
+
+
 def contains(haystack: exp.Expr, needle: exp.Expr, case_sensitive: bool) -> exp.Expr:
     if not case_sensitive:
         haystack, needle = exp.Lower(this=haystack), exp.Lower(this=needle)
@@ -221,6 +245,8 @@ def _countof(ctx: CallContext, args: list[Typed]) -> Typed:
     kind = ctx.constant(2) if len(args) == 3 else "normal"
     text, search = s(args[0]), s(args[1])
     if kind == "regex":
+        if isinstance(ctx.call.args[1], ast.Literal):
+            ctx.regex(1)
         return Typed(cast(fn("len", fn("regexp_extract_all", text, search)), "BIGINT"), "long")
     # Kusto counts overlapping plain matches ("aaa" countof "aa" = 2): split-based counting would say 1
     overlapping = fn("len", fn("list_filter", fn("range", number(1), exp.Add(
@@ -232,20 +258,20 @@ def _countof(ctx: CallContext, args: list[Typed]) -> Typed:
 
 @scalar("trim", 2)
 def _trim(ctx: CallContext, args: list[Typed]) -> Typed:
-    regex = ctx.constant(0)
+    regex = ctx.regex(0)
     return Typed(fn("regexp_replace", s(args[1]), string(f"^(?:{regex})+|(?:{regex})+$"), string(""), string("g")),
                  "string")
 
 
 @scalar("trim_start", 2)
 def _trim_start(ctx: CallContext, args: list[Typed]) -> Typed:
-    regex = ctx.constant(0)
+    regex = ctx.regex(0)
     return Typed(fn("regexp_replace", s(args[1]), string(f"^(?:{regex})+"), string("")), "string")
 
 
 @scalar("trim_end", 2)
 def _trim_end(ctx: CallContext, args: list[Typed]) -> Typed:
-    regex = ctx.constant(0)
+    regex = ctx.regex(0)
     return Typed(fn("regexp_replace", s(args[1]), string(f"(?:{regex})+$"), string("")), "string")
 
 
@@ -258,7 +284,7 @@ def _replace_string(ctx: CallContext, args: list[Typed]) -> Typed:
 def _replace_regex(ctx: CallContext, args: list[Typed]) -> Typed:
     replacement = ctx.constant(2)
     # Kusto uses \1 for groups, as RE2/DuckDB do
-    return Typed(fn("regexp_replace", s(args[0]), string(ctx.constant(1)), string(replacement), string("g")),
+    return Typed(fn("regexp_replace", s(args[0]), string(ctx.regex(1)), string(replacement), string("g")),
                  "string")
 
 
@@ -281,9 +307,20 @@ def _split(ctx: CallContext, args: list[Typed]) -> Typed:
 
 @scalar("extract", 3, 4)
 def _extract(ctx: CallContext, args: list[Typed]) -> Typed:
-    regex = ctx.constant(0)
+    regex = ctx.regex(0)
     group = ctx.constant(1, int)
-    result = fn("regexp_extract", s(args[2]), string(regex), number(group))
+    groups = capture_groups(regex)
+    if not 0 <= group <= groups:
+        raise ctx.error(f"extract() asks for capture group {group}, but the regex has {groups}",
+                        ctx.call.args[1], "count the regex's parentheses (group 0 is the whole match)")
+    result: exp.Expr
+    if group <= 9:
+        result = fn("regexp_extract", s(args[2]), string(regex), number(group))
+    else:
+        # DuckDB's regexp_extract numbers groups 0..9 only; its named-list form returns a struct of every group
+        names = exp.Array(expressions=[string(f"g{index}") for index in range(1, groups + 1)])
+        result = exp.Dot(this=exp.Paren(this=fn("regexp_extract", s(args[2]), string(regex), names)),
+                         expression=exp.to_identifier(f"g{group}"))
     matched = exp.RegexpLike(this=s(args[2]), expression=string(regex))
     if len(args) == 4:
         # the 4th argument is typeof(T): lowered by the binder to a typed null
@@ -295,9 +332,9 @@ def _extract(ctx: CallContext, args: list[Typed]) -> Typed:
 
 @scalar("extract_all", 2, 3, status="partial", note="returns the list of group 1 (or whole-match) values")
 def _extract_all(ctx: CallContext, args: list[Typed]) -> Typed:
-    regex = ctx.constant(0)
+    regex = ctx.regex(0)
     source = args[-1]
-    group = 1 if re.compile(regex).groups else 0
+    group = 1 if capture_groups(regex) else 0
     if len(args) == 3:
         raise KqlUnsupportedError("extract_all() with a capture-group list is not supported", ctx.span())
     values = fn("regexp_extract_all", s(source), string(regex), number(group))
@@ -466,6 +503,13 @@ for _kql, _sql in (("sqrt", "sqrt"), ("exp", "exp"), ("log", "ln"), ("log10", "l
 
 @scalar("abs", 1)
 def _abs(ctx: CallContext, args: list[Typed]) -> Typed:
+    if args[0].kusto_type == "timespan":  # DuckDB has no abs(INTERVAL)
+        value = args[0].sql
+        return Typed(exp.Case(ifs=[exp.If(this=exp.LT(this=value, expression=interval_micros(number(0))),
+                                          true=exp.Neg(this=exp.Paren(this=value.copy())))],
+                              default=value.copy()), "timespan")
+    if args[0].kusto_type not in NUMERIC_TYPES and args[0].kusto_type != "dynamic":
+        raise ctx.error(f"abs() needs a number or a timespan, got {args[0].kusto_type}")
     return Typed(exp.Abs(this=args[0].sql), args[0].kusto_type)
 
 

@@ -16,6 +16,7 @@ from assay.kql import ast
 from assay.kql.lexer import TIMESPAN_UNITS, Token, TokenKind, tokenize
 
 MAX_DEPTH = 200
+LONG_MAX = 2**63 - 1
 
 #: Tabular operators we parse (→ supported or a clear KqlUnsupportedError from the parser itself).
 TABULAR_OPERATORS = (
@@ -725,7 +726,7 @@ class Parser:
                     items.append(ast.TabularArg(query.pos, query))
                 else:
                     while not self.at_op(")"):
-                        items.append(self.parse_expression())
+                        items.append(self.continue_pipeline(self.parse_expression()))
                         if not self.accept_op(","):
                             break
                 self.expect_op(")", f"to close the list of '{op}'")
@@ -799,11 +800,21 @@ class Parser:
                 query = self.to_tabular(self.parse_statement_expression())
                 args.append(ast.TabularArg(query.pos, query))
             else:
-                args.append(self.parse_expression())
+                args.append(self.continue_pipeline(self.parse_expression()))
             if not self.accept_op(","):
                 break
         self.expect_op(")", "to close the argument list")
         return args
+
+    def continue_pipeline(self, expr: ast.Expr) -> ast.Expr:
+        """``f() | count`` or ``_GetWatchlist('x') | project y`` as an argument: a call or name followed by a
+        pipe is a tabular argument (toscalar, in, has_any take one)."""
+        if not self.at_op("|") or not isinstance(expr, ast.Call | ast.Name | ast.TabularArg):
+            return expr
+        tabular = self.to_tabular(expr)
+        while self.accept_op("|"):
+            tabular = ast.Pipe(tabular.pos, tabular, self.parse_operator())
+        return ast.TabularArg(tabular.pos, tabular)
 
     def parse_primary(self) -> ast.Expr:
         token = self.token
@@ -815,15 +826,27 @@ class Parser:
                 value += self.advance().text
             return ast.Literal(pos, value, "string")
         if token.kind is TokenKind.INT:
+            whole = int(token.text)
+            if whole > LONG_MAX:
+                self.fail(f"the number {token.text} is too large for a long (at most {LONG_MAX})", token,
+                          "write it as a real, e.g. " + token.text + ".0")
             self.advance()
-            return ast.Literal(pos, int(token.text), "long")
+            return ast.Literal(pos, whole, "long")
         if token.kind is TokenKind.REAL:
+            real = float(token.text)
+            if real in (float("inf"), float("-inf")):
+                self.fail(f"the number {token.text} is too large for a real", token)
             self.advance()
-            return ast.Literal(pos, float(token.text), "real")
+            return ast.Literal(pos, real, "real")
         if token.kind is TokenKind.TIMESPAN:
-            self.advance()
             micros = float(token.text) * TIMESPAN_UNITS[token.raw_kind]
-            return ast.Literal(pos, timedelta(microseconds=micros), "timespan")
+            try:
+                span = timedelta(microseconds=micros)
+            except (OverflowError, ValueError):
+                self.fail(f"the timespan {token.text}{token.raw_kind} is out of range", token,
+                          "a timespan is at most about 10,675,199 days")
+            self.advance()
+            return ast.Literal(pos, span, "timespan")
         if token.kind is TokenKind.RAW:
             self.advance()
             return self.raw_literal(token)
@@ -913,37 +936,55 @@ def parse_dynamic_literal(raw: str) -> Any:
         return json.loads(text)
     except ValueError:
         pass
-    # Kusto also accepts single-quoted strings inside dynamic literals
+    # Kusto also accepts single-quoted, verbatim (@'C:\x') and obfuscated (h'..') strings inside dynamic literals
     try:
-        converted = _single_to_double_quotes(text)
-        return json.loads(converted)
-    except ValueError:
+        return json.loads(_kusto_strings_to_json(text))
+    except (ValueError, RecursionError):
         return _INVALID
 
 
-def _single_to_double_quotes(text: str) -> str:
+def _kusto_strings_to_json(text: str) -> str:
+    """Rewrite the Kusto string literals of a dynamic literal as JSON strings (the rest is kept as is)."""
     out: list[str] = []
-    quote: str | None = None
     index = 0
-    while index < len(text):
+    length = len(text)
+    while index < length:
         char = text[index]
-        if quote:
-            if char == "\\" and index + 1 < len(text):
-                out.append(text[index:index + 2])
+        verbatim = False
+        start = index
+        if char in "@hH" and index + 1 < length:
+            rest = text[index:index + 3].lower()
+            for prefix in ("h@", "@", "h"):
+                if rest.startswith(prefix) and index + len(prefix) < length and text[index + len(prefix)] in "'\"":
+                    verbatim = "@" in prefix
+                    index += len(prefix)
+                    char = text[index]
+                    break
+        if char not in "'\"":
+            out.append(text[start:index + 1])
+            index += 1
+            continue
+        quote = char
+        index += 1
+        value: list[str] = []
+        while index < length:
+            current = text[index]
+            if current == quote:
+                if verbatim and text.startswith(quote * 2, index):
+                    value.append(quote)
+                    index += 2
+                    continue
+                break
+            if current == "\\" and not verbatim and index + 1 < length:
+                escaped = text[index + 1]
+                value.append({"n": "\n", "t": "\t", "r": "\r"}.get(escaped, escaped))
                 index += 2
                 continue
-            if char == quote:
-                out.append('"')
-                quote = None
-            elif char == '"' and quote == "'":
-                out.append('\\"')
-            else:
-                out.append(char)
-        elif char in "'\"":
-            quote = char
-            out.append('"')
+            value.append(current)
+            index += 1
         else:
-            out.append(char)
+            raise ValueError("unterminated string in dynamic literal")
+        out.append(json.dumps("".join(value)))
         index += 1
     return "".join(out)
 
