@@ -245,9 +245,28 @@ class _Linter:
                        locate(str(load_error)))
         if collection.errors:
             return
+        from sigma.correlations import SigmaCorrelationRule
+
+        correlations = [r for r in collection.rules if isinstance(r, SigmaCorrelationRule)]
+        if len(correlations) == 1:
+            # A correlation rule comes with the rules it references (threshold and sequence detections): the
+            # correlation carries the detection's tags; each referenced rule is validated like a single rule.
+            correlation = correlations[0]
+            referenced = {getattr(r, "reference", str(r)) for r in correlation.rules or ()}
+            bases = [r for r in collection.rules if r is not correlation]
+            unreferenced = [r.title for r in bases if (r.name or str(r.id)) not in referenced
+                            and str(r.id) not in referenced]
+            if unreferenced:
+                self.error("sigma-load", f"rule.sigma.yml holds rules the correlation does not reference: "
+                           f"{', '.join(unreferenced)}", file_span,
+                           hint="a correlation file holds the correlation and only the rules it names")
+            for base in bases:
+                self.run_sigma_validators(base, locate)
+            self.check_sigma_tags(loaded, correlation, sigma_marks.span(("tags",)) if sigma_marks else file_span)
+            return
         if len(collection.rules) != 1:
-            self.error("sigma-load", f"rule.sigma.yml holds {len(collection.rules)} rules; expected exactly one",
-                       file_span)
+            self.error("sigma-load", f"rule.sigma.yml holds {len(collection.rules)} rules; expected exactly one "
+                       "(or one correlation rule with the rules it references)", file_span)
             return
         rule = collection.rules[0]
         detection = getattr(rule, "detection", None)

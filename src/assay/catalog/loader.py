@@ -9,6 +9,7 @@ file modification times).
 from __future__ import annotations
 
 import datetime as dt
+import re
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -18,13 +19,23 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from assay.catalog.models import Detection, LoadedDetection, ScenarioFile, YamlMarks, YamlPath
+from assay.catalog.models import (
+    FIXTURES_CONTEXT,
+    Detection,
+    Fixtures,
+    LoadedDetection,
+    ScenarioFile,
+    YamlMarks,
+    YamlPath,
+)
 from assay.errors import CatalogError, SourceSpan, did_you_mean
 
 DETECTION_FILE = "detection.yml"
 SIGMA_FILE = "rule.sigma.yml"
 KQL_FILE = "sentinel.kql"
 TESTS_FILE = "tests.yml"
+#: Shared fixtures (hosts, users, process templates) for every detection beside the ``_shared`` folder.
+SHARED_FIXTURES = Path("_shared") / "fixtures.yml"
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -302,13 +313,13 @@ def _present(data: Any, path: YamlPath) -> set[str]:
     return set(current) if isinstance(current, dict) else set()
 
 
-def validate(model: type[ModelT], data: Any, marks: YamlMarks) -> ModelT:
+def validate(model: type[ModelT], data: Any, marks: YamlMarks, context: dict[str, Any] | None = None) -> ModelT:
     """Validate plain data against a model; errors come back as CatalogLoadError with file:line:col each."""
     if not isinstance(data, dict):
         raise CatalogError(f"expected a mapping at the top of the file, got {_describe(data)}", marks.span(()),
                            hint=f"start the file with keys such as {', '.join(list(model.model_fields)[:3])}")
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as error:
         raise CatalogLoadError(validation_errors(error, model, data, marks)) from None
 
@@ -316,6 +327,34 @@ def validate(model: type[ModelT], data: Any, marks: YamlMarks) -> ModelT:
 # --------------------------------------------------------------------------------------------------------------
 # Detection folders and catalogs
 # --------------------------------------------------------------------------------------------------------------
+
+
+_FIXTURES_CACHE: dict[Path, tuple[tuple[int, int], Fixtures]] = {}
+
+
+def shared_fixtures_path(folder: Path) -> Path | None:
+    """The ``_shared/fixtures.yml`` a detection folder sees: beside it, or beside one of its two parents."""
+    for base in (folder.parent, folder.parent.parent, folder.parent.parent.parent):
+        candidate = base / SHARED_FIXTURES
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def shared_fixtures(folder: Path) -> Fixtures:
+    """The shared fixtures for a detection folder (empty when there is no ``_shared/fixtures.yml``)."""
+    path = shared_fixtures_path(folder)
+    if path is None:
+        return Fixtures()
+    stat = path.stat()
+    state = (stat.st_mtime_ns, stat.st_size)
+    cached = _FIXTURES_CACHE.get(path)
+    if cached is not None and cached[0] == state:
+        return cached[1]
+    data, marks = load_yaml(path)
+    fixtures = validate(Fixtures, data if data is not None else {}, marks)
+    _FIXTURES_CACHE[path] = (state, fixtures)
+    return fixtures
 
 
 def _file_state(folder: Path) -> tuple[tuple[str, int, int], ...]:
@@ -327,6 +366,10 @@ def _file_state(folder: Path) -> tuple[tuple[str, int, int], ...]:
             state.append((name, stat.st_mtime_ns, stat.st_size))
         except OSError:
             state.append((name, 0, -1))
+    fixtures = shared_fixtures_path(folder)
+    if fixtures is not None:
+        stat = fixtures.stat()
+        state.append((str(fixtures), stat.st_mtime_ns, stat.st_size))
     return tuple(state)
 
 
@@ -336,6 +379,7 @@ _CACHE: dict[Path, tuple[tuple[tuple[str, int, int], ...], LoadedDetection]] = {
 def clear_cache() -> None:
     """Forget every loaded detection (tests that rewrite files in place use it)."""
     _CACHE.clear()
+    _FIXTURES_CACHE.clear()
 
 
 def load_detection(folder: str | Path) -> LoadedDetection:
@@ -382,7 +426,8 @@ def _load_detection_uncached(folder: Path) -> LoadedDetection:
     if tests_path.is_file():
         try:
             data, marks["tests"] = load_yaml(tests_path)
-            scenarios = validate(ScenarioFile, data, marks["tests"]).scenarios
+            context = {FIXTURES_CONTEXT: shared_fixtures(folder)}
+            scenarios = validate(ScenarioFile, data, marks["tests"], context).scenarios
         except CatalogLoadError as error:
             errors.extend(error.errors)
         except CatalogError as error:
@@ -396,8 +441,10 @@ def _load_detection_uncached(folder: Path) -> LoadedDetection:
     if sigma_path.is_file():
         try:
             sigma_text = _read_text(sigma_path)
-            # Marks only: the rule's own validity is pySigma's call (lint), with our positions for its errors.
-            _, marks["sigma"] = load_yaml(sigma_path, sigma_text)
+            # Marks only: the rule's own validity is pySigma's call (lint), with our positions for its errors. A
+            # correlation file holds several documents: the marks cover the first (its lines keep their numbers).
+            first_document = re.split(r"(?m)^---[ \t]*$", sigma_text, maxsplit=1)[0]
+            _, marks["sigma"] = load_yaml(sigma_path, first_document)
         except CatalogError as error:
             errors.append(error)
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -117,14 +118,15 @@ def print_proof_report(report: Any, verbose: bool = False) -> None:
                    "also prove it through Winlogbeat documents.")
 @click.option("--scenario", "scenario_ids", multiple=True, metavar="ID",
               help="Run only this scenario (repeatable); the detections without it are left out.")
-@click.option("--jobs", "-j", type=click.IntRange(1, 32), default=1, show_default=True,
-              help="Scenarios proven in parallel (each has its own databases).")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
+              help="Detections proven in parallel worker processes (default: one per core; 1 runs in this "
+                   "process). A single detection's scenarios run in this many threads.")
 @click.option("--baseline", type=click.Path(path_type=Path, dir_okay=False),
               help="A previous report.json: list the checks that regressed or got fixed since.")
 @click.option("-v", "--verbose", is_flag=True, help="Also list skipped checks and declared differences.")
 def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format: str, out_dir: Path,
                   agreement: str, now_text: str | None, shared_data: Path | None, telemetry: tuple[str, ...],
-                  scenario_ids: tuple[str, ...], jobs: int, baseline: Path | None, verbose: bool) -> None:
+                  scenario_ids: tuple[str, ...], jobs: int | None, baseline: Path | None, verbose: bool) -> None:
     """Prove detections: run every form on every scenario and check the forms agree.
 
     \b
@@ -147,7 +149,7 @@ def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format
         forms=tuple(forms) if forms else ("sigma", "kql", "converted"),  # type: ignore[arg-type]
         agreement="warn" if agreement == "warn" else "fail", now=_parse_now(now_text),
         shared_data=shared_data, sigma_telemetry=tuple(telemetry) or DEFAULT_SIGMA_TELEMETRY,
-        scenarios=tuple(scenario_ids) or None, jobs=jobs)
+        scenarios=tuple(scenario_ids) or None, jobs=jobs if jobs is not None else min(os.cpu_count() or 1, 32))
     if shared_data is not None and not shared_data.is_dir():
         raise UsageError(f"--shared-data {shared_data} is not a folder")
     progress = None

@@ -39,7 +39,7 @@ DEFENDER_CSV = "defender-csv"
 JSON_FORMATS = {EVTX_JSON, ECS, OTRF, FLAT, DEFENDER_JSON}
 
 DEFENDER_TABLES = ("DeviceProcessEvents", "DeviceFileEvents", "DeviceRegistryEvents", "DeviceNetworkEvents",
-                   "DeviceImageLoadEvents")
+                   "DeviceImageLoadEvents", "DeviceLogonEvents", "DeviceEvents")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +130,11 @@ def _defender_table_for(keys: list[str], stem: str) -> str | None:
             return table
     if not ({"Timestamp", "DeviceName", "ActionType"} <= key_set):
         return None
+    if "LogonType" in key_set and "Protocol" in key_set:
+        return "DeviceLogonEvents"
+    if "RegistryKey" in key_set and "RegistryValueType" not in key_set and "ProcessCommandLine" in key_set:
+        # DeviceEvents carries registry, network and process columns at once (DeviceRegistryEvents has the type).
+        return "DeviceEvents"
     if "RegistryKey" in key_set:
         return "DeviceRegistryEvents"
     if "RemoteIP" in key_set or "RemotePort" in key_set:
