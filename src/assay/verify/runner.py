@@ -63,6 +63,8 @@ SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender",
 #: doubles the Sigma checks and the ingest cost per scenario, so it is opt-in (``--telemetry ecs``). A schema
 #: without events in a scenario costs nothing (no file, no database).
 DEFAULT_SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender")
+#: What pySigma's query-table processing says when a pipeline has no table for a rule's logsource.
+NO_TABLE_FOR_LOGSOURCE = "Unable to determine table name from rule"
 #: Telemetry the native KQL runs on when the detection does not say: the Defender XDR tables.
 KQL_TELEMETRY: tuple[str, ...] = ("defender",)
 #: The telemetry that fills a table a KQL query reads (``required_tables`` in detection.yml decides).
@@ -388,6 +390,16 @@ class DetectionRun:
                 self.unconvertible[target] = ("pySigma cannot convert a Sigma correlation rule for this target ("
                                               f"{'; '.join(conversion.messages) or 'no query produced'}); the "
                                               "native KQL is the windowed form")
+                continue
+            if conversion.status == "failed" and any(NO_TABLE_FOR_LOGSOURCE in m for m in conversion.messages):
+                # The target's pipeline has no table for this logsource (the Microsoft XDR pipeline maps no
+                # Defender table to process_access, for example): this platform cannot run the rule, so the form
+                # does not exist; each scenario says why, as for correlation rules.
+                logsource = getattr(self.rule.rule, "logsource", None)
+                where = ", ".join(f"{key}: {value}" for key in ("product", "category", "service")
+                                  if (value := getattr(logsource, key, None))) or "its logsource"
+                self.unconvertible[target] = (f"pySigma's {target} pipeline maps no table to the rule's logsource "
+                                              f"({where}): the rule cannot be converted for this platform")
                 continue
             if conversion.status == "failed" or not conversion.query:
                 self.errors.append(f"converted:{target}: pySigma could not convert the rule: "
