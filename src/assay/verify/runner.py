@@ -51,7 +51,7 @@ AgreementMode = Literal["fail", "warn"]
 CONVERTED_TARGETS: dict[str, tuple[str, ...]] = {
     "microsoft-xdr": ("defender",), "sqlite": ("sysmon", "security", "windows"),
     "spark-sql": ("sysmon", "security", "windows"),
-    "elastic-eql": ("ecs",)}
+    "elastic-eql": ("ecs",), "sentinel-securityevent": ("security",)}
 #: Run by default: the KQL conversion and SQLite (standard library, milliseconds). Ask for the others with
 #: ``assay test --converted``: Spark SQL starts a JVM (seconds per run, ~0.3 s per scenario) and EQL needs the
 #: optional AGPL eql package and ECS documents (a real recording has none, so its scenarios skip).
@@ -63,6 +63,9 @@ SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender",
 #: doubles the Sigma checks and the ingest cost per scenario, so it is opt-in (``--telemetry ecs``). A schema
 #: without events in a scenario costs nothing (no file, no database).
 DEFAULT_SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender")
+#: A Kusto target tried when a rule's logsource has no table on the first: Security, System and other Windows
+#: event-log rules have no Defender XDR table but run on Sentinel's SecurityEvent.
+KQL_FALLBACK_TARGETS: dict[str, str] = {"microsoft-xdr": "sentinel-securityevent"}
 #: What pySigma's query-table processing says when a pipeline has no table for a rule's logsource.
 NO_TABLE_FOR_LOGSOURCE = "Unable to determine table name from rule"
 #: Telemetry the native KQL runs on when the detection does not say: the Defender XDR tables.
@@ -353,6 +356,8 @@ class DetectionRun:
                 # A target that cannot express the rule (a correlation rule) is not a form this detection has.
                 forms.extend(f"converted:{target}" for target in runnable_targets(self.options.converted_targets)
                              if target not in self.unconvertible)
+                forms.extend(f"converted:{target}" for target in self.conversions
+                             if target not in self.options.converted_targets)  # a fallback target
             else:
                 forms.append(form)
         return forms
@@ -400,6 +405,19 @@ class DetectionRun:
                                   if (value := getattr(logsource, key, None))) or "its logsource"
                 self.unconvertible[target] = (f"pySigma's {target} pipeline maps no table to the rule's logsource "
                                               f"({where}): the rule cannot be converted for this platform")
+                fallback = KQL_FALLBACK_TARGETS.get(target)
+                if fallback and fallback not in self.conversions:
+                    # The same rule as Sentinel would run it on the Windows event tables (a Security-log rule has
+                    # no Defender table but has SecurityEvent): the converted form is still proven, on that target.
+                    try:
+                        other = convert(self.rule, fallback)
+                    except Exception as error:
+                        self.errors.append(f"converted:{fallback}: conversion failed: {_describe_error(error)}")
+                        continue
+                    if other.status != "failed" and other.query:
+                        self.unconvertible[target] += f"; converted for {fallback} instead"
+                        self.conversions[fallback] = other.query
+                        self.forms.append(f"converted:{fallback}")
                 continue
             if conversion.status == "failed" or not conversion.query:
                 self.errors.append(f"converted:{target}: pySigma could not convert the rule: "
