@@ -158,7 +158,7 @@ def test_a_system_channel_rule_and_a_device_events_query_run_on_their_telemetry(
             assert result.status == "pass", (scenario.id, result.key, result.reason)
     attack = detection.scenarios[0]
     sigma = [r for r in attack.results if r.form == "sigma"]
-    assert [r.telemetry for r in sigma] == ["windows"] and sigma[0].key == "sigma[service:system]"
+    assert [r.telemetry for r in sigma] == ["windows"] and sigma[0].key == "sigma[system:7045]"
 
 
 def test_lint_accepts_a_correlation_rule_with_the_rules_it_references(write_detection: WriteDetection) -> None:
