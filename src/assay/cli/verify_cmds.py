@@ -279,5 +279,41 @@ def atomics_import(atomics_dir: Path, technique: str, out_path: Path | None, all
     click.echo(f"wrote {text.count(chr(10) + '- id: ')} scenario stub(s) to {out_path}")
 
 
-COMMANDS: list[click.Command] = [prove_command, coverage_command, atomics_group]
+@click.command("new")
+@click.argument("technique")
+@click.option("--into", "catalog", type=click.Path(path_type=Path, file_okay=False), default=Path("detections"),
+              show_default=True, help="The catalog folder to create the detection in.")
+@click.option("--slug", help="Folder name after the technique id (default: from the technique's name).")
+@click.option("--atomics", "atomics_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Atomic Red Team atomics folder (default: ../shared/data/atomic-red-team/atomics when present).")
+@click.option("--author", default="Assay detection engineering", show_default=True, help="The author field.")
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="Output format.")
+def new_command(technique: str, catalog: Path, slug: str | None, atomics_dir: Path | None, author: str,
+                output_format: str) -> None:
+    """Scaffold a detection folder for TECHNIQUE (e.g. T1003.001) from ATT&CK and its atomic tests.
+
+    \b
+    Writes <catalog>/<technique>-<slug>/ with detection.yml (names and tactics from ATT&CK, TODO prose),
+    rule.sigma.yml and sentinel.kql to sharpen, and tests.yml: one attack scenario per Windows atomic test,
+    the host and user as shared fixtures, and a benign scenario for the first false positive.
+    """
+    from assay.verify.runner import find_shared_data
+    from assay.verify.scaffold import scaffold_detection
+
+    if atomics_dir is None:
+        shared = find_shared_data(catalog)
+        candidate = shared / "atomic-red-team" / "atomics" if shared else None
+        atomics_dir = candidate if candidate is not None and candidate.is_dir() else None
+    folder = scaffold_detection(technique, catalog, slug=slug, atomics_dir=atomics_dir, author=author)
+    scenarios = (folder / "tests.yml").read_text(encoding="utf-8").count("\n- id: ")
+    if output_format == "json":
+        emit_json({"folder": str(folder), "scenarios": scenarios,
+                   "atomics": str(atomics_dir) if atomics_dir else None})
+        return
+    click.echo(f"created {folder} ({scenarios} scenario(s){'' if atomics_dir else '; no atomics folder found'})")
+    click.echo(f"next: replace the TODOs, then `assay lint {folder}` and `assay test {folder}`")
+
+
+COMMANDS: list[click.Command] = [prove_command, coverage_command, atomics_group, new_command]
 
