@@ -180,3 +180,64 @@ def test_lint_accepts_a_correlation_rule_with_the_rules_it_references(write_dete
     clear_cache()
     report = lint_catalog(folder, shared=folder)
     assert any("does not reference" in i.message for i in report.issues)
+
+
+DCSYNC_SIGMA = """\
+title: Directory replication requested by an account
+id: 3d2c1b0a-9f8e-4d7c-8b6a-5f4e3d2c1b0a
+status: test
+description: An account asked a domain controller for replication rights (DS-Replication-Get-Changes).
+author: Assay tests
+date: 2026-12-06
+tags:
+    - attack.credential-access
+    - attack.t1003.006
+logsource:
+    product: windows
+    service: security
+detection:
+    selection:
+        EventID: 4662
+        AccessMask: '0x100'
+        Properties|contains: '1131f6aa-9c07-11d1-f79f-00c04fc2dcd2'
+    condition: selection
+level: high
+"""
+
+DCSYNC_KQL = """\
+SecurityEvent
+| where TimeGenerated > ago(1h)
+| where EventID == 4662 and AccessMask == "0x100"
+| where Properties has "1131f6aa-9c07-11d1-f79f-00c04fc2dcd2"
+| project TimeGenerated, Computer, SubjectUserName, Properties
+"""
+
+
+def test_a_security_rule_runs_on_synthesized_4662_and_on_a_real_recording(write_detection: WriteDetection,
+                                                                          shared_data: Any) -> None:
+    def scenario(scenario_id: str, kind: str, **access: Any) -> dict[str, Any]:
+        outcome = "fires" if kind == "attack" else "does-not-fire"
+        return {"id": scenario_id, "title": scenario_id, "kind": kind, "provenance": {"own": "dcsync"},
+                "expected": {"sigma": outcome, "kql": outcome},
+                "activity": {"host": DC, "user": VICTIM, "start": "2026-10-02T14:00:30Z",
+                             "directory_access": [access]}}
+
+    recording = "evtx-attack-samples/Credential Access/CA_DCSync_4662.evtx"
+    folder = write_detection(
+        "T1003.006-dcsync", sigma=DCSYNC_SIGMA, kql=DCSYNC_KQL, technique="T1003.006",
+        required_tables=["SecurityEvent"],
+        scenarios=[scenario("own-dcsync", "attack", replication=True),
+                   scenario("own-read-property", "benign", access_mask="0x10",
+                            properties=["bf967a86-0de6-11d0-a285-00aa003049e2"]),
+                   {"id": "rec-dcsync", "title": "DCSync recording", "kind": "attack",
+                    "provenance": {"recording": {"path": recording}},
+                    "expected": {"sigma": "fires", "kql": "fires"}}])
+    report = run_paths([folder], RunOptions(forms=("sigma", "kql"), shared_data=shared_data))
+    detection = report.detections[0]
+    assert not detection.errors, detection.errors
+    for scenario_result in detection.scenarios:
+        for result in scenario_result.results:
+            assert result.status == "pass", (scenario_result.id, result.key, result.reason)
+    by_id = {s.id: s for s in detection.scenarios}
+    assert {r.telemetry for r in by_id["rec-dcsync"].results} == {"recording"}
+    assert {r.key for r in by_id["own-dcsync"].results} == {"sigma[security:4662]", "kql"}

@@ -67,6 +67,9 @@ NATIVE_TELEMETRY = {"sysmon": "sysmon", "security": "security", "Device": "defen
 SYSMON_CHANNEL_NAME = "microsoft-windows-sysmon/operational"
 #: When no --now is given, the KQL runs this long after the scenario started (inside a 24h look-back).
 DEFAULT_NOW_OFFSET = dt.timedelta(hours=1)
+#: For a recording, the KQL runs this long after its newest event ("just after the recording"), so ``ago(1h)``
+#: covers the recording's last hour (an hour after the newest event, ``Timestamp > ago(1h)`` matched nothing).
+RECORDING_NOW_OFFSET = dt.timedelta(minutes=1)
 SHARED_DATA_ENV = "ASSAY_SHARED_DATA"
 #: Columns shown as Sigma evidence besides the fields the rule reads.
 EVIDENCE_CONTEXT = {
@@ -390,7 +393,8 @@ class DetectionRun:
         start = data.start_time()
         if start is None:
             latest = engine.run('SELECT max("Timestamp") FROM "RawEvents"').rows[0][0]
-            start = latest.replace(tzinfo=dt.UTC) if isinstance(latest, dt.datetime) else dt.datetime.now(dt.UTC)
+            newest = latest.replace(tzinfo=dt.UTC) if isinstance(latest, dt.datetime) else dt.datetime.now(dt.UTC)
+            return newest + RECORDING_NOW_OFFSET
         return start + DEFAULT_NOW_OFFSET
 
     def run_scenario(self, scenario: Scenario, shared_data: Path | None) -> ScenarioResult:

@@ -87,7 +87,8 @@ class Synthesizer(_Synthesizer):
         process = getattr(item, "process", None)
         if process is not None:
             return self.side_effect_time(process, None, index, kind)
-        return truncate_ms(self.start + dt.timedelta(milliseconds=300 * index + self.seed.number(0, 90, kind,
+        # Never exactly at ``start``: the KQL's clock is start + 1h, and ``Timestamp > ago(1h)`` is strict.
+        return truncate_ms(self.start + dt.timedelta(milliseconds=300 * index + self.seed.number(5, 90, kind,
                                                                                                   index)))
 
     def run(self) -> Telemetry:
