@@ -46,7 +46,16 @@ from assay.verify.synth import Telemetry, synthesize, write_telemetry
 
 AgreementMode = Literal["fail", "warn"]
 #: pySigma conversion targets whose KQL runs on our engine, and the telemetry each reads.
-CONVERTED_TARGETS: dict[str, str] = {"microsoft-xdr": "defender"}
+CONVERTED_TARGETS: dict[str, str] = {"microsoft-xdr": "defender", "sentinel-securityevent": "security"}
+#: The targets a detection is converted to by default; the fallbacks are tried, in order, when none of them can
+#: express the rule's logsource (a Security-log rule has no Defender table: its converted form is the Sentinel
+#: SecurityEvent query instead).
+DEFAULT_CONVERTED_TARGETS: tuple[str, ...] = ("microsoft-xdr",)
+FALLBACK_CONVERTED_TARGETS: tuple[str, ...] = ("sentinel-securityevent",)
+#: pySigma messages saying a target has no table or field for the rule's logsource (the form cannot exist),
+#: as opposed to a defect of the rule.
+_INEXPRESSIBLE = ("Unable to determine table name", "Invalid SigmaDetectionItem field name",
+                  "does not support correlation")
 #: Telemetry schemas a synthesized scenario can be rendered in for the Sigma rule (``windows``: the event channels
 #: other than Sysmon and Security, e.g. System, PowerShell/Operational, TaskScheduler/Operational).
 SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender", "ecs")
@@ -90,7 +99,7 @@ class RunOptions:
     now: dt.datetime | None = None
     #: Folder with the real recordings (``../shared/data``); found automatically when None.
     shared_data: Path | None = None
-    converted_targets: tuple[str, ...] = tuple(CONVERTED_TARGETS)
+    converted_targets: tuple[str, ...] = DEFAULT_CONVERTED_TARGETS
     sigma_telemetry: tuple[str, ...] = DEFAULT_SIGMA_TELEMETRY
     #: Where the native KQL runs; None: from the detection's required tables (Device* -> defender,
     #: SecurityEvent -> security).
@@ -337,9 +346,13 @@ class DetectionRun:
         forms: list[str] = []
         for form in self.loaded.forms:
             if form == "converted":
-                # A target that cannot express the rule (a correlation rule) is not a form this detection has.
+                # A target that cannot express the rule (a correlation rule, a logsource without a table there) is
+                # not a form this detection has; a fallback target that converted is.
                 forms.extend(f"converted:{target}" for target in self.options.converted_targets
-                             if target not in self.unconvertible)
+                             if target not in self.unconvertible and (target in self.conversions
+                                                                      or not self.conversions))
+                forms.extend(f"converted:{target}" for target in self.conversions
+                             if target not in self.options.converted_targets)
             else:
                 forms.append(form)
         return forms
@@ -365,25 +378,35 @@ class DetectionRun:
     def _convert(self) -> None:
         from assay.sigma import convert
 
-        for target in self.options.converted_targets:
+        targets = list(self.options.converted_targets)
+        fallbacks = list(FALLBACK_CONVERTED_TARGETS) if tuple(targets) == DEFAULT_CONVERTED_TARGETS else []
+        while targets:
+            target = targets.pop(0)
             try:
                 conversion = convert(self.rule, target)
             except Exception as error:
                 self.errors.append(f"converted:{target}: conversion failed: {_describe_error(error)}")
                 continue
-            if (conversion.status == "failed" or not conversion.query) and self.rule.is_correlation:
-                # pySigma's Kusto backends do not convert correlation rules: the form does not exist for this rule
-                # (its native KQL carries the window logic); each scenario says so instead of failing the detection.
-                self.unconvertible[target] = ("pySigma cannot convert a Sigma correlation rule for this target ("
-                                              f"{'; '.join(conversion.messages) or 'no query produced'}); the "
-                                              "native KQL is the windowed form")
-                continue
+            messages = "; ".join(conversion.messages) or "no query produced"
             if conversion.status == "failed" or not conversion.query:
-                self.errors.append(f"converted:{target}: pySigma could not convert the rule: "
-                                   f"{'; '.join(conversion.messages) or 'no query produced'}")
+                if self.rule.is_correlation or any(text in messages for text in _INEXPRESSIBLE):
+                    # The target cannot express this rule (its logsource has no table there, or it is a
+                    # correlation rule): not a form of this detection. Each scenario says so (skip), and another
+                    # target is tried.
+                    why = ("pySigma cannot convert a Sigma correlation rule; the native KQL is the windowed form"
+                           if self.rule.is_correlation else f"the {target} target cannot express this rule's "
+                           "logsource")
+                    self.unconvertible[target] = f"{why} ({messages})"
+                    if not self.conversions and not targets and fallbacks:
+                        targets.append(fallbacks.pop(0))
+                    continue
+                self.errors.append(f"converted:{target}: pySigma could not convert the rule: {messages}")
                 continue
             self.conversions[target] = conversion.query
             self.forms.append(f"converted:{target}")
+        if self.conversions:
+            # A target that converted is the form; the ones that could not express the rule are not worth a skip.
+            self.unconvertible.clear()
 
     # -- one scenario ----------------------------------------------------------------------------------------------
 
