@@ -360,3 +360,26 @@ def test_ecs_documents_map_back_to_the_same_events(databases: dict[str, DuckDBEn
     fields = databases["ecs"].run(
         'SELECT "Fields" FROM "RawEvents" WHERE "EventID" = 1102').rows[0][0]
     assert dict(fields)["SubjectUserName"] == USER["name"]
+
+
+def test_kql_reads_the_new_tables_and_event_data_the_documented_way(databases: dict[str, DuckDBEngine]) -> None:
+    import datetime as dt
+
+    from assay.kql import run
+
+    now = dt.datetime(2026, 3, 14, 10, 12, tzinfo=dt.UTC)
+    rc4 = run('SecurityEvent | where EventID == 4769 '
+              '| extend Enc = extract(@"TicketEncryptionType\\W+(0x[0-9a-fA-F]+)", 1, EventData) '
+              '| where Enc == "0x17" | summarize Tickets = count() by TargetUserName', db=databases["security"],
+              now=now)
+    assert [tuple(r) for r in rc4.rows] == [(f"{USER['name']}@CORP.CONTOSO.COM", 2)]
+    commands = run('DeviceEvents | where ActionType == "PowerShellCommand" '
+                   '| summarize make_set(tostring(AdditionalFields.Command))', db=databases["defender"], now=now)
+    assert "Invoke-Mimikatz" in str(commands.rows[0][0])
+    lsass = run('DeviceEvents | where ActionType == "OpenProcessApiCall" and FileName =~ "lsass.exe" '
+                '| where binary_and(toint(AdditionalFields.DesiredAccess), 0x10) == 0x10 '
+                '| project InitiatingProcessFileName', db=databases["defender"], now=now)
+    assert [tuple(r) for r in lsass.rows] == [("rundll32.exe",)]
+    failures = run('DeviceLogonEvents | where ActionType == "LogonFailed" '
+                   '| summarize Failures = count() by RemoteIP, bin(Timestamp, 5m)', db=databases["defender"], now=now)
+    assert [(r[0], r[2]) for r in failures.rows] == [("10.1.2.3", 3)]
