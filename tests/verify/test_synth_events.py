@@ -383,3 +383,19 @@ def test_kql_reads_the_new_tables_and_event_data_the_documented_way(databases: d
     failures = run('DeviceLogonEvents | where ActionType == "LogonFailed" '
                    '| summarize Failures = count() by RemoteIP, bin(Timestamp, 5m)', db=databases["defender"], now=now)
     assert [(r[0], r[2]) for r in failures.rows] == [("10.1.2.3", 3)]
+
+
+def test_expected_telemetry_claims_cover_the_other_channels(telemetry: Telemetry) -> None:
+    from assay.verify.expectations import inventory_of_events, unbacked_claims
+
+    inventory = inventory_of_events(telemetry.sysmon, telemetry.security, telemetry.windows)
+    backed = ["System 7045 updsvc with ImagePath C:\\Users\\Public\\svc.exe", "Security 4697 for the same service",
+              "PowerShell 4104 script block with IEX", "TaskScheduler 106 \\Updater registered",
+              "Defender 1116 HackTool:Win32/Mimikatz", "Security 1102 the log was cleared",
+              "Sysmon EID 10 rundll32.exe opens lsass.exe", "Security 4648 by powershell.exe"]
+    assert unbacked_claims(backed, inventory) == []
+    notes = unbacked_claims(["System 7036 the service started", "PowerShell 4105 command started",
+                             "Task Scheduler 201 action completed", "Security 5145 for cmd.exe"], inventory)
+    assert [n.split(": ", 1)[1] for n in notes] == [
+        "the events hold no System 7036", "the events hold no PowerShell 4105",
+        "the events hold no Task Scheduler 201", "no Security 5145 event for cmd.exe"]

@@ -112,9 +112,10 @@ def print_proof_report(report: Any, verbose: bool = False) -> None:
 @click.option("--shared-data", type=click.Path(path_type=Path, file_okay=False),
               help="Folder with the real recordings (default: $ASSAY_SHARED_DATA or ../shared/data).")
 @click.option("--telemetry", "telemetry", multiple=True,
-              type=click.Choice(["sysmon", "security", "defender", "ecs"]),
-              help="Schemas the Sigma rule runs on (repeatable). Default: sysmon, security, defender; add ecs to "
-                   "also prove it through Winlogbeat documents.")
+              type=click.Choice(["sysmon", "security", "windows", "defender", "ecs"]),
+              help="Schemas the Sigma rule runs on (repeatable). Default: sysmon, security, windows (System, "
+                   "PowerShell, Task Scheduler channels), defender; add ecs to also prove it through Winlogbeat "
+                   "documents.")
 @click.option("--scenario", "scenario_ids", multiple=True, metavar="ID",
               help="Run only this scenario (repeatable); the detections without it are left out.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 32), default=1, show_default=True,
@@ -129,9 +130,10 @@ def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format
 
     \b
     For each detection under PATHS (default: detections/), each scenario of its tests.yml is synthesized as
-    Sysmon, Security 4688 and Defender XDR events (ECS too with --telemetry ecs) or its real recording is
-    loaded, each schema is ingested into a fresh in-memory DuckDB, and it is judged in every form: the Sigma rule on every route it applies to, the native KQL with
-    the detection's alert predicate, and the KQL pySigma's Kusto backend converted the rule to.
+    Sysmon, Security, other Windows channels and Defender XDR events (ECS too with --telemetry ecs) or its real
+    recording is loaded, each schema is ingested into a fresh in-memory DuckDB, and it is judged in every form:
+    the Sigma rule (or correlation rule) on every route it applies to, the native KQL with the detection's alert
+    predicate, and the KQL pySigma's Kusto backend converted the rule to.
     Writes OUT/report.json and OUT/junit.xml. Exit 1 on any failure or undeclared disagreement.
     """
     from assay.verify.junit import junit_xml

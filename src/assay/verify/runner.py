@@ -470,7 +470,7 @@ class DetectionRun:
         if not scenario.expected_telemetry:
             return []
         if data.telemetry is not None:
-            inventory = inventory_of_events(data.telemetry.sysmon, data.telemetry.security)
+            inventory = inventory_of_events(data.telemetry.sysmon, data.telemetry.security, data.telemetry.windows)
         elif "recording" in data.engines:
             inventory = inventory_of_database(data.engines["recording"])
         else:
