@@ -399,3 +399,14 @@ def test_expected_telemetry_claims_cover_the_other_channels(telemetry: Telemetry
     assert [n.split(": ", 1)[1] for n in notes] == [
         "the events hold no System 7036", "the events hold no PowerShell 4105",
         "the events hold no Task Scheduler 201", "no Security 5145 event for cmd.exe"]
+
+
+def test_kerberos_events_also_render_as_identity_logon_events(telemetry: Telemetry) -> None:
+    rows = telemetry.defender["IdentityLogonEvents"]
+    assert len(rows) == len(_records(telemetry, SECURITY, 4768)) + len(_records(telemetry, SECURITY, 4769)) + len(
+        _records(telemetry, SECURITY, 4771))
+    tickets = [r for r in rows if r["LogonType"] == "Resource access"]
+    assert len(tickets) == 2 and all(r["AdditionalFields"]["EncryptionType"] == "Rc4Hmac" for r in tickets)
+    assert tickets[0]["AdditionalFields"]["Spns"] == "svc_sql" and tickets[0]["Protocol"] == "Kerberos"
+    failed = next(r for r in rows if r["ActionType"] == "LogonFailed")
+    assert failed["FailureReason"] == "WrongPassword" and failed["AccountName"] == "adm.keller"
