@@ -17,7 +17,7 @@ from sqlglot import exp
 from assay.errors import SigmaError
 from assay.sigma.backend import SqlglotBackend
 from assay.sigma.loading import LoadedRule, load_rule
-from assay.sigma.routes import FLAT_ROUTE, Route, routes_for_logsource
+from assay.sigma.routes import FLAT_ROUTE, Route, routes_for_rule_logsource
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def compile_condition(rule: LoadedRule, route: Route, select: str | None = None)
 def routes_for_rule(rule: LoadedRule) -> list[Route]:
     if not isinstance(rule.rule, SigmaRule):
         return []
-    return routes_for_logsource(rule.rule.logsource)
+    return routes_for_rule_logsource(rule.rule)
 
 
 def compile_rule(rule: LoadedRule | str | Path, *, targets: Sequence[str] | None = None) -> list[CompiledTarget]:

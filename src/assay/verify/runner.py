@@ -56,6 +56,10 @@ CONVERTED_TARGETS: dict[str, tuple[str, ...]] = {
 #: ``assay test --converted``: Spark SQL starts a JVM (seconds per run, ~0.3 s per scenario) and EQL needs the
 #: optional AGPL eql package and ECS documents (a real recording has none, so its scenarios skip).
 DEFAULT_CONVERTED_TARGETS: tuple[str, ...] = ("microsoft-xdr", "sqlite")
+#: pySigma messages saying a target has no table or field for the rule's logsource (the form cannot exist),
+#: as opposed to a defect of the rule.
+_INEXPRESSIBLE = ("Unable to determine table name", "Invalid SigmaDetectionItem field name",
+                  "does not support correlation")
 #: Telemetry schemas a synthesized scenario can be rendered in for the Sigma rule (``windows``: the event channels
 #: other than Sysmon and Security, e.g. System, PowerShell/Operational, TaskScheduler/Operational).
 SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender", "ecs")
@@ -66,21 +70,22 @@ DEFAULT_SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "de
 #: A Kusto target tried when a rule's logsource has no table on the first: Security, System and other Windows
 #: event-log rules have no Defender XDR table but run on Sentinel's SecurityEvent.
 KQL_FALLBACK_TARGETS: dict[str, str] = {"microsoft-xdr": "sentinel-securityevent"}
-#: What pySigma's query-table processing says when a pipeline has no table for a rule's logsource.
-NO_TABLE_FOR_LOGSOURCE = "Unable to determine table name from rule"
 #: Telemetry the native KQL runs on when the detection does not say: the Defender XDR tables.
 KQL_TELEMETRY: tuple[str, ...] = ("defender",)
 #: The telemetry that fills a table a KQL query reads (``required_tables`` in detection.yml decides).
 TABLE_TELEMETRY = {"SecurityEvent": "security", "DeviceProcessEvents": "defender", "DeviceFileEvents": "defender",
                    "DeviceRegistryEvents": "defender", "DeviceNetworkEvents": "defender",
                    "DeviceImageLoadEvents": "defender", "DeviceLogonEvents": "defender",
-                   "DeviceEvents": "defender"}
+                   "DeviceEvents": "defender", "IdentityLogonEvents": "defender"}
 #: Which telemetry a Sigma route is native to, by its name (any other pairing is labelled "via <telemetry>");
 #: routes over other event channels (System, PowerShell…) are native to ``windows`` (see :func:`_native`).
 NATIVE_TELEMETRY = {"sysmon": "sysmon", "security": "security", "Device": "defender"}
 SYSMON_CHANNEL_NAME = "microsoft-windows-sysmon/operational"
 #: When no --now is given, the KQL runs this long after the scenario started (inside a 24h look-back).
 DEFAULT_NOW_OFFSET = dt.timedelta(hours=1)
+#: For a recording, the KQL runs this long after its newest event ("just after the recording"), so ``ago(1h)``
+#: covers the recording's last hour (an hour after the newest event, ``Timestamp > ago(1h)`` matched nothing).
+RECORDING_NOW_OFFSET = dt.timedelta(minutes=1)
 SHARED_DATA_ENV = "ASSAY_SHARED_DATA"
 #: Columns shown as Sigma evidence besides the fields the rule reads.
 EVIDENCE_CONTEXT = {
@@ -383,45 +388,33 @@ class DetectionRun:
     def _convert(self) -> None:
         from assay.sigma import convert
 
-        for target in runnable_targets(self.options.converted_targets):
+        targets = list(runnable_targets(self.options.converted_targets))
+        while targets:
+            target = targets.pop(0)
             try:
                 conversion = convert(self.rule, target)
             except Exception as error:
                 self.errors.append(f"converted:{target}: conversion failed: {_describe_error(error)}")
                 continue
-            if (conversion.status == "failed" or not conversion.query) and self.rule.is_correlation:
-                # pySigma's Kusto backends do not convert correlation rules: the form does not exist for this rule
-                # (its native KQL carries the window logic); each scenario says so instead of failing the detection.
-                self.unconvertible[target] = ("pySigma cannot convert a Sigma correlation rule for this target ("
-                                              f"{'; '.join(conversion.messages) or 'no query produced'}); the "
-                                              "native KQL is the windowed form")
-                continue
-            if conversion.status == "failed" and any(NO_TABLE_FOR_LOGSOURCE in m for m in conversion.messages):
-                # The target's pipeline has no table for this logsource (the Microsoft XDR pipeline maps no
-                # Defender table to process_access, for example): this platform cannot run the rule, so the form
-                # does not exist; each scenario says why, as for correlation rules.
-                logsource = getattr(self.rule.rule, "logsource", None)
-                where = ", ".join(f"{key}: {value}" for key in ("product", "category", "service")
-                                  if (value := getattr(logsource, key, None))) or "its logsource"
-                self.unconvertible[target] = (f"pySigma's {target} pipeline maps no table to the rule's logsource "
-                                              f"({where}): the rule cannot be converted for this platform")
-                fallback = KQL_FALLBACK_TARGETS.get(target)
-                if fallback and fallback not in self.conversions:
-                    # The same rule as Sentinel would run it on the Windows event tables (a Security-log rule has
-                    # no Defender table but has SecurityEvent): the converted form is still proven, on that target.
-                    try:
-                        other = convert(self.rule, fallback)
-                    except Exception as error:
-                        self.errors.append(f"converted:{fallback}: conversion failed: {_describe_error(error)}")
-                        continue
-                    if other.status != "failed" and other.query:
-                        self.unconvertible[target] += f"; converted for {fallback} instead"
-                        self.conversions[fallback] = other.query
-                        self.forms.append(f"converted:{fallback}")
-                continue
+            messages = "; ".join(conversion.messages) or "no query produced"
             if conversion.status == "failed" or not conversion.query:
-                self.errors.append(f"converted:{target}: pySigma could not convert the rule: "
-                                   f"{'; '.join(conversion.messages) or 'no query produced'}")
+                if self.rule.is_correlation or any(text in messages for text in _INEXPRESSIBLE):
+                    # The target cannot express this rule (its logsource has no table there, or it is a
+                    # correlation rule): not a form of this detection. Each scenario says so (skip), and another
+                    # target is tried.
+                    why = ("pySigma cannot convert a Sigma correlation rule; the native KQL is the windowed form"
+                           if self.rule.is_correlation else f"the {target} target cannot express this rule's "
+                           "logsource")
+                    self.unconvertible[target] = f"{why} ({messages})"
+                    fallback = KQL_FALLBACK_TARGETS.get(target)
+                    if (fallback and not self.rule.is_correlation and fallback not in targets
+                            and fallback not in self.conversions and fallback not in self.unconvertible):
+                        # The same rule as Sentinel runs it on the Windows event tables (a Security-log rule has
+                        # no Defender table but has SecurityEvent): the converted form is proven on that target.
+                        self.unconvertible[target] += f"; tried {fallback} instead"
+                        targets.append(fallback)
+                    continue
+                self.errors.append(f"converted:{target}: pySigma could not convert the rule: {messages}")
                 continue
             self.conversions[target] = conversion.query
             self.forms.append(f"converted:{target}")
@@ -434,7 +427,8 @@ class DetectionRun:
         start = data.start_time()
         if start is None:
             latest = engine.run('SELECT max("Timestamp") FROM "RawEvents"').rows[0][0]
-            start = latest.replace(tzinfo=dt.UTC) if isinstance(latest, dt.datetime) else dt.datetime.now(dt.UTC)
+            newest = latest.replace(tzinfo=dt.UTC) if isinstance(latest, dt.datetime) else dt.datetime.now(dt.UTC)
+            return newest + RECORDING_NOW_OFFSET
         return start + DEFAULT_NOW_OFFSET
 
     def run_scenario(self, scenario: Scenario, shared_data: Path | None) -> ScenarioResult:
@@ -488,7 +482,7 @@ class DetectionRun:
         if not scenario.expected_telemetry:
             return []
         if data.telemetry is not None:
-            inventory = inventory_of_events(data.telemetry.sysmon, data.telemetry.security)
+            inventory = inventory_of_events(data.telemetry.sysmon, data.telemetry.security, data.telemetry.windows)
         elif "recording" in data.engines:
             inventory = inventory_of_database(data.engines["recording"])
         else:
