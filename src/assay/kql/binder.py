@@ -341,7 +341,12 @@ class Binder(ReshapeOperators, SearchOperators, SeriesOperators, TabularOperator
                 isinstance(typed.sql, exp.Null):
             return literal(None, kusto_type)
         if typed.kusto_type in NUMERIC_TYPES and kusto_type in NUMERIC_TYPES:
-            return cast(typed.sql, SQL_TYPES[kusto_type])
+            value = typed.sql.this if isinstance(typed.sql, exp.Neg) else typed.sql
+            if kusto_type == "int" and isinstance(value, exp.Literal) and not value.is_string:
+                number_value = float(value.this) * (-1 if isinstance(typed.sql, exp.Neg) else 1)
+                if not -2**31 <= number_value < 2**31:
+                    self.fail(f"{value.this} does not fit {context} (int is 32-bit)", pos, "declare the column long")
+            return exp.TryCast(this=typed.sql, to=exp.DataType.build(SQL_TYPES[kusto_type]))
         if {typed.kusto_type, kusto_type} <= {"string", "guid"}:
             return typed.sql
         if kusto_type == "dynamic":

@@ -581,7 +581,10 @@ def _timespan_micros(ctx: CallContext, index: int, value: Typed) -> exp.Expr:
     node = ctx.call.args[index]
     if isinstance(node, ast.Literal) and isinstance(node.value, timedelta):
         span = node.value
-        return number((span.days * 86_400 + span.seconds) * 1_000_000 + span.microseconds)
+        micros = (span.days * 86_400 + span.seconds) * 1_000_000 + span.microseconds
+        if micros <= 0:
+            raise ctx.error(f"{ctx.call.name}() needs a positive bin size", node)
+        return number(micros)
     return cast(exp.Mul(this=fn("epoch", value.sql), expression=number(1_000_000)), "BIGINT")
 
 
@@ -789,6 +792,12 @@ def _datetime_diff(ctx: CallContext, args: list[Typed]) -> Typed:
     part = ctx.constant(0).lower()
     if part not in _PARTS:
         raise ctx.error(f"unknown datetime part {part!r}", ctx.call.args[0], f"use one of {', '.join(_PARTS)}")
+    for index in (1, 2):
+        node = ctx.call.args[index]
+        if args[index].kusto_type not in ("datetime", "dynamic") and not (
+                isinstance(node, ast.Literal) and node.value is None):
+            raise ctx.error(f"datetime_diff() compares datetimes, argument {index + 1} is a "
+                            f"{args[index].kusto_type}", ctx.call.args[index])
     duck_part = part
     if part == "nanosecond":
         return Typed(exp.Mul(this=fn("date_diff", string("microsecond"), args[2].sql, args[1].sql),
@@ -1132,6 +1141,27 @@ def _hash(ctx: CallContext, args: list[Typed]) -> Typed:
                                                      expression=exp.Abs(this=modulo.copy()))),
                          expression=exp.Abs(this=modulo.copy()))
     return Typed(hashed, "long")
+
+
+@scalar("range", 2, 3)
+def _range(ctx: CallContext, args: list[Typed]) -> Typed:
+    start, stop = args[0], args[1]
+    if start.kusto_type == "datetime":
+        step = args[2].sql if len(args) == 3 else interval_micros(number(86_400_000_000))
+        values = fn("generate_series", start.sql, stop.sql, step)
+        shown = fn("list_transform", values, exp.Lambda(this=as_string(Typed(exp.column("__d"), "datetime")),
+                                                        expressions=[exp.to_identifier("__d")]))
+        return Typed(fn("to_json", shown), "dynamic")
+    if start.kusto_type not in NUMERIC_TYPES or stop.kusto_type not in NUMERIC_TYPES:
+        raise ctx.error(f"range() needs numbers or datetimes, got {start.kusto_type} and {stop.kusto_type}")
+    step_value = args[2] if len(args) == 3 else Typed(number(1), "long")
+    if "real" in (start.kusto_type, stop.kusto_type, step_value.kusto_type):
+        raise KqlUnsupportedError("range() over real numbers is not supported", ctx.span(),
+                                  "use whole numbers, or datetimes")
+    if isinstance(ctx.call.args[-1], ast.Literal) and len(args) == 3 and ctx.call.args[-1].value == 0:
+        raise ctx.error("range() needs a non-zero step", ctx.call.args[-1])
+    return Typed(fn("to_json", fn("generate_series", cast(start.sql, "BIGINT"), cast(stop.sql, "BIGINT"),
+                                  cast(step_value.sql, "BIGINT"))), "dynamic")
 
 
 # ---------------------------------------------------------------- series (arrays from make-series)

@@ -60,6 +60,9 @@ TYPE_ALIASES = {"double": "real", "boolean": "bool", "date": "datetime", "time":
                 "decimal": "real", "int64": "long", "int32": "int", "float": "real"}
 
 
+KNOWN_TYPES = frozenset({"string", "long", "int", "real", "bool", "datetime", "timespan", "dynamic", "guid"})
+
+
 def normalize_type(name: str) -> str:
     lowered = name.lower()
     return TYPE_ALIASES.get(lowered, lowered)
@@ -233,7 +236,7 @@ class Parser:
                         depth -= 1
                 kusto_type = "table"
             else:
-                kusto_type = normalize_type(self.expect_ident(f"for the type of parameter {name}").text)
+                kusto_type = self.parse_type_name(f"for the type of parameter {name}")
             default = None
             if self.accept_op("="):
                 default = self.parse_expression()
@@ -349,6 +352,16 @@ class Parser:
             return inner
         raise KqlUnsupportedError(f"the '{word}' operator is not supported", self.span(),
                                   "rewrite the query with where/union over named tables")
+
+    def parse_type_name(self, context: str) -> str:
+        """A scalar type name (string, long, datetime ...), normalized; anything else is a located error."""
+        token = self.expect_ident(context)
+        kusto_type = normalize_type(token.text)
+        if kusto_type not in KNOWN_TYPES:
+            suggestion = did_you_mean(token.text, SCALAR_TYPES)
+            self.fail(f"unknown type {token.text!r}", token, f"did you mean {suggestion}?" if suggestion else
+                      "use string, long, int, real, bool, datetime, timespan, dynamic or guid")
+        return kusto_type
 
     def parse_search_body(self) -> tuple[bool, list[str] | None, ast.Expr]:
         options = self.parse_options(("kind",))
@@ -626,7 +639,7 @@ class Parser:
                 if self.accept_word("to"):
                     self.expect_word("typeof", "after 'to' in mv-expand")
                     self.expect_op("(", "after typeof")
-                    to_type = normalize_type(self.expect_ident("for the type in typeof(...)").text)
+                    to_type = self.parse_type_name("for the type in typeof(...)")
                     self.expect_op(")", "to close typeof(...)")
                 expansions.append((assignment.name, assignment.expr, to_type))
                 if not self.accept_op(","):
@@ -661,7 +674,7 @@ class Parser:
             if self.accept_word("to"):
                 self.expect_word("typeof", f"after 'to' in {context}")
                 self.expect_op("(", "after typeof")
-                to_type = normalize_type(self.expect_ident("for the type in typeof(...)").text)
+                to_type = self.parse_type_name("for the type in typeof(...)")
                 self.expect_op(")", "to close typeof(...)")
             expansions.append((assignment.name, assignment.expr, to_type))
             if not self.accept_op(","):
@@ -817,7 +830,7 @@ class Parser:
                 name = self.advance().text
                 kusto_type = "string"
                 if self.accept_op(":"):
-                    kusto_type = normalize_type(self.expect_ident(f"for the type of {name}").text)
+                    kusto_type = self.parse_type_name(f"for the type of {name}")
                 pattern.append((name, kusto_type))
             elif self.accept_op(","):
                 continue

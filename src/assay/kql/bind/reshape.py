@@ -50,6 +50,7 @@ class ReshapeOperators(AggregateBinder):
             expanded[column_name] = (items, result_type)
             order.append(column_name)
         alias = self.alias()
+        source_subquery = self.subquery(source)  # first: after sort it sets source.ordered (the hidden order)
         inner_items: list[exp.Expr] = []
         for name in source.names():
             if name not in expanded:
@@ -63,7 +64,7 @@ class ReshapeOperators(AggregateBinder):
                 "__mv_index", quoted=True))
         if source.ordered:
             inner_items.append(exp.column(ORDINAL, quoted=True))
-        inner = exp.select(*inner_items, copy=False).from_(self.subquery(source), copy=False)
+        inner = exp.select(*inner_items, copy=False).from_(source_subquery, copy=False)
         outer_items: list[exp.Expr] = []
         columns: list[tuple[str, str]] = []
         mv_index = {name: index for index, name in enumerate(order)}

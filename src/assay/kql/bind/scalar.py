@@ -392,6 +392,9 @@ class ScalarBinder(BinderBase):
                 # Kusto long arithmetic is 64-bit; DuckDB types small literals as INTEGER and would overflow
                 lsql = cast(lsql, "BIGINT") if isinstance(left.sql, exp.Literal | exp.Neg) else lsql
                 rsql = cast(rsql, "BIGINT") if isinstance(right.sql, exp.Literal | exp.Neg) else rsql
+            if op in ("/", "%") and result_type != "real" and isinstance(node.right, ast.Literal) and \
+                    node.right.value == 0:
+                self.fail("division by zero", node.right.pos)
             if op == "/":
                 if result_type == "real":
                     return Typed(exp.Div(this=cast(lsql, "DOUBLE"), expression=rsql), "real")

@@ -157,6 +157,7 @@ class TabularOperators(AggregateBinder):
             limit = self.lower_expr(count, {}, env)
             if limit.kusto_type not in ("long", "int"):
                 self.fail("top needs a whole number of rows", count.pos)
+            limit = Typed(self.row_limit(limit, count), limit.kusto_type)
         source_subquery = self.subquery(source)
         names = source.names()
 
@@ -177,11 +178,20 @@ class TabularOperators(AggregateBinder):
 
         return Relation(plain(), list(source.columns), False, source.source_name, with_ordinal)
 
+    def row_limit(self, limit: Typed, node: ast.Expr) -> exp.Expr:
+        """A row count for LIMIT: a negative constant is an error; a computed one below 0 means no rows."""
+        if isinstance(node, ast.Literal) and isinstance(node.value, int):
+            if node.value < 0:
+                self.fail(f"a row count cannot be negative ({node.value})", node.pos)
+            return limit.sql
+        return exp.Greatest(this=limit.sql, expressions=[number(0)])
+
     def op_take(self, source: Relation, operator: ast.Take, env: Environment) -> Relation:
         limit = self.lower_expr(operator.count, {}, env)
         if limit.kusto_type not in ("long", "int"):
             self.fail("take needs a whole number of rows", operator.count.pos)
-        select = self._with_order(self.star_select(source), source, star=True).limit(limit.sql, copy=False)
+        select = self._with_order(self.star_select(source), source, star=True).limit(
+            self.row_limit(limit, operator.count), copy=False)
         return Relation(select, list(source.columns), source.ordered, source.source_name)
 
     def op_distinct(self, source: Relation, operator: ast.Distinct, env: Environment) -> Relation:
