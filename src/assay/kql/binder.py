@@ -426,6 +426,8 @@ class Binder(ReshapeOperators, SearchOperators, SeriesOperators, TabularOperator
             return self.op_mv_expand(source, operator, env)
         if isinstance(operator, ast.Parse):
             return self.op_parse(source, operator, env)
+        if isinstance(operator, ast.NoOp) and operator.name == "serialize":
+            return self.op_serialize(source)
         if isinstance(operator, ast.NoOp) and operator.name == "getschema":
             return self.op_getschema(source)
         if isinstance(operator, ast.As | ast.NoOp):

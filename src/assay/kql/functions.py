@@ -1143,6 +1143,54 @@ def _hash(ctx: CallContext, args: list[Typed]) -> Typed:
     return Typed(hashed, "long")
 
 
+@scalar("bag_has_key", 2)
+def _bag_has_key(ctx: CallContext, args: list[Typed]) -> Typed:
+    key = ctx.constant(1)
+    path = key if key.startswith("$") else '$."' + key.replace('"', '\\"') + '"'
+    return Typed(exp.Coalesce(this=fn("json_exists", args[0].sql, string(path)), expressions=[exp.false()]),
+                 "bool")
+
+
+@scalar("strcmp", 2)
+def _strcmp(ctx: CallContext, args: list[Typed]) -> Typed:
+    left, right = s(args[0]), s(args[1])
+    return Typed(exp.Case(ifs=[exp.If(this=exp.LT(this=left, expression=right), true=number(-1)),
+                               exp.If(this=exp.GT(this=left.copy(), expression=right.copy()), true=number(1))],
+                          default=number(0)), "int")
+
+
+@scalar("strrep", 2, 3)
+def _strrep(ctx: CallContext, args: list[Typed]) -> Typed:
+    if len(args) == 2:
+        return Typed(fn("repeat", s(args[0]), cast(args[1].sql, "BIGINT")), "string")
+    copies = fn("list_transform", fn("range", cast(args[1].sql, "BIGINT")), exp.Lambda(
+        this=s(args[0]), expressions=[exp.to_identifier("__i")]))
+    return Typed(fn("array_to_string", copies, s(args[2])), "string")
+
+
+@scalar("bag_merge", 2, 64, status="partial", note="top-level keys; the leftmost bag wins, as in Kusto")
+def _bag_merge(ctx: CallContext, args: list[Typed]) -> Typed:
+    merged = args[-1].sql
+    for bag in reversed(args[:-1]):
+        merged = fn("json_merge_patch", merged, bag.sql)
+    return Typed(merged, "dynamic")
+
+
+@scalar("array_reverse", 1)
+def _array_reverse(ctx: CallContext, args: list[Typed]) -> Typed:
+    return Typed(fn("to_json", fn("list_reverse", fn("from_json", args[0].sql, string('["json"]')))), "dynamic")
+
+
+@scalar("array_sum", 1)
+def _array_sum(ctx: CallContext, args: list[Typed]) -> Typed:
+    return Typed(fn("list_sum", fn("from_json", args[0].sql, string('["double"]'))), "real")
+
+
+@scalar("string_size", 1)
+def _string_size(ctx: CallContext, args: list[Typed]) -> Typed:
+    return Typed(cast(fn("octet_length", fn("encode", s(args[0]))), "BIGINT"), "long")
+
+
 @scalar("range", 2, 3)
 def _range(ctx: CallContext, args: list[Typed]) -> Typed:
     start, stop = args[0], args[1]
@@ -1272,15 +1320,15 @@ OFFLINE_FUNCTIONS = ("_GetWatchlist", "_GetWatchlistAlias", "_ASim_", "externald
 
 #: Known Kusto functions we do not implement (named in errors and in the support matrix).
 UNSUPPORTED_FUNCTIONS = (
-    "prev", "next", "row_number", "row_cumsum", "row_window_session", "series_decompose", "series_fir",
+    "row_window_session", "series_decompose", "series_fir",
     "series_decompose_anomalies", "series_decompose_forecast", "series_periods_detect", "series_outliers",
     "series_iir", "series_fill_linear", "series_fill_forward", "series_fill_backward", "series_fill_const",
-    "make_series", "geo_distance_2points", "zip", "treepath", "bag_merge", "bag_remove_keys",
-    "array_split", "array_iff", "array_reverse", "array_rotate_left", "array_rotate_right", "array_shift_left",
-    "array_shift_right", "array_sum", "parse_csv", "parse_xml", "parse_user_agent", "parse_version",
+    "make_series", "geo_distance_2points", "zip", "treepath", "bag_remove_keys",
+    "array_split", "array_iff", "array_rotate_left", "array_rotate_right", "array_shift_left",
+    "array_shift_right", "parse_csv", "parse_xml", "parse_user_agent", "parse_version",
     "parse_ipv6", "parse_ipv4", "ipv6_compare", "ipv6_is_match", "ipv4_is_match", "punycode_to_string",
     "format_bytes", "format_ipv4", "format_ipv4_mask", "hash_combine", "hash_many", "hash_xxhash64",
-    "base64_decode_toarray", "base64_encode_fromarray", "base64_decode_toguid", "string_size", "unicode_codepoints_from_string",
+    "base64_decode_toarray", "base64_encode_fromarray", "base64_decode_toguid", "unicode_codepoints_from_string",
     "unicode_codepoints_to_string", "estimate_data_size", "toscalar_tabular", "translate", "jaccard_index",
     "make_string", "datetime_local_to_utc", "datetime_utc_to_local", "dcount_hll", "tdigest", "percentile_tdigest",
     "rank_tdigest", "percentilew", "percentilesw", "buildschema", "binary_all_and", "binary_all_or",

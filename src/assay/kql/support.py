@@ -47,7 +47,8 @@ OPERATOR_NOTES: dict[str, tuple[str, str]] = {
     "top": ("supported", "same defaults as sort"),
     "distinct": ("supported", ""),
     "render": ("supported", "accepted and ignored (presentation only)"),
-    "serialize": ("supported", "accepted; rows keep their order after sort anyway"),
+    "serialize": ("supported", "fixes the current row order (a hidden row number) so prev(), next(), "
+                               "row_number() and row_cumsum() can run"),
     "as": ("supported", "names the input for union withsource"),
     "getschema": ("supported", "ColumnName, ColumnOrdinal, DataType (.NET type name), ColumnType"),
     "invoke": ("supported", "the pipe input becomes the function's first (tabular) parameter"),
@@ -191,6 +192,9 @@ def render_markdown() -> str:
         "| `typeof` | 1 | supported | in extract() and function parameters |",
         "| `toscalar` | 1 | supported | evaluated once per query |",
         "| `column_ifexists` | 2 | supported | |",
+        "| `prev`, `next` | 1..3 | supported | over serialized rows (after sort or serialize), in extend/project |",
+        "| `row_number`, `row_cumsum` | 0..2 | partial | over serialized rows; a restart condition is not "
+        "supported |",
         "| `ingestion_time` | 0 | partial | Assay stores no ingestion time: the row's _IngestionTime, else its "
         "TimeGenerated or Timestamp stands in |",
         "| `series_stats`, `series_fit_line` | 1 | supported | several columns: `extend series_stats(x)` names "

@@ -14,6 +14,7 @@ from sqlglot import exp
 from assay.errors import KqlUnsupportedError, did_you_mean
 from assay.kql import ast
 from assay.kql.bind.scope import (
+    ORDINAL,
     BinderBase,
     Environment,
     FunctionLet,
@@ -570,6 +571,43 @@ class ScalarBinder(BinderBase):
         membership = exp.In(this=needle, expressions=expressions)
         return Typed(exp.not_(exp.Paren(this=membership)) if negated else membership, "bool")
 
+    def lower_window_function(self, node: ast.Call, scope: Mapping[str, Typed], env: Environment,
+                              aggregates: _AggregateScope | None) -> Typed:
+        """prev/next/row_number/row_cumsum over serialized rows: window functions ordered by the hidden order."""
+        name = node.name
+        low, high = WINDOW_FUNCTIONS[name]
+        if not low <= len(node.args) <= high:
+            self.fail(f"{name}() takes {low} to {high} arguments, got {len(node.args)}", node.pos)
+        if name in ("row_number", "row_cumsum") and len(node.args) == high:
+            self.unsupported(f"{name}() with a restart condition", node.args[-1].pos)
+        if not self.serialized_rows:
+            self.fail(f"{name}() needs serialized rows", node.pos,
+                      "put `| serialize` (or a sort) before it; it runs in extend or project")
+        order = exp.Order(expressions=[exp.Ordered(this=exp.column(ORDINAL, quoted=True))])
+        args = [self.lower_expr(a, scope, env, aggregates) for a in node.args]
+        if name == "row_number":
+            start = args[0].sql if args else number(1)
+            return Typed(exp.Add(this=exp.Window(this=exp.RowNumber(), order=order), expression=exp.Sub(
+                this=exp.Paren(this=start), expression=number(1))), "long")
+        if name == "row_cumsum":
+            if args[0].kusto_type not in NUMERIC_TYPES:
+                self.fail(f"row_cumsum() needs a number, got {args[0].kusto_type}", node.args[0].pos)
+            frame = exp.WindowSpec(kind="ROWS", start="UNBOUNDED", start_side="PRECEDING", end="CURRENT ROW")
+            return Typed(exp.Window(this=exp.Sum(this=args[0].sql), order=order, spec=frame),
+                         "real" if args[0].kusto_type == "real" else "long")
+        value = args[0]
+        offset = args[1].sql if len(args) > 1 else number(1)
+        if len(args) > 1 and args[1].kusto_type not in ("long", "int"):
+            self.fail(f"{name}()'s offset must be a whole number", node.args[1].pos)
+        window_args = [value.sql, offset]
+        if len(args) > 2:
+            window_args.append(self.coerce(args[2], value.kusto_type, node.args[2].pos, f"the default of {name}()"))
+        shifted = exp.Window(this=exp.Anonymous(this="lag" if name == "prev" else "lead", expressions=window_args),
+                             order=order)
+        if value.kusto_type in ("string", "guid") and len(args) <= 2:
+            return Typed(exp.Coalesce(this=shifted, expressions=[string("")]), value.kusto_type)
+        return Typed(shifted, value.kusto_type)
+
     def has_terms(self, base: str, negated: bool, haystack: exp.Expr, terms: exp.Expr) -> Typed:
         """``has_any``/``has_all`` over a list of terms known only at run time (a tabular let, a column)."""
         variable = exp.to_identifier("__term")
@@ -620,6 +658,8 @@ class ScalarBinder(BinderBase):
                 return value  # refers to row columns: nothing to evaluate once
             # evaluated once per query, as Kusto does (toscalar(new_guid()) is one value for every row)
             return Typed(exp.Subquery(this=exp.select(value.sql, copy=False)), value.kusto_type)
+        if name in WINDOW_FUNCTIONS:
+            return self.lower_window_function(node, scope, env, aggregates)
         if name == "ingestion_time":
             if node.args:
                 self.fail("ingestion_time() takes no arguments", node.pos)
@@ -673,6 +713,10 @@ class ScalarBinder(BinderBase):
                 return binding.literal
         return node
 
+
+
+#: Functions over serialized rows → (fewest, most arguments)
+WINDOW_FUNCTIONS = {"prev": (1, 3), "next": (1, 3), "row_number": (0, 2), "row_cumsum": (1, 2)}
 
 
 def flatten(values: list[Any]) -> list[Any]:

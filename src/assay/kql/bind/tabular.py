@@ -66,9 +66,17 @@ class TabularOperators(AggregateBinder):
         select = self._with_order(select, source, star=True)
         return Relation(select, list(source.columns), source.ordered, source.source_name)
 
+    def op_serialize(self, source: Relation) -> Relation:
+        """``serialize``: rows get a fixed order (their current one) so prev()/next()/row_number() may run."""
+        if source.ordered or source.ordinal_builder is not None:
+            return source
+        select = self.star_select(source, aliased(exp.Window(this=exp.RowNumber()), ORDINAL, quoted=True))
+        return Relation(select, list(source.columns), True, source.source_name)
+
     def op_extend(self, source: Relation, operator: ast.Extend, env: Environment) -> Relation:
         scope = self.row_scope(source)
-        assigned = self.assign(operator.assignments, scope, env, "extend")
+        with self.window_functions(source):
+            assigned = self.assign(operator.assignments, scope, env, "extend")
         columns = list(source.columns)
         for name, typed in assigned:
             replaced = False
@@ -97,7 +105,8 @@ class TabularOperators(AggregateBinder):
             if assignment.name is None and isinstance(assignment.expr, ast.Name) and \
                     any(c in assignment.expr.name for c in "*") is False and assignment.expr.name not in scope:
                 self.unknown_column(assignment.expr.name, assignment.expr.pos, scope, env)
-            [(name, typed)] = self.assign([assignment], copy_scope(scope), env, "project", len(columns) + 1)
+            with self.window_functions(source):
+                [(name, typed)] = self.assign([assignment], copy_scope(scope), env, "project", len(columns) + 1)
             if name in [c for c, _ in columns]:
                 self.fail(f"column '{name}' is projected twice", assignment.expr.pos,
                           "rename one of them with name = expression")
