@@ -369,6 +369,8 @@ class Binder(ReshapeOperators, SearchOperators, SeriesOperators, TabularOperator
         step = self.lower_expr(node.step, {}, env)
         result_type = start.kusto_type
         if start.kusto_type in NUMERIC_TYPES and stop.kusto_type in NUMERIC_TYPES:
+            if step.kusto_type not in NUMERIC_TYPES:
+                self.fail(f"a numeric range needs a numeric step, got {step.kusto_type}", node.step.pos)
             result_type = common_numeric(common_numeric(start.kusto_type, stop.kusto_type), step.kusto_type)
             if result_type == "real":
                 self.unsupported("range over real numbers is not supported", node.pos, "use long bounds")

@@ -1279,6 +1279,54 @@ for _name, _operator in (
                                                              "series_divide") else "bool")
 
 
+# ---------------------------------------------------------------- argument kinds (checked by the binder)
+
+#: What each argument must be, so a wrong type is a located error at check time instead of a DuckDB failure:
+#: "number", "datetime", "timespan", "dynamic", "bool" ("any" accepts everything; a dynamic value or a null is
+#: accepted for every kind: its type is only known at run time). The last kind repeats for extra arguments.
+ARGUMENT_KINDS: dict[str, tuple[str, ...]] = {
+    **{name: ("number",) for name in (
+        "acos", "asin", "atan", "cos", "sin", "tan", "exp", "log", "log10", "log2", "sqrt", "sign", "round",
+        "pow", "isnan", "isfinite", "tohex", "binary_and", "binary_or", "binary_xor", "binary_shift_left",
+        "binary_shift_right", "unixtime_seconds_todatetime", "unixtime_milliseconds_todatetime",
+        "unixtime_microseconds_todatetime", "make_datetime", "make_timespan")},
+    **{name: ("datetime",) for name in (
+        "startofday", "startofweek", "startofmonth", "startofyear", "endofday", "endofweek", "endofmonth",
+        "endofyear", "dayofweek", "dayofmonth", "dayofyear", "hourofday", "getmonth", "getyear", "monthofyear",
+        "week_of_year", "weekofyear")},
+    **{name: ("dynamic",) for name in (
+        "array_length", "bag_keys", "array_concat", "array_sort_asc", "array_sort_desc", "set_union",
+        "set_intersect", "set_difference", "array_reverse", "array_sum", "series_fit_line_dynamic",
+        "series_stats_dynamic")},
+    "startofday": ("datetime", "number"), "startofweek": ("datetime", "number"),
+    "startofmonth": ("datetime", "number"), "startofyear": ("datetime", "number"),
+    "endofday": ("datetime", "number"), "endofweek": ("datetime", "number"), "endofmonth": ("datetime", "number"),
+    "endofyear": ("datetime", "number"),
+    "array_sort_asc": ("dynamic", "any"), "array_sort_desc": ("dynamic", "any"),
+    "array_index_of": ("dynamic", "any"), "array_slice": ("dynamic", "number"), "set_has_element": ("dynamic", "any"),
+    "strcat_array": ("dynamic", "any"), "bag_has_key": ("dynamic", "any"),
+    "format_datetime": ("datetime", "any"), "format_timespan": ("timespan", "any"),
+    "datetime_add": ("any", "number", "datetime"), "datetime_part": ("any", "datetime"),
+    "datepart": ("any", "datetime"), "iff": ("bool", "any"), "iif": ("bool", "any"),
+    "substring": ("any", "number"), "strrep": ("any", "number", "any"), "bin_at": ("any", "any", "any"),
+}
+
+KIND_TYPES = {"number": NUMERIC_TYPES, "datetime": ("datetime",), "timespan": ("timespan",),
+              "dynamic": ("dynamic",), "bool": ("bool",)}
+
+
+def argument_problem(name: str, index: int, kusto_type: str, is_null: bool) -> str | None:
+    """Why argument ``index`` (a ``kusto_type`` value) does not fit function ``name``, or None."""
+    kinds = ARGUMENT_KINDS.get(name)
+    if kinds is None or is_null or kusto_type == "dynamic":
+        return None
+    kind = kinds[min(index, len(kinds) - 1)]
+    if name in ("case",) or kind == "any" or kusto_type in KIND_TYPES[kind]:
+        return None
+    article = "an" if kind[0] in "aeiou" else "a"
+    return f"argument {index + 1} of {name}() must be {article} {kind}, got {kusto_type}"
+
+
 # ---------------------------------------------------------------- aggregates (lowered in the binder)
 
 AGGREGATE_FUNCTIONS: dict[str, AggregateFunction] = {a.name: a for a in (

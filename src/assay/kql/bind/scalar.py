@@ -31,6 +31,7 @@ from assay.kql.functions import (
     SCALAR_FUNCTIONS,
     UNSUPPORTED_FUNCTIONS,
     CallContext,
+    argument_problem,
     contains,
     dynamic_term_match,
     lower_term_match,
@@ -701,6 +702,11 @@ class ScalarBinder(BinderBase):
                       node.pos)
         resolved_args = tuple(self.resolve_literal_arg(a, scope, env) for a in node.args)
         args = [self.lower_expr(a, scope, env, aggregates) for a in node.args]
+        for index, (argument, typed_argument) in enumerate(zip(node.args, args, strict=True)):
+            problem = argument_problem(name, index, typed_argument.kusto_type, self.is_null(typed_argument))
+            if problem is not None:
+                self.fail(problem, argument.pos, "convert it, e.g. todouble(...), todatetime(...), "
+                                                 "parse_json(...) or tobool(...)")
         context = CallContext(ast.Call(node.pos, node.name, resolved_args), self.now_sql, self.query.file,
                               self.query.text)
         return spec.lower(context, args)
@@ -731,3 +737,11 @@ def flatten(values: list[Any]) -> list[Any]:
         else:
             result.append(value)
     return result
+
+
+def not_positional(expression: exp.Expr) -> exp.Expr:
+    """SQL reads a bare integer in ORDER BY / GROUP BY as a column position; KQL means the constant."""
+    literal_value = expression.this if isinstance(expression, exp.Neg) else expression
+    if isinstance(literal_value, exp.Literal) and not literal_value.is_string:
+        return exp.Cast(this=expression, to=exp.DataType.build("DOUBLE"))
+    return expression

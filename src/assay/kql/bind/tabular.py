@@ -12,6 +12,7 @@ from sqlglot import exp
 from assay.errors import did_you_mean
 from assay.kql import ast
 from assay.kql.bind.aggregate import AggregateBinder
+from assay.kql.bind.scalar import not_positional
 from assay.kql.bind.scope import (
     ORDINAL,
     Environment,
@@ -160,7 +161,7 @@ class TabularOperators(AggregateBinder):
         for key in keys:
             typed = self.lower_expr(key.expr, scope, env)
             nulls_first = key.nulls_first if key.nulls_first is not None else not key.descending
-            ordered.append(exp.Ordered(this=typed.sql, desc=key.descending, nulls_first=nulls_first))
+            ordered.append(exp.Ordered(this=not_positional(typed.sql), desc=key.descending, nulls_first=nulls_first))
         limit: Typed | None = None
         if count is not None:
             limit = self.lower_expr(count, {}, env)
@@ -214,4 +215,3 @@ class TabularOperators(AggregateBinder):
         select = exp.select(*[aliased(t.sql, n, quoted=True) for n, t in assigned], copy=False).from_(
             self.subquery(source), copy=False).distinct(copy=False)
         return Relation(select, [(n, t.kusto_type) for n, t in assigned])
-
