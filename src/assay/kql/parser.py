@@ -629,9 +629,10 @@ class Parser:
         if word == "mv-expand":
             options = self.parse_options(("kind", "bagexpansion", "with_itemindex"))
             item_index = options["with_itemindex"][0] if "with_itemindex" in options else None
-            if "bagexpansion" in options:
-                raise KqlUnsupportedError("mv-expand bagexpansion is not supported", self.span(token),
-                                          "expand arrays; for property bags use bag_keys() first")
+            bag_expansion = options.get("bagexpansion", ("bag", token))[0].lower()
+            if bag_expansion not in ("bag", "array"):
+                self.fail(f"unknown mv-expand bagexpansion '{bag_expansion}'", options["bagexpansion"][1],
+                          "use bagexpansion=bag or bagexpansion=array")
             expansions: list[tuple[str | None, ast.Expr, str | None]] = []
             while True:
                 assignment = self.parse_assignment("mv-expand")
@@ -645,7 +646,7 @@ class Parser:
                 if not self.accept_op(","):
                     break
             limit = self.parse_expression() if self.accept_word("limit") else None
-            bag_as_array = options.get("kind", ("bag", token))[0].lower() == "array"
+            bag_as_array = options.get("kind", ("bag", token))[0].lower() == "array" or bag_expansion == "array"
             return ast.MvExpand(pos, word, tuple(expansions), item_index, limit, bag_as_array)
         if word in ("parse", "parse-where"):
             return self.parse_parse(pos, word)

@@ -37,7 +37,7 @@ OPERATOR_NOTES: dict[str, tuple[str, str]] = {
                             "`x*`/`*x`/`*x*` prefix/suffix/substring; kind=case_sensitive; `in (T1, T*)`; "
                             "without tables it reads every table that holds data and adds `$table`"),
     "mv-expand": ("partial", "arrays and property bags (kind=array gives [key, value]); `to typeof()`, "
-                             "with_itemindex; `limit` needs with_itemindex; bagexpansion= is not supported"),
+                             "with_itemindex, limit, bagexpansion=bag/array"),
     "parse": ("partial", "kind=simple, regex (string columns greedy, as in Kusto) and relaxed; flags=U is not "
                          "supported"),
     "parse-where": ("partial", "as parse; rows whose pattern or typed values do not match are dropped"),

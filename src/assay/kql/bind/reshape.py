@@ -57,7 +57,7 @@ class ReshapeOperators(AggregateBinder):
                 inner_items.append(exp.column(name, quoted=True))
         for index, name in enumerate(order):
             inner_items.append(aliased(exp.Unnest(expressions=[expanded[name][0]]), f"__mv{index}", quoted=True))
-        if operator.item_index:
+        if operator.item_index or operator.limit is not None:  # limit counts items per row
             first_items = expanded[order[0]][0]
             inner_items.append(aliased(exp.Sub(this=exp.Unnest(expressions=[
                 fn("generate_series", number(1), fn("len", first_items))]), expression=number(1)),
@@ -94,10 +94,10 @@ class ReshapeOperators(AggregateBinder):
             this=exp.to_identifier(alias))), copy=False)
         if operator.limit is not None:
             limit = self.lower_expr(operator.limit, {}, env)
-            self.unsupported("mv-expand limit is not supported", operator.limit.pos) if limit.kusto_type not in (
-                "long", "int") else None
-            outer = outer.where(exp.LT(this=exp.column("__mv_index", quoted=True), expression=limit.sql), copy=False) \
-                if operator.item_index else outer
+            if limit.kusto_type not in ("long", "int"):
+                self.fail("mv-expand limit needs a whole number", operator.limit.pos)
+            outer = outer.where(exp.LT(this=exp.column("__mv_index", quoted=True), expression=limit.sql),
+                                copy=False)
         if source.ordered:
             outer = self._with_order(outer, source)
         return Relation(outer, columns, source.ordered, source.source_name)
