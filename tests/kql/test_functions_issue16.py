@@ -91,3 +91,10 @@ def test_bag_string_and_array_helpers(engine: DuckDBEngine) -> None:
         h = array_sum(dynamic([1, 2.5])), i = string_size("é")"""
     assert kql.run(query, db=engine).rows == (
         (True, False, -1, "ababab", "ab-ab", {"a": 1, "b": 3}, ["x", 1], 3.5, 2),)
+
+
+def test_conditional_and_null_keeping_aggregates(engine: DuckDBEngine) -> None:
+    query = """datatable(Account: string, Failures: long) ["alice", 1, "bob", 5, "carol", 7]
+        | summarize Any = take_anyif(Account, Failures > 6), All = make_list_with_nulls(iff(Failures > 1,
+                    Failures, long(null))), Bag = make_bag_if(bag_pack(Account, Failures), Failures < 6)"""
+    assert kql.run(query, db=engine).rows == (("carol", [None, 5, 7], {"alice": 1, "bob": 5}),)

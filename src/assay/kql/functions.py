@@ -1351,6 +1351,9 @@ AGGREGATE_FUNCTIONS: dict[str, AggregateFunction] = {a.name: a for a in (
     AggregateFunction("make_list_if", 2, 3, "list_"),
     AggregateFunction("make_bag", 1, 2, "bag_", "partial", "later keys win on conflicts (Kusto: arbitrary)"),
     AggregateFunction("take_any", 1, 64, "any_", aliases=("any",)),
+    AggregateFunction("take_anyif", 2, 2, "any_"),
+    AggregateFunction("make_list_with_nulls", 1, 1, "list_"),
+    AggregateFunction("make_bag_if", 2, 3, "bag_", "partial", "later keys win on conflicts (Kusto: arbitrary)"),
     AggregateFunction("any", 1, 64, "any_"),
     AggregateFunction("percentile", 2, 2, "percentile_", "partial", "exact nearest-rank (Kusto estimates)"),
     AggregateFunction("percentiles", 2, 32, "percentile_", "partial", "exact nearest-rank (Kusto estimates)"),
@@ -1380,5 +1383,5 @@ UNSUPPORTED_FUNCTIONS = (
     "unicode_codepoints_to_string", "estimate_data_size", "toscalar_tabular", "translate", "jaccard_index",
     "make_string", "datetime_local_to_utc", "datetime_utc_to_local", "dcount_hll", "tdigest", "percentile_tdigest",
     "rank_tdigest", "percentilew", "percentilesw", "buildschema", "binary_all_and", "binary_all_or",
-    "binary_all_xor", "make_bag_if", "take_anyif", "has_ipv4", "has_ipv4_prefix", "has_any_ipv4",
+    "binary_all_xor", "has_ipv4", "has_ipv4_prefix", "has_any_ipv4",
 )

@@ -230,8 +230,16 @@ class AggregateBinder(ScalarBinder):
                 items = fn("list_slice", items, number(1), limit_value.sql)
             return Typed(exp.Coalesce(this=fn("to_json", items), expressions=[
                 cast(string("[]"), "JSON")]), "dynamic")
-        if name == "make_bag":
-            bags = exp.ArrayAgg(this=args[0].sql)
+        if name == "take_anyif":
+            self.require_bool(args[1], call.args[1])
+            return Typed(fn("any_value", when(args[1], args[0].sql)), args[0].kusto_type)
+        if name == "make_list_with_nulls":
+            return Typed(exp.Coalesce(this=fn("to_json", exp.ArrayAgg(this=args[0].sql)), expressions=[
+                cast(string("[]"), "JSON")]), "dynamic")
+        if name in ("make_bag", "make_bag_if"):
+            bag_values = args[0].sql if name == "make_bag" else when(args[1], args[0].sql)
+            bags = fn("list_filter", exp.ArrayAgg(this=bag_values), exp.Lambda(this=exp.not_(exp.Is(
+                this=exp.column("x"), expression=exp.null())), expressions=[exp.to_identifier("x")]))
             merged = fn("list_reduce", bags, exp.Lambda(this=fn("json_merge_patch", exp.column("a"),
                                                                  exp.column("b")),
                                                          expressions=[exp.to_identifier("a"),
