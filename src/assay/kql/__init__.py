@@ -34,7 +34,7 @@ from assay.kql.offline import OfflineSources
 from assay.kql.parser import parse as _parse
 from assay.kql.runtime import located_engine_error
 
-__all__ = ["Compiled", "KqlResult", "check", "compile", "parse", "run", "table_schemas"]
+__all__ = ["Compiled", "KqlResult", "check", "compile", "parse", "referenced_tables", "run", "table_schemas"]
 
 TableMap = Mapping[str, Sequence[tuple[str, str]]]
 PathMap = Mapping[str, "str | Path"]
@@ -66,18 +66,27 @@ def _database_columns(engine: Any) -> dict[str, list[tuple[str, str]]]:
 
 
 def table_schemas(engine: Any | None = None) -> dict[str, list[tuple[str, str]]]:
-    """Canonical tables from ``assay.schema`` plus every table found in the DuckDB engine (Kusto types)."""
+    """Every known table (``assay.schema.known_tables``: ingest-filled, documented Sentinel / Defender tables)
+    plus every table found in the DuckDB engine (Kusto types). A known table that exists in the database is
+    read with the database's columns (an older database may lack documented columns added since)."""
     from assay.kql.typed import kusto_type_of_duckdb
-    from assay.schema import canonical_tables
+    from assay.schema import known_kql_columns
 
-    tables: dict[str, list[tuple[str, str]]] = {
-        name: [(c.name, c.kusto_type) for c in table.columns] for name, table in canonical_tables().items()}
+    known = known_kql_columns()
+    tables: dict[str, list[tuple[str, str]]] = {name: list(columns) for name, columns in known.items()}
     if engine is not None:
         for table_name, columns in _database_columns(engine).items():
-            if table_name in tables:
+            declared = dict(known.get(table_name, ()))
+            if declared and [n for n, _ in known[table_name]] == [n for n, _ in columns]:
                 continue
-            tables[table_name] = [(name, kusto_type_of_duckdb(sql_type)) for name, sql_type in columns]
+            tables[table_name] = [(name, declared.get(name) or kusto_type_of_duckdb(sql_type))
+                                  for name, sql_type in columns]
     return tables
+
+
+def referenced_tables(tree: exp.Expr) -> list[str]:
+    """Names of the tables a compiled tree reads (CTE names included; callers keep the known ones)."""
+    return list(dict.fromkeys(str(table.name) for table in tree.find_all(exp.Table) if table.name))
 
 
 def _json_columns(engine: Any | None) -> dict[str, set[str]]:
@@ -306,6 +315,7 @@ def run(text: str, *, db: Any = None, now: datetime | str | None = None, file: s
             relation, fixed_now = _bind(text, file, None, now, engine, _offline(watchlists, externaldata))
             tree = _final_select(relation)
             sql = _generate(tree, "duckdb", text, file)
+        engine.ensure_tables(referenced_tables(tree))  # documented tables are created when first read
         install_macros(engine)
         try:
             result = engine.run(sql)

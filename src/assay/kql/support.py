@@ -225,6 +225,9 @@ def render_markdown() -> str:
         "mapped to them (see the sources table).",
         "",
     ]
+    from assay.schema.docs import tables_markdown
+
+    lines.append(tables_markdown())
     return "\n".join(lines)
 
 
