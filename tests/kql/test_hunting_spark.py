@@ -84,3 +84,21 @@ def test_spark_gives_the_duckdb_rows(spark_tables: tuple[Any, Path, DuckDBEngine
         match = next((i for i, got in enumerate(remaining) if row_matches(got, on_spark.columns, want, sets)), None)
         assert match is not None, f"{case_id}: expected {want} in {remaining}"
         remaining.pop(match)
+
+
+def test_engine_options_are_checked_before_spark_starts(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from assay.cli.main import cli
+
+    runner = CliRunner()
+    result = runner.invoke(cli, ["kql", "SigninLogs | take 1", "--engine", "spark", "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 2 and "--db is for the DuckDB engine" in result.output
+    result = runner.invoke(cli, ["kql", "SigninLogs | take 1", "--parquet", str(tmp_path)])
+    assert result.exit_code == 2 and "--engine spark" in result.output
+    result = runner.invoke(cli, ["kql", "SigninLogs | take 1", "--engine", "spark", "--parquet",
+                                 str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    # a query that does not bind fails with its location, without starting a JVM
+    result = runner.invoke(cli, ["kql", "SigninLog | take 1", "--engine", "spark"])
+    assert result.exit_code == 1 and "unknown table 'SigninLog'" in result.output and "1:1" in result.output
