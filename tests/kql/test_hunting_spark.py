@@ -113,6 +113,9 @@ def test_engine_options_are_checked_before_spark_starts(tmp_path: Path) -> None:
     ('print F = format_datetime(datetime(2024-05-01 11:45), "yyyy-MM-dd HH:mm")', "'yyyy-MM-dd HH:mm'"),
     ('print D = datetime_diff("minute", datetime(2024-05-01 12:00), datetime(2024-05-01 11:00))',
      "TIMESTAMPDIFF(MINUTE, "),
+    # mv-expand: explode(x) AS name, and a property bag's entries as one-entry maps (no constant names there)
+    ("print R = dynamic([1, 2]) | mv-expand X = R", "END) AS `__mv0`"),
+    ('print R = dynamic({"a": 1}) | mv-expand X = R', "TO_JSON(MAP(k, "),
     # innerunique join: Spark wants an ordered window for row_number()
     (BY_ID["cross-innerunique-default-join"]["kql"], "ROW_NUMBER() OVER (PARTITION BY `UserPrincipalName` ORDER BY 1"),
 ])

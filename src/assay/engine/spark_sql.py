@@ -93,6 +93,15 @@ def _date_format(args: list[exp.Expr]) -> exp.Expr:
     return _anon("date_format", args[0], pattern)
 
 
+def _json_object(args: list[exp.Expr]) -> exp.Expr:
+    """DuckDB json_object(k1, v1, ...): Spark's named_struct needs constant names; a computed name (a property
+    bag expanded by mv-expand) becomes a one-entry map instead (its value is kept as text: tostring(),
+    the common use, reads the same)."""
+    if all(isinstance(name, exp.Literal) and name.is_string for name in args[0::2]):
+        return _anon("to_json", _anon("named_struct", *args))
+    return _anon("to_json", _anon("map", *args))
+
+
 def _date_diff(args: list[exp.Expr]) -> exp.Expr:
     unit = args[0]
     if isinstance(unit, exp.Literal) and unit.is_string:
@@ -124,7 +133,7 @@ SPARK_FUNCTIONS: dict[str, Callable[[list[exp.Expr]], exp.Expr]] = {
     "list_slice": lambda a: _anon("slice", *a),
     "list_position": lambda a: _anon("array_position", *a),
     "json_array": lambda a: _anon("to_json", _anon("array", *a)),
-    "json_object": lambda a: _anon("to_json", _anon("named_struct", *a)),
+    "json_object": _json_object,
     "json_type": lambda a: _json_type(a[0]),
     "array_to_string": lambda a: _anon("array_join", *a),
     "xor": lambda a: exp.BitwiseXor(this=a[0], expression=a[1]),
@@ -175,6 +184,13 @@ def to_spark_sql(tree: exp.Expr) -> str:
                 copied = replacement
             else:
                 node.replace(replacement)
+    # UNNEST(x) AS name in a select list (mv-expand) is Spark's explode(x) AS name (sqlglot would print the alias
+    # as a second argument of explode)
+    for unnest in list(copied.find_all(exp.Unnest)):
+        name = unnest.args.get("alias")
+        if isinstance(name, exp.Identifier) and isinstance(unnest.parent, exp.Select) \
+                and len(unnest.expressions) == 1:
+            unnest.replace(exp.Alias(this=_anon("explode", unnest.expressions[0]), alias=name.copy()))
     # Spark requires an ordered window for row_number(); DuckDB numbers rows in any order (innerunique joins
     # keep one arbitrary row per key, as Kusto does)
     for window in list(copied.find_all(exp.Window)):
