@@ -79,7 +79,7 @@ def test_ingest_table_cli_exit_codes_and_json_summary(tmp_path: Path) -> None:
     database = tmp_path / "case.duckdb"
     runner = CliRunner()
     result = runner.invoke(cli, ["ingest", "--table", "SigninLogs", str(source), "--db", str(database),
-                                 "--format-output", "json"])
+                                 "--format", "json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["rows_added"] == 2 and report["bad"][0]["where"] == "line 3"

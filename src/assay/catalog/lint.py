@@ -232,6 +232,17 @@ class _Linter:
             return _locate_in_marks(sigma_marks.nodes, sigma_marks.keys, message, sigma_marks.file,
                                     loaded.sigma_text or "", default=("detection",))
 
+        # The rule loads as every other command loads it (sigma eval, convert, hunt): the same error at the same
+        # file:line:col everywhere.
+        from assay.errors import SigmaError as RuleError
+        from assay.sigma.loading import load_rule_text
+
+        try:
+            load_rule_text(loaded.sigma_text or "", loaded.sigma_path)
+        except RuleError as error:
+            code = "sigma-condition" if error.message.startswith("condition ") else "sigma-load"
+            self.error(code, error.message, error.span or file_span, hint=error.hint)
+            return
         try:
             collection = SigmaCollection.from_yaml(loaded.sigma_text, collect_errors=True)
         except SigmaError as error:
@@ -245,9 +256,28 @@ class _Linter:
                        locate(str(load_error)))
         if collection.errors:
             return
+        from sigma.correlations import SigmaCorrelationRule
+
+        correlations = [r for r in collection.rules if isinstance(r, SigmaCorrelationRule)]
+        if len(correlations) == 1:
+            # A correlation rule comes with the rules it references (threshold and sequence detections): the
+            # correlation carries the detection's tags; each referenced rule is validated like a single rule.
+            correlation = correlations[0]
+            referenced = {getattr(r, "reference", str(r)) for r in correlation.rules or ()}
+            bases = [r for r in collection.rules if r is not correlation]
+            unreferenced = [r.title for r in bases if (r.name or str(r.id)) not in referenced
+                            and str(r.id) not in referenced]
+            if unreferenced:
+                self.error("sigma-load", f"rule.sigma.yml holds rules the correlation does not reference: "
+                           f"{', '.join(unreferenced)}", file_span,
+                           hint="a correlation file holds the correlation and only the rules it names")
+            for base in bases:
+                self.run_sigma_validators(base, locate)
+            self.check_sigma_tags(loaded, correlation, sigma_marks.span(("tags",)) if sigma_marks else file_span)
+            return
         if len(collection.rules) != 1:
-            self.error("sigma-load", f"rule.sigma.yml holds {len(collection.rules)} rules; expected exactly one",
-                       file_span)
+            self.error("sigma-load", f"rule.sigma.yml holds {len(collection.rules)} rules; expected exactly one "
+                       "(or one correlation rule with the rules it references)", file_span)
             return
         rule = collection.rules[0]
         detection = getattr(rule, "detection", None)

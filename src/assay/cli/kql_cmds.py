@@ -72,6 +72,34 @@ def _read_query(query: str) -> tuple[str, str | None]:
     return query, None
 
 
+def _offline_options(command: Any) -> Any:
+    """``--watchlist NAME=FILE`` and ``--externaldata URL=FILE``: local files standing in for workspace data."""
+    command = click.option(
+        "--externaldata", "externaldata", multiple=True, metavar="URL=FILE",
+        help="Read FILE where the query's externaldata names URL (format from the query's with(format=...): "
+             "csv, tsv, json, multijson, txt). Repeatable. Assay never fetches URLs.")(command)
+    return click.option(
+        "--watchlist", "watchlists", multiple=True, metavar="NAME=FILE",
+        help="Read FILE (CSV with a header line) for _GetWatchlist('NAME'). Repeatable.")(command)
+
+
+def _offline_maps(watchlists: tuple[str, ...], externaldata: tuple[str, ...]) -> tuple[dict[str, Path],
+                                                                                      dict[str, Path]]:
+    from assay.kql.offline import parse_mapping
+
+    maps: list[dict[str, Path]] = []
+    for values, flag in ((watchlists, "--watchlist"), (externaldata, "--externaldata")):
+        try:
+            mapping = parse_mapping(values, flag)
+        except ValueError as error:
+            raise UsageError(str(error), hint=f"e.g. {flag} {'HighValueAssets=assets.csv' if flag == '--watchlist' else 'https://example.com/iocs.csv=iocs.csv'}") from None
+        for key, path in mapping.items():
+            if not path.is_file():
+                raise UsageError(f"{flag} {key}: {path} is not a file")
+        maps.append(mapping)
+    return maps[0], maps[1]
+
+
 class KqlGroup(click.Group):
     """``assay kql QUERY`` runs a query; ``assay kql check FILE...`` validates: QUERY falls through to ``run``."""
 
@@ -111,26 +139,33 @@ def kql_group() -> None:
 @click.option("--engine", "engine_name", type=click.Choice(["duckdb", "spark"]), default="duckdb",
               show_default=True, help="Run on DuckDB (--db) or on Spark over Parquet tables (--parquet).")
 @click.option("--parquet", "parquet_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="For --engine spark: folder of Parquet tables written by `assay ingest --format parquet --out`.")
+              help="For --engine spark: folder of Parquet tables written by `assay ingest --store parquet --out`.")
 @click.option("--spark-master", "spark_master",
               help="For --engine spark: Spark master URL (default: $ASSAY_SPARK_MASTER or local[*]).")
+@_offline_options
 def run_command(query: str, db_path: Path | None, now: str | None, output_format: str,
                 sql_dialect: str | None, schema_files: tuple[Path, ...], engine_name: str,
-                parquet_dir: Path | None, spark_master: str | None) -> None:
+                parquet_dir: Path | None, spark_master: str | None, watchlists: tuple[str, ...] = (),
+                externaldata: tuple[str, ...] = ()) -> None:
     """Run QUERY (KQL text or a .kql file) and print its rows."""
     from assay import kql
     from assay.engine import DuckDBEngine, default_db_path
 
     text, file = _read_query(query)
+    watchlist_map, external_map = _offline_maps(watchlists, externaldata)
     custom = _custom_tables(schema_files)
     if sql_dialect:
         tables = _table_schemas(db_path, custom)
-        compiled = kql.compile(text, tables=tables, now=now, dialect=sql_dialect, file=file)
+        compiled = kql.compile(text, tables=tables, now=now, dialect=sql_dialect, file=file,
+                               watchlists=watchlist_map, externaldata=external_map)
         click.echo(compiled.sql)
         return
     if engine_name == "spark":
         if db_path is not None:
             raise UsageError("--db is for the DuckDB engine", hint="with --engine spark, pass --parquet DIR")
+        if watchlist_map or external_map:
+            raise UsageError("--watchlist and --externaldata are for the DuckDB engine",
+                             hint="run the query without --engine spark, or load the file as a table")
         result = _run_on_spark(text, file, now, parquet_dir, spark_master, custom)
     else:
         if parquet_dir is not None or spark_master is not None:
@@ -142,7 +177,8 @@ def run_command(query: str, db_path: Path | None, now: str | None, output_format
             raise UsageError(f"database {db_path} does not exist", hint="create it with `assay ingest ... --db FILE`")
         with DuckDBEngine(db_path, read_only=db_path is not None) as engine:
             engine.ensure_tables(list(custom), custom)  # declared tables the database lacks: empty
-            result = kql.run(text, db=engine, now=now, file=file)
+            result = kql.run(text, db=engine, now=now, file=file, watchlists=watchlist_map,
+                             externaldata=external_map)
     names = list(result.column_names)
     if output_format == "json":
         emit_json({"columns": [{"name": n, "type": t} for n, t in result.columns],
@@ -212,11 +248,14 @@ def _csv_value(value: Any) -> Any:
               show_default=True, help="Output format.")
 @click.option("--schema", "schema_files", multiple=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path), help=SCHEMA_OPTION_HELP)
+@_offline_options
 def check_command(files: tuple[Path, ...], db_path: Path | None, output_format: str,
-                  schema_files: tuple[Path, ...]) -> None:
+                  schema_files: tuple[Path, ...], watchlists: tuple[str, ...] = (),
+                  externaldata: tuple[str, ...] = ()) -> None:
     """Check the syntax and schema of KQL FILES without running them (exit 1 if any fails)."""
     from assay import kql
 
+    watchlist_map, external_map = _offline_maps(watchlists, externaldata)
     tables = _table_schemas(db_path, _custom_tables(schema_files))
     results: list[dict[str, Any]] = []
     failed = 0
@@ -225,7 +264,7 @@ def check_command(files: tuple[Path, ...], db_path: Path | None, output_format: 
             raise UsageError(f"{path} is not a file")
         text = path.read_text(encoding="utf-8-sig")
         try:
-            kql.check(text, file=str(path), tables=tables)
+            kql.check(text, file=str(path), tables=tables, watchlists=watchlist_map, externaldata=external_map)
             results.append({"file": str(path), "ok": True})
         except KqlError as error:
             failed += 1

@@ -51,7 +51,7 @@ class SourceSummary:
 
 @dataclass
 class IngestSummary:
-    """What an ingest did; ``as_dict()`` is the JSON the CLI prints with ``--format-output json``."""
+    """What an ingest did; ``as_dict()`` is the JSON the CLI prints with ``--format json``."""
 
     database: str
     records_read: int = 0
