@@ -276,6 +276,11 @@ def convert_loaded(rule: LoadedRule, target: str) -> Conversion:
                 if fixes:
                     pipeline = _fix_pipeline(fixes) + pipeline
             backend_class = _import(spec.backend)
+            built_in = getattr(backend_class, "backend_processing_pipeline", None)
+            if pipeline is not None and getattr(built_in, "name", None) == pipeline_name:
+                # The backend applies this pipeline itself (SentinelOne PQ): passing it again would map the
+                # fields twice and reject the mapped names.
+                pipeline = None
             backend = backend_class(processing_pipeline=pipeline)
             if spec.output_format:
                 output = backend.convert(collection, output_format=spec.output_format)
