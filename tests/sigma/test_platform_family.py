@@ -97,8 +97,7 @@ def test_sentinelone_pipeline_is_applied_once(tmp_path: Path) -> None:
     conversion = convert(rule, "sentinelone-powerquery")
     assert conversion.status == "converted", conversion.messages
     assert conversion.query is not None
-    assert 'tgt.process.image.path contains "\\\\cmstp.exe"' in conversion.query.replace("endswith", "contains") \
-        or "tgt.process.image.path" in conversion.query
+    assert "tgt.process.image.path" in conversion.query
     assert "tgt.process.cmdline" in conversion.query
 
 
@@ -115,3 +114,14 @@ detection:
     condition: selection
 level: high
 """
+
+
+def test_sentinelone_reason_is_this_rules_not_an_earlier_ones(tmp_path: Path) -> None:
+    # The backend's shared transformation prepends each failure's field to one message: a later rule's reason
+    # must name its own field only.
+    other = tmp_path / "hashes.yml"
+    other.write_text(CMSTP_WITHOUT_ORIGINAL_FILE_NAME.replace("CommandLine|contains: '/s'", "Hashes|contains: 'MD5='"),
+                     encoding="utf-8")
+    convert(other, "sentinelone-powerquery")
+    reason = convert(CMSTP, "sentinelone-powerquery").messages[-1]
+    assert "OriginalFileName" in reason and "Hashes" not in reason

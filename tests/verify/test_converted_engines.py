@@ -106,3 +106,13 @@ def test_eql_runs_on_the_ecs_documents_with_caseless_emulated() -> None:
     benign = next(s for s in load_catalog(CMSTP).detections[0].scenarios
                   if s.id == "fp-vpn-client-install-program-files")
     assert run_eql(query, synthesize(benign).ecs).rows == ()
+
+
+def test_sqlite_regexp_and_spaced_field_names_work_as_in_zircolite() -> None:
+    # SQLite has no REGEXP of its own (the backend emits it for |re); Windows service logs spell fields with
+    # spaces ("Threat Name") where Sigma writes ThreatName.
+    records = [{"EventID": "1116", "Threat Name": "Tool:Win32/EICAR_Test_File", "ThreatName": "Tool:Win32/EICAR_Test_File"},
+               {"EventID": "1116", "Threat Name": "Trojan:Win32/Other", "ThreatName": "Trojan:Win32/Other"}]
+    result = run_sqlite("SELECT * FROM logs WHERE ThreatName REGEXP 'EICAR_[A-Z][a-z]+_File$'", records)
+    assert len(result.rows) == 1
+    assert run_sqlite("SELECT * FROM logs WHERE ThreatName REGEXP NULL", records).rows == ()

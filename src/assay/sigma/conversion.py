@@ -165,9 +165,12 @@ def _shorten(message: str) -> str:
     message = message.split(" Please use valid fields")[0].split(" This pipeline only supports the following")[0]
     message = re.sub(r"\s+", " ", message).strip()
     # A backend that prepends to its transformation's message on every call (the SentinelOne PQ pipeline keeps
-    # one transformation object) repeats the same sentence once per earlier conversion: say it once.
-    sentences = re.split(r"(?<=\.) ", message)
-    message = " ".join(dict.fromkeys(sentences))
+    # one transformation object for all conversions) carries the reasons of earlier rules after this one's: keep
+    # the first sentence of each kind ("Invalid … encountered: X."), which is this conversion's.
+    kept: dict[str, str] = {}
+    for sentence in re.split(r"(?<=\.) ", message):
+        kept.setdefault(sentence.split(": ")[0] if ": " in sentence else sentence, sentence)
+    message = " ".join(kept.values())
     return message if len(message) <= 600 else message[:600] + "…"
 
 

@@ -6,7 +6,10 @@ Each engine gets the scenario's own events, laid out the way that platform store
 * SQLite and Spark: one ``logs`` table, a row per event-log record (every Sysmon event of the scenario, or every
   record of a recording), a TEXT column per event field: the layout Zircolite and a Sysmon table in a lakehouse
   use. The converted query carries no logsource filter of its own, so it sees every event, as it would there. A
-  field the query names but no event carries is a NULL column (the platform would have the column, empty).
+  field the query names but no event carries is a NULL column (the platform would have the column, empty). A field
+  Windows spells with spaces (``Threat Name`` in Defender's log) is also a column without them (``ThreatName``),
+  the spelling Sigma rules use. SQLite has no ``REGEXP`` function of its own: as Zircolite does, one is registered
+  (with RE2, the project's engine for user patterns) for the backend's ``|re`` output.
 * EQL: the scenario's Winlogbeat ECS documents, typed by ``event.category``. The Elasticsearch pipeline reads
   ``<field>.caseless``, a lower-case-normalized keyword sub-field that only exists in an index mapping; it is
   emulated by reading ``<field>`` itself, which is equivalent because EQL's ``:`` and ``like~`` compare
@@ -85,6 +88,8 @@ def event_records(engine: DuckDBEngine) -> list[dict[str, Any]]:
                                   "Computer": computer}
         for name, value in dict(fields or {}).items():
             record.setdefault(str(name), value)
+            if " " in str(name):
+                record.setdefault(str(name).replace(" ", ""), value)
         records.append(record)
     return records
 
@@ -140,6 +145,7 @@ def run_sqlite(query: str, records: Sequence[dict[str, Any]]) -> LocalResult:
     columns = _with_named_columns(present, query, "sqlite")
     added: list[str] = columns[len(present):]
     with sqlite3.connect(":memory:") as connection:
+        connection.create_function("REGEXP", 2, _regexp, deterministic=True)
         for _ in range(MAX_MISSING_COLUMNS):
             connection.execute("DROP TABLE IF EXISTS logs")
             quoted = ", ".join('"' + name.replace('"', '""') + '" TEXT' for name in columns)
@@ -163,6 +169,18 @@ def run_sqlite(query: str, records: Sequence[dict[str, Any]]) -> LocalResult:
             raise VerifyError(f"the converted query names more than {MAX_MISSING_COLUMNS} fields no event has")
     connection.close()
     return LocalResult(names, rows, query, _null_note(added))
+
+
+def _regexp(pattern: str | None, value: str | None) -> bool:
+    """SQLite's ``value REGEXP pattern`` (called as regexp(pattern, value)); NULL never matches."""
+    import re2
+
+    if pattern is None or value is None:
+        return False
+    try:
+        return re2.search(pattern, str(value)) is not None
+    except re2.error as error:
+        raise VerifyError(f"the converted query's regular expression {pattern!r} is not valid RE2: {error}") from error
 
 
 def _text(value: Any) -> str | None:
