@@ -116,3 +116,19 @@ def test_sqlite_regexp_and_spaced_field_names_work_as_in_zircolite() -> None:
     result = run_sqlite("SELECT * FROM logs WHERE ThreatName REGEXP 'EICAR_[A-Z][a-z]+_File$'", records)
     assert len(result.rows) == 1
     assert run_sqlite("SELECT * FROM logs WHERE ThreatName REGEXP NULL", records).rows == ()
+
+
+def test_a_rule_the_sqlite_backend_cannot_convert_is_not_a_failing_detection(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from assay.sigma.conversion import TARGETS
+
+    broken = dataclasses.replace(TARGETS["sqlite"], backend=("sigma.backends.not_here", "NopeBackend"))
+    monkeypatch.setitem(TARGETS, "sqlite", broken)
+    report = run_paths([CMSTP], RunOptions(converted_targets=("sqlite",), scenarios=("atomic-remote-scriptlet",),
+                                           sigma_telemetry=("sysmon",)))
+    detection = report.detections[0]
+    assert not detection.errors
+    assert "converted:sqlite" not in detection.forms and "converted:sqlite" not in detection.available_forms
+    assert detection.proof_status == "proven"

@@ -301,6 +301,8 @@ class DetectionRun:
         self.processes: dict[str, list[ProcessPair]] = {}
         #: The Spark session the spark-sql converted form runs on, started on first use.
         self._spark: Any = None
+        #: Local-engine targets whose backend could not convert the rule, with the backend's reason.
+        self.unconverted: dict[str, str] = {}
         forms = [f for f in loaded.forms if f in options.forms]
         self.forms: list[str] = []
         if "sigma" in forms:
@@ -325,7 +327,8 @@ class DetectionRun:
         forms: list[str] = []
         for form in self.loaded.forms:
             if form == "converted":
-                forms.extend(f"converted:{target}" for target in runnable_targets(self.options.converted_targets))
+                forms.extend(f"converted:{target}" for target in runnable_targets(self.options.converted_targets)
+                             if target not in self.unconverted)
             else:
                 forms.append(form)
         return forms
@@ -355,6 +358,11 @@ class DetectionRun:
                 self.errors.append(f"converted:{target}: conversion failed: {_describe_error(error)}")
                 continue
             if conversion.status == "failed" or not conversion.query:
+                if target in LOCAL_TARGETS:
+                    # A backend that cannot express the rule means there is no such form to prove (the site's
+                    # page for that platform shows the backend's reason); it is not a defect of the detection.
+                    self.unconverted[target] = "; ".join(conversion.messages) or "no query produced"
+                    continue
                 self.errors.append(f"converted:{target}: pySigma could not convert the rule: "
                                    f"{'; '.join(conversion.messages) or 'no query produced'}")
                 continue
