@@ -67,6 +67,11 @@ def test_sqlite_equality_is_case_sensitive_and_the_disagreement_is_reported(tmp_
     finding = next(f for f in detection.agreement if f.scenario == RENAMED)
     assert finding.verdicts["converted:sqlite"] == "does-not-fire" and finding.verdicts["sigma[sysmon:1]"] == "fires"
     assert finding.status in ("fail", "known")
+    # The operator that differs is pinned down on the renamed binary's event.
+    assert finding.operator is not None
+    assert "SQLite OriginalFileName='cmstp.exe' is false" in finding.operator
+    assert "Sigma OriginalFileName|equals 'cmstp.exe' is true" in finding.operator
+    assert "case-sensitively in SQLite" in finding.operator
     assert detection.proof_status == "failing"
 
 
