@@ -137,3 +137,21 @@ def test_a_rule_the_sqlite_backend_cannot_convert_is_not_a_failing_detection(
     assert not detection.errors
     assert "converted:sqlite" not in detection.forms and "converted:sqlite" not in detection.available_forms
     assert detection.proof_status == "proven"
+
+
+def test_eql_runs_on_a_recordings_records_mapped_to_ecs() -> None:
+    from assay.verify.converted import ecs_documents
+
+    reason = engine_unavailable("elastic-eql")
+    if reason is not None:
+        pytest.skip(reason)
+    query = convert(CMSTP, "elastic-eql").query
+    assert query is not None
+    documents = ecs_documents(_sysmon_records("atomic-remote-scriptlet"))
+    process = next(d for d in documents if d["event"]["code"] == "1"
+                   and str(d["winlog"]["event_data"].get("Image", "")).lower().endswith("\\cmstp.exe"))
+    assert process["event"]["category"] == ["process"]
+    assert process["process"]["executable"].lower().endswith("cmstp.exe")
+    assert "command_line" in process["process"] and "executable" in process["process"]["parent"]
+    assert run_eql(query, documents).rows
+    assert run_eql(query, ecs_documents(_sysmon_records("fp-vpn-client-install-program-files"))).rows == ()

@@ -10,7 +10,10 @@ Each engine gets the scenario's own events, laid out the way that platform store
   Windows spells with spaces (``Threat Name`` in Defender's log) is also a column without them (``ThreatName``),
   the spelling Sigma rules use. SQLite has no ``REGEXP`` function of its own: as Zircolite does, one is registered
   (with RE2, the project's engine for user patterns) for the backend's ``|re`` output.
-* EQL: the scenario's Winlogbeat ECS documents, typed by ``event.category``. The Elasticsearch pipeline reads
+* EQL: the scenario's Winlogbeat ECS documents, typed by ``event.category``. A real recording has none: its Sysmon
+  records are turned into ECS documents with the field names pySigma's ``ecs_windows`` pipeline maps Sysmon fields
+  to (what Winlogbeat's Sysmon module writes for them); fields it does not map stay under
+  ``winlog.event_data``. The Elasticsearch pipeline reads
   ``<field>.caseless``, a lower-case-normalized keyword sub-field that only exists in an index mapping; it is
   emulated by reading ``<field>`` itself, which is equivalent because EQL's ``:`` and ``like~`` compare
   case-insensitively.
@@ -250,6 +253,61 @@ def _dotted(document: dict[str, Any], path: str) -> Any:
             return None
         value = value.get(part)
     return value
+
+
+#: Sysmon event id -> (Sigma category, ECS event.category).
+SYSMON_CATEGORIES: dict[str, tuple[str, str]] = {
+    "1": ("process_creation", "process"), "3": ("network_connection", "network"), "5": ("process_termination",
+    "process"), "7": ("image_load", "library"), "11": ("file_event", "file"), "12": ("registry_add", "registry"),
+    "13": ("registry_set", "registry"), "14": ("registry_rename", "registry"), "22": ("dns_query", "network"),
+    "23": ("file_delete", "file")}
+
+
+def _ecs_mappings() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(Sysmon field -> ECS field, Sysmon field -> ((kind, category, ECS field), …)) from pySigma's pipeline."""
+    from sigma.pipelines.elasticsearch.windows import ecs_windows, ecs_windows_variable_mappings
+    from sigma.processing.transformations import FieldMappingTransformation
+
+    general: dict[str, Any] = {}
+    for item in ecs_windows().items:
+        if item.identifier == "ecs_windows_field_mapping" and isinstance(item.transformation,
+                                                                         FieldMappingTransformation):
+            general = {str(name): ecs for name, ecs in item.transformation.mapping.items()}
+    return general, dict(ecs_windows_variable_mappings)
+
+
+def _set_dotted(document: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.removesuffix(".caseless").split(".")
+    target = document
+    for part in parts[:-1]:
+        child = target.setdefault(part, {})
+        if not isinstance(child, dict):
+            return  # a scalar already sits where a parent object would go: keep the first
+        target = child
+    target.setdefault(parts[-1], value)
+
+
+def ecs_documents(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """ECS documents for event-log records (a recording): Sysmon fields at the ECS names the ecs_windows pipeline
+    maps them to, ``event.category`` from the Sysmon event id, the raw fields under ``winlog.event_data``."""
+    general, variable = _ecs_mappings()
+    documents = []
+    for record in records:
+        if "sysmon" not in str(record.get("Channel") or "").lower():
+            continue
+        event_id = str(record.get("EventID"))
+        sigma_category, ecs_category = SYSMON_CATEGORIES.get(event_id, ("", "any"))
+        fields = {k: v for k, v in record.items() if k not in RECORD_COLUMNS and v is not None}
+        document: dict[str, Any] = {"event": {"code": event_id, "category": [ecs_category]},
+                                    "host": {"name": record.get("Computer")},
+                                    "winlog": {"channel": record.get("Channel"), "event_data": fields}}
+        for name, value in fields.items():
+            targets = [ecs for kind, category, ecs in variable.get(name, ())
+                       if kind == "category" and category == sigma_category] or general.get(name) or []
+            for ecs_field in [targets] if isinstance(targets, str) else targets:
+                _set_dotted(document, str(ecs_field), value)
+        documents.append(document)
+    return documents
 
 
 def run_eql(query: str, documents: Sequence[dict[str, Any]]) -> LocalResult:

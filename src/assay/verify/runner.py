@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -569,10 +569,12 @@ class DetectionRun:
         started = time.perf_counter()
         try:
             if target == "elastic-eql":
+                documents = data.telemetry.ecs if data.telemetry is not None else converted.ecs_documents(
+                    [record for engine in data.engines.values() for record in converted.event_records(engine)])
+                result = converted.run_eql(query, documents)
                 if data.telemetry is None:
-                    return FormResult(**common, status="skip",
-                                      reason="EQL runs on synthesized ECS documents; a recording has none")
-                result = converted.run_eql(query, data.telemetry.ecs)
+                    result = replace(result, notes=(*result.notes, "the recording's Sysmon records as ECS "
+                                                    "documents (the ecs_windows pipeline's field names)"))
             else:
                 records = [record for schema in ("recording", *CONVERTED_TARGETS[target]) if schema in data.engines
                            for record in converted.event_records(data.engines[schema])]
