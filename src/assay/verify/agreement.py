@@ -2,7 +2,7 @@
 
 Forms must agree on every scenario. A disagreement is reported with the forms' verdicts, the event they disagree
 on and, when it can be pinned down, the operator that differs: each form's atoms (a Sigma ``field|modifier: value``,
-a KQL ``Column op "value"``) are re-evaluated on the scenario's event, and an atom pair on the same field and value
+a KQL ``Column op "value"``, a SQLite ``Field LIKE '%v%'``) are re-evaluated on the scenario's event, and an atom pair on the same field and value
 whose truth differs is named (e.g. Sigma ``CommandLine|contains '/s'`` is true on ``/su``, KQL
 ``ProcessCommandLine has "/s"`` is false). Differences the detection declares (``known_differences``) are reported,
 not failed; a declaration that no longer matches anything is pointed out.
