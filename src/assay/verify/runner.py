@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -334,6 +334,8 @@ class DetectionRun:
         self.processes: dict[str, list[ProcessPair]] = {}
         #: The Spark session the spark-sql converted form runs on, started on first use.
         self._spark: Any = None
+        #: Local-engine targets whose backend could not convert the rule, with the backend's reason.
+        self.unconverted: dict[str, str] = {}
         forms = [f for f in loaded.forms if f in options.forms]
         self.forms: list[str] = []
         if "sigma" in forms:
@@ -358,9 +360,10 @@ class DetectionRun:
         forms: list[str] = []
         for form in self.loaded.forms:
             if form == "converted":
-                # A target that cannot express the rule (a correlation rule) is not a form this detection has.
+                # A target that cannot express the rule (a correlation rule, a logsource without a table there, a
+                # local backend without the construct) is not a form this detection has; a fallback that converted is.
                 forms.extend(f"converted:{target}" for target in runnable_targets(self.options.converted_targets)
-                             if target not in self.unconvertible)
+                             if target not in self.unconvertible and target not in self.unconverted)
                 forms.extend(f"converted:{target}" for target in self.conversions
                              if target not in self.options.converted_targets)  # a fallback target
             else:
@@ -398,6 +401,11 @@ class DetectionRun:
                 continue
             messages = "; ".join(conversion.messages) or "no query produced"
             if conversion.status == "failed" or not conversion.query:
+                if target in LOCAL_TARGETS:
+                    # A backend that cannot express the rule means there is no such form to prove (the site's
+                    # page for that platform shows the backend's reason); it is not a defect of the detection.
+                    self.unconverted[target] = messages
+                    continue
                 if self.rule.is_correlation or any(text in messages for text in _INEXPRESSIBLE):
                     # The target cannot express this rule (its logsource has no table there, or it is a
                     # correlation rule): not a form of this detection. Each scenario says so (skip), and another
@@ -675,10 +683,12 @@ class DetectionRun:
         started = time.perf_counter()
         try:
             if target == "elastic-eql":
+                documents = data.telemetry.ecs if data.telemetry is not None else converted.ecs_documents(
+                    [record for engine in data.engines.values() for record in converted.event_records(engine)])
+                result = converted.run_eql(query, documents)
                 if data.telemetry is None:
-                    return FormResult(**common, status="skip",
-                                      reason="EQL runs on synthesized ECS documents; a recording has none")
-                result = converted.run_eql(query, data.telemetry.ecs)
+                    result = replace(result, notes=(*result.notes, "the recording's Sysmon records as ECS "
+                                                    "documents (the ecs_windows pipeline's field names)"))
             else:
                 records = [record for schema in ("recording", *CONVERTED_TARGETS[target]) if schema in data.engines
                            for record in converted.event_records(data.engines[schema])]
