@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write JSON Schemas of detection.yml and tests.yml (from the pydantic models) for editors.
 
-    python scripts/gen_catalog_schema.py          # writes docs/schema/detection.schema.json, tests.schema.json
+    python scripts/gen_catalog_schema.py          # writes docs/schema/{detection,tests,fixtures}.schema.json
 
 Point an editor's YAML language server at them, e.g. first line of detection.yml:
 ``# yaml-language-server: $schema=../../docs/schema/detection.schema.json``. A test fails when they are stale.
@@ -16,14 +16,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from assay.catalog.models import Detection, ScenarioFile  # noqa: E402
+from assay.catalog.models import Detection, Fixtures, ScenarioFile  # noqa: E402
 
 OUT = ROOT / "docs" / "schema"
 
 
 def schemas() -> dict[str, str]:
     result = {}
-    for name, model in (("detection.schema.json", Detection), ("tests.schema.json", ScenarioFile)):
+    for name, model in (("detection.schema.json", Detection), ("tests.schema.json", ScenarioFile),
+                        ("fixtures.schema.json", Fixtures)):
         schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **model.model_json_schema()}
         result[name] = json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
     return result

@@ -108,7 +108,7 @@ def test_store_is_grouped_by_event_type_and_ids_keep_record_order(tmp_path: Path
         assert [i for _, _, i, _ in stored] == [r for r in range(1, 31) if r % 3] + list(range(3, 31, 3))
         assert all(i == record for _, _, i, record in stored)
         shares = engine.connection.execute(
-            "SELECT AssayEventId, IpPort, json_extract_string(EventData, '$.RelativeTargetName') FROM SecurityEvent "
+            "SELECT AssayEventId, IpPort, RelativeTargetName FROM SecurityEvent "
             "ORDER BY AssayEventId").fetchall()
         assert shares == [(r, str(49700 + r), "svcctl") for r in range(3, 31, 3)]
         processes = engine.connection.execute(

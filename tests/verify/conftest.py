@@ -115,7 +115,8 @@ def benign_scenario(expected: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def detection_yaml(*, alert: dict[str, str] | None = None, known: list[dict[str, Any]] | None = None,
-                   technique: str = "T1105", detection_id: str | None = None) -> dict[str, Any]:
+                   technique: str = "T1105", detection_id: str | None = None,
+                   required_tables: list[str] | None = None) -> dict[str, Any]:
     document: dict[str, Any] = {
         "id": detection_id or str(uuid.uuid5(uuid.NAMESPACE_URL, f"assay-test/{technique}")),
         "title": "Certutil download cradle",
@@ -125,7 +126,7 @@ def detection_yaml(*, alert: dict[str, str] | None = None, known: list[dict[str,
         "confidence": "medium",
         "status": "test",
         "data_sources": ["Process: Process Creation"],
-        "required_tables": ["DeviceProcessEvents"],
+        "required_tables": required_tables or ["DeviceProcessEvents"],
         "explanation": "certutil.exe with -urlcache fetches a URL to disk.",
         "false_positives": ["Engineers hashing downloaded installers with certutil -hashfile"],
         "tuning": "Exclude certificate-management scripts by path.",

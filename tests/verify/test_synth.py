@@ -208,7 +208,10 @@ def test_synthesis_is_deterministic_and_seeded_by_the_scenario_id() -> None:
 def test_every_schema_ingests_cleanly(tmp_path: Path, telemetry: Telemetry) -> None:
     files = write_telemetry(telemetry, tmp_path)
     expected_process_rows = {"sysmon": 4, "security": 4, "defender": 4, "ecs": 8}  # ECS: Sysmon + 4688 documents
+    assert files["windows"] == []  # no System/PowerShell/Task Scheduler events in this scenario
     for schema, paths in files.items():
+        if schema == "windows":
+            continue
         engine = DuckDBEngine(None)
         try:
             summary = ingest_paths(paths, engine=engine)

@@ -9,6 +9,7 @@ file modification times).
 from __future__ import annotations
 
 import datetime as dt
+import re
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -18,13 +19,23 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from assay.catalog.models import Detection, LoadedDetection, ScenarioFile, YamlMarks, YamlPath
+from assay.catalog.models import (
+    FIXTURES_CONTEXT,
+    Detection,
+    Fixtures,
+    LoadedDetection,
+    ScenarioFile,
+    YamlMarks,
+    YamlPath,
+)
 from assay.errors import CatalogError, SourceSpan, did_you_mean
 
 DETECTION_FILE = "detection.yml"
 SIGMA_FILE = "rule.sigma.yml"
 KQL_FILE = "sentinel.kql"
 TESTS_FILE = "tests.yml"
+#: Shared fixtures (hosts, users, process templates) for every detection beside the ``_shared`` folder.
+SHARED_FIXTURES = Path("_shared") / "fixtures.yml"
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -111,7 +122,12 @@ def _plain(node: Any, path: YamlPath, marks: YamlMarks, construct: Callable[[Any
             return _plain_collection(node, path, marks, construct, budget)
         finally:
             budget.open.discard(id(node))
-    value = construct(node)
+    try:
+        value = construct(node)
+    except (ValueError, TypeError, OverflowError) as error:  # e.g. a date that does not exist: 2026-02-30
+        raise CatalogError(f"value cannot be read: {error}",
+                           SourceSpan(marks.file, node.start_mark.line + 1, node.start_mark.column + 1, marks.text),
+                           hint="quote it if it is text") from None
     if isinstance(value, dt.datetime):  # ruamel's TimeStamp subclass → a plain datetime
         return dt.datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
                            value.microsecond, tzinfo=value.tzinfo)
@@ -302,13 +318,13 @@ def _present(data: Any, path: YamlPath) -> set[str]:
     return set(current) if isinstance(current, dict) else set()
 
 
-def validate(model: type[ModelT], data: Any, marks: YamlMarks) -> ModelT:
+def validate(model: type[ModelT], data: Any, marks: YamlMarks, context: dict[str, Any] | None = None) -> ModelT:
     """Validate plain data against a model; errors come back as CatalogLoadError with file:line:col each."""
     if not isinstance(data, dict):
         raise CatalogError(f"expected a mapping at the top of the file, got {_describe(data)}", marks.span(()),
                            hint=f"start the file with keys such as {', '.join(list(model.model_fields)[:3])}")
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as error:
         raise CatalogLoadError(validation_errors(error, model, data, marks)) from None
 
@@ -316,6 +332,34 @@ def validate(model: type[ModelT], data: Any, marks: YamlMarks) -> ModelT:
 # --------------------------------------------------------------------------------------------------------------
 # Detection folders and catalogs
 # --------------------------------------------------------------------------------------------------------------
+
+
+_FIXTURES_CACHE: dict[Path, tuple[tuple[int, int], Fixtures]] = {}
+
+
+def shared_fixtures_path(folder: Path) -> Path | None:
+    """The ``_shared/fixtures.yml`` a detection folder sees: beside it, or beside one of its two parents."""
+    for base in (folder.parent, folder.parent.parent, folder.parent.parent.parent):
+        candidate = base / SHARED_FIXTURES
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def shared_fixtures(folder: Path) -> Fixtures:
+    """The shared fixtures for a detection folder (empty when there is no ``_shared/fixtures.yml``)."""
+    path = shared_fixtures_path(folder)
+    if path is None:
+        return Fixtures()
+    stat = path.stat()
+    state = (stat.st_mtime_ns, stat.st_size)
+    cached = _FIXTURES_CACHE.get(path)
+    if cached is not None and cached[0] == state:
+        return cached[1]
+    data, marks = load_yaml(path)
+    fixtures = validate(Fixtures, data if data is not None else {}, marks)
+    _FIXTURES_CACHE[path] = (state, fixtures)
+    return fixtures
 
 
 def _file_state(folder: Path) -> tuple[tuple[str, int, int], ...]:
@@ -327,6 +371,10 @@ def _file_state(folder: Path) -> tuple[tuple[str, int, int], ...]:
             state.append((name, stat.st_mtime_ns, stat.st_size))
         except OSError:
             state.append((name, 0, -1))
+    fixtures = shared_fixtures_path(folder)
+    if fixtures is not None:
+        stat = fixtures.stat()
+        state.append((str(fixtures), stat.st_mtime_ns, stat.st_size))
     return tuple(state)
 
 
@@ -336,6 +384,7 @@ _CACHE: dict[Path, tuple[tuple[tuple[str, int, int], ...], LoadedDetection]] = {
 def clear_cache() -> None:
     """Forget every loaded detection (tests that rewrite files in place use it)."""
     _CACHE.clear()
+    _FIXTURES_CACHE.clear()
 
 
 def load_detection(folder: str | Path) -> LoadedDetection:
@@ -382,7 +431,8 @@ def _load_detection_uncached(folder: Path) -> LoadedDetection:
     if tests_path.is_file():
         try:
             data, marks["tests"] = load_yaml(tests_path)
-            scenarios = validate(ScenarioFile, data, marks["tests"]).scenarios
+            context = {FIXTURES_CONTEXT: shared_fixtures(folder)}
+            scenarios = validate(ScenarioFile, data, marks["tests"], context).scenarios
         except CatalogLoadError as error:
             errors.extend(error.errors)
         except CatalogError as error:
@@ -396,8 +446,10 @@ def _load_detection_uncached(folder: Path) -> LoadedDetection:
     if sigma_path.is_file():
         try:
             sigma_text = _read_text(sigma_path)
-            # Marks only: the rule's own validity is pySigma's call (lint), with our positions for its errors.
-            _, marks["sigma"] = load_yaml(sigma_path, sigma_text)
+            # Marks only: the rule's own validity is pySigma's call (lint), with our positions for its errors. A
+            # correlation file holds several documents: the marks cover the first (its lines keep their numbers).
+            first_document = re.split(r"(?m)^---[ \t]*$", sigma_text, maxsplit=1)[0]
+            _, marks["sigma"] = load_yaml(sigma_path, first_document)
         except CatalogError as error:
             errors.append(error)
     else:
@@ -422,12 +474,15 @@ def _load_detection_uncached(folder: Path) -> LoadedDetection:
 
 
 def detection_folders(root: str | Path) -> list[Path]:
-    """Every detection folder at or under ``root`` (a folder holding detection.yml), sorted."""
+    """Every detection folder at or under ``root`` (a folder holding detection.yml), sorted.
+
+    A file inside a detection folder (``tests.yml``, ``rule.sigma.yml``…) stands for its folder, so the file
+    names a pre-commit hook passes select the detections a commit touches."""
     root = Path(root)
     if (root / DETECTION_FILE).is_file():
         return [root]
-    if root.is_file() and root.name == DETECTION_FILE:
-        return [root.parent]
+    if root.is_file():
+        return [root.parent] if (root.parent / DETECTION_FILE).is_file() else []
     return sorted(path.parent for path in root.rglob(DETECTION_FILE) if not any(
         part.startswith(".") for part in path.relative_to(root).parts))
 
@@ -472,6 +527,7 @@ def load_catalog(roots: str | Path | Iterable[str | Path]) -> Catalog:
     """Load every detection under the root(s); a folder that fails does not stop the others."""
     root_list = [Path(roots)] if isinstance(roots, str | Path) else [Path(r) for r in roots]
     catalog = Catalog(root_list[0] if root_list else Path("."))
+    seen: set[Path] = set()
     for root in root_list:
         if not root.exists():
             catalog.errors.append(CatalogError("no such file or folder", SourceSpan(str(root)),
@@ -482,6 +538,10 @@ def load_catalog(roots: str | Path | Iterable[str | Path]) -> Catalog:
             catalog.errors.append(CatalogError(f"no detections found (no {DETECTION_FILE} at or under it)",
                                                SourceSpan(str(root))))
         for folder in folders:
+            # Two paths naming the same detection (two of its files, say) load it once.
+            if folder.resolve() in seen:
+                continue
+            seen.add(folder.resolve())
             try:
                 catalog.detections.append(load_detection(folder))
             except CatalogLoadError as error:

@@ -40,20 +40,21 @@ def inventory_of_events(sysmon: Iterable[dict[str, object]], security: Iterable[
         event = record["Event"]
         assert isinstance(event, dict)
         data = event.get("EventData") or {}
-        inventory.add("sysmon", int(event["System"]["EventID"]), data.get("Image"))
+        inventory.add("sysmon", int(event["System"]["EventID"]), data.get("Image") or data.get("SourceImage"))
     for record in security:
         event = record["Event"]
         assert isinstance(event, dict)
         data = event.get("EventData") or {}
-        inventory.add("security", int(event["System"]["EventID"]), data.get("NewProcessName"))
+        # 4688 names the new process; other events the process that asked (4624, 4648: ProcessName).
+        inventory.add("security", int(event["System"]["EventID"]), data.get("NewProcessName") or data.get("ProcessName"))
     return inventory
 
 
 def inventory_of_database(engine: DuckDBEngine) -> TelemetryInventory:
     """The inventory of an ingested recording (from RawEvents)."""
     inventory = TelemetryInventory()
-    rows = engine.run('SELECT lower("Channel"), "EventID", "Fields"[\'Image\'], "Fields"[\'NewProcessName\'] '
-                      'FROM "RawEvents"').rows
+    rows = engine.run('SELECT lower("Channel"), "EventID", coalesce("Fields"[\'Image\'], "Fields"[\'SourceImage\']), '
+                      'coalesce("Fields"[\'NewProcessName\'], "Fields"[\'ProcessName\']) FROM "RawEvents"').rows
     for channel, event_id, image, new_process in rows:
         if event_id is None:
             continue

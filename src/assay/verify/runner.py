@@ -10,6 +10,7 @@ the forms' verdicts with each other (:mod:`assay.verify.agreement`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import platform
@@ -45,21 +46,34 @@ from assay.verify.report import (
 from assay.verify.synth import Telemetry, synthesize, write_telemetry
 
 AgreementMode = Literal["fail", "warn"]
-#: pySigma conversion targets whose KQL runs on our engine, and the telemetry each reads.
-CONVERTED_TARGETS: dict[str, str] = {"microsoft-xdr": "defender"}
-#: Telemetry schemas a synthesized scenario can be rendered in for the Sigma rule.
-SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "defender", "ecs")
+#: pySigma conversion targets Assay executes, and the telemetry each reads: the Defender XDR KQL on our KQL engine;
+#: SQLite, Spark SQL and Elastic EQL on their own engines (:mod:`assay.verify.converted`).
+CONVERTED_TARGETS: dict[str, tuple[str, ...]] = {
+    "microsoft-xdr": ("defender",), "sqlite": ("sysmon", "security", "windows"),
+    "spark-sql": ("sysmon", "security", "windows"),
+    "elastic-eql": ("ecs",)}
+#: Run by default: the KQL conversion and SQLite (standard library, milliseconds). Ask for the others with
+#: ``assay test --converted``: Spark SQL starts a JVM (seconds per run, ~0.3 s per scenario) and EQL needs the
+#: optional AGPL eql package and ECS documents (a real recording has none, so its scenarios skip).
+DEFAULT_CONVERTED_TARGETS: tuple[str, ...] = ("microsoft-xdr", "sqlite")
+#: Telemetry schemas a synthesized scenario can be rendered in for the Sigma rule (``windows``: the event channels
+#: other than Sysmon and Security, e.g. System, PowerShell/Operational, TaskScheduler/Operational).
+SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender", "ecs")
 #: The default: the schemas the detections are written for. ECS (Winlogbeat, mapped back to event-log names)
-#: doubles the Sigma checks and the ingest cost per scenario, so it is opt-in (``--telemetry ecs``).
-DEFAULT_SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "defender")
+#: doubles the Sigma checks and the ingest cost per scenario, so it is opt-in (``--telemetry ecs``). A schema
+#: without events in a scenario costs nothing (no file, no database).
+DEFAULT_SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender")
 #: Telemetry the native KQL runs on when the detection does not say: the Defender XDR tables.
 KQL_TELEMETRY: tuple[str, ...] = ("defender",)
 #: The telemetry that fills a table a KQL query reads (``required_tables`` in detection.yml decides).
 TABLE_TELEMETRY = {"SecurityEvent": "security", "DeviceProcessEvents": "defender", "DeviceFileEvents": "defender",
                    "DeviceRegistryEvents": "defender", "DeviceNetworkEvents": "defender",
-                   "DeviceImageLoadEvents": "defender"}
-#: Which telemetry a Sigma route is native to (any other pairing is labelled "via <telemetry>").
+                   "DeviceImageLoadEvents": "defender", "DeviceLogonEvents": "defender",
+                   "DeviceEvents": "defender"}
+#: Which telemetry a Sigma route is native to, by its name (any other pairing is labelled "via <telemetry>");
+#: routes over other event channels (System, PowerShell…) are native to ``windows`` (see :func:`_native`).
 NATIVE_TELEMETRY = {"sysmon": "sysmon", "security": "security", "Device": "defender"}
+SYSMON_CHANNEL_NAME = "microsoft-windows-sysmon/operational"
 #: When no --now is given, the KQL runs this long after the scenario started (inside a 24h look-back).
 DEFAULT_NOW_OFFSET = dt.timedelta(hours=1)
 SHARED_DATA_ENV = "ASSAY_SHARED_DATA"
@@ -82,14 +96,16 @@ class RunOptions:
     now: dt.datetime | None = None
     #: Folder with the real recordings (``../shared/data``); found automatically when None.
     shared_data: Path | None = None
-    converted_targets: tuple[str, ...] = tuple(CONVERTED_TARGETS)
+    #: Converted forms to execute; one whose engine is not installed here is left out (``skipped_targets``).
+    converted_targets: tuple[str, ...] = DEFAULT_CONVERTED_TARGETS
     sigma_telemetry: tuple[str, ...] = DEFAULT_SIGMA_TELEMETRY
     #: Where the native KQL runs; None: from the detection's required tables (Device* -> defender,
     #: SecurityEvent -> security).
     kql_telemetry: tuple[str, ...] | None = None
     #: Run only these scenario ids (all when None); an id no detection has is a usage error.
     scenarios: tuple[str, ...] | None = None
-    #: Scenarios proven in parallel (threads); results keep the tests.yml order.
+    #: Parallelism: several detections are proven in this many worker processes; a single detection's scenarios
+    #: in this many threads. Results keep the catalog and tests.yml order.
     jobs: int = 1
 
 
@@ -229,20 +245,33 @@ def column_checks(expected: dict[str, JsonScalar], columns: Sequence[str],
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _route_applies(route: str, table: str, telemetry: str) -> bool:
+def _native(route: str, table: str, channels: Sequence[str] = ()) -> str | None:
+    """The telemetry schema a Sigma route reads natively: by the route's table and channels (Sysmon, Security, any
+    other Windows channel), else by its name."""
+    if table.startswith("Device"):
+        return "defender"
+    lowered = {c.lower() for c in channels}
+    if lowered:
+        if lowered == {SYSMON_CHANNEL_NAME}:
+            return "sysmon"
+        if lowered == {"security"}:
+            return "security"
+        return "windows"
+    return next((schema for prefix, schema in NATIVE_TELEMETRY.items() if route.startswith(prefix)), None)
+
+
+def _route_applies(route: str, table: str, telemetry: str, channels: Sequence[str] = ()) -> bool:
     """Whether a Sigma route is run on a telemetry schema: its own routes (and for ECS, the event-log routes its
     documents are mapped back to); a recording runs on every route it has data for."""
     if telemetry == "recording":
         return True
     if telemetry == "ecs":
         return table == "RawEvents"
-    native = next((schema for prefix, schema in NATIVE_TELEMETRY.items() if route.startswith(prefix)), None)
-    return native == telemetry
+    return _native(route, table, channels) == telemetry
 
 
-def _sigma_key(route: str, telemetry: str) -> str:
-    native = next((schema for prefix, schema in NATIVE_TELEMETRY.items() if route.startswith(prefix)), None)
-    if telemetry in (native, "recording"):
+def _sigma_key(route: str, telemetry: str, table: str = "RawEvents", channels: Sequence[str] = ()) -> str:
+    if telemetry in (_native(route, table, channels), "recording"):
         return f"sigma[{route}]"
     return f"sigma[{route} via {telemetry}]"
 
@@ -288,9 +317,13 @@ class DetectionRun:
         self.targets: list[Any] = []
         self.route_fields: dict[str, tuple[str, ...]] = {}
         self.conversions: dict[str, str] = {}
+        #: Conversion targets that do not exist for this rule (a correlation rule), with the reason.
+        self.unconvertible: dict[str, str] = {}
         self.kql_text = loaded.kql_text
         #: Each scenario's process creations (Sysmon and Defender side by side), kept for the agreement diagnosis.
         self.processes: dict[str, list[ProcessPair]] = {}
+        #: The Spark session the spark-sql converted form runs on, started on first use.
+        self._spark: Any = None
         forms = [f for f in loaded.forms if f in options.forms]
         self.forms: list[str] = []
         if "sigma" in forms:
@@ -310,11 +343,14 @@ class DetectionRun:
         return tuple(sorted(schemas)) or KQL_TELEMETRY
 
     def available_forms(self) -> list[str]:
-        """Every form the detection has, whatever this run was restricted to."""
+        """Every form the detection has, whatever this run was restricted to (a converted form whose engine is
+        not installed here is not available: it cannot count against the detection)."""
         forms: list[str] = []
         for form in self.loaded.forms:
             if form == "converted":
-                forms.extend(f"converted:{target}" for target in self.options.converted_targets)
+                # A target that cannot express the rule (a correlation rule) is not a form this detection has.
+                forms.extend(f"converted:{target}" for target in runnable_targets(self.options.converted_targets)
+                             if target not in self.unconvertible)
             else:
                 forms.append(form)
         return forms
@@ -325,6 +361,9 @@ class DetectionRun:
         assert self.loaded.sigma_path is not None
         try:
             self.rule = load_rule(self.loaded.sigma_path)
+            if self.rule.is_correlation:
+                # Evaluated whole per database (assay.sigma.correlation); there is no single compiled condition.
+                return
             self.targets = compile_rule(self.rule)
             if not self.targets:
                 raise VerifyError("the rule's logsource lands on no table Assay has (see `assay sigma` routes)")
@@ -337,11 +376,18 @@ class DetectionRun:
     def _convert(self) -> None:
         from assay.sigma import convert
 
-        for target in self.options.converted_targets:
+        for target in runnable_targets(self.options.converted_targets):
             try:
                 conversion = convert(self.rule, target)
             except Exception as error:
                 self.errors.append(f"converted:{target}: conversion failed: {_describe_error(error)}")
+                continue
+            if (conversion.status == "failed" or not conversion.query) and self.rule.is_correlation:
+                # pySigma's Kusto backends do not convert correlation rules: the form does not exist for this rule
+                # (its native KQL carries the window logic); each scenario says so instead of failing the detection.
+                self.unconvertible[target] = ("pySigma cannot convert a Sigma correlation rule for this target ("
+                                              f"{'; '.join(conversion.messages) or 'no query produced'}); the "
+                                              "native KQL is the windowed form")
                 continue
             if conversion.status == "failed" or not conversion.query:
                 self.errors.append(f"converted:{target}: pySigma could not convert the rule: "
@@ -369,7 +415,8 @@ class DetectionRun:
         )
         schemas = sorted(set(self.options.sigma_telemetry if "sigma" in self.forms else ())
                          | set(self.kql_telemetry() if "kql" in self.forms else ())
-                         | {CONVERTED_TARGETS.get(t, "defender") for t in self.conversions},
+                         | {schema for t in self.conversions for schema in CONVERTED_TARGETS.get(t, ("defender",))
+                            if schema != "ecs"},
                          key=lambda s: SIGMA_TELEMETRY.index(s) if s in SIGMA_TELEMETRY else 99)
         try:
             with scenario_data(scenario, schemas, shared_data) as data:
@@ -388,6 +435,10 @@ class DetectionRun:
                     runs.append(("kql", partial(self.run_kql, scenario, data)))
                 for target, query in self.conversions.items():
                     runs.append((f"converted:{target}", partial(self.run_converted, scenario, data, target, query)))
+                for target, why in self.unconvertible.items():
+                    result.results.append(FormResult(form=f"converted:{target}", key=f"converted:{target}",
+                                                     status="skip", expected=scenario.expected.outcome("converted"),
+                                                     reason=why))
                 for form, run in runs:
                     # One form breaking (an engine bug, an unsupported construct) must not hide the others.
                     try:
@@ -423,16 +474,20 @@ class DetectionRun:
         from assay.sigma.evaluation import evaluate_target
 
         expected = scenario.expected.outcome("sigma")
+        if self.rule is not None and self.rule.is_correlation:
+            return self.run_sigma_correlation(scenario, data)
         results: list[FormResult] = []
         for telemetry, engine in self._engines(data, self.options.sigma_telemetry):
             for target in self.targets:
-                if not _route_applies(target.route, target.table, telemetry):
+                channels = target.route_spec.channels
+                if not _route_applies(target.route, target.table, telemetry, channels):
                     continue
                 started = time.perf_counter()
                 try:
                     route = evaluate_target(target, engine)
                 except AssayError as error:
-                    results.append(FormResult(form="sigma", key=_sigma_key(target.route, telemetry),
+                    results.append(FormResult(form="sigma", key=_sigma_key(target.route, telemetry, target.table,
+                                                                           channels),
                                               route=target.route, table=target.table, telemetry=telemetry,
                                               status="error", expected=expected,
                                               reason=f"Sigma evaluation failed: {error}"))
@@ -440,7 +495,7 @@ class DetectionRun:
                 elapsed = (time.perf_counter() - started) * 1000
                 if route.status == "no-data":
                     continue  # this telemetry has no events on this route
-                results.append(self._sigma_result(route, telemetry, engine, expected, elapsed))
+                results.append(self._sigma_result(route, telemetry, engine, expected, elapsed, channels))
         if not results:
             # None of the rule's routes has events in this scenario's telemetry: the activity does not produce
             # what the rule reads. An attack that cannot be shown fails; a benign scenario trivially passes.
@@ -452,9 +507,53 @@ class DetectionRun:
                        + ("; add the activity the rule reads to the scenario" if status == "fail" else "")))
         return results
 
+    def run_sigma_correlation(self, scenario: Scenario, data: ScenarioData) -> list[FormResult]:
+        """A Sigma correlation rule on each telemetry database holding events of its rules' routes: it fires when a
+        window of events meets the condition (event_count, value_count, temporal)."""
+        from assay.sigma.correlation import evaluate_correlation
+
+        expected = scenario.expected.outcome("sigma")
+        results: list[FormResult] = []
+        for telemetry, engine in self._engines(data, self.options.sigma_telemetry):
+            started = time.perf_counter()
+            try:
+                outcome = evaluate_correlation(self.rule, engine)
+            except AssayError as error:
+                results.append(FormResult(form="sigma", key=f"sigma[correlation via {telemetry}]",
+                                          telemetry=telemetry, status="error", expected=expected,
+                                          reason=f"Sigma correlation evaluation failed: {error}"))
+                continue
+            with_data = [r for r in outcome.routes if r.status != "no-data" and r.rows_in_route]
+            if not with_data:
+                continue  # none of the referenced rules' routes has events in this telemetry
+            elapsed = (time.perf_counter() - started) * 1000
+            verdict: Verdict = "fires" if outcome.correlation_hits else "does-not-fire"
+            status, reason = judge(expected, verdict)
+            matched = sum(len(r.event_ids) for r in outcome.routes)
+            reason += (f" ({len(outcome.correlation_hits)} window(s) met the condition; {matched} event(s) matched "
+                       "the referenced rules)")
+            evidence, omitted = evidence_rows(
+                ["group", "start", "end", "value", "events"],
+                [[", ".join(f"{k}={v}" for k, v in hit.group), hit.start, hit.end, hit.value, len(hit.event_ids)]
+                 for hit in outcome.correlation_hits])
+            routes = sorted({r.route.split("@", 1)[-1] for r in with_data})
+            results.append(FormResult(
+                form="sigma", key=f"sigma[correlation:{','.join(routes)}]", route=",".join(routes),
+                table=with_data[0].table, telemetry=telemetry, status=status, verdict=verdict, expected=expected,
+                reason=reason,
+                row_count=len(outcome.correlation_hits), evidence=evidence, evidence_omitted=omitted,
+                duration_ms=round(elapsed, 2)))
+        if not results:
+            status_empty: ResultStatus = "fail" if expected == "fires" else "pass"
+            results.append(FormResult(
+                form="sigma", key="sigma", status=status_empty, verdict="does-not-fire", expected=expected,
+                reason="no events on any route of the correlation's rules in this scenario's telemetry"))
+        return results
+
     def _sigma_result(self, route: Any, telemetry: str, engine: DuckDBEngine, expected: Verdict,
-                      elapsed: float) -> FormResult:
-        common: dict[str, Any] = dict(form="sigma", key=_sigma_key(route.route, telemetry), route=route.route,
+                      elapsed: float, channels: Sequence[str] = ()) -> FormResult:
+        common: dict[str, Any] = dict(form="sigma", key=_sigma_key(route.route, telemetry, route.table, channels),
+                                      route=route.route,
                                       table=route.table, telemetry=telemetry, expected=expected, sql=route.sql,
                                       missing_fields=list(route.missing), duration_ms=round(elapsed, 2))
         verdict: Verdict = "fires" if route.status == "matched" else "does-not-fire"
@@ -474,7 +573,10 @@ class DetectionRun:
     def _run_kql(self, text: str, engine: DuckDBEngine, now: dt.datetime) -> Any:
         from assay.kql import run as run_kql
 
-        return run_kql(text, db=engine, now=now)
+        # a detection may ship the watchlists its KQL reads: <detection>/watchlists/<alias>.csv
+        folder = self.loaded.path / "watchlists"
+        watchlists = {p.stem: p for p in sorted(folder.glob("*.csv"))} if folder.is_dir() else {}
+        return run_kql(text, db=engine, now=now, watchlists=watchlists)
 
     def run_kql(self, scenario: Scenario, data: ScenarioData) -> list[FormResult]:
         assert self.kql_text is not None
@@ -514,8 +616,10 @@ class DetectionRun:
     def run_converted(self, scenario: Scenario, data: ScenarioData, target: str, query: str) -> list[FormResult]:
         form = f"converted:{target}"
         expected = scenario.expected.outcome("converted")
+        if target in LOCAL_TARGETS:
+            return [self.run_local(scenario, data, target, query)]
         results: list[FormResult] = []
-        for telemetry, engine in self._engines(data, (CONVERTED_TARGETS.get(target, "defender"),)):
+        for telemetry, engine in self._engines(data, CONVERTED_TARGETS.get(target, ("defender",))):
             now = self.now_for(data, engine)
             common: dict[str, Any] = dict(form=form, key=form, telemetry=telemetry, expected=expected, query=query,
                                           table=_leading_table(query), now=now)
@@ -534,6 +638,50 @@ class DetectionRun:
                                       row_count=len(result.rows), evidence=evidence, evidence_omitted=omitted,
                                       sql=result.sql, duration_ms=round((time.perf_counter() - started) * 1000, 2)))
         return results
+
+    def run_local(self, scenario: Scenario, data: ScenarioData, target: str, query: str) -> FormResult:
+        """A converted form on its own engine (SQLite, Spark, EQL) over the scenario's events."""
+        from assay.verify import converted
+
+        form = f"converted:{target}"
+        expected = scenario.expected.outcome("converted")
+        telemetry = "recording" if data.recording is not None else "+".join(CONVERTED_TARGETS[target])
+        common: dict[str, Any] = dict(form=form, key=form, telemetry=telemetry, expected=expected, query=query,
+                                      table="logs" if target != "elastic-eql" else None)
+        started = time.perf_counter()
+        try:
+            if target == "elastic-eql":
+                if data.telemetry is None:
+                    return FormResult(**common, status="skip",
+                                      reason="EQL runs on synthesized ECS documents; a recording has none")
+                result = converted.run_eql(query, data.telemetry.ecs)
+            else:
+                records = [record for schema in ("recording", *CONVERTED_TARGETS[target]) if schema in data.engines
+                           for record in converted.event_records(data.engines[schema])]
+                if target == "sqlite":
+                    result = converted.run_sqlite(query, records)
+                else:
+                    result = converted.run_spark(query, records, self._spark_session())
+        except AssayError as error:
+            return FormResult(**common, status="error", reason=f"the converted query did not run: {error}")
+        elapsed = (time.perf_counter() - started) * 1000
+        verdict: Verdict = "fires" if result.rows else "does-not-fire"
+        status, reason = judge(expected, verdict)
+        reason += f" ({converted.engine_label(target)})" + "".join(f"; {note}" for note in result.notes)
+        names = list(result.columns)
+        keep = _local_evidence_columns(names, query)
+        evidence, omitted = evidence_rows([names[i] for i in keep], [[row[i] for i in keep] for row in result.rows])
+        return FormResult(**common, status=status, verdict=verdict, reason=reason, row_count=len(result.rows),
+                          evidence=evidence, evidence_omitted=omitted, sql=result.statement,
+                          duration_ms=round(elapsed, 2))
+
+    def _spark_session(self) -> Any:
+        """One local Spark session for the run (Spark reuses the JVM across detections: getOrCreate)."""
+        if self._spark is None:
+            from assay.engine.spark_engine import SparkEngine
+
+            self._spark = SparkEngine(os.environ.get("ASSAY_SPARK_MASTER") or "local[1]").session
+        return self._spark
 
     def run(self, shared_data: Path | None,
             on_scenario: Callable[[str, ScenarioResult], None] | None = None) -> DetectionReport:
@@ -562,6 +710,37 @@ class DetectionRun:
         report.agreement = agreement_findings(self.loaded, report, self.processes, self.options.agreement,
                                               converted_queries=self.conversions)
         return report
+
+
+#: Converted targets with an engine of their own (not our KQL engine).
+LOCAL_TARGETS = ("sqlite", "spark-sql", "elastic-eql")
+#: Record fields always shown as evidence of a local converted form, besides those its query names.
+LOCAL_EVIDENCE_CONTEXT = ("EventID", "Computer", "Image", "NewProcessName", "CommandLine", "ParentImage",
+                          "ParentProcessName", "OriginalFileName", "User")
+
+
+def runnable_targets(targets: Sequence[str]) -> list[str]:
+    """The converted targets whose engine can run here (``skipped_targets`` says why the others cannot)."""
+    from assay.verify.converted import engine_unavailable
+
+    return [target for target in targets if target not in LOCAL_TARGETS or engine_unavailable(target) is None]
+
+
+def skipped_targets(targets: Sequence[str]) -> dict[str, str]:
+    """Requested converted targets whose engine is not installed here, with the reason."""
+    from assay.verify.converted import engine_unavailable
+
+    reasons = {target: engine_unavailable(target) for target in targets if target in LOCAL_TARGETS}
+    return {target: reason for target, reason in reasons.items() if reason is not None}
+
+
+def _local_evidence_columns(names: Sequence[str], query: str) -> list[int]:
+    import re
+
+    if len(names) <= EVIDENCE_COLUMN_LIMIT:
+        return list(range(len(names)))
+    mentioned = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", query))
+    return [i for i, name in enumerate(names) if name in LOCAL_EVIDENCE_CONTEXT or name in mentioned]
 
 
 def _error_result(form: str, scenario: Scenario, reason: str) -> FormResult:
@@ -688,18 +867,63 @@ def run_detections(detections: Sequence[LoadedDetection], options: RunOptions | 
                                  hint=f"did you mean {suggestion!r}?" if suggestion else
                                  "scenario ids are the `id:` keys of tests.yml")
         detections = [d for d in detections if any(s.id in options.scenarios for s in d.scenarios)]
-    for loaded in detections:
-        try:
-            report.detections.append(DetectionRun(loaded, options).run(shared_data, on_scenario))
-        except Exception as error:
-            # A detection that breaks the runner is reported as failing; the other detections still run.
-            detection = loaded.detection
-            report.detections.append(DetectionReport(
-                id=detection.id, title=detection.title, technique=detection.technique, path=str(loaded.path),
-                errors=[f"the proof run failed: {_describe_error(error)}"]))
+    if options.jobs > 1 and len(detections) > 1:
+        report.detections.extend(_prove_in_processes(detections, options, shared_data, on_scenario))
+    else:
+        for loaded in detections:
+            report.detections.append(_prove_one(loaded, options, shared_data, on_scenario))
     report.run.finished = dt.datetime.now(dt.UTC)
     report.summarize()
     return report
+
+
+def _prove_one(loaded: LoadedDetection, options: RunOptions, shared_data: Path | None,
+               on_scenario: Callable[[str, ScenarioResult], None] | None = None) -> DetectionReport:
+    try:
+        return DetectionRun(loaded, options).run(shared_data, on_scenario)
+    except Exception as error:
+        # A detection that breaks the runner is reported as failing; the other detections still run.
+        detection = loaded.detection
+        return DetectionReport(id=detection.id, title=detection.title, technique=detection.technique,
+                               path=str(loaded.path), errors=[f"the proof run failed: {_describe_error(error)}"])
+
+
+def _prove_in_worker(folder: str, options: RunOptions, shared_data: Path | None) -> DetectionReport:
+    """One detection proven in a worker process (it loads the folder itself: loaded models stay in the parent)."""
+    from assay.catalog.loader import load_detection
+
+    return _prove_one(load_detection(folder), options, shared_data)
+
+
+def _prove_in_processes(detections: Sequence[LoadedDetection], options: RunOptions, shared_data: Path | None,
+                        on_scenario: Callable[[str, ScenarioResult], None] | None) -> list[DetectionReport]:
+    """Detections proven in parallel worker processes (the work is Python and holds the GIL, so threads do not
+    pay); reports come back in catalog order, ``on_scenario`` is called as each detection finishes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    worker_options = dataclasses.replace(options, jobs=1)
+    # spawn: a worker must not inherit the parent's DuckDB or pySigma state half-initialised by a fork.
+    context = multiprocessing.get_context("spawn")
+    reports: list[DetectionReport | None] = [None] * len(detections)
+    with ProcessPoolExecutor(max_workers=min(options.jobs, len(detections)), mp_context=context) as pool:
+        futures = {pool.submit(_prove_in_worker, str(loaded.path), worker_options, shared_data): index
+                   for index, loaded in enumerate(detections)}
+        for future in as_completed(futures):
+            index = futures[future]
+            loaded = detections[index]
+            try:
+                result = future.result()
+            except Exception as error:  # the worker died (out of memory, killed): report it, keep the others
+                detection = loaded.detection
+                result = DetectionReport(id=detection.id, title=detection.title, technique=detection.technique,
+                                         path=str(loaded.path),
+                                         errors=[f"the proof worker failed: {_describe_error(error)}"])
+            reports[index] = result
+            if on_scenario is not None:
+                for scenario_result in result.scenarios:
+                    on_scenario(result.id, scenario_result)
+    return [r for r in reports if r is not None]
 
 
 def run_paths(paths: Sequence[str | Path], options: RunOptions | None = None, *,
