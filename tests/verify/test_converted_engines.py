@@ -46,7 +46,7 @@ def test_a_field_no_event_has_is_a_null_column_said_in_the_notes() -> None:
     assert result.notes and "OriginalFileName" in result.notes[0] and "NULL" in result.notes[0]
     # Field names differing only in letter case are one column, as SQLite compares them.
     merged = run_sqlite("SELECT ProcessId FROM logs", [{"ProcessId": "4"}, {"ProcessID": "8"}])
-    assert sorted(row[0] for row in merged.rows) == ["4", "8"]
+    assert sorted(row[0] for row in merged.rows) == [4, 8]  # a column of integers is INTEGER
 
 
 def test_sqlite_equality_is_case_sensitive_and_the_disagreement_is_reported(tmp_path: Path) -> None:
@@ -155,3 +155,12 @@ def test_eql_runs_on_a_recordings_records_mapped_to_ecs() -> None:
     assert "command_line" in process["process"] and "executable" in process["process"]["parent"]
     assert run_eql(query, documents).rows
     assert run_eql(query, ecs_documents(_sysmon_records("fp-vpn-client-install-program-files"))).rows == ()
+
+
+def test_sqlite_compares_numbers_as_numbers() -> None:
+    # Every field arrives as text; a column of decimal integers is INTEGER (as Zircolite types JSON numbers), so
+    # a port filter compares 8181 with 49152, not '8181' with '49152' (which is greater as text).
+    records = [{"EventID": "3", "DestinationPort": "8181", "Image": "rundll32.exe"},
+               {"EventID": "3", "DestinationPort": "50123", "Image": "svchost.exe"}]
+    result = run_sqlite("SELECT Image FROM logs WHERE EventID=3 AND NOT COALESCE(DestinationPort >= 49152, 0)", records)
+    assert result.rows == (("rundll32.exe",),)

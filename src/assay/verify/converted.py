@@ -8,7 +8,8 @@ Each engine gets the scenario's own events, laid out the way that platform store
   use. The converted query carries no logsource filter of its own, so it sees every event, as it would there. A
   field the query names but no event carries is a NULL column (the platform would have the column, empty). A field
   Windows spells with spaces (``Threat Name`` in Defender's log) is also a column without them (``ThreatName``),
-  the spelling Sigma rules use. A ``timestamp`` column (ISO 8601, UTC) carries the event time the SQLite backend's
+  the spelling Sigma rules use. In SQLite a column whose every value is a decimal integer is INTEGER (ports, ids),
+  the others TEXT, as Zircolite types its JSON: numeric comparisons compare numbers. A ``timestamp`` column (ISO 8601, UTC) carries the event time the SQLite backend's
   correlation queries read. SQLite has no ``REGEXP`` function of its own: as Zircolite does, one is registered
   (with RE2, the project's engine for user patterns) for the backend's ``|re`` output.
 * EQL: the scenario's Winlogbeat ECS documents, typed by ``event.category``. A real recording has none: its Sysmon
@@ -39,7 +40,7 @@ LOCAL_TARGETS: dict[str, str] = {"sqlite": "sysmon", "spark-sql": "sysmon", "ela
 #: How many times a query is retried after adding a column it named that no event has.
 MAX_MISSING_COLUMNS = 64
 #: Event columns every ``logs`` row has besides the event's own fields.
-RECORD_COLUMNS = ("EventID", "Channel", "Computer", "timestamp")
+RECORD_COLUMNS = ("EventID", "Channel", "Computer", "timestamp", "Provider_Name")
 
 
 @dataclass(frozen=True)
@@ -85,14 +86,16 @@ def engine_unavailable(target: str) -> str | None:
 
 def event_records(engine: DuckDBEngine) -> list[dict[str, Any]]:
     """Every event-log record of a scenario database, flat: EventID, Channel, Computer and the event's fields."""
-    result = engine.run('SELECT "EventID", "Channel", "Computer", "Timestamp", "Fields" FROM "RawEvents" '
+    result = engine.run('SELECT "EventID", "Channel", "Computer", "Timestamp", "Provider", "Fields" FROM "RawEvents" '
                         'ORDER BY "AssayEventId"')
     records = []
-    for event_id, channel, computer, timestamp, fields in result.rows:
+    for event_id, channel, computer, timestamp, provider, fields in result.rows:
         # ``timestamp`` (ISO 8601, UTC) is the column pySigma's SQLite backend reads for correlation windows.
         record: dict[str, Any] = {"EventID": str(event_id) if event_id is not None else None, "Channel": channel,
                                   "Computer": computer,
-                                  "timestamp": timestamp.isoformat() if timestamp is not None else None}
+                                  "timestamp": timestamp.isoformat() if timestamp is not None else None,
+                                  # System/Provider/@Name, as Sigma names it (service-log rules read it).
+                                  "Provider_Name": provider}
         for name, value in dict(fields or {}).items():
             record.setdefault(str(name), value)
             if " " in str(name):
@@ -156,7 +159,9 @@ def run_sqlite(query: str, records: Sequence[dict[str, Any]]) -> LocalResult:
         connection.create_function("REGEXP", 2, _regexp, deterministic=True)
         for _ in range(MAX_MISSING_COLUMNS):
             connection.execute("DROP TABLE IF EXISTS logs")
-            quoted = ", ".join('"' + name.replace('"', '""') + '" TEXT' for name in columns)
+            integers = _integer_columns(records, columns)
+            quoted = ", ".join('"' + name.replace('"', '""') + ('" INTEGER' if name in integers else '" TEXT')
+                               for name in columns)
             connection.execute(f"CREATE TABLE logs ({quoted})")
             placeholders = ", ".join("?" for _ in columns)
             connection.executemany(f"INSERT INTO logs VALUES ({placeholders})",
@@ -177,6 +182,20 @@ def run_sqlite(query: str, records: Sequence[dict[str, Any]]) -> LocalResult:
             raise VerifyError(f"the converted query names more than {MAX_MISSING_COLUMNS} fields no event has")
     connection.close()
     return LocalResult(names, rows, query, _null_note(added))
+
+
+_DECIMAL = re.compile(r"-?[0-9]+")
+
+
+def _integer_columns(records: Sequence[dict[str, Any]], columns: Sequence[str]) -> set[str]:
+    """Columns whose every value is a decimal integer (ports, ids, event ids): typed INTEGER, as Zircolite types
+    the numbers of its JSON, so ``DestinationPort >= 49152`` compares numbers, not text ('8181' > '49152')."""
+    integers = set()
+    for name in columns:
+        values = [value for value in (_row(record, [name])[0] for record in records) if value is not None]
+        if values and all(_DECIMAL.fullmatch(value) for value in values):
+            integers.add(name)
+    return integers
 
 
 def _regexp(pattern: str | None, value: str | None) -> bool:
