@@ -50,11 +50,11 @@ def agreeing_report(tmp_path_factory: pytest.TempPathFactory) -> ProofReport:
 
 def test_every_form_runs_on_every_route_and_passes(agreeing_report: ProofReport) -> None:
     detection = agreeing_report.detections[0]
-    assert detection.forms == ["sigma", "kql", "converted:microsoft-xdr"]
+    assert detection.forms == ["sigma", "kql", "converted:microsoft-xdr", "converted:sqlite"]
     attack = _results(agreeing_report, "own-urlcache-download")
     routes = {r.key for r in attack}
     assert {"sigma[sysmon:1]", "sigma[security:4688]", "sigma[DeviceProcessEvents]", "kql",
-            "converted:microsoft-xdr"} <= routes
+            "converted:microsoft-xdr", "converted:sqlite"} <= routes
     assert all(r.status == "pass" and r.verdict == "fires" for r in attack), [(r.key, r.reason) for r in attack]
     benign = _results(agreeing_report, "fp-hashfile-installer")
     assert benign and all(r.status == "pass" and r.verdict == "does-not-fire" for r in benign)
@@ -195,7 +195,7 @@ def test_missing_recording_is_skipped_with_the_reason(write_detection: WriteDete
     # The synthesized scenario proves Sigma and KQL; the converted form was not run, so the proof is partial.
     assert report.detections[0].proof_status == "partial"
     assert set(report.detections[0].available_forms) - set(report.detections[0].forms) == {
-        "converted:microsoft-xdr"}
+        "converted:microsoft-xdr", "converted:sqlite"}
 
 
 def test_a_rule_that_does_not_load_is_a_detection_error(write_detection: WriteDetection) -> None:

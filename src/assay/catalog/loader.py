@@ -122,7 +122,12 @@ def _plain(node: Any, path: YamlPath, marks: YamlMarks, construct: Callable[[Any
             return _plain_collection(node, path, marks, construct, budget)
         finally:
             budget.open.discard(id(node))
-    value = construct(node)
+    try:
+        value = construct(node)
+    except (ValueError, TypeError, OverflowError) as error:  # e.g. a date that does not exist: 2026-02-30
+        raise CatalogError(f"value cannot be read: {error}",
+                           SourceSpan(marks.file, node.start_mark.line + 1, node.start_mark.column + 1, marks.text),
+                           hint="quote it if it is text") from None
     if isinstance(value, dt.datetime):  # ruamel's TimeStamp subclass → a plain datetime
         return dt.datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
                            value.microsecond, tzinfo=value.tzinfo)

@@ -113,43 +113,61 @@ def print_proof_report(report: Any, verbose: bool = False) -> None:
 @click.option("--shared-data", type=click.Path(path_type=Path, file_okay=False),
               help="Folder with the real recordings (default: $ASSAY_SHARED_DATA or ../shared/data).")
 @click.option("--telemetry", "telemetry", multiple=True,
-              type=click.Choice(["sysmon", "security", "defender", "ecs"]),
-              help="Schemas the Sigma rule runs on (repeatable). Default: sysmon, security, defender; add ecs to "
-                   "also prove it through Winlogbeat documents.")
+              type=click.Choice(["sysmon", "security", "windows", "defender", "ecs"]),
+              help="Schemas the Sigma rule runs on (repeatable). Default: sysmon, security, windows (System, "
+                   "PowerShell, Task Scheduler channels), defender; add ecs to also prove it through Winlogbeat "
+                   "documents.")
 @click.option("--scenario", "scenario_ids", multiple=True, metavar="ID",
               help="Run only this scenario (repeatable); the detections without it are left out.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
               help="Detections proven in parallel worker processes (default: one per core; 1 runs in this "
                    "process). A single detection's scenarios run in this many threads.")
+@click.option("--converted", "converted", multiple=True, metavar="TARGET",
+              help="Converted forms to execute (repeatable): microsoft-xdr (our KQL engine), sqlite (sqlite3), "
+                   "spark-sql (local PySpark), elastic-eql (the optional eql package), or all. "
+                   "Default: microsoft-xdr and sqlite.")
 @click.option("--baseline", type=click.Path(path_type=Path, dir_okay=False),
               help="A previous report.json: list the checks that regressed or got fixed since.")
 @click.option("-v", "--verbose", is_flag=True, help="Also list skipped checks and declared differences.")
 def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format: str, out_dir: Path,
                   agreement: str, now_text: str | None, shared_data: Path | None, telemetry: tuple[str, ...],
-                  scenario_ids: tuple[str, ...], jobs: int | None, baseline: Path | None, verbose: bool) -> None:
+                  scenario_ids: tuple[str, ...], jobs: int | None, converted: tuple[str, ...],
+                  baseline: Path | None, verbose: bool) -> None:
     """Prove detections: run every form on every scenario and check the forms agree.
 
     \b
     For each detection under PATHS (default: detections/), each scenario of its tests.yml is synthesized as
-    Sysmon, Security 4688 and Defender XDR events (ECS too with --telemetry ecs) or its real recording is
-    loaded, each schema is ingested into a fresh in-memory DuckDB, and it is judged in every form: the Sigma rule on every route it applies to, the native KQL with
-    the detection's alert predicate, and the KQL pySigma's Kusto backend converted the rule to.
+    Sysmon, Security, other Windows channels and Defender XDR events (ECS too with --telemetry ecs) or its real
+    recording is loaded, each schema is ingested into a fresh in-memory DuckDB, and it is judged in every form:
+    the Sigma rule (or correlation rule) on every route it applies to, the native KQL with the detection's alert
+    predicate, and the KQL pySigma's Kusto backend converted the rule to.
     Writes OUT/report.json and OUT/junit.xml. Exit 1 on any failure or undeclared disagreement.
     """
     from assay.verify.junit import junit_xml
     from assay.verify.report import compare_reports, load_report, save_report
-    from assay.verify.runner import DEFAULT_SIGMA_TELEMETRY, RunOptions, run_paths
+    from assay.verify.runner import (
+        CONVERTED_TARGETS,
+        DEFAULT_CONVERTED_TARGETS,
+        DEFAULT_SIGMA_TELEMETRY,
+        RunOptions,
+        run_paths,
+        skipped_targets,
+    )
 
     targets = list(paths) or [Path("detections")]
     for target in targets:
         if not target.exists():
             raise UsageError(f"no such file or folder: {target}",
                              hint="pass a detection folder or a folder of detections (default: detections/)")
+    targets_wanted = _converted_targets(converted, tuple(CONVERTED_TARGETS), DEFAULT_CONVERTED_TARGETS)
+    for name, reason in skipped_targets(targets_wanted).items():
+        click.echo(f"note: converted:{name} is not executed here: {reason}", err=True)
     options = RunOptions(
         forms=tuple(forms) if forms else ("sigma", "kql", "converted"),  # type: ignore[arg-type]
         agreement="warn" if agreement == "warn" else "fail", now=_parse_now(now_text),
         shared_data=shared_data, sigma_telemetry=tuple(telemetry) or DEFAULT_SIGMA_TELEMETRY,
-        scenarios=tuple(scenario_ids) or None, jobs=jobs if jobs is not None else min(os.cpu_count() or 1, 32))
+        scenarios=tuple(scenario_ids) or None, jobs=jobs if jobs is not None else min(os.cpu_count() or 1, 32),
+        converted_targets=targets_wanted)
     if shared_data is not None and not shared_data.is_dir():
         raise UsageError(f"--shared-data {shared_data} is not a folder")
     progress = None
@@ -199,6 +217,26 @@ def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format
         raise SystemExit(1)
 
 
+def _converted_targets(given: tuple[str, ...], known: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
+    """--converted values: known target names or ``all``; none given means the default set."""
+    if not given:
+        return default
+    chosen: list[str] = []
+    for value in given:
+        names = known if value == "all" else tuple(v.strip() for v in value.split(",") if v.strip())
+        for name in names:
+            if name not in known:
+                from assay.errors import did_you_mean
+
+                suggestion = did_you_mean(name, list(known))
+                raise UsageError(f"--converted {name!r} is not a converted form Assay executes",
+                                 hint=(f"did you mean {suggestion!r}? " if suggestion else "")
+                                 + f"choose from {', '.join(known)} or all")
+            if name not in chosen:
+                chosen.append(name)
+    return tuple(chosen)
+
+
 @click.command("coverage")
 @click.argument("catalog_paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--report", "report_path", type=click.Path(path_type=Path), default=DEFAULT_PROOF_DIR / REPORT_NAME,
@@ -207,18 +245,27 @@ def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format
               help="Write an ATT&CK Navigator layer (JSON, layer format 4.5) scored by proof status.")
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="Output format.")
+@click.option("--have", "have_text", metavar="SOURCES",
+              help="The telemetry you collect, comma-separated: sysmon, security, defender, ecs. Lists which "
+                   "detections (and which of their forms) can run on it, and why the others cannot.")
 def coverage_command(catalog_paths: tuple[Path, ...], report_path: Path, navigator_path: Path | None,
-                     output_format: str) -> None:
+                     output_format: str, have_text: str | None) -> None:
     """ATT&CK coverage by tactic, scored by proof status (proven / partial / untested / failing).
 
     \b
     Reads the proof report (run `assay test` first) and, when CATALOG_PATHS are given (default: detections/ if
     it exists), counts catalog detections missing from the report as untested. Tactics are listed in ATT&CK
     matrix order from the packaged ATT&CK data.
+    With --have, answers instead: which detections can run on the telemetry you have?
+      assay coverage --have sysmon,security
     """
     from assay.catalog.loader import load_catalog
     from assay.verify.coverage import coverage_by_tactic, detection_statuses, navigator_layer
     from assay.verify.report import load_report
+
+    if have_text is not None:
+        _coverage_for_sources(catalog_paths, have_text, output_format)
+        return
 
     # The default report may not exist yet (coverage then counts everything untested); a named one must.
     explicit = report_path != DEFAULT_PROOF_DIR / REPORT_NAME
@@ -251,6 +298,35 @@ def coverage_command(catalog_paths: tuple[Path, ...], report_path: Path, navigat
         click.echo(f"navigator layer: {navigator_path}")
     if report is None:
         click.echo(f"note: no proof report at {report_path}; every detection counted as untested")
+
+
+def _coverage_for_sources(catalog_paths: tuple[Path, ...], have_text: str, output_format: str) -> None:
+    """``assay coverage --have``: each detection's forms against the telemetry the user has."""
+    from assay.catalog.loader import load_catalog
+    from assay.verify.coverage import DATA_SOURCES, data_source_coverage, parse_have
+
+    have = parse_have(have_text)
+    roots = list(catalog_paths) or [Path("detections")]
+    for root in roots:
+        if not root.exists():
+            raise UsageError(f"no such file or folder: {root}", hint="pass the catalog folder (default: detections/)")
+    catalog = load_catalog(roots)
+    rows = data_source_coverage(catalog.detections, have)
+    if output_format == "json":
+        emit_json({"have": sorted(have), "detections": [row.as_dict() for row in rows],
+                   "counts": {status: sum(1 for r in rows if r.status == status)
+                              for status in ("runs", "partly", "cannot run")}})
+        return
+    print_table(["detection", "technique", "title", "on your data", "forms that run", "forms that cannot, and why"],
+                [[row.id[:8], row.technique, row.title, row.status,
+                  ", ".join(n.form for n in row.forms if n.runs) or "-",
+                  "; ".join(f"{n.form}: {n.why}" for n in row.forms if not n.runs) or "-"] for row in rows],
+                title=f"Detections on {', '.join(sorted(have))} ({', '.join(DATA_SOURCES[s] for s in sorted(have))})")
+    counts = {status: sum(1 for r in rows if r.status == status) for status in ("runs", "partly", "cannot run")}
+    click.echo(f"{len(rows)} detection(s): {counts['runs']} run in every form, {counts['partly']} in some forms, "
+               f"{counts['cannot run']} cannot run on {', '.join(sorted(have))}")
+    for error in catalog.errors:
+        click.echo(f"error: {error} (not counted)", err=True)
 
 
 @click.group("atomics")
@@ -287,5 +363,41 @@ def atomics_import(atomics_dir: Path, technique: str, out_path: Path | None, all
     click.echo(f"wrote {text.count(chr(10) + '- id: ')} scenario stub(s) to {out_path}")
 
 
-COMMANDS: list[click.Command] = [prove_command, coverage_command, atomics_group]
+@click.command("new")
+@click.argument("technique")
+@click.option("--into", "catalog", type=click.Path(path_type=Path, file_okay=False), default=Path("detections"),
+              show_default=True, help="The catalog folder to create the detection in.")
+@click.option("--slug", help="Folder name after the technique id (default: from the technique's name).")
+@click.option("--atomics", "atomics_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Atomic Red Team atomics folder (default: ../shared/data/atomic-red-team/atomics when present).")
+@click.option("--author", default="Assay detection engineering", show_default=True, help="The author field.")
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="Output format.")
+def new_command(technique: str, catalog: Path, slug: str | None, atomics_dir: Path | None, author: str,
+                output_format: str) -> None:
+    """Scaffold a detection folder for TECHNIQUE (e.g. T1003.001) from ATT&CK and its atomic tests.
+
+    \b
+    Writes <catalog>/<technique>-<slug>/ with detection.yml (names and tactics from ATT&CK, TODO prose),
+    rule.sigma.yml and sentinel.kql to sharpen, and tests.yml: one attack scenario per Windows atomic test,
+    the host and user as shared fixtures, and a benign scenario for the first false positive.
+    """
+    from assay.verify.runner import find_shared_data
+    from assay.verify.scaffold import scaffold_detection
+
+    if atomics_dir is None:
+        shared = find_shared_data(catalog)
+        candidate = shared / "atomic-red-team" / "atomics" if shared else None
+        atomics_dir = candidate if candidate is not None and candidate.is_dir() else None
+    folder = scaffold_detection(technique, catalog, slug=slug, atomics_dir=atomics_dir, author=author)
+    scenarios = (folder / "tests.yml").read_text(encoding="utf-8").count("\n- id: ")
+    if output_format == "json":
+        emit_json({"folder": str(folder), "scenarios": scenarios,
+                   "atomics": str(atomics_dir) if atomics_dir else None})
+        return
+    click.echo(f"created {folder} ({scenarios} scenario(s){'' if atomics_dir else '; no atomics folder found'})")
+    click.echo(f"next: replace the TODOs, then `assay lint {folder}` and `assay test {folder}`")
+
+
+COMMANDS: list[click.Command] = [prove_command, coverage_command, atomics_group, new_command]
 

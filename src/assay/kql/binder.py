@@ -17,7 +17,10 @@ from sqlglot import exp
 
 from assay.errors import did_you_mean
 from assay.kql import ast
-from assay.kql.bind.combine import CombineOperators
+from assay.kql.bind.combine import SearchOperators
+from assay.kql.bind.defender import LOCAL_FUNCTIONS, SERVICE_FUNCTIONS, DefenderFunctions
+from assay.kql.bind.offline import OfflineSourcesBinder
+from assay.kql.bind.plugins import PluginOperators
 from assay.kql.bind.reshape import ReshapeOperators
 from assay.kql.bind.scope import (
     ORDINAL,
@@ -32,6 +35,7 @@ from assay.kql.bind.scope import (
     aliased,
     decode_value,
 )
+from assay.kql.bind.series import SeriesOperators
 from assay.kql.bind.tabular import TabularOperators
 from assay.kql.functions import (
     OFFLINE_FUNCTIONS,
@@ -50,11 +54,15 @@ from assay.kql.typed import (
 
 __all__ = ["ORDINAL", "Binder", "Relation", "decode_value"]
 
+#: Defender's built-in tabular functions (answered locally or a "needs the service" error)
+BUILTIN_TABULAR_FUNCTIONS = frozenset(LOCAL_FUNCTIONS) | frozenset(SERVICE_FUNCTIONS)
+
 #: Each operator becomes one nested SELECT; far deeper nesting than real queries use exhausts the SQL generator.
 MAX_PIPELINE_OPERATORS = 60
 
 
-class Binder(ReshapeOperators, CombineOperators, TabularOperators):
+class Binder(ReshapeOperators, SearchOperators, SeriesOperators, TabularOperators, PluginOperators,
+             OfflineSourcesBinder, DefenderFunctions):
     """Lowers one query. ``tables`` maps table names to their columns; ``now`` is fixed for the whole query.
 
     This class holds the entry points, lets and table sources; each operator family lives in its visitor
@@ -112,7 +120,8 @@ class Binder(ReshapeOperators, CombineOperators, TabularOperators):
                 body = binding.statement.body
                 return body is not None and body.body is not None and self.is_tabular_expr(
                     body.body, self._function_env(binding, expr, env, probe=True))
-            return expr.name in ("materialize", "view", "table")
+            return expr.name in ("materialize", "view", "table") or expr.name.lower() == "_getwatchlist" or (
+                binding is None and expr.name in BUILTIN_TABULAR_FUNCTIONS)
         return False
 
     def as_tabular(self, expr: ast.Expr | ast.TabularExpr) -> ast.TabularExpr:
@@ -169,6 +178,10 @@ class Binder(ReshapeOperators, CombineOperators, TabularOperators):
             return self.lower_print(node, env)
         if isinstance(node, ast.Range):
             return self.lower_range(node, env)
+        if isinstance(node, ast.Search):
+            return self.lower_search(node, env)
+        if isinstance(node, ast.ExternalData):
+            return self.lower_externaldata(node, env)
         if isinstance(node, ast.Union):
             return self.lower_union(None, node.sources, node.kind, node.withsource, node.isfuzzy, env, node.pos)
         self.unsupported(f"unsupported tabular expression {type(node).__name__}", node.pos)
@@ -252,6 +265,10 @@ class Binder(ReshapeOperators, CombineOperators, TabularOperators):
                 self.fail("table() takes a table name string", node.pos)
             return self.lower_table(ast.TableRef(node.pos, str(node.args[0].value)), env)
         binding = env.bindings.get(node.name)
+        if node.name.lower() == "_getwatchlist" and not isinstance(binding, FunctionLet):
+            return self.lower_watchlist(node)
+        if binding is None:
+            binding = self.builtin_function(node.name, node.pos)
         if not isinstance(binding, FunctionLet):
             if node.name.startswith("_Get") or node.name.startswith("_ASim") or node.name in OFFLINE_FUNCTIONS:
                 self.unsupported(f"'{node.name}' is not available offline (a Microsoft Sentinel or cluster function)",
@@ -324,7 +341,12 @@ class Binder(ReshapeOperators, CombineOperators, TabularOperators):
                 isinstance(typed.sql, exp.Null):
             return literal(None, kusto_type)
         if typed.kusto_type in NUMERIC_TYPES and kusto_type in NUMERIC_TYPES:
-            return cast(typed.sql, SQL_TYPES[kusto_type])
+            value = typed.sql.this if isinstance(typed.sql, exp.Neg) else typed.sql
+            if kusto_type == "int" and isinstance(value, exp.Literal) and not value.is_string:
+                number_value = float(value.this) * (-1 if isinstance(typed.sql, exp.Neg) else 1)
+                if not -2**31 <= number_value < 2**31:
+                    self.fail(f"{value.this} does not fit {context} (int is 32-bit)", pos, "declare the column long")
+            return exp.TryCast(this=typed.sql, to=exp.DataType.build(SQL_TYPES[kusto_type]))
         if {typed.kusto_type, kusto_type} <= {"string", "guid"}:
             return typed.sql
         if kusto_type == "dynamic":
@@ -347,6 +369,8 @@ class Binder(ReshapeOperators, CombineOperators, TabularOperators):
         step = self.lower_expr(node.step, {}, env)
         result_type = start.kusto_type
         if start.kusto_type in NUMERIC_TYPES and stop.kusto_type in NUMERIC_TYPES:
+            if step.kusto_type not in NUMERIC_TYPES:
+                self.fail(f"a numeric range needs a numeric step, got {step.kusto_type}", node.step.pos)
             result_type = common_numeric(common_numeric(start.kusto_type, stop.kusto_type), step.kusto_type)
             if result_type == "real":
                 self.unsupported("range over real numbers is not supported", node.pos, "use long bounds")
@@ -392,10 +416,20 @@ class Binder(ReshapeOperators, CombineOperators, TabularOperators):
         if isinstance(operator, ast.UnionOp):
             return self.lower_union(source, operator.sources, operator.kind, operator.withsource,
                                     operator.isfuzzy, env, operator.pos)
+        if isinstance(operator, ast.SearchOp):
+            return self.op_search(source, operator, env)
+        if isinstance(operator, ast.Evaluate):
+            return self.op_evaluate(source, operator, env)
+        if isinstance(operator, ast.MakeSeries):
+            return self.op_make_series(source, operator, env)
+        if isinstance(operator, ast.MvApply):
+            return self.op_mv_apply(source, operator, env)
         if isinstance(operator, ast.MvExpand):
             return self.op_mv_expand(source, operator, env)
         if isinstance(operator, ast.Parse):
             return self.op_parse(source, operator, env)
+        if isinstance(operator, ast.NoOp) and operator.name == "serialize":
+            return self.op_serialize(source)
         if isinstance(operator, ast.NoOp) and operator.name == "getschema":
             return self.op_getschema(source)
         if isinstance(operator, ast.As | ast.NoOp):
@@ -404,6 +438,8 @@ class Binder(ReshapeOperators, CombineOperators, TabularOperators):
             return source
         if isinstance(operator, ast.Invoke):
             binding = env.bindings.get(operator.function)
+            if binding is None:
+                binding = self.builtin_function(operator.function, operator.pos)
             if not isinstance(binding, FunctionLet):
                 self.fail(f"unknown function '{operator.function}' in invoke", operator.pos)
             parameters = binding.statement.parameters or ()

@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -46,8 +46,20 @@ from assay.verify.report import (
 from assay.verify.synth import Telemetry, synthesize, write_telemetry
 
 AgreementMode = Literal["fail", "warn"]
-#: pySigma conversion targets whose KQL runs on our engine, and the telemetry each reads.
-CONVERTED_TARGETS: dict[str, str] = {"microsoft-xdr": "defender"}
+#: pySigma conversion targets Assay executes, and the telemetry each reads: the Defender XDR KQL on our KQL engine;
+#: SQLite, Spark SQL and Elastic EQL on their own engines (:mod:`assay.verify.converted`).
+CONVERTED_TARGETS: dict[str, tuple[str, ...]] = {
+    "microsoft-xdr": ("defender",), "sqlite": ("sysmon", "security", "windows"),
+    "spark-sql": ("sysmon", "security", "windows"),
+    "elastic-eql": ("ecs",), "sentinel-securityevent": ("security",)}
+#: Run by default: the KQL conversion and SQLite (standard library, milliseconds). Ask for the others with
+#: ``assay test --converted``: Spark SQL starts a JVM (seconds per run, ~0.3 s per scenario) and EQL needs the
+#: optional AGPL eql package and ECS documents (a real recording has none, so its scenarios skip).
+DEFAULT_CONVERTED_TARGETS: tuple[str, ...] = ("microsoft-xdr", "sqlite")
+#: pySigma messages saying a target has no table or field for the rule's logsource (the form cannot exist),
+#: as opposed to a defect of the rule.
+_INEXPRESSIBLE = ("Unable to determine table name", "Invalid SigmaDetectionItem field name",
+                  "does not support correlation")
 #: Telemetry schemas a synthesized scenario can be rendered in for the Sigma rule (``windows``: the event channels
 #: other than Sysmon and Security, e.g. System, PowerShell/Operational, TaskScheduler/Operational).
 SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender", "ecs")
@@ -55,19 +67,25 @@ SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender",
 #: doubles the Sigma checks and the ingest cost per scenario, so it is opt-in (``--telemetry ecs``). A schema
 #: without events in a scenario costs nothing (no file, no database).
 DEFAULT_SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender")
+#: A Kusto target tried when a rule's logsource has no table on the first: Security, System and other Windows
+#: event-log rules have no Defender XDR table but run on Sentinel's SecurityEvent.
+KQL_FALLBACK_TARGETS: dict[str, str] = {"microsoft-xdr": "sentinel-securityevent"}
 #: Telemetry the native KQL runs on when the detection does not say: the Defender XDR tables.
 KQL_TELEMETRY: tuple[str, ...] = ("defender",)
 #: The telemetry that fills a table a KQL query reads (``required_tables`` in detection.yml decides).
 TABLE_TELEMETRY = {"SecurityEvent": "security", "DeviceProcessEvents": "defender", "DeviceFileEvents": "defender",
                    "DeviceRegistryEvents": "defender", "DeviceNetworkEvents": "defender",
                    "DeviceImageLoadEvents": "defender", "DeviceLogonEvents": "defender",
-                   "DeviceEvents": "defender"}
+                   "DeviceEvents": "defender", "IdentityLogonEvents": "defender"}
 #: Which telemetry a Sigma route is native to, by its name (any other pairing is labelled "via <telemetry>");
 #: routes over other event channels (System, PowerShell…) are native to ``windows`` (see :func:`_native`).
 NATIVE_TELEMETRY = {"sysmon": "sysmon", "security": "security", "Device": "defender"}
 SYSMON_CHANNEL_NAME = "microsoft-windows-sysmon/operational"
 #: When no --now is given, the KQL runs this long after the scenario started (inside a 24h look-back).
 DEFAULT_NOW_OFFSET = dt.timedelta(hours=1)
+#: For a recording, the KQL runs this long after its newest event ("just after the recording"), so ``ago(1h)``
+#: covers the recording's last hour (an hour after the newest event, ``Timestamp > ago(1h)`` matched nothing).
+RECORDING_NOW_OFFSET = dt.timedelta(minutes=1)
 SHARED_DATA_ENV = "ASSAY_SHARED_DATA"
 #: Columns shown as Sigma evidence besides the fields the rule reads.
 EVIDENCE_CONTEXT = {
@@ -88,7 +106,8 @@ class RunOptions:
     now: dt.datetime | None = None
     #: Folder with the real recordings (``../shared/data``); found automatically when None.
     shared_data: Path | None = None
-    converted_targets: tuple[str, ...] = tuple(CONVERTED_TARGETS)
+    #: Converted forms to execute; one whose engine is not installed here is left out (``skipped_targets``).
+    converted_targets: tuple[str, ...] = DEFAULT_CONVERTED_TARGETS
     sigma_telemetry: tuple[str, ...] = DEFAULT_SIGMA_TELEMETRY
     #: Where the native KQL runs; None: from the detection's required tables (Device* -> defender,
     #: SecurityEvent -> security).
@@ -313,6 +332,10 @@ class DetectionRun:
         self.kql_text = loaded.kql_text
         #: Each scenario's process creations (Sysmon and Defender side by side), kept for the agreement diagnosis.
         self.processes: dict[str, list[ProcessPair]] = {}
+        #: The Spark session the spark-sql converted form runs on, started on first use.
+        self._spark: Any = None
+        #: Local-engine targets whose backend could not convert the rule, with the backend's reason.
+        self.unconverted: dict[str, str] = {}
         forms = [f for f in loaded.forms if f in options.forms]
         self.forms: list[str] = []
         if "sigma" in forms:
@@ -332,13 +355,17 @@ class DetectionRun:
         return tuple(sorted(schemas)) or KQL_TELEMETRY
 
     def available_forms(self) -> list[str]:
-        """Every form the detection has, whatever this run was restricted to."""
+        """Every form the detection has, whatever this run was restricted to (a converted form whose engine is
+        not installed here is not available: it cannot count against the detection)."""
         forms: list[str] = []
         for form in self.loaded.forms:
             if form == "converted":
-                # A target that cannot express the rule (a correlation rule) is not a form this detection has.
-                forms.extend(f"converted:{target}" for target in self.options.converted_targets
-                             if target not in self.unconvertible)
+                # A target that cannot express the rule (a correlation rule, a logsource without a table there, a
+                # local backend without the construct) is not a form this detection has; a fallback that converted is.
+                forms.extend(f"converted:{target}" for target in runnable_targets(self.options.converted_targets)
+                             if target not in self.unconvertible and target not in self.unconverted)
+                forms.extend(f"converted:{target}" for target in self.conversions
+                             if target not in self.options.converted_targets)  # a fallback target
             else:
                 forms.append(form)
         return forms
@@ -364,22 +391,38 @@ class DetectionRun:
     def _convert(self) -> None:
         from assay.sigma import convert
 
-        for target in self.options.converted_targets:
+        targets = list(runnable_targets(self.options.converted_targets))
+        while targets:
+            target = targets.pop(0)
             try:
                 conversion = convert(self.rule, target)
             except Exception as error:
                 self.errors.append(f"converted:{target}: conversion failed: {_describe_error(error)}")
                 continue
-            if (conversion.status == "failed" or not conversion.query) and self.rule.is_correlation:
-                # pySigma's Kusto backends do not convert correlation rules: the form does not exist for this rule
-                # (its native KQL carries the window logic); each scenario says so instead of failing the detection.
-                self.unconvertible[target] = ("pySigma cannot convert a Sigma correlation rule for this target ("
-                                              f"{'; '.join(conversion.messages) or 'no query produced'}); the "
-                                              "native KQL is the windowed form")
-                continue
+            messages = "; ".join(conversion.messages) or "no query produced"
             if conversion.status == "failed" or not conversion.query:
-                self.errors.append(f"converted:{target}: pySigma could not convert the rule: "
-                                   f"{'; '.join(conversion.messages) or 'no query produced'}")
+                if target in LOCAL_TARGETS:
+                    # A backend that cannot express the rule means there is no such form to prove (the site's
+                    # page for that platform shows the backend's reason); it is not a defect of the detection.
+                    self.unconverted[target] = messages
+                    continue
+                if self.rule.is_correlation or any(text in messages for text in _INEXPRESSIBLE):
+                    # The target cannot express this rule (its logsource has no table there, or it is a
+                    # correlation rule): not a form of this detection. Each scenario says so (skip), and another
+                    # target is tried.
+                    why = ("pySigma cannot convert a Sigma correlation rule; the native KQL is the windowed form"
+                           if self.rule.is_correlation else f"the {target} target cannot express this rule's "
+                           "logsource")
+                    self.unconvertible[target] = f"{why} ({messages})"
+                    fallback = KQL_FALLBACK_TARGETS.get(target)
+                    if (fallback and not self.rule.is_correlation and fallback not in targets
+                            and fallback not in self.conversions and fallback not in self.unconvertible):
+                        # The same rule as Sentinel runs it on the Windows event tables (a Security-log rule has
+                        # no Defender table but has SecurityEvent): the converted form is proven on that target.
+                        self.unconvertible[target] += f"; tried {fallback} instead"
+                        targets.append(fallback)
+                    continue
+                self.errors.append(f"converted:{target}: pySigma could not convert the rule: {messages}")
                 continue
             self.conversions[target] = conversion.query
             self.forms.append(f"converted:{target}")
@@ -392,7 +435,8 @@ class DetectionRun:
         start = data.start_time()
         if start is None:
             latest = engine.run('SELECT max("Timestamp") FROM "RawEvents"').rows[0][0]
-            start = latest.replace(tzinfo=dt.UTC) if isinstance(latest, dt.datetime) else dt.datetime.now(dt.UTC)
+            newest = latest.replace(tzinfo=dt.UTC) if isinstance(latest, dt.datetime) else dt.datetime.now(dt.UTC)
+            return newest + RECORDING_NOW_OFFSET
         return start + DEFAULT_NOW_OFFSET
 
     def run_scenario(self, scenario: Scenario, shared_data: Path | None) -> ScenarioResult:
@@ -403,7 +447,8 @@ class DetectionRun:
         )
         schemas = sorted(set(self.options.sigma_telemetry if "sigma" in self.forms else ())
                          | set(self.kql_telemetry() if "kql" in self.forms else ())
-                         | {CONVERTED_TARGETS.get(t, "defender") for t in self.conversions},
+                         | {schema for t in self.conversions for schema in CONVERTED_TARGETS.get(t, ("defender",))
+                            if schema != "ecs"},
                          key=lambda s: SIGMA_TELEMETRY.index(s) if s in SIGMA_TELEMETRY else 99)
         try:
             with scenario_data(scenario, schemas, shared_data) as data:
@@ -445,7 +490,7 @@ class DetectionRun:
         if not scenario.expected_telemetry:
             return []
         if data.telemetry is not None:
-            inventory = inventory_of_events(data.telemetry.sysmon, data.telemetry.security)
+            inventory = inventory_of_events(data.telemetry.sysmon, data.telemetry.security, data.telemetry.windows)
         elif "recording" in data.engines:
             inventory = inventory_of_database(data.engines["recording"])
         else:
@@ -560,7 +605,10 @@ class DetectionRun:
     def _run_kql(self, text: str, engine: DuckDBEngine, now: dt.datetime) -> Any:
         from assay.kql import run as run_kql
 
-        return run_kql(text, db=engine, now=now)
+        # a detection may ship the watchlists its KQL reads: <detection>/watchlists/<alias>.csv
+        folder = self.loaded.path / "watchlists"
+        watchlists = {p.stem: p for p in sorted(folder.glob("*.csv"))} if folder.is_dir() else {}
+        return run_kql(text, db=engine, now=now, watchlists=watchlists)
 
     def run_kql(self, scenario: Scenario, data: ScenarioData) -> list[FormResult]:
         assert self.kql_text is not None
@@ -600,8 +648,10 @@ class DetectionRun:
     def run_converted(self, scenario: Scenario, data: ScenarioData, target: str, query: str) -> list[FormResult]:
         form = f"converted:{target}"
         expected = scenario.expected.outcome("converted")
+        if target in LOCAL_TARGETS:
+            return [self.run_local(scenario, data, target, query)]
         results: list[FormResult] = []
-        for telemetry, engine in self._engines(data, (CONVERTED_TARGETS.get(target, "defender"),)):
+        for telemetry, engine in self._engines(data, CONVERTED_TARGETS.get(target, ("defender",))):
             now = self.now_for(data, engine)
             common: dict[str, Any] = dict(form=form, key=form, telemetry=telemetry, expected=expected, query=query,
                                           table=_leading_table(query), now=now)
@@ -620,6 +670,52 @@ class DetectionRun:
                                       row_count=len(result.rows), evidence=evidence, evidence_omitted=omitted,
                                       sql=result.sql, duration_ms=round((time.perf_counter() - started) * 1000, 2)))
         return results
+
+    def run_local(self, scenario: Scenario, data: ScenarioData, target: str, query: str) -> FormResult:
+        """A converted form on its own engine (SQLite, Spark, EQL) over the scenario's events."""
+        from assay.verify import converted
+
+        form = f"converted:{target}"
+        expected = scenario.expected.outcome("converted")
+        telemetry = "recording" if data.recording is not None else "+".join(CONVERTED_TARGETS[target])
+        common: dict[str, Any] = dict(form=form, key=form, telemetry=telemetry, expected=expected, query=query,
+                                      table="logs" if target != "elastic-eql" else None)
+        started = time.perf_counter()
+        try:
+            if target == "elastic-eql":
+                documents = data.telemetry.ecs if data.telemetry is not None else converted.ecs_documents(
+                    [record for engine in data.engines.values() for record in converted.event_records(engine)])
+                result = converted.run_eql(query, documents)
+                if data.telemetry is None:
+                    result = replace(result, notes=(*result.notes, "the recording's Sysmon records as ECS "
+                                                    "documents (the ecs_windows pipeline's field names)"))
+            else:
+                records = [record for schema in ("recording", *CONVERTED_TARGETS[target]) if schema in data.engines
+                           for record in converted.event_records(data.engines[schema])]
+                if target == "sqlite":
+                    result = converted.run_sqlite(query, records)
+                else:
+                    result = converted.run_spark(query, records, self._spark_session())
+        except AssayError as error:
+            return FormResult(**common, status="error", reason=f"the converted query did not run: {error}")
+        elapsed = (time.perf_counter() - started) * 1000
+        verdict: Verdict = "fires" if result.rows else "does-not-fire"
+        status, reason = judge(expected, verdict)
+        reason += f" ({converted.engine_label(target)})" + "".join(f"; {note}" for note in result.notes)
+        names = list(result.columns)
+        keep = _local_evidence_columns(names, query)
+        evidence, omitted = evidence_rows([names[i] for i in keep], [[row[i] for i in keep] for row in result.rows])
+        return FormResult(**common, status=status, verdict=verdict, reason=reason, row_count=len(result.rows),
+                          evidence=evidence, evidence_omitted=omitted, sql=result.statement,
+                          duration_ms=round(elapsed, 2))
+
+    def _spark_session(self) -> Any:
+        """One local Spark session for the run (Spark reuses the JVM across detections: getOrCreate)."""
+        if self._spark is None:
+            from assay.engine.spark_engine import SparkEngine
+
+            self._spark = SparkEngine(os.environ.get("ASSAY_SPARK_MASTER") or "local[1]").session
+        return self._spark
 
     def run(self, shared_data: Path | None,
             on_scenario: Callable[[str, ScenarioResult], None] | None = None) -> DetectionReport:
@@ -648,6 +744,37 @@ class DetectionRun:
         report.agreement = agreement_findings(self.loaded, report, self.processes, self.options.agreement,
                                               converted_queries=self.conversions)
         return report
+
+
+#: Converted targets with an engine of their own (not our KQL engine).
+LOCAL_TARGETS = ("sqlite", "spark-sql", "elastic-eql")
+#: Record fields always shown as evidence of a local converted form, besides those its query names.
+LOCAL_EVIDENCE_CONTEXT = ("EventID", "Computer", "Image", "NewProcessName", "CommandLine", "ParentImage",
+                          "ParentProcessName", "OriginalFileName", "User")
+
+
+def runnable_targets(targets: Sequence[str]) -> list[str]:
+    """The converted targets whose engine can run here (``skipped_targets`` says why the others cannot)."""
+    from assay.verify.converted import engine_unavailable
+
+    return [target for target in targets if target not in LOCAL_TARGETS or engine_unavailable(target) is None]
+
+
+def skipped_targets(targets: Sequence[str]) -> dict[str, str]:
+    """Requested converted targets whose engine is not installed here, with the reason."""
+    from assay.verify.converted import engine_unavailable
+
+    reasons = {target: engine_unavailable(target) for target in targets if target in LOCAL_TARGETS}
+    return {target: reason for target, reason in reasons.items() if reason is not None}
+
+
+def _local_evidence_columns(names: Sequence[str], query: str) -> list[int]:
+    import re
+
+    if len(names) <= EVIDENCE_COLUMN_LIMIT:
+        return list(range(len(names)))
+    mentioned = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", query))
+    return [i for i, name in enumerate(names) if name in LOCAL_EVIDENCE_CONTEXT or name in mentioned]
 
 
 def _error_result(form: str, scenario: Scenario, reason: str) -> FormResult:

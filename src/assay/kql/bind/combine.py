@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import fnmatch
+import re
+from collections.abc import Callable, Sequence
 
 from sqlglot import exp
 
@@ -17,6 +19,7 @@ from assay.kql.bind.scope import (
     aliased,
 )
 from assay.kql.typed import (
+    NUMERIC_TYPES,
     literal,
     number,
     string,
@@ -56,6 +59,11 @@ class CombineOperators(AggregateBinder):
                 suggestion = did_you_mean(right_name, right.names())
                 self.fail(f"unknown column '{right_name}' on the right side of the {operator.name}", pos,
                           f"did you mean '{suggestion}'?" if suggestion else None)
+            left_type, right_type = left.type_of(left_name), right.type_of(right_name)
+            if left_type != right_type and not ({left_type, right_type} <= {"string", "guid"} or (
+                    left_type in NUMERIC_TYPES and right_type in NUMERIC_TYPES)):
+                self.fail(f"the {operator.name} compares {left_name} ({left_type}) with {right_name} "
+                          f"({right_type})", pos, "convert one side first, e.g. extend Key = tostring(...)")
         kind = operator.kind
         left_source = left
         if kind == "innerunique":
@@ -120,19 +128,39 @@ class CombineOperators(AggregateBinder):
         select.append("joins", join)
         return Relation(select, columns)
 
+    def expand_table_patterns(self, sources: Sequence[ast.TabularExpr]) -> list[ast.TabularExpr]:
+        """``union *``, ``union Device*``: a table-name wildcard stands for every known table it matches."""
+        expanded: list[ast.TabularExpr] = []
+        for source in sources:
+            if isinstance(source, ast.TableRef) and "*" in source.name:
+                names = self.data_tables if self.data_tables is not None else self.tables
+                matches = sorted(n for n in names if n in self.tables and fnmatch.fnmatchcase(n, source.name))
+                if not matches:
+                    self.fail(f"no table matches '{source.name}'", source.pos,
+                              "ingest data with `assay ingest`, or name the tables")
+                expanded.extend(ast.TableRef(source.pos, name) for name in matches)
+            else:
+                expanded.append(source)
+        return expanded
+
     def lower_union(self, first: Relation | None, sources: Sequence[ast.TabularExpr], kind: str,
-                    withsource: str | None, isfuzzy: bool, env: Environment, pos: ast.Pos) -> Relation:
-        legs: list[Relation] = [] if first is None else [first]
-        for index, source in enumerate(sources):
+                    withsource: str | None, isfuzzy: bool, env: Environment, pos: ast.Pos,
+                    per_leg: Callable[[Relation], Relation] | None = None) -> Relation:
+        legs: list[Relation] = [] if first is None else [per_leg(first) if per_leg else first]
+        for index, source in enumerate(self.expand_table_patterns(sources)):
             try:
                 relation = self.lower_tabular(source, env)
+                if relation.source_name is None:
+                    relation.source_name = source.name if isinstance(source, ast.TableRef) else \
+                        f"union_arg{index + (1 if first is not None else 0)}"
+                if per_leg is not None:
+                    name = relation.source_name
+                    relation = per_leg(relation)
+                    relation.source_name = name
             except KqlBindError:
                 if isfuzzy:
                     continue
                 raise
-            if relation.source_name is None:
-                relation.source_name = source.name if isinstance(source, ast.TableRef) else \
-                    f"union_arg{index + (1 if first is not None else 0)}"
             legs.append(relation)
         if not legs:
             self.fail("union has no tables to read (all legs failed with isfuzzy=true)", pos)
@@ -188,3 +216,66 @@ class CombineOperators(AggregateBinder):
             exp.Subquery(this=combined, alias=exp.TableAlias(this=exp.to_identifier(self.alias()))), copy=False)
         return Relation(wrapper, columns)
 
+
+
+class SearchOperators(CombineOperators):
+    """search: a bare string matches a term in any column, ``Col:"x"`` a term in Col (``*`` wildcards)."""
+
+    def lower_search(self, node: ast.Search, env: Environment) -> Relation:
+        sources: list[ast.TabularExpr] = [ast.TableRef(node.pos, name) for name in node.tables]
+
+        def matching(relation: Relation) -> Relation:
+            return self.op_search(relation, ast.SearchOp(node.pos, "search", node.predicate, node.case_sensitive),
+                                  env)
+        # a table without a column the predicate names cannot match it: skip it, as union isfuzzy=true does
+        return self.lower_union(None, sources, "outer", "$table", len(sources) > 1 or "*" in node.tables[0],
+                                env, node.pos, per_leg=matching)
+
+    def op_search(self, source: Relation, operator: ast.SearchOp, env: Environment) -> Relation:
+        predicate = search_predicate(operator.predicate, source.columns, operator.case_sensitive)
+        return self.op_where(source, ast.Where(operator.pos, "where", predicate), env)
+
+
+def search_predicate(node: ast.Expr, columns: Sequence[tuple[str, str]], case_sensitive: bool) -> ast.Expr:
+    """The search predicate for one table: terms become ``has`` tests over its string and dynamic columns."""
+    if isinstance(node, ast.Literal) and isinstance(node.value, str):
+        tests = [term_test(ast.Name(node.pos, name), kusto_type, node.value, case_sensitive, node.pos)
+                 for name, kusto_type in columns if kusto_type in ("string", "dynamic", "guid")]
+        if not tests:
+            return ast.Literal(node.pos, False, "bool")
+        result = tests[0]
+        for test in tests[1:]:
+            result = ast.Binary(node.pos, "or", result, test)
+        return result
+    if isinstance(node, ast.Binary) and node.op == ":" and isinstance(node.left, ast.Name) and \
+            isinstance(node.right, ast.Literal) and isinstance(node.right.value, str):
+        kusto_type = dict(columns).get(node.left.name)
+        if kusto_type is None:
+            return ast.Literal(node.pos, False, "bool")  # a table without the column has no match
+        return term_test(node.left, kusto_type, node.right.value, case_sensitive, node.pos)
+    if isinstance(node, ast.Binary) and node.op == ":":
+        return ast.Binary(node.pos, "has_cs" if case_sensitive else "has", node.left, node.right)
+    if isinstance(node, ast.Binary) and node.op in ("and", "or"):
+        return ast.Binary(node.pos, node.op, search_predicate(node.left, columns, case_sensitive),
+                          search_predicate(node.right, columns, case_sensitive))
+    if isinstance(node, ast.Unary) and node.op == "not":
+        return ast.Unary(node.pos, "not", search_predicate(node.operand, columns, case_sensitive))
+    return node
+
+
+def term_test(column: ast.Expr, kusto_type: str, term: str, case_sensitive: bool, pos: ast.Pos) -> ast.Expr:
+    """``column`` has ``term``; ``x*`` is a prefix, ``*x`` a suffix, ``*x*`` a substring, as search reads them."""
+    text: ast.Expr = column if kusto_type in ("string", "guid") else ast.Call(pos, "tostring", (column,))
+    suffix = "_cs" if case_sensitive else ""
+    core = term.strip("*")
+    if "*" in core:
+        pieces = [re.escape(piece) for piece in term.split("*")]
+        regex = ("" if case_sensitive else "(?i)") + ".*".join(pieces)
+        return ast.Binary(pos, "matches regex", text, ast.Literal(pos, regex, "string"))
+    if term.startswith("*") and term.endswith("*") and len(term) > 1:
+        return ast.Binary(pos, "contains" + suffix, text, ast.Literal(pos, core, "string"))
+    if term.endswith("*"):
+        return ast.Binary(pos, "hasprefix" + suffix, text, ast.Literal(pos, core, "string"))
+    if term.startswith("*"):
+        return ast.Binary(pos, "hassuffix" + suffix, text, ast.Literal(pos, core, "string"))
+    return ast.Binary(pos, "has" + suffix, text, ast.Literal(pos, term, "string"))

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NoReturn
@@ -15,6 +16,7 @@ from sqlglot import exp
 
 from assay.errors import KqlBindError, KqlUnsupportedError, SourceSpan
 from assay.kql import ast
+from assay.kql.offline import OfflineSources
 from assay.kql.typed import (
     Typed,
     datetime_literal,
@@ -92,8 +94,17 @@ class BinderBase:
     defined by another visitor raise until the composed ``Binder`` supplies them."""
 
     def __init__(self, query: ast.Query, tables: Mapping[str, Schema], now: datetime,
-                 json_columns: Mapping[str, set[str]] | None = None) -> None:
+                 json_columns: Mapping[str, set[str]] | None = None, offline: OfflineSources | None = None,
+                 probe: Callable[[exp.Expr], list[tuple[Any, ...]]] | None = None,
+                 data_tables: set[str] | None = None) -> None:
         self.query = query
+        self.serialized_rows = False  # inside extend/project over serialized rows (see window_functions)
+        # the tables that hold data (when running): what `union *` and `search` read; None: every known table
+        self.data_tables = data_tables
+        # runs a SELECT on the data while binding (a sqlglot tree in, rows out): plugins whose output columns depend on
+        # the data (bag_unpack, pivot) read them with it; None when there is no data (check, compile)
+        self.probe = probe
+        self.offline = offline or OfflineSources()  # local files mapped to watchlists and externaldata URLs
         self.tables = tables
         self.now = now
         self.now_sql = datetime_literal(now)
@@ -117,6 +128,34 @@ class BinderBase:
 
     def unsupported(self, message: str, pos: ast.Pos, hint: str | None = None) -> NoReturn:
         raise KqlUnsupportedError(message, self.span(pos), hint or "see docs/kql-support.md")
+
+    def run_probe(self, select: exp.Expr, pos: ast.Pos, construct: str) -> list[tuple[Any, ...]]:
+        """Rows of ``select`` (with the query's tabular lets as CTEs), for data-dependent output columns."""
+        if self.probe is None:
+            self.unsupported(f"{construct} takes its output columns from the data, and there is no data here",
+                             pos, "run the query (assay kql ... --db FILE), or give the output schema "
+                                  "with `: (Column: type, ...)`")
+        final = select.copy()
+        if self.ctes and isinstance(final, exp.Select):
+            for name, cte in self.ctes:
+                final = final.with_(exp.to_identifier(name, quoted=True), as_=cte.copy(), copy=False)
+        from assay.errors import AssayError
+
+        try:
+            return self.probe(final)
+        except AssayError as error:
+            self.fail(f"{construct}: reading its columns from the data failed: {error.message}", pos)
+
+    @contextmanager
+    def window_functions(self, source: Relation) -> Iterator[None]:
+        """While lowering extend/project expressions over ``source``: prev(), next(), row_number() and
+        row_cumsum() may run when its rows are serialized (they order by the hidden order column)."""
+        saved = self.serialized_rows
+        self.serialized_rows = source.ordered or source.ordinal_builder is not None
+        try:
+            yield
+        finally:
+            self.serialized_rows = saved
 
     def alias(self) -> str:
         return f"_q{next(self.alias_counter)}"
@@ -167,6 +206,15 @@ class BinderBase:
         raise NotImplementedError
 
     def lower_single_aggregate(self, call: ast.Call, scope: dict[str, Typed], env: Environment) -> Typed:
+        raise NotImplementedError
+
+    def lower_operator(self, source: Relation, operator: ast.Operator, env: Environment) -> Relation:
+        raise NotImplementedError
+
+    def op_where(self, source: Relation, operator: ast.Where, env: Environment) -> Relation:
+        raise NotImplementedError
+
+    def coerce(self, typed: Typed, kusto_type: str, pos: ast.Pos, context: str) -> exp.Expr:
         raise NotImplementedError
 
 
