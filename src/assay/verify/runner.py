@@ -76,7 +76,7 @@ KQL_TELEMETRY: tuple[str, ...] = ("defender",)
 TABLE_TELEMETRY = {"SecurityEvent": "security", "DeviceProcessEvents": "defender", "DeviceFileEvents": "defender",
                    "DeviceRegistryEvents": "defender", "DeviceNetworkEvents": "defender",
                    "DeviceImageLoadEvents": "defender", "DeviceLogonEvents": "defender",
-                   "DeviceEvents": "defender", "IdentityLogonEvents": "defender"}
+                   "DeviceEvents": "defender", "IdentityLogonEvents": "defender", "WindowsEvent": "windows"}
 #: Which telemetry a Sigma route is native to, by its name (any other pairing is labelled "via <telemetry>");
 #: routes over other event channels (System, PowerShell…) are native to ``windows`` (see :func:`_native`).
 NATIVE_TELEMETRY = {"sysmon": "sysmon", "security": "security", "Device": "defender"}
