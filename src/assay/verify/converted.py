@@ -84,15 +84,20 @@ def engine_unavailable(target: str) -> str | None:
 
 def event_records(engine: DuckDBEngine) -> list[dict[str, Any]]:
     """Every event-log record of a scenario database, flat: EventID, Channel, Computer and the event's fields."""
-    result = engine.run('SELECT "EventID", "Channel", "Computer", "Fields" FROM "RawEvents" ORDER BY "AssayEventId"')
+    result = engine.run('SELECT "EventID", "Channel", "Computer", "Fields", "Timestamp" FROM "RawEvents" '
+                        'ORDER BY "AssayEventId"')
     records = []
-    for event_id, channel, computer, fields in result.rows:
+    for event_id, channel, computer, fields, when in result.rows:
         record: dict[str, Any] = {"EventID": str(event_id) if event_id is not None else None, "Channel": channel,
                                   "Computer": computer}
         for name, value in dict(fields or {}).items():
             record.setdefault(str(name), value)
             if " " in str(name):
                 record.setdefault(str(name).replace(" ", ""), value)
+        # The event time, as the SQLite and Databricks backends' correlation queries read it (julianday() /
+        # to_timestamp() parse 'YYYY-MM-DD HH:MM:SS.fff'); an event field of that name wins.
+        if when is not None and not any(name.lower() == "timestamp" for name in record):
+            record["timestamp"] = when.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         records.append(record)
     return records
 
@@ -122,6 +127,11 @@ def _with_named_columns(columns: list[str], query: str, dialect: str) -> list[st
     except SqlglotError:
         return columns
     known = {name.lower() for name in columns}
+    # Names the query defines itself (CTEs, aliases such as a correlation's ts, eid, g0) and SQLite's built-in row
+    # id are not event fields: a NULL column of that name would shadow them.
+    known |= {"rowid", "oid", "_rowid_"}
+    known |= {alias.alias.lower() for alias in tree.find_all(exp.Alias) if alias.alias}
+    known |= {cte.alias.lower() for cte in tree.find_all(exp.CTE) if cte.alias}
     named = [column.name for column in tree.find_all(exp.Column) if column.name and column.name.lower() not in known]
     return [*columns, *dict.fromkeys(named)]
 
