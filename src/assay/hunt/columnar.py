@@ -34,7 +34,7 @@ from sqlglot import exp
 
 from assay.hunt.events import as_field_map, duck_lower
 from assay.hunt.hitrows import HIT_ROW_SCHEMA
-from assay.hunt.prefilter import Formula
+from assay.hunt.prefilter import Formula, needle
 from assay.hunt.timeline import key_fields
 from assay.ingest.mapping import sql_string, timestamp_sql
 from assay.ingest.writer import positions as position_column
@@ -188,6 +188,23 @@ def text_cover(formula: Formula) -> frozenset[str] | None:
     return None
 
 
+#: Characters RE2 reads as operators outside a class: escaped, everything else stands for itself.
+_RE2_SPECIAL = re.compile(r"[\\.+*?()|\[\]{}^$]")
+
+
+def gate_sql(document: str, texts: Sequence[str]) -> str:
+    """SQL true when some value of the field object ``document`` (its JSON text) may contain one of ``texts``
+    (lower-cased): one regular expression over the lower-cased text, the texts JSON-escaped as the object spells
+    them (DuckDB escapes only quotes, backslashes and control characters, so escaping and lower-casing commute and
+    a value holding a text means the object's text holds the escaped text). An object holding an object or a list
+    (``":{`` or ``":[`` anywhere, even inside a string) always passes: Python renders such a value otherwise."""
+    if not texts:
+        return f"(contains({document}, '\":{{') OR contains({document}, '\":['))"
+    pattern = "|".join(_RE2_SPECIAL.sub(r"\\\g<0>", needle(text)) for text in sorted(set(texts)))
+    return (f"(contains({document}, '\":{{') OR contains({document}, '\":[') "
+            f"OR regexp_matches(lower({document}), {sql_string(pattern)}))")
+
+
 @dataclass
 class RouteShape:
     """The values a route's rules read, in the order DuckDB extracts them.
@@ -227,11 +244,7 @@ class RouteShape:
                 base = "k.Ed" if has_event_data else _USER_DATA_FIELDS
                 paths = sql_list(["/" + pointer(n) for n in self.names])
                 items.append(f"coalesce(json_extract_string({base}, {paths}), {_nulls(len(self.names))})")
-            # a value that is itself an object or a list is rendered by Python differently: never gated out
-            tests = " OR ".join(f"contains(lower(v), {sql_string(text)})" for text in self.gate)
-            condition = (f"len(list_filter(json_extract_string({document}, '$.*'), "
-                         f"lambda v: left(v, 1) IN ('{{', '[') OR {tests or 'FALSE'})) > 0")
-            items.append(f"[CASE WHEN {condition} THEN {document} END]")
+            items.append(f"[CASE WHEN {gate_sql(document, self.gate)} THEN {document} END]")
         elif self.all_fields:
             items.append(f"[{document}]")
         elif self.names:
