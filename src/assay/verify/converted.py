@@ -161,11 +161,13 @@ def run_sqlite(query: str, records: Sequence[dict[str, Any]]) -> LocalResult:
         connection.create_function("REGEXP", 2, _regexp, deterministic=True)
         for _ in range(MAX_MISSING_COLUMNS):
             connection.execute("DROP TABLE IF EXISTS logs")
-            quoted = ", ".join('"' + name.replace('"', '""') + '" TEXT' for name in columns)
+            # Untyped columns, and whole numbers stored as numbers: with TEXT columns SQLite compares
+            # DestinationPort >= 49152 as text ('8181' >= '49152' is true), which no log store does.
+            quoted = ", ".join('"' + name.replace('"', '""') + '"' for name in columns)
             connection.execute(f"CREATE TABLE logs ({quoted})")
             placeholders = ", ".join("?" for _ in columns)
             connection.executemany(f"INSERT INTO logs VALUES ({placeholders})",
-                                   [_row(record, columns) for record in records])
+                                   [tuple(_number_or_text(v) for v in _row(record, columns)) for record in records])
             try:
                 cursor = connection.execute(query)
             except sqlite3.OperationalError as error:
@@ -194,6 +196,14 @@ def _regexp(pattern: str | None, value: str | None) -> bool:
         return re2.search(pattern, str(value)) is not None
     except re2.error as error:
         raise VerifyError(f"the converted query's regular expression {pattern!r} is not valid RE2: {error}") from error
+
+
+def _number_or_text(value: str | None) -> int | str | None:
+    """A decimal whole number as an int (as a log store types a port or an event id), anything else unchanged:
+    leading zeros, signs, hex and spaces keep the text."""
+    if value is not None and value.isascii() and value.isdigit() and (value == "0" or not value.startswith("0")):
+        return int(value)
+    return value
 
 
 def _text(value: Any) -> str | None:
