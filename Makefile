@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= build/demo
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean wheel-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ unit: $(STAMP)
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+# Build the wheel, install it in a fresh venv, run the main commands from another folder (CI runs it).
+wheel-test: $(STAMP)
+	PYTHON=$(PYTHON) PIP=$(BIN)/pip bash scripts/wheel_smoke.sh
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

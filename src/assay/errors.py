@@ -6,6 +6,7 @@ Rendering (colour, carets, exit codes) happens only in ``assay.cli``; library co
     ├── UsageError                  bad arguments or options (CLI exit code 2)
     ├── CatalogError                detection.yml / tests.yml / rule files: schema, ATT&CK ids, references
     ├── IngestError                 unreadable or unknown telemetry (bad *records* are counted, not raised)
+    ├── SchemaError                 a table schema file (custom tables) that does not load
     ├── KqlError                    KQL parse/bind/compile errors
     │   ├── KqlSyntaxError
     │   ├── KqlBindError            unknown table/column/function, type errors
@@ -89,6 +90,10 @@ class CatalogError(AssayError):
 
 
 class IngestError(AssayError):
+    pass
+
+
+class SchemaError(AssayError):
     pass
 
 

@@ -13,7 +13,7 @@ import yaml
 
 from assay.catalog import LoadedDetection, load_catalog
 from assay.catalog.lint import lint_catalog
-from assay.schema import canonical_tables
+from assay.schema import known_tables
 from assay.schema.attack import attack_data
 from tests.conftest import DETECTIONS, shared_data_dir
 
@@ -63,9 +63,9 @@ def test_one_benign_scenario_per_false_positive(loaded: LoadedDetection) -> None
 
 
 @pytest.mark.parametrize("loaded", CATALOG.detections, ids=IDS)
-def test_required_tables_are_canonical(loaded: LoadedDetection) -> None:
-    unknown = [t for t in loaded.detection.required_tables if t not in canonical_tables()]
-    assert not unknown, f"{who(loaded)} -> expected canonical tables, got unknown {unknown}"
+def test_required_tables_are_known(loaded: LoadedDetection) -> None:
+    unknown = [t for t in loaded.detection.required_tables if t not in known_tables()]
+    assert not unknown, f"{who(loaded)} -> expected known tables, got unknown {unknown}"
 
 
 @pytest.mark.parametrize("loaded", CATALOG.detections, ids=IDS)
@@ -145,7 +145,8 @@ def test_native_and_hunting_queries_run_on_duckdb(loaded: LoadedDetection) -> No
 @pytest.mark.shared_data
 @pytest.mark.parametrize("loaded", CATALOG.detections, ids=IDS)
 def test_atomic_scenarios_run_the_atomic_command_with_its_defaults(loaded: LoadedDetection, shared_data: Path) -> None:
-    """An atomic scenario's process tree contains the test's executor command, #{defaults} substituted."""
+    """An atomic scenario's process tree contains the test's executor command, #{arguments} substituted: the
+    scenario's input_arguments where given, the test's defaults otherwise."""
     for scenario in loaded.scenarios:
         atomic = scenario.provenance.atomic
         if atomic is None or scenario.activity is None:
@@ -155,15 +156,22 @@ def test_atomic_scenarios_run_the_atomic_command_with_its_defaults(loaded: Loade
                               .read_text(encoding="utf-8"))
         test = next(t for t in data["atomic_tests"] if t["auto_generated_guid"] == atomic.guid)
         command = test["executor"]["command"].strip()
-        for name, argument in test.get("input_arguments", {}).items():
-            command = command.replace("#{" + name + "}", str(argument["default"]))
+        arguments = test.get("input_arguments", {})
+        unknown = set(atomic.input_arguments) - set(arguments)
+        assert not unknown, f"{who(loaded)} -> scenario {scenario.id} sets input arguments the test lacks: {unknown}"
+        for name, argument in arguments.items():
+            command = command.replace("#{" + name + "}", atomic.input_arguments.get(name, str(argument["default"])))
         command = command.replace("PathToAtomicsFolder", "C:\\AtomicRedTeam\\atomics")
-        normalized = " ".join(command.split()).lower()
+        # A multi-line command runs line by line (cmd.exe joins them with &, PowerShell with ;): every line, bar
+        # blank lines and comments, must appear in the scenario's process tree.
+        lines = [" ".join(line.split()).lower() for line in command.splitlines()]
+        lines = [line for line in lines if line and not line.startswith(("#", "rem ", "::"))]
         command_lines = [" ".join(p.command_line.split()).lower() for p in scenario.activity.processes]
-        assert any(normalized in line for line in command_lines), (
-            f"{who(loaded)} -> expected scenario {scenario.id} to run {command!r}, got {command_lines}")
+        missing = [line for line in lines if not any(line in seen for seen in command_lines)]
+        assert not missing, (
+            f"{who(loaded)} -> expected scenario {scenario.id} to run {missing!r}, got {command_lines}")
         if test["executor"]["name"] == "command_prompt":
-            assert any(p.file_name.lower() == "cmd.exe" and normalized in " ".join(p.command_line.split()).lower()
+            assert any(p.file_name.lower() == "cmd.exe" and lines[0] in " ".join(p.command_line.split()).lower()
                        for p in scenario.activity.processes), (
                 f"{who(loaded)} -> expected scenario {scenario.id} to run the command through cmd.exe /c "
                 "(executor command_prompt)")

@@ -143,7 +143,13 @@ def test_columnar_hits_equal_the_record_by_record_path(plan_and_worker: tuple[An
     assert hit_dicts(again) == hit_dicts(columnar_hits)
     assert [len(b.texts) for b, _ in deferred_columnar] == [len(b.texts) for b, _ in deferred_rows if b.texts]
     assert columnar_result.candidates == rows_result.candidates
-    titles = {(h.rule_title, h.source_file.split("/")[-2], h.source_record) for h in columnar_hits}
+    # a hit carries the EventRecordID its record holds (what Event Viewer shows), not the record's position
+    record_ids = {(b.source.label, position): json.loads(text)["Event"]["System"]["EventRecordID"]
+                  for b in batches for position, text in zip(b.records, b.texts, strict=True)}
+    position_of = {(label, record_id): position for (label, position), record_id in record_ids.items()}
+    assert all((h.source_file, h.source_record) in position_of for h in columnar_hits)
+    titles = {(h.rule_title, h.source_file.split("/")[-2], position_of[h.source_file, h.source_record])
+              for h in columnar_hits}
     # UserData's fields are the event's fields (1102 has no EventData)
     assert ("Security Eventlog Cleared By Admin", "srv-dc-01", 4) in titles
     cleared = next(h for h in columnar_hits if h.rule_title == "Security Eventlog Cleared By Admin")

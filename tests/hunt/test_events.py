@@ -48,14 +48,15 @@ def test_evtx_rows_equal_ingested_rows(shared_data: Path) -> None:
         for batch in read_source(source):
             first = writer.next_id
             writer.write([batch])
-            rows = engine.run("SELECT AssayEventId, Channel, EventID, Provider, Computer, Timestamp, Fields "
+            rows = engine.run("SELECT AssayEventId, Channel, EventID, Provider, Computer, Timestamp, Fields, "
+                              "SourceRecord "
                               f"FROM RawEvents WHERE AssayEventId >= {first} ORDER BY AssayEventId").rows
             assert len(rows) == len(batch.texts)
             for text, row in zip(batch.texts, rows, strict=True):
                 built = evtx_row(text)
                 assert built is not None
                 expected = {"channel": row[1], "event_id": row[2], "provider": row[3], "computer": row[4],
-                            "timestamp": row[5], "fields": row[6]}
+                            "timestamp": row[5], "fields": row[6], "record_id": row[7]}
                 actual = built._asdict()
                 actual["timestamp"] = built.timestamp
                 del actual["system_time"]

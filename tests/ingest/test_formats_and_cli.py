@@ -86,7 +86,7 @@ def test_flat_sigma_style_json_array_and_defender_json(tmp_path: Path) -> None:
 def test_cli_ingest_json_summary_tables_and_parquet(tmp_path: Path) -> None:
     runner = CliRunner()
     database = tmp_path / "case.duckdb"
-    result = runner.invoke(cli, ["ingest", str(SAMPLE), "--db", str(database), "--format-output", "json"])
+    result = runner.invoke(cli, ["ingest", str(SAMPLE), "--db", str(database), "--format", "json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     raw_total = sum(1 for _ in (SAMPLE / "sysmon.jsonl").open()) + sum(1 for _ in (SAMPLE / "security.jsonl").open())
@@ -100,17 +100,34 @@ def test_cli_ingest_json_summary_tables_and_parquet(tmp_path: Path) -> None:
     assert {"name": "Fields", "type": "MAP(VARCHAR, VARCHAR)"} in listing["RawEvents"]["columns"]
     # Ingesting again appends with new AssayEventIds (a case grows file by file).
     again = json.loads(runner.invoke(cli, ["ingest", str(SAMPLE / "security.jsonl"), "--db", str(database),
-                                           "--format-output", "json"]).output)
+                                           "--format", "json"]).output)
     assert again["assay_event_ids"][0] == report["assay_event_ids"][1] + 1
     out = tmp_path / "tables"
-    parquet = runner.invoke(cli, ["ingest", str(SAMPLE), "--db", str(tmp_path / "p.duckdb"), "--format", "parquet",
+    parquet = runner.invoke(cli, ["ingest", str(SAMPLE), "--db", str(tmp_path / "p.duckdb"), "--store", "parquet",
                                   "--out", str(out)])
     assert parquet.exit_code == 0, parquet.output
     process = pq.read_table(out / "DeviceProcessEvents")
     assert process.num_rows == report["rows_per_table"]["DeviceProcessEvents"]
     assert "cmstp.exe" in process.column("FileName").to_pylist()
-    missing_out = runner.invoke(cli, ["ingest", str(SAMPLE), "--format", "parquet", "--db", str(tmp_path / "q.duckdb")])
+    missing_out = runner.invoke(cli, ["ingest", str(SAMPLE), "--store", "parquet", "--db", str(tmp_path / "q.duckdb")])
     assert missing_out.exit_code == 2 and "--out" in missing_out.output
+
+
+def test_cli_ingest_old_format_spellings_still_work_with_a_notice(tmp_path: Path) -> None:
+    """--format used to be the storage (duckdb|parquet) and --format-output the report: both keep working for a
+    release, each with a deprecation notice on stderr, and stdout stays machine-readable."""
+    runner = CliRunner()
+    legacy = runner.invoke(cli, ["ingest", str(SAMPLE / "security.jsonl"), "--db", str(tmp_path / "a.duckdb"),
+                                 "--format-output", "json"])
+    assert legacy.exit_code == 0, legacy.output
+    assert json.loads(legacy.stdout)["bad_records"] == 0
+    assert "--format-output is deprecated" in legacy.stderr and "use --format json" in legacy.stderr
+    out = tmp_path / "tables"
+    old_store = runner.invoke(cli, ["ingest", str(SAMPLE / "security.jsonl"), "--db", str(tmp_path / "b.duckdb"),
+                                    "--format", "parquet", "--out", str(out)])
+    assert old_store.exit_code == 0, old_store.output
+    assert "use --store parquet" in old_store.stderr
+    assert pq.read_table(out / "SecurityEvent").num_rows > 0
 
 
 def test_cli_tables_without_database_is_a_usage_error(tmp_path: Path) -> None:
@@ -215,7 +232,7 @@ def test_evtx_inside_a_zip_is_read_in_place(shared_data: Path, tmp_path: Path) -
     summary = ingest_paths([archive], engine=engine)
     assert [(s.label, s.format) for s in summary.sources] == [(f"{archive}!IEWIN7/Sysmon.evtx", "evtx")]
     sources = {r[0] for r in engine.run("SELECT AssaySource FROM DeviceProcessEvents WHERE FileName = 'cmstp.exe'").rows}
-    assert sources == {f"{archive}!IEWIN7/Sysmon.evtx#3"}
+    assert sources == {f"{archive}!IEWIN7/Sysmon.evtx#16038"}  # the third record, by its EventRecordID
     engine.close()
 
 

@@ -126,8 +126,10 @@ def test_otrf_zips_are_read_in_place(shared_db: tuple[DuckDBEngine, IngestSummar
 
 def test_raw_events_keep_every_original_field(shared_db: tuple[DuckDBEngine, IngestSummary]) -> None:
     engine, summary = shared_db
+    # the third record of this exported log: its EventRecordID, what Event Viewer shows, is 16038
     event = rows(engine, """SELECT Fields, EventID, Channel FROM RawEvents
-                            WHERE SourceFile LIKE '%sysmon_1_13_11_cmstp_ini_uacbypass.evtx' AND SourceRecord = 3""")[0]
+                            WHERE SourceFile LIKE '%sysmon_1_13_11_cmstp_ini_uacbypass.evtx'
+                            AND SourceRecord = 16038""")[0]
     fields = event["Fields"]
     assert isinstance(fields, dict)
     for name in ("Image", "CommandLine", "ParentImage", "Hashes", "ProcessGuid", "LogonGuid", "UtcTime"):
@@ -136,5 +138,5 @@ def test_raw_events_keep_every_original_field(shared_db: tuple[DuckDBEngine, Ing
     # What no column took is listed in the summary and kept in AdditionalFields.
     assert "ProcessGuid" in summary.unmapped_fields["sysmon-1-process-create"]
     extra = rows(engine, """SELECT AdditionalFields->>'ProcessGuid' AS guid FROM DeviceProcessEvents
-                            WHERE AssaySource LIKE '%sysmon_1_13_11_cmstp_ini_uacbypass.evtx#3'""")
+                            WHERE AssaySource LIKE '%sysmon_1_13_11_cmstp_ini_uacbypass.evtx#16038'""")
     assert extra[0]["guid"] == fields["ProcessGuid"]

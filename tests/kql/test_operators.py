@@ -254,8 +254,8 @@ def test_type_errors_are_reported_before_running() -> None:
 @pytest.mark.parametrize(("query", "message"), [
     ("externaldata(x: string) [@'https://example.com/iocs.csv'] | take 1", "not available offline"),
     ("_GetWatchlist('HighValueAssets') | take 1", "not available offline"),
-    ("DeviceProcessEvents | evaluate bag_unpack(AdditionalFields)", "'evaluate' operator is not supported"),
-    ("DeviceProcessEvents | make-series count() on Timestamp step 1h", "'make-series' operator is not supported"),
+    ("DeviceProcessEvents | evaluate autocluster()", "evaluate plugin autocluster"),
+    ("DeviceProcessEvents | sample 5", "'sample' operator is not supported"),
     ("DeviceProcessEvents | extend p = prev(FileName)", r"prev\(\) is not supported"),
 ])
 def test_unsupported_constructs_are_named(query: str, message: str) -> None:

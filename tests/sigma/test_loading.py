@@ -63,8 +63,13 @@ def test_invalid_yaml_reports_line(tmp_path: Path) -> None:
 def test_duplicate_key_is_an_error(tmp_path: Path) -> None:
     path = write(tmp_path, "dup.yml", GOOD_RULE.replace("    condition: selection\n",
                                                         "    condition: selection\n    condition: not selection\n"))
-    with pytest.raises(SigmaError, match="Duplicate key 'condition'"):
+    with pytest.raises(SigmaError, match="duplicate key 'condition'") as raised:
         load_rule(path)
+    # located at the second key, as the README promises
+    text = path.read_text(encoding="utf-8").splitlines()
+    span = raised.value.span
+    assert span is not None and span.line is not None and span.col is not None
+    assert text[span.line - 1][span.col - 1:].startswith("condition: not selection")
 
 
 def test_rule_without_detection_names_the_file(tmp_path: Path) -> None:

@@ -219,6 +219,82 @@ def test_works_from_file_url(browser: Browser) -> None:
     page.close()
 
 
+SECTION_NAV = {"Query": "query", "Explanation": "explanation", "Tests": "testing",
+               "False positives & tuning": "false-positives", "Response": "response", "Hunting": "hunting",
+               "Other platforms": "other-platforms"}
+
+
+def test_section_nav_and_collapsed_evidence(browser: Browser) -> None:
+    page = _new_page(browser)
+    page.goto(browser.base_url + f"detections/{CMSTP_SLUG}/sentinel-kql.html")
+    links = page.locator("#section-nav a")
+    assert [links.nth(i).inner_text() for i in range(links.count())] == list(SECTION_NAV)
+    # One click reaches the response playbook, however long the tests above it are.
+    page.locator("#section-nav a", has_text="Response").click()
+    page.wait_for_function("location.hash === '#response'")
+    top = page.evaluate("document.getElementById('response').getBoundingClientRect().top")
+    assert 0 <= top < 200, top
+    # Evidence is collapsed: every scenario is a closed <details>, its evidence tables hidden, its verdict shown.
+    scenarios = page.locator("li.scenario > details")
+    assert scenarios.count() == len(load_catalog(CMSTP_FOLDER).detections[0].scenarios)
+    assert page.evaluate("[...document.querySelectorAll('li.scenario > details')].every(d => !d.open)")
+    atomic = page.locator("#scenario-atomic-remote-scriptlet")
+    assert not atomic.locator("table.evidence-rows").first.is_visible()
+    assert "expected to fire" in atomic.locator("summary").inner_text()
+    assert "Pass" in atomic.locator("summary").inner_text()
+    # The verdict table: one row per scenario, a column per form that ran, each cell a verdict.
+    rows = page.locator("#verdict-table tbody tr")
+    assert rows.count() == scenarios.count()
+    assert page.locator("#verdict-table thead th").count() == 2 + 3  # test, expected, sigma, kql, converted
+    assert rows.first.locator("td.verdict").first.inner_text() == "✓ fired"
+    # A link to a scenario opens it.
+    page.locator('#verdict-table a[href="#scenario-atomic-remote-scriptlet"]').click()
+    page.wait_for_function("document.querySelector('#scenario-atomic-remote-scriptlet details').open")
+    assert atomic.locator("table.evidence-rows").first.is_visible()
+    page.screenshot(path=str(ARTIFACTS / "site-cmstp-verdicts.png"), full_page=False)
+    page.close()
+
+
+def test_collapsed_evidence_opens_without_javascript(browser: Browser) -> None:
+    page = _new_page(browser)
+    # The site's only script answers empty: what is left is plain HTML.
+    page.route("**/static/site.js", lambda route: route.fulfill(body="", content_type="text/javascript"))
+    page.goto(browser.base_url + f"detections/{CMSTP_SLUG}/sentinel-kql.html")
+    scenario = page.locator("#scenario-atomic-remote-scriptlet")
+    assert not scenario.locator("table.evidence-rows").first.is_visible()
+    scenario.locator("summary").click()
+    assert scenario.locator("table.evidence-rows").first.is_visible()
+    page.close()
+
+
+def test_markdown_renders_as_formatted_text(browser: Browser) -> None:
+    page = _new_page(browser)
+    page.goto(browser.base_url + f"detections/{CMSTP_SLUG}/sentinel-kql.html")
+    tuning = page.locator("#tuning")
+    assert tuning.locator("li").count() >= 5
+    assert tuning.locator("em").first.inner_text() == "path and signer"
+    assert "- Deployment agents" not in tuning.inner_text() and "*path" not in tuning.inner_text()
+    assert page.locator("#investigation ol > li").count() == 6
+    page.close()
+
+
+@pytest.mark.parametrize("path", ["index.html", f"detections/{CMSTP_SLUG}/sentinel-kql.html",
+                                  f"detections/{CMSTP_SLUG}/elastic-esql.html", "platforms/splunk.html"])
+def test_nothing_scrolls_sideways_at_phone_width(browser: Browser, path: str) -> None:
+    page = _new_page(browser)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(browser.base_url + path)
+    scroll_width, inner_width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert inner_width == 390
+    assert scroll_width <= inner_width, f"{path}: the page is {scroll_width}px wide at {inner_width}px"
+    if path in ("index.html", "platforms/splunk.html"):
+        # The detection list is a card per detection, not a table wider than the screen.
+        assert page.evaluate("getComputedStyle(document.querySelector('tr[data-detection-row]')).display") == "block"
+    name = path.replace("/", "-").removesuffix(".html")
+    page.screenshot(path=str(ARTIFACTS / f"site-390-{name}.png"), full_page=False)
+    page.close()
+
+
 def test_no_request_left_localhost(browser: Browser) -> None:
     # Runs last in this module: every page above has loaded by now.
     assert browser.requests, "the route handler saw no requests"

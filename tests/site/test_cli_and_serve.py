@@ -38,7 +38,10 @@ def test_build_text_output_says_where_to_open_it(tmp_path: Path) -> None:
     out = tmp_path / "site"
     result = CliRunner().invoke(cli, ["site", "build", "--catalog", str(catalog), "--out", str(out), "--no-report"])
     assert result.exit_code == 0, result.output
-    assert "Built 12 page(s) for 1 detection(s)" in result.output
+    # A page for the native KQL, one for the Sigma rule, one per conversion target.
+    from assay.sigma.conversion import TARGETS
+
+    assert f"Built {2 + len(TARGETS)} page(s) for 1 detection(s)" in result.output
     assert f"Open {(out / 'index.html').resolve()}" in result.output
     assert "No proof report" in result.output
 

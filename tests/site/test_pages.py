@@ -20,7 +20,9 @@ SECTIONS = ("description", "attack", "query", "badges", "explanation", "data-sou
 
 #: pySigma targets the catalog is converted to (a page each), besides the native KQL and the Sigma rule.
 CONVERTED_PAGES = ("microsoft-xdr", "sentinel-asim", "sentinel-securityevent", "splunk", "splunk-cim",
-                   "splunk-spl2", "elastic-esql", "elastic-eql", "elastic-lucene", "elastic-elastalert")
+                   "splunk-spl2", "elastic-esql", "elastic-eql", "elastic-lucene", "elastic-elastalert",
+                   "google-secops", "ibm-qradar-aql", "sumo-logic", "crowdstrike-logscale", "sentinelone-powerquery",
+                   "sqlite", "spark-sql")
 
 
 def _page(site: SiteBuild, key: str) -> Path:
@@ -151,7 +153,12 @@ def test_testing_methodology_without_a_report_says_not_yet_run(cmstp_site: SiteB
 def test_converted_page_explains_it_is_not_run_locally(cmstp_site: SiteBuild) -> None:
     page = parse_page(_page(cmstp_site, "splunk"))
     assert "not-runnable" in page.ids
-    assert "Assay does not execute SPL" in page.all_text
+    assert "Converted, not executed: there is no local SPL engine" in page.all_text
+    # The page's own badge never says proven: it says what happened to the query.
+    html = _page(cmstp_site, "splunk").read_text(encoding="utf-8")
+    badges = html[html.index('id="badges"'):html.index("</header>", html.index('id="badges"'))]
+    assert 'data-proof-status="not-runnable">Converted, not executed<' in badges
+    assert "proven" not in badges.lower()
     assert f"../../detections/{CMSTP_SLUG}/sigma.html#testing" in page.links
 
 
@@ -252,3 +259,13 @@ def test_manifest_lists_every_file(cmstp_site: SiteBuild) -> None:
     manifest = json.loads((cmstp_site.out / MANIFEST).read_text(encoding="utf-8"))
     on_disk = {str(p.relative_to(cmstp_site.out)) for p in cmstp_site.out.rglob("*") if p.is_file()}
     assert on_disk == set(manifest["files"])
+
+
+def test_index_filters_by_the_telemetry_a_user_has(cmstp_site: SiteBuild) -> None:
+    index = parse_page(cmstp_site.out / "index.html")
+    rows = [attrs for tag, attrs in index.tags if "data-detection-row" in attrs]
+    # Each telemetry one of CMSTP's forms runs on alone (assay coverage --have): Sigma on all four, KQL on Defender.
+    assert rows[0]["data-sources"] == "sysmon security defender ecs"
+    options = [attrs.get("value") for tag, attrs in index.tags if tag == "option"]
+    assert {"sysmon", "security", "defender", "ecs"} <= set(options)
+    assert "filter-sources" in index.ids

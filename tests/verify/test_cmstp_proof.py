@@ -34,7 +34,7 @@ def test_every_scenario_passes_in_every_form(proof: ProofReport) -> None:
                if r.status in ("fail", "error")]
     assert not failing
     assert not detection.errors
-    assert detection.forms == ["sigma", "kql", "converted:microsoft-xdr"]
+    assert detection.forms == ["sigma", "kql", "converted:microsoft-xdr", "converted:sqlite"]
     assert proof.summary.ok and proof.summary.disagreements == 0
     for scenario in detection.scenarios:
         if scenario.provenance == "recording" and all(r.status == "skip" for r in scenario.results):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import shutil
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import pytest
@@ -11,6 +14,7 @@ import pytest
 from assay.verify.junit import junit_xml
 from assay.verify.report import ProofReport, load_report, save_report
 from assay.verify.runner import RunOptions, run_paths
+from tests.conftest import DETECTIONS
 from tests.verify.conftest import (
     KQL_CERTUTIL,
     KQL_CERTUTIL_SCORING,
@@ -46,11 +50,11 @@ def agreeing_report(tmp_path_factory: pytest.TempPathFactory) -> ProofReport:
 
 def test_every_form_runs_on_every_route_and_passes(agreeing_report: ProofReport) -> None:
     detection = agreeing_report.detections[0]
-    assert detection.forms == ["sigma", "kql", "converted:microsoft-xdr"]
+    assert detection.forms == ["sigma", "kql", "converted:microsoft-xdr", "converted:sqlite"]
     attack = _results(agreeing_report, "own-urlcache-download")
     routes = {r.key for r in attack}
     assert {"sigma[sysmon:1]", "sigma[security:4688]", "sigma[DeviceProcessEvents]", "kql",
-            "converted:microsoft-xdr"} <= routes
+            "converted:microsoft-xdr", "converted:sqlite"} <= routes
     assert all(r.status == "pass" and r.verdict == "fires" for r in attack), [(r.key, r.reason) for r in attack]
     benign = _results(agreeing_report, "fp-hashfile-installer")
     assert benign and all(r.status == "pass" and r.verdict == "does-not-fire" for r in benign)
@@ -191,7 +195,7 @@ def test_missing_recording_is_skipped_with_the_reason(write_detection: WriteDete
     # The synthesized scenario proves Sigma and KQL; the converted form was not run, so the proof is partial.
     assert report.detections[0].proof_status == "partial"
     assert set(report.detections[0].available_forms) - set(report.detections[0].forms) == {
-        "converted:microsoft-xdr"}
+        "converted:microsoft-xdr", "converted:sqlite"}
 
 
 def test_a_rule_that_does_not_load_is_a_detection_error(write_detection: WriteDetection) -> None:
@@ -295,3 +299,27 @@ def test_a_kql_that_does_not_parse_is_an_error_of_that_form_only(write_detection
     assert by_form["kql"].status == "error" and "did not run" in by_form["kql"].reason
     assert by_form["sigma"].status == "pass"
     assert report.summary.errors == 1 and report.detections[0].proof_status == "failing"
+
+
+def test_detections_proven_in_worker_processes_match_the_serial_run(tmp_path: Path) -> None:
+    """--jobs N proves detections in spawned worker processes: same verdicts, same order, and on_scenario is
+    told about every scenario."""
+    from assay.catalog.init_repo import init_repository
+
+    init_repository(tmp_path / "repo")
+    example = tmp_path / "repo" / "detections" / "T1202-indirect-command-execution"
+    shutil.copytree(DETECTIONS / "T1218.003-cmstp", tmp_path / "repo" / "detections" / "T1218.003-cmstp")
+    options = RunOptions(forms=("sigma", "kql"))
+    serial = run_paths([tmp_path / "repo" / "detections"], options)
+    seen: list[str] = []
+    parallel = run_paths([tmp_path / "repo" / "detections"], dataclasses.replace(options, jobs=2),
+                         on_scenario=lambda detection_id, scenario: seen.append(scenario.id))
+
+    def verdicts(report: Any) -> list[tuple[str, str, str, str]]:
+        return [(d.id, s.id, r.key, r.status) for d in report.detections for s in d.scenarios for r in s.results]
+
+    assert [d.path for d in parallel.detections] == [d.path for d in serial.detections]
+    assert verdicts(parallel) == verdicts(serial)
+    assert sorted(seen) == sorted(s.id for d in serial.detections for s in d.scenarios)
+    assert parallel.summary.passed == serial.summary.passed > 0
+    assert str(example) in {d.path for d in parallel.detections}

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from assay.catalog.loader import Catalog, load_catalog, load_yaml
 from assay.catalog.models import FORMS, Form, LoadedDetection, Scenario, YamlPath
 from assay.errors import AssayError, CatalogError, SourceSpan
-from assay.schema import canonical_tables
+from assay.schema import known_tables
 from assay.schema.attack import AttackData, UnknownTechniqueError, attack_data
 
 Severity = Literal["error", "warning"]
@@ -189,7 +189,7 @@ class _Linter:
                            hint="fix the id or remove it from related")
 
     def check_tables(self, loaded: LoadedDetection) -> None:
-        tables = canonical_tables()
+        tables = known_tables()
         for index, table in enumerate(loaded.detection.required_tables):
             if table not in tables:
                 from assay.errors import did_you_mean
@@ -197,7 +197,7 @@ class _Linter:
                 suggestion = did_you_mean(table, list(tables))
                 self.error("table", f"unknown table {table!r}", loaded.span("detection", ("required_tables", index)),
                            hint=f"did you mean {suggestion!r}?" if suggestion else
-                           f"known tables: {', '.join(tables)}")
+                           "known tables are listed in docs/kql-support.md; declare others in a schema file")
         for query_index, hunting in enumerate(loaded.detection.hunting):
             for table_index, table in enumerate(hunting.tables):
                 if table not in tables:
@@ -232,6 +232,17 @@ class _Linter:
             return _locate_in_marks(sigma_marks.nodes, sigma_marks.keys, message, sigma_marks.file,
                                     loaded.sigma_text or "", default=("detection",))
 
+        # The rule loads as every other command loads it (sigma eval, convert, hunt): the same error at the same
+        # file:line:col everywhere.
+        from assay.errors import SigmaError as RuleError
+        from assay.sigma.loading import load_rule_text
+
+        try:
+            load_rule_text(loaded.sigma_text or "", loaded.sigma_path)
+        except RuleError as error:
+            code = "sigma-condition" if error.message.startswith("condition ") else "sigma-load"
+            self.error(code, error.message, error.span or file_span, hint=error.hint)
+            return
         try:
             collection = SigmaCollection.from_yaml(loaded.sigma_text, collect_errors=True)
         except SigmaError as error:

@@ -122,7 +122,12 @@ def _plain(node: Any, path: YamlPath, marks: YamlMarks, construct: Callable[[Any
             return _plain_collection(node, path, marks, construct, budget)
         finally:
             budget.open.discard(id(node))
-    value = construct(node)
+    try:
+        value = construct(node)
+    except (ValueError, TypeError, OverflowError) as error:  # e.g. a date that does not exist: 2026-02-30
+        raise CatalogError(f"value cannot be read: {error}",
+                           SourceSpan(marks.file, node.start_mark.line + 1, node.start_mark.column + 1, marks.text),
+                           hint="quote it if it is text") from None
     if isinstance(value, dt.datetime):  # ruamel's TimeStamp subclass → a plain datetime
         return dt.datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
                            value.microsecond, tzinfo=value.tzinfo)
@@ -469,12 +474,15 @@ def _load_detection_uncached(folder: Path) -> LoadedDetection:
 
 
 def detection_folders(root: str | Path) -> list[Path]:
-    """Every detection folder at or under ``root`` (a folder holding detection.yml), sorted."""
+    """Every detection folder at or under ``root`` (a folder holding detection.yml), sorted.
+
+    A file inside a detection folder (``tests.yml``, ``rule.sigma.yml``…) stands for its folder, so the file
+    names a pre-commit hook passes select the detections a commit touches."""
     root = Path(root)
     if (root / DETECTION_FILE).is_file():
         return [root]
-    if root.is_file() and root.name == DETECTION_FILE:
-        return [root.parent]
+    if root.is_file():
+        return [root.parent] if (root.parent / DETECTION_FILE).is_file() else []
     return sorted(path.parent for path in root.rglob(DETECTION_FILE) if not any(
         part.startswith(".") for part in path.relative_to(root).parts))
 
@@ -519,6 +527,7 @@ def load_catalog(roots: str | Path | Iterable[str | Path]) -> Catalog:
     """Load every detection under the root(s); a folder that fails does not stop the others."""
     root_list = [Path(roots)] if isinstance(roots, str | Path) else [Path(r) for r in roots]
     catalog = Catalog(root_list[0] if root_list else Path("."))
+    seen: set[Path] = set()
     for root in root_list:
         if not root.exists():
             catalog.errors.append(CatalogError("no such file or folder", SourceSpan(str(root)),
@@ -529,6 +538,10 @@ def load_catalog(roots: str | Path | Iterable[str | Path]) -> Catalog:
             catalog.errors.append(CatalogError(f"no detections found (no {DETECTION_FILE} at or under it)",
                                                SourceSpan(str(root))))
         for folder in folders:
+            # Two paths naming the same detection (two of its files, say) load it once.
+            if folder.resolve() in seen:
+                continue
+            seen.add(folder.resolve())
             try:
                 catalog.detections.append(load_detection(folder))
             except CatalogLoadError as error:

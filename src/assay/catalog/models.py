@@ -211,6 +211,9 @@ class AtomicProvenance(StrictModel):
     test: Text
     #: The technique folder in atomics/ (defaults to the detection's technique).
     technique: TechniqueId | None = None
+    #: Input arguments given to the test instead of its defaults (``Invoke-AtomicTest … -InputArgs @{…}``), e.g.
+    #: a real target where the default is a harmless stand-in; the others keep their defaults.
+    input_arguments: dict[str, str] = Field(default_factory=dict)
 
 
 class FalsePositiveProvenance(StrictModel):

@@ -37,8 +37,10 @@ def _load(path: Path) -> Any:
 
 @click.command("lint")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="'text': one 'file:line:col: severity: message' per issue; 'json' for machines.")
+@click.option("--format", "output_format", type=click.Choice(["text", "json", "sarif"]), default="text",
+              show_default=True,
+              help="'text': one 'file:line:col: severity: message' per issue; 'json' for machines; 'sarif' (SARIF "
+                   "2.1.0) for code-scanning views.")
 @click.option("--attack-version", default=None, metavar="VERSION",
               help="ATT&CK version to check ids against (default: $ASSAY_ATTACK_VERSION or the packaged default).")
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1 on any issue).")
@@ -54,7 +56,11 @@ def lint_command(paths: tuple[Path, ...], output_format: str, attack_version: st
     report = lint_catalog(targets, attack_version=attack_version)
     cwd = Path.cwd()
     failed = bool(report.errors) or (strict and bool(report.warnings))
-    if output_format == "json":
+    if output_format == "sarif":
+        from assay.verify.sarif import lint_sarif
+
+        emit_json(lint_sarif(report, cwd))
+    elif output_format == "json":
         emit_json({
             "ok": not failed,
             "detections": report.detections_checked,
@@ -82,6 +88,35 @@ def lint_command(paths: tuple[Path, ...], output_format: str, attack_version: st
         click.echo(click.style(summary, fg="red" if failed else "green") if colour else summary)
     if failed:
         sys.exit(1)
+
+
+# ----------------------------------------------------------------------------------------------------------- init
+
+
+@click.command("init")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--package", default=None, metavar="SPEC",
+              help="What the CI files pip-install (default: assay==<this version>), e.g. a wheel URL.")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="'json': the files written, for scripts.")
+def init_command(directory: Path, package: str | None, output_format: str) -> None:
+    """Start a detections repository in DIRECTORY.
+
+    \b
+    Writes an example detection (detections/T1202-indirect-command-execution, its scenarios proven), CI for GitHub
+    Actions (.github/workflows/assay.yml) and GitLab CI (.gitlab-ci.yml) running `assay lint` and `assay test`
+    with JUnit, a .pre-commit-config.yaml and a README. Never overwrites a file. Then:
+      cd DIRECTORY && assay test detections/
+    """
+    from assay.catalog.init_repo import init_repository
+
+    result = init_repository(directory, package=package)
+    if output_format == "json":
+        emit_json({"root": str(result.root), "files": [str(p) for p in result.files]})
+        return
+    for path in result.files:
+        click.echo(f"wrote {path}")
+    click.echo(f"next: cd {result.root} && assay test detections/")
 
 
 # ----------------------------------------------------------------------------------------------------------- show
@@ -189,4 +224,4 @@ def list_command(path: Path | None, technique: str | None, severities: tuple[str
     )
 
 
-COMMANDS: list[click.Command] = [lint_command, show_command, list_command]
+COMMANDS: list[click.Command] = [init_command, lint_command, show_command, list_command]

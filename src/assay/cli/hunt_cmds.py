@@ -23,6 +23,8 @@ TABLE_COLUMNS = ("timestamp", "host", "rule", "level", "techniques", "event_id",
 MAX_TABLE_FIELD_CHARS = 160
 #: Hits shown in the rich table on a terminal; the rest are counted (use --out or --format csv for all).
 MAX_TERMINAL_ROWS = 500
+#: Files and folders not read listed in the text summary (JSON lists them all).
+MAX_LISTED_NOT_READ = 20
 
 
 class _Progress(AbstractContextManager["_Progress"]):
@@ -127,6 +129,13 @@ def _print_summary(result: Any, err: bool) -> None:
         echo(f"{len(result.missing_fields)} rule routes read fields their events do not have, e.g.:")
         for problem in result.missing_fields[:5]:
             echo(f"  {problem.title}: {problem.reason}")
+    not_read = [item for item in result.skipped if not item.is_damage]  # damaged ones are bad records, below
+    if not_read:
+        echo(f"{len(not_read)} file(s) or folder(s) not read:")
+        for item in not_read[:MAX_LISTED_NOT_READ]:
+            echo(f"  {item.label}: {item.reason}")
+        if len(not_read) > MAX_LISTED_NOT_READ:
+            echo(f"  … {len(not_read) - MAX_LISTED_NOT_READ} more (see --format json)")
     if result.bad_records:
         echo(f"{result.bad_records} bad records skipped (damaged logs):")
         for bad in result.bad_record_list[:20]:
@@ -191,6 +200,12 @@ def hunt_command(logs: tuple[Path, ...], rule_paths: tuple[Path, ...], output_fo
                       cache_dir=not no_cache, progress=progress if progress.enabled else None)
     with result:
         _report(result, output_format, out)
+        broken = [p for p in result.problems if p.kind == "load"]
+    if broken:
+        # the other rules ran and their hits are above; a rule that does not load is an error to fix
+        click.echo(f"error: {len(broken)} rule file(s) did not load (listed above with file:line:col); "
+                   "the other rules ran", err=True)
+        sys.exit(1)
 
 
 def _report(result: Any, output_format: str, out: Path | None) -> None:

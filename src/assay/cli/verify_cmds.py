@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,7 @@ def print_proof_report(report: Any, verbose: bool = False) -> None:
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--form", "forms", multiple=True, type=click.Choice(["sigma", "kql", "converted"]),
               help="Run only these forms (repeatable). Default: every form the detection has.")
-@click.option("--format", "output_format", type=click.Choice(["table", "json", "junit"]), default="table",
+@click.option("--format", "output_format", type=click.Choice(["table", "json", "junit", "sarif"]), default="table",
               show_default=True, help="What to print: a table for people, the JSON report, or JUnit XML.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=DEFAULT_PROOF_DIR, show_default=True,
               help=f"Folder for {REPORT_NAME} (read by the site and `assay coverage`) and {JUNIT_NAME}.")
@@ -118,14 +119,20 @@ def print_proof_report(report: Any, verbose: bool = False) -> None:
                    "documents.")
 @click.option("--scenario", "scenario_ids", multiple=True, metavar="ID",
               help="Run only this scenario (repeatable); the detections without it are left out.")
-@click.option("--jobs", "-j", type=click.IntRange(1, 32), default=1, show_default=True,
-              help="Scenarios proven in parallel (each has its own databases).")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
+              help="Detections proven in parallel worker processes (default: one per core; 1 runs in this "
+                   "process). A single detection's scenarios run in this many threads.")
+@click.option("--converted", "converted", multiple=True, metavar="TARGET",
+              help="Converted forms to execute (repeatable): microsoft-xdr (our KQL engine), sqlite (sqlite3), "
+                   "spark-sql (local PySpark), elastic-eql (the optional eql package), or all. "
+                   "Default: microsoft-xdr and sqlite.")
 @click.option("--baseline", type=click.Path(path_type=Path, dir_okay=False),
               help="A previous report.json: list the checks that regressed or got fixed since.")
 @click.option("-v", "--verbose", is_flag=True, help="Also list skipped checks and declared differences.")
 def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format: str, out_dir: Path,
                   agreement: str, now_text: str | None, shared_data: Path | None, telemetry: tuple[str, ...],
-                  scenario_ids: tuple[str, ...], jobs: int, baseline: Path | None, verbose: bool) -> None:
+                  scenario_ids: tuple[str, ...], jobs: int | None, converted: tuple[str, ...],
+                  baseline: Path | None, verbose: bool) -> None:
     """Prove detections: run every form on every scenario and check the forms agree.
 
     \b
@@ -138,18 +145,29 @@ def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format
     """
     from assay.verify.junit import junit_xml
     from assay.verify.report import compare_reports, load_report, save_report
-    from assay.verify.runner import DEFAULT_SIGMA_TELEMETRY, RunOptions, run_paths
+    from assay.verify.runner import (
+        CONVERTED_TARGETS,
+        DEFAULT_CONVERTED_TARGETS,
+        DEFAULT_SIGMA_TELEMETRY,
+        RunOptions,
+        run_paths,
+        skipped_targets,
+    )
 
     targets = list(paths) or [Path("detections")]
     for target in targets:
         if not target.exists():
             raise UsageError(f"no such file or folder: {target}",
                              hint="pass a detection folder or a folder of detections (default: detections/)")
+    targets_wanted = _converted_targets(converted, tuple(CONVERTED_TARGETS), DEFAULT_CONVERTED_TARGETS)
+    for name, reason in skipped_targets(targets_wanted).items():
+        click.echo(f"note: converted:{name} is not executed here: {reason}", err=True)
     options = RunOptions(
         forms=tuple(forms) if forms else ("sigma", "kql", "converted"),  # type: ignore[arg-type]
         agreement="warn" if agreement == "warn" else "fail", now=_parse_now(now_text),
         shared_data=shared_data, sigma_telemetry=tuple(telemetry) or DEFAULT_SIGMA_TELEMETRY,
-        scenarios=tuple(scenario_ids) or None, jobs=jobs)
+        scenarios=tuple(scenario_ids) or None, jobs=jobs if jobs is not None else min(os.cpu_count() or 1, 32),
+        converted_targets=targets_wanted)
     if shared_data is not None and not shared_data.is_dir():
         raise UsageError(f"--shared-data {shared_data} is not a folder")
     progress = None
@@ -174,6 +192,12 @@ def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format
         click.echo(report.model_dump_json(indent=2))
     elif output_format == "junit":
         click.echo(junit_xml(report), nl=False)
+    elif output_format == "sarif":
+        from assay.catalog import load_catalog
+        from assay.verify.sarif import proof_sarif
+
+        loaded = {d.id: d for d in load_catalog(targets).detections}
+        emit_json(proof_sarif(report, loaded))
     else:
         print_proof_report(report, verbose)
         if previous is not None:
@@ -193,6 +217,26 @@ def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format
         raise SystemExit(1)
 
 
+def _converted_targets(given: tuple[str, ...], known: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
+    """--converted values: known target names or ``all``; none given means the default set."""
+    if not given:
+        return default
+    chosen: list[str] = []
+    for value in given:
+        names = known if value == "all" else tuple(v.strip() for v in value.split(",") if v.strip())
+        for name in names:
+            if name not in known:
+                from assay.errors import did_you_mean
+
+                suggestion = did_you_mean(name, list(known))
+                raise UsageError(f"--converted {name!r} is not a converted form Assay executes",
+                                 hint=(f"did you mean {suggestion!r}? " if suggestion else "")
+                                 + f"choose from {', '.join(known)} or all")
+            if name not in chosen:
+                chosen.append(name)
+    return tuple(chosen)
+
+
 @click.command("coverage")
 @click.argument("catalog_paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--report", "report_path", type=click.Path(path_type=Path), default=DEFAULT_PROOF_DIR / REPORT_NAME,
@@ -201,18 +245,27 @@ def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format
               help="Write an ATT&CK Navigator layer (JSON, layer format 4.5) scored by proof status.")
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="Output format.")
+@click.option("--have", "have_text", metavar="SOURCES",
+              help="The telemetry you collect, comma-separated: sysmon, security, defender, ecs. Lists which "
+                   "detections (and which of their forms) can run on it, and why the others cannot.")
 def coverage_command(catalog_paths: tuple[Path, ...], report_path: Path, navigator_path: Path | None,
-                     output_format: str) -> None:
+                     output_format: str, have_text: str | None) -> None:
     """ATT&CK coverage by tactic, scored by proof status (proven / partial / untested / failing).
 
     \b
     Reads the proof report (run `assay test` first) and, when CATALOG_PATHS are given (default: detections/ if
     it exists), counts catalog detections missing from the report as untested. Tactics are listed in ATT&CK
     matrix order from the packaged ATT&CK data.
+    With --have, answers instead: which detections can run on the telemetry you have?
+      assay coverage --have sysmon,security
     """
     from assay.catalog.loader import load_catalog
     from assay.verify.coverage import coverage_by_tactic, detection_statuses, navigator_layer
     from assay.verify.report import load_report
+
+    if have_text is not None:
+        _coverage_for_sources(catalog_paths, have_text, output_format)
+        return
 
     # The default report may not exist yet (coverage then counts everything untested); a named one must.
     explicit = report_path != DEFAULT_PROOF_DIR / REPORT_NAME
@@ -245,6 +298,35 @@ def coverage_command(catalog_paths: tuple[Path, ...], report_path: Path, navigat
         click.echo(f"navigator layer: {navigator_path}")
     if report is None:
         click.echo(f"note: no proof report at {report_path}; every detection counted as untested")
+
+
+def _coverage_for_sources(catalog_paths: tuple[Path, ...], have_text: str, output_format: str) -> None:
+    """``assay coverage --have``: each detection's forms against the telemetry the user has."""
+    from assay.catalog.loader import load_catalog
+    from assay.verify.coverage import DATA_SOURCES, data_source_coverage, parse_have
+
+    have = parse_have(have_text)
+    roots = list(catalog_paths) or [Path("detections")]
+    for root in roots:
+        if not root.exists():
+            raise UsageError(f"no such file or folder: {root}", hint="pass the catalog folder (default: detections/)")
+    catalog = load_catalog(roots)
+    rows = data_source_coverage(catalog.detections, have)
+    if output_format == "json":
+        emit_json({"have": sorted(have), "detections": [row.as_dict() for row in rows],
+                   "counts": {status: sum(1 for r in rows if r.status == status)
+                              for status in ("runs", "partly", "cannot run")}})
+        return
+    print_table(["detection", "technique", "title", "on your data", "forms that run", "forms that cannot, and why"],
+                [[row.id[:8], row.technique, row.title, row.status,
+                  ", ".join(n.form for n in row.forms if n.runs) or "-",
+                  "; ".join(f"{n.form}: {n.why}" for n in row.forms if not n.runs) or "-"] for row in rows],
+                title=f"Detections on {', '.join(sorted(have))} ({', '.join(DATA_SOURCES[s] for s in sorted(have))})")
+    counts = {status: sum(1 for r in rows if r.status == status) for status in ("runs", "partly", "cannot run")}
+    click.echo(f"{len(rows)} detection(s): {counts['runs']} run in every form, {counts['partly']} in some forms, "
+               f"{counts['cannot run']} cannot run on {', '.join(sorted(have))}")
+    for error in catalog.errors:
+        click.echo(f"error: {error} (not counted)", err=True)
 
 
 @click.group("atomics")

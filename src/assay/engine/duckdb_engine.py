@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ import sqlglot
 from sqlglot import exp
 
 from assay.errors import EngineError
-from assay.schema import canonical_tables, duckdb_create_table_sql
+from assay.schema import TableSchema, duckdb_create_table_sql, ingest_tables, known_tables
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,12 @@ def default_db_path() -> Path:
 
 
 class DuckDBEngine:
-    """A DuckDB connection with the canonical tables created. ``path=None`` means in memory."""
+    """A DuckDB connection with the ingest-filled tables created. ``path=None`` means in memory.
+
+    The ~730 other known tables (documented Sentinel / Defender tables, custom ones) are created only when needed
+    (:meth:`ensure_tables`: a query reads them, rows are loaded into them), empty, with their columns: creating
+    them all would cost every engine open (hunt workers and test scenarios open many).
+    """
 
     dialect = "duckdb"
 
@@ -55,14 +60,37 @@ class DuckDBEngine:
         except duckdb.Error as error:
             raise EngineError(f"cannot open DuckDB database {self.path}: {error}",
                               hint="check the path, or close other programs using it") from error
+        self.read_only = read_only
         if threads:
             self.connection.execute(f"SET threads = {int(threads)}")
         if create_tables and not read_only:
             self.create_canonical_tables()
 
     def create_canonical_tables(self) -> None:
-        for table in canonical_tables().values():
-            self.connection.execute(duckdb_create_table_sql(table))
+        """Create the tables ingestion fills (with their documented columns), if absent."""
+        self.connection.execute(";".join(duckdb_create_table_sql(table) for table in ingest_tables().values()))
+
+    def ensure_tables(self, names: Iterable[str], schemas: Mapping[str, TableSchema] | None = None) -> list[str]:
+        """Create the known tables among ``names`` that this database lacks (TEMP tables when it is read-only);
+        ``schemas`` adds tables (a user's schema file) to the known ones. Returns the names created."""
+        known = known_tables()
+        wanted = [name for name in dict.fromkeys(names)
+                  if (schemas is not None and name in schemas) or name in known]
+        if not wanted:
+            return []
+        present = {str(row[0]).lower() for row in self.connection.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+        created = []
+        for name in wanted:
+            if name.lower() in present:
+                continue
+            table = schemas[name] if schemas is not None and name in schemas else known[name]
+            try:
+                self.connection.execute(duckdb_create_table_sql(table, temporary=self.read_only))
+            except duckdb.Error as error:
+                raise EngineError(f"cannot create table {name}: {error}") from error
+            created.append(name)
+        return created
 
     def to_sql(self, query: exp.Expression | str) -> str:
         if isinstance(query, exp.Expression):

@@ -103,7 +103,7 @@ class SparkEngine:
         location = Path(path)
         if not location.exists():
             raise EngineError(f"Parquet data for table {table} not found at {location}",
-                              hint="write it first with: assay ingest LOGS --format parquet")
+                              hint="write it first with: assay ingest LOGS --store parquet")
         try:
             self.session.read.parquet(str(location)).createOrReplaceTempView(table)
         except Exception as error:

@@ -34,6 +34,7 @@ from sqlglot import exp
 
 from assay.hunt.events import as_field_map, duck_lower
 from assay.hunt.hitrows import HIT_ROW_SCHEMA
+from assay.hunt.prefilter import Formula
 from assay.hunt.timeline import key_fields
 from assay.ingest.mapping import sql_string, timestamp_sql
 from assay.ingest.writer import positions as position_column
@@ -60,6 +61,8 @@ WIDE_ROUTE_NAMES = 32
 _PROVIDER = "/Event/System/Provider/#attributes/Name"
 _COMPUTER = "/Event/System/Computer"
 _SYSTEM_TIME = "/Event/System/TimeCreated/#attributes/SystemTime"
+#: The record number Event Viewer shows (an exported log keeps it; its records' positions start again at 1).
+_EVENT_RECORD_ID = "/Event/System/EventRecordID"
 #: EventData is the event's field map; events without it read the first element of UserData (as ingestion does).
 _USER_DATA_FIELDS = "json_extract(k.Ud, '$.*')[1]"
 #: Read from every record in one pass: route, the field object (EventData, else UserData), Provider, Computer.
@@ -71,9 +74,9 @@ def _records_sql(table: str, *, keys_when: str | None = None, time: bool = False
     """One JSON pass over each record of ``table``: Position, Channel, EventID, HasEventData, Ed (EventData's
     text), Provider, Computer, Ud (UserData's text); with ``keys_when`` (a condition on Channel and EventID)
     EventData's key list (Keys) for the records it holds for, NULL for the others; with ``time`` the SystemTime
-    text (the grouping needs the one, hit evidence the other)."""
-    paths = _SYSTEM_PATHS + ((_SYSTEM_TIME,) if time else ())
-    extra = ", v[8] AS SystemTime" if time else ""
+    text and the EventRecordID (the grouping needs the one, hit evidence the other)."""
+    paths = _SYSTEM_PATHS + ((_SYSTEM_TIME, _EVENT_RECORD_ID) if time else ())
+    extra = ", v[8] AS SystemTime, TRY_CAST(v[9] AS BIGINT) AS EventRecordID" if time else ""
     records = f"""
         SELECT Position, v[1] AS Channel,
                coalesce(TRY_CAST(v[2] AS INTEGER), TRY_CAST(v[3] AS INTEGER)) AS EventID,
@@ -164,33 +167,73 @@ def reads_of_sql(where_sql: str) -> Reads:
     return Reads(frozenset(names), all_fields, "Provider" in columns, "Computer" in columns)
 
 
+def text_cover(formula: Formula) -> frozenset[str] | None:
+    """Texts one of which occurs in some field value whenever ``formula`` holds (lower-cased), or None when no
+    such set is known (a literal on a System column, or a formula that is TRUE). A keyword rule's formula is
+    ``any of ("L", "*", text)``: its cover is its keywords."""
+    kind = formula[0]
+    if kind == "L":
+        key = formula[1]
+        return frozenset((formula[2],)) if key == "*" or str(key).startswith("F:") else None
+    if kind == "F":
+        return frozenset()
+    if kind == "O":
+        covers = [text_cover(part) for part in formula[1]]
+        if any(cover is None for cover in covers):
+            return None
+        return frozenset().union(*(c for c in covers if c is not None))
+    if kind == "A":
+        found = [cover for cover in (text_cover(part) for part in formula[1]) if cover is not None]
+        return min(found, key=len) if found else None
+    return None
+
+
 @dataclass
 class RouteShape:
-    """The values a route's rules read, in the order DuckDB extracts them."""
+    """The values a route's rules read, in the order DuckDB extracts them.
+
+    ``gate``: for a route whose whole field object is read only by rules with a known text cover (keyword rules
+    over every Windows record), the texts one of which a field value must contain for the object to matter: the
+    object is extracted only for such events, the named fields always, so that the other events (nearly all)
+    share their verdicts instead of each bringing a distinct object to decide in Python."""
 
     names: tuple[str, ...]
     all_fields: bool
     provider: bool
     computer: bool
+    gate: tuple[str, ...] | None = None
 
     def restricted(self, keys: Sequence[str] | None) -> RouteShape:
         """This shape for events whose field object has exactly ``keys``: names it lacks are NULL anyway, so only
         the others are extracted (a JSON pointer scans the object's keys: ~150 names x ~20 keys per record cost
         more than everything else)."""
-        if keys is None or self.all_fields:
+        if keys is None or (self.all_fields and self.gate is None):
             return self
         present = set(keys)
-        return RouteShape(tuple(n for n in self.names if n in present), False, self.provider, self.computer)
+        return RouteShape(tuple(n for n in self.names if n in present), self.all_fields, self.provider,
+                          self.computer, self.gate)
 
     def extracts(self, has_event_data: bool) -> str | None:
         """SQL for one list of every value this route reads (None when it reads nothing): Provider and Computer
-        first, then the fields (or the whole field object's JSON text for keyword rules)."""
+        first, then the fields (or the whole field object's JSON text for keyword rules; with a gate, the named
+        fields and then the object, NULL unless a value holds one of the gate's texts)."""
         items: list[str] = []
         system = [c for c, wanted in (("k.Provider", self.provider), ("k.Computer", self.computer)) if wanted]
         if system:
             items.append("[" + ", ".join(system) + "]")
-        if self.all_fields:
-            items.append("[k.Ed]" if has_event_data else f"[CAST({_USER_DATA_FIELDS} AS VARCHAR)]")
+        document = "k.Ed" if has_event_data else f"CAST({_USER_DATA_FIELDS} AS VARCHAR)"
+        if self.all_fields and self.gate is not None:
+            if self.names:
+                base = "k.Ed" if has_event_data else _USER_DATA_FIELDS
+                paths = sql_list(["/" + pointer(n) for n in self.names])
+                items.append(f"coalesce(json_extract_string({base}, {paths}), {_nulls(len(self.names))})")
+            # a value that is itself an object or a list is rendered by Python differently: never gated out
+            tests = " OR ".join(f"contains(lower(v), {sql_string(text)})" for text in self.gate)
+            condition = (f"len(list_filter(json_extract_string({document}, '$.*'), "
+                         f"lambda v: left(v, 1) IN ('{{', '[') OR {tests or 'FALSE'})) > 0")
+            items.append(f"[CASE WHEN {condition} THEN {document} END]")
+        elif self.all_fields:
+            items.append(f"[{document}]")
         elif self.names:
             # Without EventData or UserData the whole list is NULL: padded, so every position keeps its meaning.
             base = "k.Ed" if has_event_data else _USER_DATA_FIELDS
@@ -288,7 +331,13 @@ class ColumnarEvaluator:
                 all_fields = all_fields or reads.all_fields
                 provider = provider or reads.provider
                 computer = computer or reads.computer
-            shape = RouteShape(tuple(sorted(names)), all_fields, provider, computer)
+            gate: tuple[str, ...] | None = None
+            if all_fields:
+                covers = [text_cover(self.plan.refs[number].target.formula) for number in admitted
+                          if self.reads(number).all_fields]
+                if all(cover is not None for cover in covers):
+                    gate = tuple(sorted(frozenset().union(*(c for c in covers if c is not None))))
+            shape = RouteShape(tuple(sorted(names)), all_fields, provider, computer, gate)
             self._shapes[key] = shape
         return shape
 
@@ -303,7 +352,8 @@ class ColumnarEvaluator:
             route = self.plan.field_index.route_plan(duck_lower(channel) if channel is not None else None, event_id)
             if route.admitted:
                 shape = self.shape(channel, event_id, route.admitted)
-                if has_event_data and not shape.all_fields and len(shape.names) > WIDE_ROUTE_NAMES:
+                if has_event_data and (not shape.all_fields or shape.gate is not None) \
+                        and len(shape.names) > WIDE_ROUTE_NAMES:
                     if (channel, event_id) not in self._wide:
                         self._wide.add((channel, event_id))
                         self._route_sql = None
@@ -437,7 +487,14 @@ class ColumnarEvaluator:
             computer = values[position]
             position += 1
         fields: dict[str, str | None]
-        if shape.all_fields:
+        if shape.all_fields and shape.gate is not None:
+            document = values[position + len(names)] if position + len(names) < len(values) else None
+            if document is not None:
+                fields = _field_map(document)
+            else:  # no value holds a gate text: the named fields decide (the same answers, the object unread)
+                fields = {name: value for name, value in zip(names, values[position:position + len(names)],
+                                                               strict=False) if value is not None}
+        elif shape.all_fields:
             document = values[position] if position < len(values) else None
             fields = _field_map(document)
         else:
@@ -475,7 +532,7 @@ class ColumnarEvaluator:
             # As Arrow: the evidence columns go from DuckDB into the hit rows without a Python object per value.
             found = connection.sql(
                 f"SELECT Position, {timestamp_sql('k.SystemTime')} AS Timestamp, k.Computer, k.Channel, k.EventID, "
-                f"coalesce(k.Ed, CAST({_USER_DATA_FIELDS} AS VARCHAR)) AS Fields "
+                f"coalesce(k.Ed, CAST({_USER_DATA_FIELDS} AS VARCHAR)) AS Fields, k.EventRecordID "
                 f"FROM ({_records_sql(ROUTE_TABLE, time=True)}) k ORDER BY Position"
             ).to_arrow_table()
         finally:
@@ -508,12 +565,17 @@ class ColumnarEvaluator:
             "event_id": found.column("EventID").cast(pa.int32()),
         }).take(indexes)
         pair_positions = [position for position, _ in pairs]
+        # the EventRecordID the record carries (what Event Viewer shows), else its position in the file
+        record_ids = found.column("EventRecordID").to_pylist()
         columns = {
             "target": pa.array([number for _, number in pairs], pa.int32()),
             "timestamp": evidence.column("timestamp"), "host": evidence.column("host"),
             "channel": evidence.column("channel"), "event_id": evidence.column("event_id"),
             "fields": pa.array(shown_fields, pa.string()),
             "source_file": pa.array([labels[files[p]] for p in pair_positions], pa.string()),
-            "source_record": pa.array([records[p] for p in pair_positions], pa.int64()),
+            "source_record": pa.array([record_id if record_id is not None else records[position]
+                                       for position, record_id in zip(pair_positions,
+                                                                      (record_ids[i] for i in take), strict=True)],
+                                      pa.int64()),
         }
         return pa.table(columns, schema=HIT_ROW_SCHEMA)

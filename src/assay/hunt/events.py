@@ -29,6 +29,7 @@ class EventRow(NamedTuple):
     computer: str | None
     system_time: str | None  # TimeCreated/@SystemTime as written; ``timestamp`` reads it as ingestion does
     fields: dict[str, str | None] | None  # EventData (or UserData's element) as a map; None when neither
+    record_id: int | None = None  # System/EventRecordID (what Event Viewer shows), None when absent
 
     @property
     def timestamp(self) -> datetime | None:
@@ -128,4 +129,16 @@ def evtx_row(text: str) -> EventRow | None:
         user_data = event.get("UserData")
         if isinstance(user_data, dict) and user_data:
             fields = as_field_map(next(iter(user_data.values())))
-    return EventRow(channel, event_id, provider, computer, stamp, fields)
+    record_id = _record_number(system.get("EventRecordID"))
+    return EventRow(channel, event_id, provider, computer, stamp, fields, record_id)
+
+
+def _record_number(value: Any) -> int | None:
+    """``TRY_CAST(json_extract_string(…EventRecordID) AS BIGINT)``: a JSON integer or digits, in range."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+        value = int(value)
+    if isinstance(value, int):
+        return value if -2**63 <= value < 2**63 else None
+    return None

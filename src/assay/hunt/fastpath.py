@@ -118,12 +118,13 @@ def build_plan(refs: Sequence[TargetRef]) -> FastPathPlan:
 
 
 def hit_from_row(ref: TargetRef, row: EventRow, source_file: str, source_record: int) -> Hit:
-    """A hit from an event built in Python (same values as :func:`assay.hunt.evaluate.make_hit` on DuckDB)."""
+    """A hit from an event built in Python (same values as :func:`assay.hunt.evaluate.make_hit` on DuckDB): the
+    record is the event's EventRecordID when it has one, else ``source_record`` (its position)."""
     rule, target = ref.rule, ref.target
     return Hit(timestamp=row.timestamp, host=row.computer, rule_title=rule.title, rule_id=rule.id,
                level=rule.level, techniques=rule.techniques, channel=row.channel, event_id=row.event_id,
                fields=tuple(key_fields(row.fields, target.fields).items()), source_file=source_file,
-               source_record=source_record, route=target.route)
+               source_record=row.record_id if row.record_id is not None else source_record, route=target.route)
 
 
 def _json_object_problem(text: str) -> str | None:

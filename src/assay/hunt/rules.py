@@ -139,6 +139,9 @@ def compile_rule_file(path_text: str, text: str) -> dict[str, Any]:
         loaded = load_rule_text(text, path)
     except SigmaError as error:
         return {"problem": {"source": path_text, "title": None, "kind": "load", "reason": str(error)}}
+    except Exception as error:  # the loader locates every failure it knows; anything else still spares the hunt
+        return {"problem": {"source": path_text, "title": None, "kind": "load",
+                            "reason": f"{path_text}:1:1: rule does not load: {type(error).__name__}: {error}"}}
     title = loaded.title
     if loaded.is_correlation:
         return {"problem": {"source": path_text, "title": title, "kind": "correlation",
@@ -173,7 +176,7 @@ def compile_rule_file(path_text: str, text: str) -> dict[str, Any]:
             # derived from the trees in hand (equal to deriving from the SQL text, as add_derived does for cached
             # records: checked over every SigmaHQ Windows rule), which spares two parses per target
             "formula": necessary_condition(target.condition),
-            "python": python_source(where),
+            "python": python_source(_python_where(target.route, where, target.condition)),
         })
     rule = loaded.rule
     level = str(rule.level.name).lower() if rule.level is not None else "unknown"
@@ -193,7 +196,7 @@ def derived_fingerprint() -> str:
     import assay.hunt.pyeval as pyeval_module
     from assay.hunt.events import duck_lower
 
-    digest = hashlib.sha256(inspect.getsource(duck_lower).encode())
+    digest = hashlib.sha256(inspect.getsource(duck_lower).encode() + inspect.getsource(_python_where).encode())
     for module in (prefilter_module, pyeval_module):
         digest.update(Path(str(module.__file__)).read_bytes())
     return digest.hexdigest()[:16]
@@ -225,9 +228,19 @@ def add_derived(record: dict[str, Any]) -> bool:
         else:
             condition = sqlglot.parse_one(condition_sql, read="duckdb")
         target["formula"] = necessary_condition(condition)
-        target["python"] = python_source(where if where is not None else where_sql)
+        target["python"] = python_source(_python_where(target["route"], where if where is not None else where_sql,
+                                                       condition))
     rule["derived"] = derived_fingerprint()
     return True
+
+
+def _python_where(route: str, where: Any, condition: Any) -> Any:
+    """What a target's Python predicate checks: its route filter and condition, except on the route over every
+    Windows event log record, whose filter only keeps Defender export rows out: the fast path, which evaluates the
+    Python form, reads event log records only, so there the condition alone decides."""
+    from assay.sigma.routes import WINDOWS_ROUTE
+
+    return condition if route == WINDOWS_ROUTE.name else where
 
 
 def _rule_from_record(record: dict[str, Any], source: str) -> HuntRule | RuleProblem:

@@ -1,6 +1,6 @@
 """Hunting on Apache Spark: ingest to Parquet, then run every target's compiled SQL (Spark dialect) there.
 
-The logs are ingested once (``assay ingest --format parquet`` does the same) and the canonical tables are
+The logs are ingested once (``assay ingest --store parquet`` does the same) and the canonical tables are
 registered as views; targets run in groups, each group as one scan that evaluates its targets' conditions per
 row and returns (event, target) pairs, never whole rows. The evidence for the hits comes from the same Parquet
 data, so the timeline equals the DuckDB one.

@@ -15,7 +15,7 @@ from typing import Any
 
 from assay.engine import DuckDBEngine, default_db_path
 from assay.errors import IngestError, UsageError
-from assay.ingest.mapping import builtin_mappings, raw_source, sql_string
+from assay.ingest.mapping import RAW_EVENT_STORE, builtin_mappings, raw_source, sql_string
 from assay.ingest.readers import DEFAULT_BATCH_ROWS, BadRecord, Batch, read_source
 from assay.ingest.sources import Skipped, Source, discover
 from assay.ingest.writer import (
@@ -51,7 +51,7 @@ class SourceSummary:
 
 @dataclass
 class IngestSummary:
-    """What an ingest did; ``as_dict()`` is the JSON the CLI prints with ``--format-output json``."""
+    """What an ingest did; ``as_dict()`` is the JSON the CLI prints with ``--format json``."""
 
     database: str
     records_read: int = 0
@@ -296,9 +296,12 @@ def split_batches(batches: list[Batch], rows: int) -> tuple[list[Batch], list[Ba
 
 
 def write_parquet(engine: DuckDBEngine, out: Path) -> Path:
-    """One Parquet dataset (folder) per canonical table under ``out``, for Spark and other engines."""
+    """One Parquet dataset (folder) per canonical table under ``out``, for Spark and other engines; other tables
+    of the database (rows loaded with ``--table``) too."""
     out.mkdir(parents=True, exist_ok=True)
-    for name in canonical_tables():
+    others = [name for name in engine.table_names() if name not in canonical_tables() and name != RAW_EVENT_STORE
+              and not name.startswith("_")]
+    for name in [*canonical_tables(), *others]:
         folder = out / name
         folder.mkdir(exist_ok=True)
         target = folder / "part-0.parquet"

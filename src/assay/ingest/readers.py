@@ -20,12 +20,18 @@ from dataclasses import dataclass, field
 
 import evtx
 
-from assay.ingest.sources import DEFENDER_CSV, EVTX, FileOpener, Source
+from assay.ingest.eventdata import EVTX_MARKER, decode_evtx_json
+from assay.ingest.sources import DEFENDER_CSV, EVTX, EVTX_JSON, FileOpener, Source
 
 DEFAULT_BATCH_ROWS = 20_000
 EVTX_FILE_HEADER_SIZE = 0x1000
 EVTX_CHUNK_SIZE = 0x10000
 EVTX_CHUNK_MAGIC = b"ElfChnk\x00"
+EVTX_FILE_MAGIC = b"ElfFile\x00"
+EVTX_CHUNK_HEADER_SIZE = 0x200
+EVTX_RECORD_MAGIC = b"**\x00\x00"
+#: magic, size, record number, time written
+EVTX_RECORD_HEADER_SIZE = 24
 #: Chunks of a chunk range parsed at a time (16 MB).
 RANGE_READ_CHUNKS = 256
 _CHUNK_NUMBER = re.compile(r"chunk number (\d+)")
@@ -73,7 +79,12 @@ def read_source(source: Source, batch_rows: int = DEFAULT_BATCH_ROWS, evtx_threa
 def _evtx_chunk_records(data: bytes, chunk_number: int) -> tuple[int, int] | None:
     """First and last record numbers a chunk header claims (None if the header itself is unreadable)."""
     offset = EVTX_FILE_HEADER_SIZE + chunk_number * EVTX_CHUNK_SIZE
-    header = data[offset:offset + 24]
+    return _chunk_span(data[offset:offset + 24])
+
+
+def _chunk_span(chunk: bytes) -> tuple[int, int] | None:
+    """First and last record numbers the chunk header at the start of ``chunk`` claims (None if unreadable)."""
+    header = chunk[:24]
     if len(header) < 24 or not header.startswith(EVTX_CHUNK_MAGIC):
         return None
     first, last = struct.unpack_from("<QQ", header, 8)
@@ -82,12 +93,107 @@ def _evtx_chunk_records(data: bytes, chunk_number: int) -> tuple[int, int] | Non
     return int(first), int(last)
 
 
-def _evtx_chunk_range(source: Source, first: int, stop: int) -> bytes:
-    """The file header and chunks [first, stop) of an EVTX file, as one document the parser reads."""
+def _evtx_chunk_range(source: Source, first: int, stop: int) -> tuple[bytes, int]:
+    """The file header and chunks [first, stop) of an EVTX file, as one document the parser reads, and the size of
+    the whole file."""
     with source.opener() as handle:
         header = handle.read(EVTX_FILE_HEADER_SIZE)
         handle.seek(EVTX_FILE_HEADER_SIZE + first * EVTX_CHUNK_SIZE)
-        return header + handle.read((stop - first) * EVTX_CHUNK_SIZE)
+        data = header + handle.read((stop - first) * EVTX_CHUNK_SIZE)
+        return data, handle.seek(0, os.SEEK_END)
+
+
+@dataclass(frozen=True)
+class EvtxFileHeader:
+    """What an EVTX file header declares: its chunk count and the number its next record would get."""
+
+    chunks: int
+    next_record: int
+
+    @classmethod
+    def parse(cls, header: bytes) -> EvtxFileHeader | None:
+        if len(header) < 44 or not header.startswith(EVTX_FILE_MAGIC):
+            return None
+        next_record = struct.unpack_from("<Q", header, 24)[0]
+        chunks = struct.unpack_from("<H", header, 42)[0]
+        return cls(int(chunks), int(next_record))
+
+
+def complete_records(chunk: bytes) -> list[int]:
+    """Record numbers (the record headers' own numbers) of the records that lie whole in a cut chunk's bytes, in
+    order, up to the first that does not: its header, its size and the size copy that ends it must all be there."""
+    numbers: list[int] = []
+    offset = EVTX_CHUNK_HEADER_SIZE
+    while offset + EVTX_RECORD_HEADER_SIZE <= len(chunk):
+        if chunk[offset:offset + 4] != EVTX_RECORD_MAGIC:
+            break
+        size, number = struct.unpack_from("<IQ", chunk, offset + 4)
+        end = offset + size
+        if size < EVTX_RECORD_HEADER_SIZE + 4 or end > len(chunk) or struct.unpack_from("<I", chunk, end - 4)[0] != size:
+            break
+        numbers.append(int(number))
+        offset = end
+    return numbers
+
+
+def _partial_chunk(header: bytes, chunk: bytes) -> tuple[list[tuple[int, str]], list[str]]:
+    """The whole records of a chunk cut short (the last of a truncated file): (record number, JSON text) each, and
+    the parser's complaints. The chunk is padded to its size and read without its checksums (a cut chunk cannot
+    match them); only records that :func:`complete_records` finds whole are kept."""
+    whole = set(complete_records(chunk))
+    if not whole:
+        return [], []
+    document = header + chunk + bytes(EVTX_CHUNK_SIZE - len(chunk))
+    kept: list[tuple[int, str]] = []
+    problems: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            parser = evtx.PyEvtxParser(io.BytesIO(document), number_of_threads=1, validate_checksums=False,
+                                       skip_errors=True)
+            for record in parser.records_json():
+                if record is not None and record["event_record_id"] in whole:
+                    kept.append((record["event_record_id"], record["data"]))
+        except (OSError, RuntimeError) as error:
+            problems.append(str(error))
+    problems.extend(str(w.message) for w in caught)
+    return kept, problems
+
+
+def _truncation(label: str, chunk_number: int, size: int, chunk: bytes, kept: list[int], last_read: int,
+                declared: EvtxFileHeader | None) -> tuple[BadRecord, int]:
+    """The entry reporting a file that ends inside chunk ``chunk_number`` (``chunk``: its bytes there), or, with
+    ``chunk`` empty, right after the chunk before it while its header declares more; and how many records are
+    known lost. ``kept``: the cut chunk's records read; ``last_read``: the highest record number read at all."""
+    offset = EVTX_FILE_HEADER_SIZE + chunk_number * EVTX_CHUNK_SIZE
+    parts: list[str] = []
+    if chunk:
+        parts.append(f"the file ends at offset {size:#x}, {len(chunk)} bytes into chunk {chunk_number} "
+                     f"(of {EVTX_CHUNK_SIZE} bytes)")
+    else:
+        where = f"after chunk {chunk_number - 1}" if chunk_number else "right after its header"
+        parts.append(f"the file ends at offset {size:#x}, {where}, but its header declares "
+                     f"{declared.chunks if declared else '?'} chunk(s)")
+    lost = 0
+    last_known = last_read
+    span = _chunk_span(chunk) if chunk else None
+    if span is not None:
+        first, last = span
+        parts.append(f"{len(kept)} whole record(s) of that chunk read" + (f" ({kept[0]}-{kept[-1]})" if kept else ""))
+        after = kept[-1] + 1 if kept else first
+        if last >= after:
+            lost += last - after + 1
+            parts.append(f"records {after}-{last} of the chunk lost")
+        last_known = max(last_known, last)
+    elif chunk:
+        parts.append("its chunk header is cut too: which records it held is unknown")
+    if declared is not None and declared.next_record - 1 > last_known:
+        beyond = declared.next_record - 1 - last_known
+        lost += beyond
+        parts.append(f"the file header counts records up to {declared.next_record - 1}: {beyond} more lost")
+    if not lost:
+        parts.append("records lost: none known")
+    return BadRecord(label, f"chunk {chunk_number} (offset {offset:#x})", "truncated EVTX: " + "; ".join(parts)), lost
 
 
 def evtx_chunk_count(size: int) -> int:
@@ -115,8 +221,9 @@ def read_evtx(source: Source, batch_rows: int = DEFAULT_BATCH_ROWS, threads: int
     else:
         path = None
     data: bytes | None = None
+    file_size: int | None = None  # of the whole file, when a range of it is read
     if source.chunks is not None:
-        data = _evtx_chunk_range(source, *source.chunks)
+        data, file_size = _evtx_chunk_range(source, *source.chunks)
     elif path is None:
         with source.opener() as handle:
             data = handle.read()
@@ -135,6 +242,7 @@ def read_evtx(source: Source, batch_rows: int = DEFAULT_BATCH_ROWS, threads: int
                                    f"truncated EVTX: {size} bytes, shorter than the 4096-byte file header"))
         yield batch
         return
+    last_number = 0  # the highest record number read
     with warnings.catch_warnings(record=True) as caught:
         # skip_errors turns a damaged chunk into a RuntimeWarning and goes on with the next chunk; we collect them.
         warnings.simplefilter("always")
@@ -146,8 +254,13 @@ def read_evtx(source: Source, batch_rows: int = DEFAULT_BATCH_ROWS, threads: int
             for record in iterator:
                 if record is None:
                     continue
-                records.append(record["event_record_id"])
-                texts.append(record["data"])
+                number = record["event_record_id"]
+                last_number = max(last_number, number)
+                records.append(number)
+                text = record["data"]
+                if EVTX_MARKER in text:  # unnamed <Data> values: decoded to text (assay.ingest.eventdata)
+                    text = decode_evtx_json(text, checked=True)
+                texts.append(text)
                 if len(texts) >= batch_rows:
                     yield batch
                     batch = Batch(source)
@@ -174,12 +287,58 @@ def read_evtx(source: Source, batch_rows: int = DEFAULT_BATCH_ROWS, threads: int
         else:
             location = "chunk ?"
         batch.bad.append(BadRecord(source.label, location, message.removeprefix("Skipping EVTX data: ")))
+    whole_size = file_size if file_size is not None else size
+    if source.chunks is None or source.chunks[1] >= evtx_chunk_count(whole_size):
+        _read_cut_end(source, path, data, chunk_base, whole_size, last_number, batch)
     yield batch
+
+
+def _read_cut_end(source: Source, path: str | None, data: bytes | None, chunk_base: int, size: int,
+                  last_number: int, batch: Batch) -> None:
+    """A file cut short (a copy interrupted, a log being written): the parser reads whole chunks only and says
+    nothing of the rest. Every whole record of a last, partial chunk is added to ``batch``, and the truncation is
+    reported (offset, chunk, the records known lost) as a bad-record entry counting those records."""
+    full, tail = divmod(size - EVTX_FILE_HEADER_SIZE, EVTX_CHUNK_SIZE)
+    previous = b""  # the header of the last whole chunk (a range of a file may not hold its records)
+    if data is not None:
+        header = data[:EVTX_FILE_HEADER_SIZE]
+        chunk = data[EVTX_FILE_HEADER_SIZE + (full - chunk_base) * EVTX_CHUNK_SIZE:][:tail] if tail else b""
+        if full > chunk_base:
+            previous = data[EVTX_FILE_HEADER_SIZE + (full - 1 - chunk_base) * EVTX_CHUNK_SIZE:][:24]
+    else:
+        with open(path or source.label, "rb") as handle:
+            header = handle.read(EVTX_FILE_HEADER_SIZE)
+            handle.seek(EVTX_FILE_HEADER_SIZE + full * EVTX_CHUNK_SIZE)
+            chunk = handle.read(tail) if tail else b""
+    declared = EvtxFileHeader.parse(header)
+    if not tail and (declared is None or declared.chunks <= full):
+        return  # ends where a chunk ends, and no chunk its header counts is missing
+    if full > 0 and not previous:
+        with source.opener() as handle:
+            handle.seek(EVTX_FILE_HEADER_SIZE + (full - 1) * EVTX_CHUNK_SIZE)
+            previous = handle.read(24)
+    span = _chunk_span(previous)
+    if span is not None:
+        last_number = max(last_number, span[1])
+    numbers: list[int] = []
+    if tail:
+        kept, _problems = _partial_chunk(header, chunk)  # the parser's complaints are about the cut itself
+        for number, text in kept:
+            if EVTX_MARKER in text:
+                text = decode_evtx_json(text, checked=True)
+            batch.records.append(number)
+            batch.texts.append(text)
+            numbers.append(number)
+            last_number = max(last_number, number)
+    bad, lost = _truncation(source.label, full, size, chunk, numbers, last_number, declared)
+    batch.bad.append(bad)
+    batch.lost_records += max(lost - 1, 0)  # the entry itself counts one
 
 
 def read_json_lines(source: Source, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[Batch]:
     """JSON lines: each non-empty line is a record, numbered by line; DuckDB checks that it parses."""
     batch = Batch(source)
+    evtx_shaped = source.format == EVTX_JSON
     with source.opener() as handle:
         for line_number, raw in enumerate(handle, start=1):
             line = raw.strip()
@@ -192,6 +351,8 @@ def read_json_lines(source: Source, batch_rows: int = DEFAULT_BATCH_ROWS) -> Ite
                 continue
             if line_number == 1:
                 text = text.lstrip("\ufeff")
+            if evtx_shaped:
+                text = decode_evtx_json(text)
             batch.records.append(line_number)
             batch.texts.append(text)
             if len(batch.texts) >= batch_rows:
@@ -222,7 +383,8 @@ def read_json_array(source: Source, batch_rows: int = DEFAULT_BATCH_ROWS) -> Ite
             batch.bad.append(BadRecord(source.label, f"element {index}", "not a JSON object"))
             continue
         batch.records.append(index)
-        batch.texts.append(json.dumps(element, ensure_ascii=False))
+        text = json.dumps(element, ensure_ascii=False)
+        batch.texts.append(decode_evtx_json(text) if source.format == EVTX_JSON else text)
         if len(batch.texts) >= batch_rows:
             yield batch
             batch = Batch(source)

@@ -73,31 +73,59 @@ def _path_order(text: str) -> list[str]:
     return text.split(os.sep)
 
 
-def _files_under(folder: str) -> list[tuple[str, bool]]:
+def _files_under(folder: str, skipped: list[Skipped] | None = None) -> list[tuple[str, bool]]:
     """Candidate files under a folder (path, is a symbolic link), sorted as paths sort. A case can hold hundreds of
     thousands of files: ``os.scandir`` knows types from the directory entries, without a ``stat`` per file, and
-    plain strings cost a fraction of ``Path`` objects (whose construction and comparison dominated the walk)."""
+    plain strings cost a fraction of ``Path`` objects (whose construction and comparison dominated the walk).
+
+    A link to a folder is walked (triage copies often link a host's logs into a case), unless it leads to a folder
+    already walked: a loop, or the same logs twice. What is not walked (such a link, a folder that cannot be
+    listed) is added to ``skipped`` with the reason."""
     found: list[tuple[str, bool]] = []
     pending = [folder]
     suffixes = CANDIDATE_SUFFIXES
+    roots = [os.path.realpath(folder)]  # the real folders the walk reads: the folder, and linked folders followed
     while pending:
         current = pending.pop()
         try:
             entries = list(os.scandir(current))
-        except OSError:
+        except OSError as error:
+            if skipped is not None:
+                skipped.append(Skipped(current, f"folder cannot be listed: {error.strerror or error}", False))
             continue
         for entry in entries:
-            if entry.is_dir(follow_symlinks=False):  # as Path.rglob: links to folders are not walked
+            if entry.is_dir(follow_symlinks=False):
                 pending.append(entry.path)
+            elif entry.is_symlink() and entry.is_dir():
+                target = os.path.realpath(entry.path)
+                if _within(os.path.realpath(current), target) or any(
+                        root != target and _within(root, target) for root in roots):
+                    reason = f"link to {target}, a folder holding this one (a loop): not followed"
+                elif any(_within(target, root) for root in roots):
+                    reason = f"link to {target}, a folder read already: not followed again"
+                else:
+                    roots.append(target)
+                    pending.append(entry.path)
+                    continue
+                if skipped is not None:
+                    skipped.append(Skipped(entry.path, reason, False))
             elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in suffixes:
                 found.append((entry.path, entry.is_symlink()))
+            elif skipped is not None and entry.is_symlink() and not os.path.exists(entry.path):
+                skipped.append(Skipped(entry.path, "broken link: its target does not exist", False))
     found.sort(key=lambda item: _path_order(item[0]))
     return found
 
 
-def expand_paths(paths: list[str | Path]) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
+def _within(path: str, folder: str) -> bool:
+    """Whether real path ``path`` is ``folder`` or lies inside it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def expand_paths(paths: list[str | Path], skipped: list[Skipped] | None = None
+                 ) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
     """Files named explicitly, and files found by walking folders or globs (detection decides for those), each as
-    (path, is a symbolic link)."""
+    (path, is a symbolic link); what a walk did not enter goes to ``skipped``."""
     explicit: list[tuple[str, bool]] = []
     found: list[tuple[str, bool]] = []
     for raw in paths:
@@ -105,7 +133,7 @@ def expand_paths(paths: list[str | Path]) -> tuple[list[tuple[str, bool]], list[
         if os.path.isfile(text):
             explicit.append((str(Path(text)), os.path.islink(text)))
         elif os.path.isdir(text):
-            found.extend(_files_under(str(Path(text))))
+            found.extend(_files_under(str(Path(text)), skipped))
         elif any(ch in text for ch in "*?["):
             matches = sorted(glob.glob(text, recursive=True), key=lambda m: Path(m).parts)
             if not matches:
@@ -115,7 +143,7 @@ def expand_paths(paths: list[str | Path]) -> tuple[list[tuple[str, bool]], list[
                 if os.path.isfile(match):
                     explicit.append((str(Path(match)), os.path.islink(match)))
                 elif os.path.isdir(match):
-                    found.extend(_files_under(str(Path(match))))
+                    found.extend(_files_under(str(Path(match)), skipped))
         else:
             raise IngestError(f"no such file or folder: {text}", SourceSpan.of_file(text),
                               hint="check the path")
@@ -336,9 +364,9 @@ class FileOpener:
 
 def discover(paths: list[str | Path]) -> tuple[list[Source], list[Skipped]]:
     """All sources under ``paths``; an explicitly named file of unknown format is an :class:`IngestError`."""
-    explicit, found = expand_paths(paths)
-    sources: list[Source] = []
     skipped: list[Skipped] = []
+    explicit, found = expand_paths(paths, skipped)
+    sources: list[Source] = []
     seen: set[str] = set()
     real_folders: dict[str, str] = {}
     for (text, is_link), is_explicit in [(p, True) for p in explicit] + [(p, False) for p in found]:
@@ -354,8 +382,12 @@ def discover(paths: list[str | Path]) -> tuple[list[Source], list[Skipped]]:
                 continue
             result = detect(text, opener, os.path.splitext(os.path.basename(text))[0])
         except OSError as error:
-            raise IngestError(f"cannot read {text}: {error}", SourceSpan.of_file(text),
-                              hint="check the file's permissions") from error
+            if is_explicit:
+                raise IngestError(f"cannot read {text}: {error}", SourceSpan.of_file(text),
+                                  hint="check the file's permissions") from error
+            # a file found in a folder: the others are still read, this one is listed as not read
+            skipped.append(Skipped(text, f"cannot be read: {error.strerror or error}", False))
+            continue
         items = result if isinstance(result, list) else [result]
         for item in items:
             if isinstance(item, Source):

@@ -31,7 +31,8 @@ from assay.schema import RAW_EVENTS, canonical_tables
 
 _EVTX_SHAPE = (
     '{"Event":{"System":{"Channel":"VARCHAR","Computer":"VARCHAR","EventID":"VARCHAR",'
-    '"TimeCreated":{"#attributes":{"SystemTime":"VARCHAR"}},"Provider":{"#attributes":{"Name":"VARCHAR"}}},'
+    '"TimeCreated":{"#attributes":{"SystemTime":"VARCHAR"}},"Provider":{"#attributes":{"Name":"VARCHAR"}},'
+    '"EventRecordID":"VARCHAR"},'
     '"EventData":"MAP(VARCHAR, VARCHAR)"}}'
 )
 _ECS_SHAPE = (
@@ -69,6 +70,15 @@ def _object_or_null(expr: str) -> str:
     return f"CASE WHEN starts_with({expr}, '{{') THEN {expr} END"
 
 
+def _record_number_sql(source_format: str, event_record_id: str) -> str:
+    """The SourceRecord of an event: for EVTX its EventRecordID, the number Event Viewer and every other tool show
+    (an exported log keeps it, while its records' positions start again at 1), else the reader's number (the
+    position); JSON lines and arrays keep their line or element number, which is how one finds the record there."""
+    if source_format != EVTX:
+        return "SourceRecord"
+    return f"coalesce(TRY_CAST({event_record_id} AS BIGINT), SourceRecord)"
+
+
 def _evtx_map_select(file_and_format: str, user_data_element: str, valid: str) -> str:
     """The evtx SELECT for a RawEvents base table (Fields as a MAP), e.g. the hunt fast path's scratch database."""
     # EventID is sometimes {"#attributes": {"Qualifiers": …}, "#text": 4688} (VARCHAR gives its JSON text).
@@ -94,19 +104,23 @@ def _raw_select(source_format: str, compact: bool = True) -> str:
     ``compact``: the last column is the field object's JSON text (for :data:`RAW_EVENT_STORE`); otherwise the
     ``MAP(VARCHAR, VARCHAR)`` of a RawEvents base table.
     """
-    file_and_format = "CAST(SourceFile AS VARCHAR), SourceRecord, $source_format AS SourceFormat"
+    template = "CAST(SourceFile AS VARCHAR), {record}, $source_format AS SourceFormat"
+    file_and_format = template.format(record="SourceRecord")
     if source_format in (EVTX, EVTX_JSON):
         valid = "" if source_format == EVTX else f"WHERE {_VALID_OBJECT}"
         # UserData wraps its fields in one element named after the event (e.g. LogFileCleared); it is read only for
         # events without EventData (declaring it in the shape made every record 40% dearer).
         user_data_element = "json_extract(Text, '$.Event.UserData.*')[1]"
         if not compact:
-            return _evtx_map_select(file_and_format, user_data_element, valid)
+            record = _record_number_sql(source_format, "s.Event.System.EventRecordID")
+            return _evtx_map_select(template.format(record=record), user_data_element, valid)
         # One json_extract_string with the list of paths parses each record once and reads all six values (half
         # the cost of json_transform with the nested shape); an object comes back as its minified JSON text.
         paths = ", ".join(sql_string(p) for p in (
             "$.Event.System.Channel", "$.Event.System.Provider.#attributes.Name", "$.Event.System.EventID",
-            "$.Event.System.Computer", "$.Event.System.TimeCreated.#attributes.SystemTime", "$.Event.EventData"))
+            "$.Event.System.Computer", "$.Event.System.TimeCreated.#attributes.SystemTime", "$.Event.EventData",
+            "$.Event.System.EventRecordID"))
+        file_and_format = template.format(record=_record_number_sql(source_format, "v[7]"))
         # EventID is sometimes {"#attributes": {"Qualifiers": …}, "#text": 4688} (then its JSON text here).
         event_id = ("coalesce(TRY_CAST(v[3] AS INTEGER), "
                     "TRY_CAST(json_extract_string(v[3], '$.\"#text\"') AS INTEGER))")

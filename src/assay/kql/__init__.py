@@ -7,6 +7,9 @@ Public API (used by the catalog lint, the proof runner and the CLI)::
     compile(text, tables=None, now=None, dialect="duckdb") -> Compiled(tree, sql, columns)
     run(text, db=None|path|DuckDBEngine, now=None) -> KqlResult(columns, rows, sql)
 
+Each also takes ``watchlists={alias: csv_path}`` and ``externaldata={url: path}``: local files standing in for
+``_GetWatchlist('alias')`` and ``externaldata(...) [url]`` (never fetched: Assay uses no network).
+
 A detection's alert predicate can be evaluated over a query's output by string concatenation:
 ``run(query + "\\n| where " + predicate)``.
 """
@@ -27,11 +30,18 @@ from sqlglot import exp
 from assay.errors import KqlError, KqlSyntaxError, SourceSpan
 from assay.kql import ast
 from assay.kql.binder import ORDINAL, Binder, Relation, decode_value
+from assay.kql.offline import OfflineSources
 from assay.kql.parser import parse as _parse
 
-__all__ = ["Compiled", "KqlResult", "check", "compile", "parse", "run", "table_schemas"]
+__all__ = ["Compiled", "KqlResult", "check", "compile", "parse", "referenced_tables", "run", "table_schemas"]
 
 TableMap = Mapping[str, Sequence[tuple[str, str]]]
+PathMap = Mapping[str, "str | Path"]
+
+
+def _offline(watchlists: PathMap | None, externaldata: PathMap | None) -> OfflineSources:
+    return OfflineSources({k: Path(v) for k, v in (watchlists or {}).items()},
+                          {k: Path(v) for k, v in (externaldata or {}).items()})
 
 
 def parse(text: str, *, file: str | None = None) -> ast.Query:
@@ -55,18 +65,27 @@ def _database_columns(engine: Any) -> dict[str, list[tuple[str, str]]]:
 
 
 def table_schemas(engine: Any | None = None) -> dict[str, list[tuple[str, str]]]:
-    """Canonical tables from ``assay.schema`` plus every table found in the DuckDB engine (Kusto types)."""
+    """Every known table (``assay.schema.known_tables``: ingest-filled, documented Sentinel / Defender tables)
+    plus every table found in the DuckDB engine (Kusto types). A known table that exists in the database is
+    read with the database's columns (an older database may lack documented columns added since)."""
     from assay.kql.typed import kusto_type_of_duckdb
-    from assay.schema import canonical_tables
+    from assay.schema import known_kql_columns
 
-    tables: dict[str, list[tuple[str, str]]] = {
-        name: [(c.name, c.kusto_type) for c in table.columns] for name, table in canonical_tables().items()}
+    known = known_kql_columns()
+    tables: dict[str, list[tuple[str, str]]] = {name: list(columns) for name, columns in known.items()}
     if engine is not None:
         for table_name, columns in _database_columns(engine).items():
-            if table_name in tables:
+            declared = dict(known.get(table_name, ()))
+            if declared and [n for n, _ in known[table_name]] == [n for n, _ in columns]:
                 continue
-            tables[table_name] = [(name, kusto_type_of_duckdb(sql_type)) for name, sql_type in columns]
+            tables[table_name] = [(name, declared.get(name) or kusto_type_of_duckdb(sql_type))
+                                  for name, sql_type in columns]
     return tables
+
+
+def referenced_tables(tree: exp.Expr) -> list[str]:
+    """Names of the tables a compiled tree reads (CTE names included; callers keep the known ones)."""
+    return list(dict.fromkeys(str(table.name) for table in tree.find_all(exp.Table) if table.name))
 
 
 def _json_columns(engine: Any | None) -> dict[str, set[str]]:
@@ -217,29 +236,43 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _bind(text: str, file: str | None, tables: TableMap | None, now: datetime | str | None,
-          engine: Any | None = None) -> tuple[Relation, datetime]:
+          engine: Any | None = None, offline: OfflineSources | None = None) -> tuple[Relation, datetime]:
     query = parse(text, file=file)
     schemas = dict(tables) if tables is not None else table_schemas(engine)
     fixed_now = _now(now)
     try:
-        relation = Binder(query, schemas, fixed_now, _json_columns(engine)).bind()
+        relation = Binder(query, schemas, fixed_now, _json_columns(engine), offline,
+                          _prober(engine) if engine is not None else None,
+                          set(_database_columns(engine)) if engine is not None else None).bind()
     except RecursionError:
         raise KqlSyntaxError("query is nested too deeply", SourceSpan(file, 1, 1, text),
                              "simplify the query or split it with let statements") from None
     return relation, fixed_now
 
 
-def check(text: str, *, file: str | None = None, tables: TableMap | None = None) -> None:
+def _prober(engine: Any) -> Any:
+    """Runs a SELECT the binder needs while binding (plugins whose columns come from the data)."""
+    def probe(tree: exp.Expr) -> list[tuple[Any, ...]]:
+        from assay.kql.runtime import install_macros
+
+        install_macros(engine)
+        return list(engine.run(parenthesize(tree).sql(dialect="duckdb")).rows)
+    return probe
+
+
+def check(text: str, *, file: str | None = None, tables: TableMap | None = None,
+          watchlists: PathMap | None = None, externaldata: PathMap | None = None) -> None:
     """Parse and bind ``text`` against the canonical tables (or ``tables``); raises KqlError, returns None."""
     with _collector_paused():
-        _bind(text, file, tables, None)
+        _bind(text, file, tables, None, offline=_offline(watchlists, externaldata))
 
 
 def compile(text: str, *, tables: TableMap | None = None, now: datetime | str | None = None,
-            dialect: str = "duckdb", file: str | None = None) -> Compiled:
+            dialect: str = "duckdb", file: str | None = None, watchlists: PathMap | None = None,
+            externaldata: PathMap | None = None) -> Compiled:
     """Bind and lower ``text`` to a sqlglot tree; ``.sql`` is the text for ``dialect`` (duckdb or spark)."""
     with _collector_paused():
-        relation, _ = _bind(text, file, tables, now)
+        relation, _ = _bind(text, file, tables, now, offline=_offline(watchlists, externaldata))
         tree = _final_select(relation)
         return Compiled(tree, _generate(tree, dialect, text, file), tuple(relation.columns), dialect)
 
@@ -258,7 +291,8 @@ def _generate(tree: exp.Expr, dialect: str, text: str = "", file: str | None = N
                                   SourceSpan(file, 1, 1, text), "split it with let statements") from None
 
 
-def run(text: str, *, db: Any = None, now: datetime | str | None = None, file: str | None = None) -> KqlResult:
+def run(text: str, *, db: Any = None, now: datetime | str | None = None, file: str | None = None,
+        watchlists: PathMap | None = None, externaldata: PathMap | None = None) -> KqlResult:
     """Run ``text`` on DuckDB: ``db`` is None (in-memory, canonical tables empty), a path, or a DuckDBEngine."""
     from assay.engine import DuckDBEngine
     from assay.kql.runtime import install_macros
@@ -277,9 +311,10 @@ def run(text: str, *, db: Any = None, now: datetime | str | None = None, file: s
         engine = DuckDBEngine(path, read_only=True)
     try:
         with _collector_paused():
-            relation, fixed_now = _bind(text, file, None, now, engine)
+            relation, fixed_now = _bind(text, file, None, now, engine, _offline(watchlists, externaldata))
             tree = _final_select(relation)
             sql = _generate(tree, "duckdb", text, file)
+        engine.ensure_tables(referenced_tables(tree))  # documented tables are created when first read
         install_macros(engine)
         result = engine.run(sql)
     except KqlError:

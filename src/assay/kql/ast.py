@@ -119,6 +119,25 @@ class Datatable(TabularExpr):
 
 
 @dataclass(frozen=True)
+class ExternalData(TabularExpr):
+    """``externaldata(schema) [URL, ...] with (format=..., ...)``: rows of a file the user maps to the URL."""
+
+    columns: tuple[tuple[str, str], ...]
+    urls: tuple[str, ...]
+    options: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Search(TabularExpr):
+    """``search [kind=...] [in (T1, T*)] predicate``: the matching rows of every named (or every) table, with
+    a ``$table`` column. A bare string in the predicate matches a term in any column; ``Col:"x"`` in Col."""
+
+    tables: tuple[str, ...]
+    predicate: Expr
+    case_sensitive: bool = False
+
+
+@dataclass(frozen=True)
 class Print(TabularExpr):
     assignments: tuple[Assignment, ...]
 
@@ -250,6 +269,49 @@ class MvExpand(Operator):
     item_index: str | None = None
     limit: Expr | None = None
     bag_as_array: bool = False  # kind=array: a property bag expands to [key, value] arrays
+
+
+@dataclass(frozen=True)
+class MvApply(Operator):
+    """``mv-apply [with_itemindex=I] cols [limit N] on (subquery)``: the subquery runs once per input row over
+    that row's expanded arrays; the row's other columns are added to each result row."""
+
+    columns: tuple[tuple[str | None, Expr, str | None], ...]
+    item_index: str | None
+    limit: Expr | None
+    operators: tuple[Operator, ...]
+
+
+@dataclass(frozen=True)
+class MakeSeries(Operator):
+    """``make-series Agg [default=v], ... on Axis [from a] [to b] step s [by keys]``: one row per group, each
+    aggregate an array over the axis bins (absent bins take the default, 0 unless given)."""
+
+    aggregates: tuple[tuple[Assignment, Expr | None], ...]
+    axis: Expr
+    start: Expr | None
+    end: Expr | None
+    step: Expr
+    by: tuple[Assignment, ...]
+    nonempty: bool = False
+
+
+@dataclass(frozen=True)
+class Evaluate(Operator):
+    """``evaluate plugin(args) [: (schema)]``: bag_unpack and pivot run; other plugins are named as unsupported."""
+
+    plugin: str
+    args: tuple[Expr, ...]
+    schema: tuple[tuple[str, str], ...] | None = None
+    named: tuple[tuple[str, Expr], ...] = ()  # name = value arguments (columnsConflict='replace_source')
+
+
+@dataclass(frozen=True)
+class SearchOp(Operator):
+    """``T | search predicate``: the rows of T the search predicate matches."""
+
+    predicate: Expr
+    case_sensitive: bool = False
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from sqlglot import exp
 
 from assay.errors import KqlBindError, KqlUnsupportedError, SourceSpan
 from assay.kql import ast
+from assay.kql.patterns import capture_groups, regex_problem
 from assay.kql.typed import (
     NUMERIC_TYPES,
     Typed,
@@ -54,6 +55,15 @@ class CallContext:
         raise KqlUnsupportedError(
             f"argument {index + 1} of {self.call.name}() must be a constant here", self.span(arg),
             "use a literal value (or a scalar let of a literal)")
+
+    def regex(self, index: int) -> str:
+        """The constant RE2 pattern of argument ``index``, checked now so a bad pattern is a located error."""
+        pattern = str(self.constant(index))
+        problem = regex_problem(pattern)
+        if problem is not None:
+            raise self.error(f"invalid regular expression in {self.call.name}(): {problem}",
+                             self.call.args[index], "Kusto regexes use RE2 syntax")
+        return pattern
 
 
 Lowering = Callable[[CallContext, list[Typed]], Typed]
@@ -139,6 +149,20 @@ def lower_term_match(haystack: exp.Expr, needle: str, *, prefix: bool = False, s
     return exp.and_(prefilter, regex, copy=False)
 
 
+def dynamic_term_match(haystack: exp.Expr, needle: exp.Expr, *, case_sensitive: bool = False) -> exp.Expr:
+    """``has`` with a needle known only at run time: the term regex is built in SQL (an empty needle matches,
+    as in Kusto; term boundaries only at the needle's alphanumeric edges, as in :func:`term_regex`)."""
+    start = exp.Case(ifs=[exp.If(this=exp.RegexpLike(this=needle, expression=string(f"^{ALNUM_CLASS}")),
+                                 true=string(f"(?:^|{NON_ALNUM})"))], default=string(""))
+    end = exp.Case(ifs=[exp.If(this=exp.RegexpLike(this=needle.copy(), expression=string(f"{ALNUM_CLASS}$")),
+                               true=string(f"(?:$|{NON_ALNUM})"))], default=string(""))
+    flags = string("(?s)" if case_sensitive else "(?is)")
+    pattern = exp.DPipe(this=exp.DPipe(this=exp.DPipe(this=flags, expression=start), expression=fn(
+        "regexp_escape", needle.copy())), expression=end)
+    return exp.Or(this=exp.EQ(this=needle.copy(), expression=string("")),
+                  expression=exp.RegexpLike(this=haystack, expression=pattern))
+
+
 def contains(haystack: exp.Expr, needle: exp.Expr, case_sensitive: bool) -> exp.Expr:
     if not case_sensitive:
         haystack, needle = exp.Lower(this=haystack), exp.Lower(this=needle)
@@ -221,6 +245,8 @@ def _countof(ctx: CallContext, args: list[Typed]) -> Typed:
     kind = ctx.constant(2) if len(args) == 3 else "normal"
     text, search = s(args[0]), s(args[1])
     if kind == "regex":
+        if isinstance(ctx.call.args[1], ast.Literal):
+            ctx.regex(1)
         return Typed(cast(fn("len", fn("regexp_extract_all", text, search)), "BIGINT"), "long")
     # Kusto counts overlapping plain matches ("aaa" countof "aa" = 2): split-based counting would say 1
     overlapping = fn("len", fn("list_filter", fn("range", number(1), exp.Add(
@@ -232,20 +258,20 @@ def _countof(ctx: CallContext, args: list[Typed]) -> Typed:
 
 @scalar("trim", 2)
 def _trim(ctx: CallContext, args: list[Typed]) -> Typed:
-    regex = ctx.constant(0)
+    regex = ctx.regex(0)
     return Typed(fn("regexp_replace", s(args[1]), string(f"^(?:{regex})+|(?:{regex})+$"), string(""), string("g")),
                  "string")
 
 
 @scalar("trim_start", 2)
 def _trim_start(ctx: CallContext, args: list[Typed]) -> Typed:
-    regex = ctx.constant(0)
+    regex = ctx.regex(0)
     return Typed(fn("regexp_replace", s(args[1]), string(f"^(?:{regex})+"), string("")), "string")
 
 
 @scalar("trim_end", 2)
 def _trim_end(ctx: CallContext, args: list[Typed]) -> Typed:
-    regex = ctx.constant(0)
+    regex = ctx.regex(0)
     return Typed(fn("regexp_replace", s(args[1]), string(f"(?:{regex})+$"), string("")), "string")
 
 
@@ -258,7 +284,7 @@ def _replace_string(ctx: CallContext, args: list[Typed]) -> Typed:
 def _replace_regex(ctx: CallContext, args: list[Typed]) -> Typed:
     replacement = ctx.constant(2)
     # Kusto uses \1 for groups, as RE2/DuckDB do
-    return Typed(fn("regexp_replace", s(args[0]), string(ctx.constant(1)), string(replacement), string("g")),
+    return Typed(fn("regexp_replace", s(args[0]), string(ctx.regex(1)), string(replacement), string("g")),
                  "string")
 
 
@@ -281,9 +307,20 @@ def _split(ctx: CallContext, args: list[Typed]) -> Typed:
 
 @scalar("extract", 3, 4)
 def _extract(ctx: CallContext, args: list[Typed]) -> Typed:
-    regex = ctx.constant(0)
+    regex = ctx.regex(0)
     group = ctx.constant(1, int)
-    result = fn("regexp_extract", s(args[2]), string(regex), number(group))
+    groups = capture_groups(regex)
+    if not 0 <= group <= groups:
+        raise ctx.error(f"extract() asks for capture group {group}, but the regex has {groups}",
+                        ctx.call.args[1], "count the regex's parentheses (group 0 is the whole match)")
+    result: exp.Expr
+    if group <= 9:
+        result = fn("regexp_extract", s(args[2]), string(regex), number(group))
+    else:
+        # DuckDB's regexp_extract numbers groups 0..9 only; its named-list form returns a struct of every group
+        names = exp.Array(expressions=[string(f"g{index}") for index in range(1, groups + 1)])
+        result = exp.Dot(this=exp.Paren(this=fn("regexp_extract", s(args[2]), string(regex), names)),
+                         expression=exp.to_identifier(f"g{group}"))
     matched = exp.RegexpLike(this=s(args[2]), expression=string(regex))
     if len(args) == 4:
         # the 4th argument is typeof(T): lowered by the binder to a typed null
@@ -295,9 +332,9 @@ def _extract(ctx: CallContext, args: list[Typed]) -> Typed:
 
 @scalar("extract_all", 2, 3, status="partial", note="returns the list of group 1 (or whole-match) values")
 def _extract_all(ctx: CallContext, args: list[Typed]) -> Typed:
-    regex = ctx.constant(0)
+    regex = ctx.regex(0)
     source = args[-1]
-    group = 1 if re.compile(regex).groups else 0
+    group = 1 if capture_groups(regex) else 0
     if len(args) == 3:
         raise KqlUnsupportedError("extract_all() with a capture-group list is not supported", ctx.span())
     values = fn("regexp_extract_all", s(source), string(regex), number(group))
@@ -466,6 +503,13 @@ for _kql, _sql in (("sqrt", "sqrt"), ("exp", "exp"), ("log", "ln"), ("log10", "l
 
 @scalar("abs", 1)
 def _abs(ctx: CallContext, args: list[Typed]) -> Typed:
+    if args[0].kusto_type == "timespan":  # DuckDB has no abs(INTERVAL)
+        value = args[0].sql
+        return Typed(exp.Case(ifs=[exp.If(this=exp.LT(this=value, expression=interval_micros(number(0))),
+                                          true=exp.Neg(this=exp.Paren(this=value.copy())))],
+                              default=value.copy()), "timespan")
+    if args[0].kusto_type not in NUMERIC_TYPES and args[0].kusto_type != "dynamic":
+        raise ctx.error(f"abs() needs a number or a timespan, got {args[0].kusto_type}")
     return Typed(exp.Abs(this=args[0].sql), args[0].kusto_type)
 
 
@@ -1066,6 +1110,97 @@ def _new_guid(ctx: CallContext, args: list[Typed]) -> Typed:
     return Typed(cast(fn("uuid"), "VARCHAR"), "guid")
 
 
+@scalar("hash", 1, 2, status="partial", note="a constant string hashes to Kusto's value (XXH64 of its UTF-8 "
+        "text, computed when the query is compiled); a column hashes with the engine's own hash: stable, "
+        "but not Kusto's numbers")
+def _hash(ctx: CallContext, args: list[Typed]) -> Typed:
+    from assay.kql.runtime import kql_hash
+
+    argument = ctx.call.args[0]
+    hashed: exp.Expr
+    if isinstance(argument, ast.Literal) and isinstance(argument.value, str):
+        hashed = number(kql_hash(argument.value) or 0)
+    else:
+        # DuckDB's hash() is a UBIGINT: fold it into the long range
+        hashed = cast(exp.Mod(this=fn("hash", s(args[0])), expression=number(2**63)), "BIGINT")
+    if len(args) == 2:
+        if args[1].kusto_type not in ("long", "int"):
+            raise ctx.error("hash()'s modulo must be a whole number", ctx.call.args[1])
+        modulo = exp.Paren(this=args[1].sql)
+        # Kusto's modulo is never negative
+        hashed = exp.Mod(this=exp.Paren(this=exp.Add(this=exp.Mod(this=hashed, expression=modulo),
+                                                     expression=exp.Abs(this=modulo.copy()))),
+                         expression=exp.Abs(this=modulo.copy()))
+    return Typed(hashed, "long")
+
+
+# ---------------------------------------------------------------- series (arrays from make-series)
+
+def _numbers(value: Typed) -> exp.Expr:
+    """A dynamic numeric array as a DuckDB list of doubles."""
+    return fn("from_json", value.sql, string('["double"]'))
+
+
+@scalar("series_fit_line_dynamic", 1)
+def _series_fit_line_dynamic(ctx: CallContext, args: list[Typed]) -> Typed:
+    return Typed(fn("kql_series_fit_line", _numbers(args[0])), "dynamic")
+
+
+@scalar("series_stats_dynamic", 1, 2, status="partial", note="the ignore_val argument is not supported")
+def _series_stats_dynamic(ctx: CallContext, args: list[Typed]) -> Typed:
+    if len(args) == 2:
+        raise KqlUnsupportedError("series_stats_dynamic() with ignore_val is not supported", ctx.span())
+    return Typed(fn("kql_series_stats", _numbers(args[0])), "dynamic")
+
+
+#: Functions that return several columns: (the one-bag form, (field, Kusto type) per output column).
+MULTI_COLUMN_FUNCTIONS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    "series_fit_line": ("series_fit_line_dynamic", (
+        ("rsquare", "real"), ("slope", "real"), ("variance", "real"), ("rvariance", "real"),
+        ("interception", "real"), ("line_fit", "dynamic"))),
+    "series_stats": ("series_stats_dynamic", (
+        ("min", "real"), ("min_idx", "long"), ("max", "real"), ("max_idx", "long"), ("avg", "real"),
+        ("stdev", "real"), ("variance", "real"))),
+}
+
+
+def _series_elementwise(name: str, operator: Callable[[exp.Expr, exp.Expr], exp.Expr], result: str) -> None:
+    def lower(ctx: CallContext, args: list[Typed]) -> Typed:
+        left, right = args
+        pair = exp.column("__p")
+        def side(value: Typed, index: int) -> exp.Expr:
+            if value.kusto_type == "dynamic":
+                return fn("struct_extract", pair.copy(), number(index))
+            return cast(value.sql, "DOUBLE")
+        lefts = _numbers(left) if left.kusto_type == "dynamic" else None
+        rights = _numbers(right) if right.kusto_type == "dynamic" else None
+        first = lefts if lefts is not None else rights
+        second = rights if rights is not None else lefts
+        if first is None or second is None:
+            raise ctx.error(f"{name}() needs at least one dynamic array argument")
+        zipped = fn("list_zip", first, second.copy())
+        body = operator(side(left, 1), side(right, 2))
+        values = fn("list_transform", zipped, exp.Lambda(this=body, expressions=[exp.to_identifier("__p")]))
+        return Typed(fn("to_json", values), "dynamic")
+    SCALAR_FUNCTIONS[name] = ScalarFunction(name, 2, 2, lower, "partial",
+                                            f"element-wise; values are {result}s (Kusto keeps longs long)")
+
+
+for _name, _operator in (
+        ("series_add", lambda a, b: exp.Add(this=a, expression=b)),
+        ("series_subtract", lambda a, b: exp.Sub(this=a, expression=b)),
+        ("series_multiply", lambda a, b: exp.Mul(this=a, expression=b)),
+        ("series_divide", lambda a, b: exp.Div(this=a, expression=exp.func("nullif", b, number(0)))),
+        ("series_greater", lambda a, b: exp.GT(this=a, expression=b)),
+        ("series_greater_equals", lambda a, b: exp.GTE(this=a, expression=b)),
+        ("series_less", lambda a, b: exp.LT(this=a, expression=b)),
+        ("series_less_equals", lambda a, b: exp.LTE(this=a, expression=b)),
+        ("series_equals", lambda a, b: exp.EQ(this=a, expression=b)),
+        ("series_not_equals", lambda a, b: exp.NEQ(this=a, expression=b))):
+    _series_elementwise(_name, _operator, "real" if _name in ("series_add", "series_subtract", "series_multiply",
+                                                             "series_divide") else "bool")
+
+
 # ---------------------------------------------------------------- aggregates (lowered in the binder)
 
 AGGREGATE_FUNCTIONS: dict[str, AggregateFunction] = {a.name: a for a in (
@@ -1102,17 +1237,19 @@ AGGREGATE_FUNCTIONS: dict[str, AggregateFunction] = {a.name: a for a in (
 
 #: Functions that exist in Kusto but not offline (Sentinel workspace functions, network access).
 OFFLINE_FUNCTIONS = ("_GetWatchlist", "_GetWatchlistAlias", "_ASim_", "externaldata", "cluster", "database",
-                     "workspace", "app", "adx", "geo_info_from_ip_address", "ingestion_time", "cursor_after",
+                     "workspace", "app", "adx", "arg", "geo_info_from_ip_address", "cursor_after",
                      "current_principal", "current_cluster_endpoint")
 
 #: Known Kusto functions we do not implement (named in errors and in the support matrix).
 UNSUPPORTED_FUNCTIONS = (
     "prev", "next", "row_number", "row_cumsum", "row_window_session", "series_decompose", "series_fir",
-    "series_stats", "make_series", "geo_distance_2points", "zip", "treepath", "bag_merge", "bag_remove_keys",
+    "series_decompose_anomalies", "series_decompose_forecast", "series_periods_detect", "series_outliers",
+    "series_iir", "series_fill_linear", "series_fill_forward", "series_fill_backward", "series_fill_const",
+    "make_series", "geo_distance_2points", "zip", "treepath", "bag_merge", "bag_remove_keys",
     "array_split", "array_iff", "array_reverse", "array_rotate_left", "array_rotate_right", "array_shift_left",
     "array_shift_right", "array_sum", "parse_csv", "parse_xml", "parse_user_agent", "parse_version",
     "parse_ipv6", "parse_ipv4", "ipv6_compare", "ipv6_is_match", "ipv4_is_match", "punycode_to_string",
-    "format_bytes", "format_ipv4", "format_ipv4_mask", "hash", "hash_combine", "hash_many", "hash_xxhash64",
+    "format_bytes", "format_ipv4", "format_ipv4_mask", "hash_combine", "hash_many", "hash_xxhash64",
     "base64_decode_toarray", "base64_encode_fromarray", "base64_decode_toguid", "string_size", "unicode_codepoints_from_string",
     "unicode_codepoints_to_string", "estimate_data_size", "toscalar_tabular", "translate", "jaccard_index",
     "make_string", "datetime_local_to_utc", "datetime_utc_to_local", "dcount_hll", "tdigest", "percentile_tdigest",

@@ -82,8 +82,11 @@ TIMESPAN_UNITS: dict[str, float] = {
 
 DIGITS = frozenset("0123456789")  # str.isdigit() also accepts '²' and other Unicode digits
 
-# Whitespace and // comments in one regex match instead of a Python loop per character.
-_SPACE_AND_COMMENTS = re.compile(r"(?:[ \t\r\n\f\v\ufeff]+|//[^\n]*)*")
+# Whitespace and // comments in one regex match instead of a Python loop per character. Unicode spaces count
+# as whitespace, as in Kusto: queries pasted from web pages and documents carry no-break (U+00A0, U+202F),
+# zero-width (U+200B..U+200D, U+2060, U+FEFF) and typographic (U+2000..U+200A) spaces.
+UNICODE_SPACES = "\u00a0\u1680\u180e\u2000-\u200d\u2028\u2029\u202f\u205f\u2060\u3000\ufeff"
+_SPACE_AND_COMMENTS = re.compile(r"(?:[ \t\r\n\f\v" + UNICODE_SPACES + r"]+|//[^\n]*)*")
 # The rest of a word: \w is exactly str.isalnum() plus "_" (what the character loop tested).
 _WORD_TAIL = re.compile(r"\w*")
 _NEWLINE = re.compile("\n")
@@ -315,16 +318,18 @@ class Lexer:
         depth = 0
         position = open_pos
         quote: str | None = None
+        verbatim = False
         while position < len(text):
             char = text[position]
             if quote:
-                if char == "\\":
+                if char == "\\" and not verbatim:
                     position += 2
                     continue
                 if char == quote:
                     quote = None
             elif char in "'\"":
                 quote = char
+                verbatim = position > 0 and text[position - 1] == "@"  # @'C:\' has no escapes
             elif char in "([{":
                 depth += 1
             elif char in ")]}":

@@ -16,19 +16,34 @@ from assay.kql import ast
 from assay.kql.lexer import TIMESPAN_UNITS, Token, TokenKind, tokenize
 
 MAX_DEPTH = 200
+LONG_MAX = 2**63 - 1
 
 #: Tabular operators we parse (→ supported or a clear KqlUnsupportedError from the parser itself).
 TABULAR_OPERATORS = (
     "where", "filter", "extend", "project", "project-away", "project-keep", "project-rename", "project-reorder",
     "summarize", "sort", "order", "top", "take", "limit", "distinct", "count", "join", "lookup", "union",
-    "mv-expand", "parse", "parse-where", "as", "invoke", "render", "serialize", "getschema",
+    "mv-expand", "mv-apply", "make-series", "evaluate", "parse", "parse-where", "as", "invoke", "render",
+    "serialize", "getschema", "search",
 )
 #: Operators Kusto has and Assay does not run (named so the error says so instead of "unknown operator").
 UNSUPPORTED_OPERATORS = (
-    "make-series", "mv-apply", "evaluate", "sample", "sample-distinct", "top-nested", "top-hitters", "fork",
+    "sample", "sample-distinct", "top-nested", "top-hitters", "fork",
     "facet", "partition", "scan", "reduce", "project-smart", "parse-kv", "consume", "find",
-    "search", "externaldata", "lookup-hint", "partition-by", "sql", "graph-match", "make-graph", "execute",
+    "externaldata", "lookup-hint", "partition-by", "sql", "graph-match", "make-graph", "execute",
 )
+#: Functions that name another service's data: arg("").Resources, workspace("w").T, cluster("c").database("d").T
+CROSS_SERVICE_FUNCTIONS = {
+    "arg": "Azure Resource Graph", "adx": "an Azure Data Explorer cluster", "cluster": "an Azure Data Explorer "
+    "cluster", "database": "another database", "workspace": "another Log Analytics workspace",
+    "app": "an Application Insights app", "resource": "an Azure resource's logs",
+}
+#: Deprecated names still common in published queries → the current name (Kusto still accepts them).
+DEPRECATED_OPERATORS = {"mvexpand": "mv-expand", "mvapply": "mv-apply"}
+DEPRECATED_FUNCTIONS = {
+    "makeset": "make_set", "makelist": "make_list", "make_dictionary": "make_bag", "parsejson": "parse_json",
+    "extractjson": "extract_json", "anyif": "take_anyif", "array_strcat": "strcat_array",
+    "makeset_if": "make_set_if", "makelist_if": "make_list_if",
+}
 COMPARISON_OPS = (
     "==", "!=", "<>", "<", "<=", ">", ">=", "=~", "!~",
 )
@@ -57,6 +72,7 @@ class Parser:
         self.tokens = tokenize(text, file)
         self.index = 0
         self.depth = 0
+        self.in_search = False  # inside a search predicate, Column:"term" is a comparison
 
     # ---------------------------------------------------------------- helpers
     @property
@@ -275,6 +291,15 @@ class Parser:
     def to_tabular(self, source: ast.Expr | ast.TabularExpr) -> ast.TabularExpr:
         if isinstance(source, ast.TabularExpr):
             return source
+        if isinstance(source, ast.Member | ast.Index):
+            base: ast.Expr = source
+            while isinstance(base, ast.Member | ast.Index):
+                base = base.target
+            if isinstance(base, ast.Call) and base.name.lower() in CROSS_SERVICE_FUNCTIONS:
+                raise KqlUnsupportedError(
+                    f"{base.name}(...) reads another service ({CROSS_SERVICE_FUNCTIONS[base.name.lower()]}), "
+                    "not available offline", SourceSpan(self.file, base.pos[0], base.pos[1], self.text),
+                    "export that data and load it as a table (assay ingest), then name the table")
         if isinstance(source, ast.Name):
             return ast.TableRef(source.pos, source.name)
         if isinstance(source, ast.Call):
@@ -311,8 +336,11 @@ class Parser:
             operator = self.parse_union_body(token)
             return ast.Union(operator.pos, operator.sources, operator.kind, operator.withsource, operator.isfuzzy)
         if word in ("externaldata", "external_data"):
-            raise KqlUnsupportedError("externaldata is not available offline: Assay runs without network access",
-                                      self.span(), "load the data into a table with `assay ingest`, or use datatable")
+            return self.parse_externaldata()
+        if word == "search":
+            self.advance()
+            case_sensitive, tables, predicate = self.parse_search_body()
+            return ast.Search(self.pos(token), tuple(tables or ["*"]), predicate, case_sensitive)
         if word == "materialize":
             self.advance()
             self.expect_op("(", "after materialize")
@@ -321,6 +349,91 @@ class Parser:
             return inner
         raise KqlUnsupportedError(f"the '{word}' operator is not supported", self.span(),
                                   "rewrite the query with where/union over named tables")
+
+    def parse_search_body(self) -> tuple[bool, list[str] | None, ast.Expr]:
+        options = self.parse_options(("kind",))
+        case_sensitive = options.get("kind", ("", self.token))[0].lower() == "case_sensitive"
+        tables: list[str] | None = None
+        if self.at_word("in") and self.peek().kind is TokenKind.OP and self.peek().text == "(":
+            self.advance()
+            self.advance()
+            tables = []
+            while not self.at_op(")"):
+                tables.append(self.parse_column_pattern("search in (...)"))
+                if not self.accept_op(","):
+                    break
+            self.expect_op(")", "to close the table list of search")
+        self.in_search = True
+        try:
+            predicate = self.parse_expression()
+        finally:
+            self.in_search = False
+        return case_sensitive, tables, predicate
+
+    def parse_schema(self, context: str) -> tuple[tuple[str, str], ...]:
+        """``(Name: type, ...)``; a leading ``*,`` (keep the input's columns) is accepted and ignored."""
+        self.expect_op("(", f"to open {context}")
+        columns: list[tuple[str, str]] = []
+        while not self.at_op(")"):
+            if self.accept_op("*"):
+                if not self.accept_op(","):
+                    break
+                continue
+            name = self.expect_ident(f"for a column of {context}").text
+            self.expect_op(":", f"after column {name}")
+            type_token = self.expect_ident(f"for the type of column {name}")
+            kusto_type = normalize_type(type_token.text)
+            if kusto_type not in {normalize_type(t) for t in SCALAR_TYPES}:
+                self.fail(f"unknown type {type_token.text!r}", type_token,
+                          f"did you mean {did_you_mean(type_token.text, SCALAR_TYPES) or 'string'}?")
+            columns.append((name, kusto_type))
+            if not self.accept_op(","):
+                break
+        self.expect_op(")", f"to close {context}")
+        return tuple(columns)
+
+    def parse_externaldata(self) -> ast.TabularExpr:
+        token = self.advance()
+        self.expect_op("(", "after externaldata")
+        columns: list[tuple[str, str]] = []
+        while not self.at_op(")"):
+            name = self.expect_ident("for an externaldata column").text
+            self.expect_op(":", f"after externaldata column {name}")
+            type_token = self.expect_ident(f"for the type of column {name}")
+            kusto_type = normalize_type(type_token.text)
+            if kusto_type not in {normalize_type(t) for t in SCALAR_TYPES}:
+                self.fail(f"unknown type {type_token.text!r}", type_token,
+                          f"did you mean {did_you_mean(type_token.text, SCALAR_TYPES) or 'string'}?")
+            columns.append((name, kusto_type))
+            if not self.accept_op(","):
+                break
+        self.expect_op(")", "to close the externaldata schema")
+        self.expect_op("[", "to open the externaldata URLs")
+        urls: list[str] = []
+        while not self.at_op("]"):
+            url_token = self.token
+            if url_token.kind is not TokenKind.STRING:
+                self.fail(f"expected a URL string in externaldata, found {url_token.describe()}")
+            urls.append(self.advance().text)
+            while self.token.kind is TokenKind.STRING:  # adjacent literals concatenate
+                urls[-1] += self.advance().text
+            if not self.accept_op(","):
+                break
+        self.expect_op("]", "to close the externaldata URLs")
+        options: list[tuple[str, str]] = []
+        if self.accept_word("with"):
+            self.expect_op("(", "after 'with'")
+            while not self.at_op(")"):
+                option = self.expect_ident("for an externaldata property").text
+                self.expect_op("=", f"after {option}")
+                value = self.advance()
+                options.append((option.lower(), value.text))
+                if not self.accept_op(","):
+                    break
+            self.expect_op(")", "to close the externaldata properties")
+        if not urls:
+            self.fail("externaldata needs at least one URL", token)
+        return ast.ExternalData(self.pos(token), tuple(columns), tuple(urls), tuple(options))
 
     def parse_datatable(self) -> ast.TabularExpr:
         token = self.advance()
@@ -377,7 +490,7 @@ class Parser:
         if token.kind is not TokenKind.IDENT:
             self.fail(f"expected a tabular operator after '|', found {token.describe()}",
                       hint="for example: where, extend, project, summarize")
-        word = token.text.lower()
+        word = DEPRECATED_OPERATORS.get(token.text.lower(), token.text.lower())
         if word in UNSUPPORTED_OPERATORS:
             raise KqlUnsupportedError(f"the '{word}' operator is not supported", self.span(),
                                       "see docs/kql-support.md for what Assay runs")
@@ -470,6 +583,36 @@ class Parser:
             return ast.Join(pos, word, kind, right, tuple(conditions), word == "lookup")
         if word == "union":
             return self.parse_union_body(token)
+        if word == "mv-apply":
+            return self.parse_mv_apply(pos, token)
+        if word == "make-series":
+            return self.parse_make_series(pos)
+        if word == "search":
+            case_sensitive, tables, predicate = self.parse_search_body()
+            if tables is not None:
+                self.fail("'search in (...)' names tables; after a pipe, search reads its input", token)
+            return ast.SearchOp(pos, "search", predicate, case_sensitive)
+        if word == "evaluate":
+            self.parse_options()
+            plugin = self.expect_ident("after 'evaluate' (a plugin name such as bag_unpack)")
+            self.expect_op("(", f"after evaluate {plugin.text}")
+            named: list[tuple[str, ast.Expr]] = []
+            args: list[ast.Expr] = []
+            while not self.at_op(")"):
+                if self.token.kind is TokenKind.IDENT and self.peek().kind is TokenKind.OP and \
+                        self.peek().text == "=":
+                    name = self.advance().text
+                    self.advance()
+                    named.append((name.lower(), self.parse_expression()))
+                else:
+                    args.append(self.parse_expression())
+                if not self.accept_op(","):
+                    break
+            self.expect_op(")", f"to close evaluate {plugin.text}(...)")
+            schema = None
+            if self.accept_op(":"):
+                schema = self.parse_schema(f"the output schema of {plugin.text}")
+            return ast.Evaluate(pos, "evaluate", plugin.text.lower(), tuple(args), schema, tuple(named))
         if word == "mv-expand":
             options = self.parse_options(("kind", "bagexpansion", "with_itemindex"))
             item_index = options["with_itemindex"][0] if "with_itemindex" in options else None
@@ -508,6 +651,81 @@ class Parser:
             else:
                 self.advance()
         return ast.NoOp(pos, word)
+
+    def parse_expansions(self, context: str) -> list[tuple[str | None, ast.Expr, str | None]]:
+        """``[Name =] ArrayExpression [to typeof(Type)], ...`` of mv-expand and mv-apply."""
+        expansions: list[tuple[str | None, ast.Expr, str | None]] = []
+        while True:
+            assignment = self.parse_assignment(context)
+            to_type = None
+            if self.accept_word("to"):
+                self.expect_word("typeof", f"after 'to' in {context}")
+                self.expect_op("(", "after typeof")
+                to_type = normalize_type(self.expect_ident("for the type in typeof(...)").text)
+                self.expect_op(")", "to close typeof(...)")
+            expansions.append((assignment.name, assignment.expr, to_type))
+            if not self.accept_op(","):
+                return expansions
+
+    def parse_make_series(self, pos: ast.Pos) -> ast.MakeSeries:
+        options = self.parse_options(("kind",))
+        nonempty = options.get("kind", ("", self.token))[0].lower() == "nonempty"
+        aggregates: list[tuple[ast.Assignment, ast.Expr | None]] = []
+        while True:
+            assignment = self.parse_assignment("make-series")
+            default = None
+            if self.at_word("default") and self.peek().kind is TokenKind.OP and self.peek().text == "=":
+                self.advance()
+                self.advance()
+                default = self.parse_expression()
+            aggregates.append((assignment, default))
+            if not self.accept_op(","):
+                break
+        self.expect_word("on", "after the aggregates of make-series")
+        axis = self.parse_expression()
+        start = end = step = None
+        if self.accept_word("in"):  # the alternative syntax: on Axis in range(start, stop, step)
+            self.expect_word("range", "after 'in' in make-series")
+            self.expect_op("(", "after range")
+            start = self.parse_expression()
+            self.expect_op(",", "after the start of range")
+            end = self.parse_expression()
+            self.expect_op(",", "after the stop of range")
+            step = self.parse_expression()
+            self.expect_op(")", "to close range(...)")
+        else:
+            if self.accept_word("from"):
+                start = self.parse_expression()
+            if self.accept_word("to"):
+                end = self.parse_expression()
+            self.expect_word("step", "in make-series (step is required)")
+            step = self.parse_expression()
+        by: list[ast.Assignment] = []
+        if self.accept_word("by"):
+            by = self.parse_assignments("make-series by")
+        return ast.MakeSeries(pos, "make-series", tuple(aggregates), axis, start, end, step, tuple(by), nonempty)
+
+    def parse_mv_apply(self, pos: ast.Pos, token: Token) -> ast.MvApply:
+        options = self.parse_options(("with_itemindex",))
+        item_index = options["with_itemindex"][0] if "with_itemindex" in options else None
+        expansions = self.parse_expansions("mv-apply")
+        limit = self.parse_expression() if self.accept_word("limit") else None
+        self.expect_word("on", "after the columns of mv-apply")
+        self.expect_op("(", "to open the mv-apply subquery")
+        operators: list[ast.Operator] = []
+        self.enter()
+        try:
+            while not self.at_op(")"):
+                if operators and not self.accept_op("|"):
+                    self.fail(f"expected '|' or ')' in the mv-apply subquery, found {self.token.describe()}")
+                self.accept_op("|") if not operators else None
+                operators.append(self.parse_operator())
+        finally:
+            self.leave()
+        self.expect_op(")", "to close the mv-apply subquery")
+        if not operators:
+            self.fail("the mv-apply subquery is empty", token, "e.g. mv-apply x = Arr on (where x > 0)")
+        return ast.MvApply(pos, "mv-apply", tuple(expansions), item_index, limit, tuple(operators))
 
     def skip_balanced(self) -> None:
         depth = 0
@@ -556,12 +774,13 @@ class Parser:
                 self.expect_op(")", "to close the union leg")
             else:
                 name = self.parse_column_pattern("union")
-                if "*" in name:
-                    raise KqlUnsupportedError("union with table wildcards is not supported", self.span(source_token),
-                                              "name the tables")
-                if self.at_op("("):
+                if self.at_op("(") and "*" not in name:
                     self.advance()
-                    sources.append(ast.FunctionSource(self.pos(source_token), name, tuple(self.parse_call_args())))
+                    args = tuple(self.parse_call_args())
+                    if self.at_op(".", "["):  # arg("").Resources, workspace("w").Table
+                        call: ast.Expr = ast.Call(self.pos(source_token), name, args)
+                        sources.append(self.to_tabular(ast.Member(self.pos(), call, "")))
+                    sources.append(ast.FunctionSource(self.pos(source_token), name, args))
                 else:
                     sources.append(ast.TableRef(self.pos(source_token), name))
             if not self.accept_op(","):
@@ -688,6 +907,8 @@ class Parser:
 
     def _comparison_operator(self) -> str | None:
         token = self.token
+        if self.in_search and token.kind is TokenKind.OP and token.text == ":":
+            return ":"  # search's Column:"term"
         if (token.kind is TokenKind.OP and token.text in (*COMPARISON_OPS, "!in~", "in~")) or \
                 (token.kind is TokenKind.OP and token.text.startswith("!") and len(token.text) > 1):
             return token.text
@@ -725,18 +946,21 @@ class Parser:
                     items.append(ast.TabularArg(query.pos, query))
                 else:
                     while not self.at_op(")"):
-                        items.append(self.parse_expression())
+                        items.append(self.continue_pipeline(self.parse_expression()))
                         if not self.accept_op(","):
                             break
                 self.expect_op(")", f"to close the list of '{op}'")
                 left = ast.InList(pos, op, left, tuple(items))
+            elif op == ":":
+                left = ast.Binary(pos, ":", left, self.parse_additive())
             elif op in ("like", "notlike"):
                 self.fail(f"'{op}' is not a Kusto operator", token, "use contains, startswith or matches regex")
             else:
                 left = ast.Binary(pos, "!=" if op == "<>" else op, left, self.parse_additive())
 
     def _at_tabular_keyword(self) -> bool:
-        return self.at_word("datatable", "range", "print", "union") and self._tabular_keyword_context()
+        return self.at_word("datatable", "range", "print", "union", "externaldata", "external_data") and \
+            self._tabular_keyword_context()
 
     def parse_additive(self) -> ast.Expr:
         left = self.parse_multiplicative()
@@ -777,6 +1001,10 @@ class Parser:
                     self.peek().offset == self.token.end:
                 token = self.advance()
                 expr = ast.Member(self.pos(token), expr, self.advance().text)
+                if self.at_op("(") and self.token.offset == self.tokens[self.index - 1].end:
+                    # cluster("c").database("d"): a method-style call, only meaningful for cross-service names
+                    self.advance()
+                    self.parse_call_args()
             elif self.at_op(".") and self.peek().kind is TokenKind.OP and self.peek().text == "[":
                 self.advance()
             elif self.at_op("["):
@@ -799,11 +1027,21 @@ class Parser:
                 query = self.to_tabular(self.parse_statement_expression())
                 args.append(ast.TabularArg(query.pos, query))
             else:
-                args.append(self.parse_expression())
+                args.append(self.continue_pipeline(self.parse_expression()))
             if not self.accept_op(","):
                 break
         self.expect_op(")", "to close the argument list")
         return args
+
+    def continue_pipeline(self, expr: ast.Expr) -> ast.Expr:
+        """``f() | count`` or ``_GetWatchlist('x') | project y`` as an argument: a call or name followed by a
+        pipe is a tabular argument (toscalar, in, has_any take one)."""
+        if not self.at_op("|") or not isinstance(expr, ast.Call | ast.Name | ast.TabularArg):
+            return expr
+        tabular = self.to_tabular(expr)
+        while self.accept_op("|"):
+            tabular = ast.Pipe(tabular.pos, tabular, self.parse_operator())
+        return ast.TabularArg(tabular.pos, tabular)
 
     def parse_primary(self) -> ast.Expr:
         token = self.token
@@ -815,15 +1053,27 @@ class Parser:
                 value += self.advance().text
             return ast.Literal(pos, value, "string")
         if token.kind is TokenKind.INT:
+            whole = int(token.text)
+            if whole > LONG_MAX:
+                self.fail(f"the number {token.text} is too large for a long (at most {LONG_MAX})", token,
+                          "write it as a real, e.g. " + token.text + ".0")
             self.advance()
-            return ast.Literal(pos, int(token.text), "long")
+            return ast.Literal(pos, whole, "long")
         if token.kind is TokenKind.REAL:
+            real = float(token.text)
+            if real in (float("inf"), float("-inf")):
+                self.fail(f"the number {token.text} is too large for a real", token)
             self.advance()
-            return ast.Literal(pos, float(token.text), "real")
+            return ast.Literal(pos, real, "real")
         if token.kind is TokenKind.TIMESPAN:
-            self.advance()
             micros = float(token.text) * TIMESPAN_UNITS[token.raw_kind]
-            return ast.Literal(pos, timedelta(microseconds=micros), "timespan")
+            try:
+                span = timedelta(microseconds=micros)
+            except (OverflowError, ValueError):
+                self.fail(f"the timespan {token.text}{token.raw_kind} is out of range", token,
+                          "a timespan is at most about 10,675,199 days")
+            self.advance()
+            return ast.Literal(pos, span, "timespan")
         if token.kind is TokenKind.RAW:
             self.advance()
             return self.raw_literal(token)
@@ -864,7 +1114,7 @@ class Parser:
                         isinstance(args[0], ast.Literal):
                     return ast.Call(pos, "to" + {"real": "double"}.get(normalize_type(lowered),
                                                                         normalize_type(lowered)), tuple(args))
-                return ast.Call(pos, word, tuple(args))
+                return ast.Call(pos, DEPRECATED_FUNCTIONS.get(lowered, word), tuple(args))
             if lowered == "null":
                 return ast.Literal(pos, None, "dynamic")
             return ast.Name(pos, word)
@@ -913,37 +1163,55 @@ def parse_dynamic_literal(raw: str) -> Any:
         return json.loads(text)
     except ValueError:
         pass
-    # Kusto also accepts single-quoted strings inside dynamic literals
+    # Kusto also accepts single-quoted, verbatim (@'C:\x') and obfuscated (h'..') strings inside dynamic literals
     try:
-        converted = _single_to_double_quotes(text)
-        return json.loads(converted)
-    except ValueError:
+        return json.loads(_kusto_strings_to_json(text))
+    except (ValueError, RecursionError):
         return _INVALID
 
 
-def _single_to_double_quotes(text: str) -> str:
+def _kusto_strings_to_json(text: str) -> str:
+    """Rewrite the Kusto string literals of a dynamic literal as JSON strings (the rest is kept as is)."""
     out: list[str] = []
-    quote: str | None = None
     index = 0
-    while index < len(text):
+    length = len(text)
+    while index < length:
         char = text[index]
-        if quote:
-            if char == "\\" and index + 1 < len(text):
-                out.append(text[index:index + 2])
+        verbatim = False
+        start = index
+        if char in "@hH" and index + 1 < length:
+            rest = text[index:index + 3].lower()
+            for prefix in ("h@", "@", "h"):
+                if rest.startswith(prefix) and index + len(prefix) < length and text[index + len(prefix)] in "'\"":
+                    verbatim = "@" in prefix
+                    index += len(prefix)
+                    char = text[index]
+                    break
+        if char not in "'\"":
+            out.append(text[start:index + 1])
+            index += 1
+            continue
+        quote = char
+        index += 1
+        value: list[str] = []
+        while index < length:
+            current = text[index]
+            if current == quote:
+                if verbatim and text.startswith(quote * 2, index):
+                    value.append(quote)
+                    index += 2
+                    continue
+                break
+            if current == "\\" and not verbatim and index + 1 < length:
+                escaped = text[index + 1]
+                value.append({"n": "\n", "t": "\t", "r": "\r"}.get(escaped, escaped))
                 index += 2
                 continue
-            if char == quote:
-                out.append('"')
-                quote = None
-            elif char == '"' and quote == "'":
-                out.append('\\"')
-            else:
-                out.append(char)
-        elif char in "'\"":
-            quote = char
-            out.append('"')
+            value.append(current)
+            index += 1
         else:
-            out.append(char)
+            raise ValueError("unterminated string in dynamic literal")
+        out.append(json.dumps("".join(value)))
         index += 1
     return "".join(out)
 

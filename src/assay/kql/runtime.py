@@ -38,7 +38,90 @@ MACROS = (
                 WHEN 'd' THEN 86400000000 WHEN 'h' THEN 3600000000 WHEN 'm' THEN 60000000
                 WHEN 's' THEN 1000000 ELSE 1000 END AS BIGINT))
         ELSE NULL END)""",
+    # series_fit_line: least squares over x = 1..n (Microsoft's example: line_fit starts at slope + b);
+    # variance and rvariance divide by n - 1
+    """CREATE MACRO IF NOT EXISTS kql_series_slope(v) AS (
+        list_sum(list_transform(v, lambda y, i: (i - (len(v) + 1) / 2.0) * (y - list_avg(v))))
+        / nullif(len(v) * (len(v) * len(v) - 1) / 12.0, 0))""",
+    """CREATE MACRO IF NOT EXISTS kql_series_interception(v) AS (
+        list_avg(v) - coalesce(kql_series_slope(v), 0) * (len(v) + 1) / 2.0)""",
+    """CREATE MACRO IF NOT EXISTS kql_series_fit_line(v) AS (
+        CASE WHEN v IS NULL OR len(v) = 0 THEN NULL ELSE json_object(
+            'rsquare', 1 - list_sum(list_transform(v, lambda y, i: pow(y - (coalesce(kql_series_slope(v), 0) * i
+                       + kql_series_interception(v)), 2)))
+                     / nullif(list_sum(list_transform(v, lambda y: pow(y - list_avg(v), 2))), 0),
+            'slope', coalesce(kql_series_slope(v), 0),
+            'variance', list_sum(list_transform(v, lambda y: pow(y - list_avg(v), 2))) / nullif(len(v) - 1, 0),
+            'rvariance', list_sum(list_transform(v, lambda y, i: pow(y - (coalesce(kql_series_slope(v), 0) * i
+                         + kql_series_interception(v)), 2))) / nullif(len(v) - 1, 0),
+            'interception', kql_series_interception(v),
+            'line_fit', list_transform(v, lambda y, i: coalesce(kql_series_slope(v), 0) * i
+                        + kql_series_interception(v)))
+        END)""",
+    """CREATE MACRO IF NOT EXISTS kql_series_stats(v) AS (
+        CASE WHEN v IS NULL OR len(v) = 0 THEN NULL ELSE json_object(
+            'min', list_min(v), 'min_idx', list_position(v, list_min(v)) - 1,
+            'max', list_max(v), 'max_idx', list_position(v, list_max(v)) - 1,
+            'avg', list_avg(v), 'stdev', list_aggregate(v, 'stddev_samp'),
+            'variance', list_aggregate(v, 'var_samp'))
+        END)""",
 )
+
+
+_P1, _P2, _P3 = 11400714785074694791, 14029467366897019727, 1609587929392839161
+_P4, _P5 = 9650029242287828579, 2870177450012600261
+_MASK = (1 << 64) - 1
+
+
+def _rotate(value: int, bits: int) -> int:
+    return ((value << bits) | (value >> (64 - bits))) & _MASK
+
+
+def _round(accumulator: int, lane: int) -> int:
+    return (_rotate((accumulator + lane * _P2) & _MASK, 31) * _P1) & _MASK
+
+
+def xxhash64(data: bytes, seed: int = 0) -> int:
+    """XXH64 (Kusto's hash() is XXH64 of the value's UTF-8 text), unsigned."""
+    length, index = len(data), 0
+    if length >= 32:
+        lanes = [(seed + _P1 + _P2) & _MASK, (seed + _P2) & _MASK, seed & _MASK, (seed - _P1) & _MASK]
+        while index + 32 <= length:
+            for lane in range(4):
+                start = index + 8 * lane
+                lanes[lane] = _round(lanes[lane], int.from_bytes(data[start:start + 8], "little"))
+            index += 32
+        result = (_rotate(lanes[0], 1) + _rotate(lanes[1], 7) + _rotate(lanes[2], 12) + _rotate(lanes[3], 18)) & _MASK
+        for lane_value in lanes:
+            result = (((result ^ _round(0, lane_value)) * _P1) + _P4) & _MASK
+    else:
+        result = (seed + _P5) & _MASK
+    result = (result + length) & _MASK
+    while index + 8 <= length:
+        result ^= _round(0, int.from_bytes(data[index:index + 8], "little"))
+        result = (_rotate(result, 27) * _P1 + _P4) & _MASK
+        index += 8
+    if index + 4 <= length:
+        result ^= (int.from_bytes(data[index:index + 4], "little") * _P1) & _MASK
+        result = (_rotate(result, 23) * _P2 + _P3) & _MASK
+        index += 4
+    while index < length:
+        result ^= (data[index] * _P5) & _MASK
+        result = (_rotate(result, 11) * _P1) & _MASK
+        index += 1
+    result ^= result >> 33
+    result = (result * _P2) & _MASK
+    result ^= result >> 29
+    result = (result * _P3) & _MASK
+    return result ^ (result >> 32)
+
+
+def kql_hash(text: str | None) -> int | None:
+    """Kusto's hash() of a string as a signed long."""
+    if text is None:
+        return None
+    value = xxhash64(text.encode("utf-8"))
+    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 def install_macros(engine: Any) -> None:

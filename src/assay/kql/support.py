@@ -174,6 +174,9 @@ def render_markdown() -> str:
         " and every `_GetWatchlist*`, `_ASim*`, `_Im_*` Sentinel function.",
         "",
     ]
+    from assay.schema.docs import tables_markdown
+
+    lines.append(tables_markdown())
     return "\n".join(lines)
 
 

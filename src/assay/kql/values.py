@@ -10,7 +10,15 @@ _TIMESPAN_UNIT = re.compile(r"^(-)?(\d+(?:\.\d+)?)\s*([a-z]+)$", re.IGNORECASE)
 
 
 def parse_datetime_literal(raw: str) -> datetime | None:
-    """ISO 8601 and the RFC 822/850-ish forms Kusto accepts; result is naive UTC (DuckDB TIMESTAMP)."""
+    """ISO 8601 and the RFC 822/850-ish forms Kusto accepts; result is naive UTC (DuckDB TIMESTAMP).
+    None when the text is not a datetime, or is out of range."""
+    try:
+        return _parse_datetime(raw)
+    except (OverflowError, ValueError):
+        return None
+
+
+def _parse_datetime(raw: str) -> datetime | None:
     text = raw.strip().strip("'\"")
     if not text:
         return None
@@ -37,7 +45,14 @@ def parse_datetime_literal(raw: str) -> datetime | None:
 
 
 def parse_timespan_literal(raw: str) -> timedelta | None:
-    """``1.02:03:04.5``, ``02:03``, ``2d``, ``1.5h``, ``100ms`` → timedelta."""
+    """``1.02:03:04.5``, ``02:03``, ``2d``, ``1.5h``, ``100ms`` → timedelta; None when invalid or out of range."""
+    try:
+        return _parse_timespan(raw)
+    except (OverflowError, ValueError):
+        return None
+
+
+def _parse_timespan(raw: str) -> timedelta | None:
     from assay.kql.lexer import TIMESPAN_UNITS
 
     text = raw.strip().strip("'\"")

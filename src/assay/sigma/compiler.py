@@ -14,7 +14,7 @@ from sigma.exceptions import SigmaError as PySigmaError
 from sigma.rule import SigmaRule
 from sqlglot import exp
 
-from assay.errors import SigmaError, SourceSpan
+from assay.errors import SigmaError
 from assay.sigma.backend import SqlglotBackend
 from assay.sigma.loading import LoadedRule, load_rule
 from assay.sigma.routes import FLAT_ROUTE, Route, routes_for_rule_logsource
@@ -49,6 +49,11 @@ def route_filter(route: Route) -> exp.Expr | None:
     if route.event_ids:
         predicates.append(exp.In(this=exp.column("EventID", quoted=True),
                                  expressions=[exp.Literal.number(i) for i in route.event_ids]))
+    if route.event_logs_only:
+        # Defender XDR exports also have RawEvents rows (their table as Channel): not an event log's records
+        predicates.append(exp.not_(exp.func("coalesce", exp.Like(this=exp.column("SourceFormat", quoted=True),
+                                                                  expression=exp.Literal.string("defender-%")),
+                                            exp.false())))
     return exp.and_(*predicates, copy=False) if predicates else None
 
 
@@ -67,16 +72,16 @@ def compile_condition(rule: LoadedRule, route: Route, select: str | None = None)
     except SigmaError as error:  # raised by our lowering: add the rule and file it lacks
         if error.span is not None:
             raise
-        raise SigmaError(f"rule {sigma_rule.title!r}: {error.message}", span=SourceSpan.of_file(rule.source),
+        raise SigmaError(f"rule {sigma_rule.title!r}: {error.message}", span=rule.span("detection", key=True),
                          hint=error.hint) from error
     except PySigmaError as error:
         raise SigmaError(f"rule {sigma_rule.title!r} cannot run locally on route {route.name}: {error}",
-                         span=SourceSpan.of_file(rule.source)) from error
+                         span=rule.span("detection", key=True)) from error
     except (TypeError, ValueError, NotImplementedError) as error:
         raise SigmaError(f"rule {sigma_rule.title!r}: unsupported construct on route {route.name}: {error}",
-                         span=SourceSpan.of_file(rule.source)) from error
+                         span=rule.span("detection", key=True)) from error
     if not conditions:
-        raise SigmaError(f"rule {rule.title!r} has no condition", span=SourceSpan.of_file(rule.source))
+        raise SigmaError(f"rule {rule.title!r} has no condition", span=rule.span("detection", "condition"))
     condition: exp.Expr = (conditions[0] if len(conditions) == 1
                                  else exp.or_(*(exp.paren(c, copy=False) for c in conditions), copy=False))
     where = condition
@@ -106,19 +111,19 @@ def compile_rule(rule: LoadedRule | str | Path, *, targets: Sequence[str] | None
     loaded = as_loaded(rule)
     if loaded.is_correlation:
         raise SigmaError(f"{loaded.title!r} is a correlation rule: evaluate it with assay.sigma.evaluation",
-                         span=SourceSpan.of_file(loaded.source))
+                         span=loaded.span())
     routes = [FLAT_ROUTE] if targets is not None and list(targets) == ["flat"] else routes_for_rule(loaded)
     if targets is not None and list(targets) != ["flat"]:
         unknown = [t for t in targets if t not in {r.name for r in routes}]
         if unknown:
             raise SigmaError(f"rule {loaded.title!r} has no route {', '.join(unknown)}",
-                             span=SourceSpan.of_file(loaded.source),
+                             span=loaded.span(),
                              hint="its routes: " + (", ".join(r.name for r in routes) or "none"))
         routes = [r for r in routes if r.name in targets]
     if not routes:
         logsource = loaded.rule.logsource if isinstance(loaded.rule, SigmaRule) else None
         raise SigmaError(f"rule {loaded.title!r}: no table holds logsource {_describe(logsource)}",
-                         span=SourceSpan.of_file(loaded.source),
+                         span=loaded.span("logsource", key=True),
                          hint="Assay routes Windows logsources (Sysmon, Security, PowerShell, Defender tables)")
     return [compile_condition(loaded, route) for route in routes]
 

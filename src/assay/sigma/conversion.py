@@ -5,6 +5,10 @@ pipeline for a test one: the pipeline we get is checked by name). Every conversi
 (pipelines mutate rules). Status is ``converted``, ``converted-with-warnings`` (warnings raised, or a known backend
 defect worked around, said in the messages) or ``failed`` with the backend's reason.
 
+A target whose backend package is not installed (or cannot be, next to the pinned pySigma) is ``unavailable``, with
+the package to install and why: its platform still shows, nothing drops silently. Deprecation warnings a backend
+raises about its own imports are not messages about the rule and are left out.
+
 Known defects are found from the backends' own data, not hard-coded: a Kusto pipeline field mapping that names a
 column its own table schema lacks (e.g. the ASIM pipeline maps OriginalFileName to both
 TargetProcessFileOriginalName and the non-existent TargetProcessFilename) is reported, and the rule is mapped to the
@@ -27,7 +31,7 @@ from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 from assay.errors import SigmaError
 from assay.sigma.loading import LoadedRule, load_rule
 
-ConversionStatus = Literal["converted", "converted-with-warnings", "failed"]
+ConversionStatus = Literal["converted", "converted-with-warnings", "failed", "unavailable"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,11 @@ class TargetSpec:
     output_format: str | None = None
     #: module with the Kusto pipeline's mappings/tables (for the schema check), when it is a Kusto target
     kusto_package: str | None = None
+    #: The PyPI distribution that provides the backend (for the "unavailable" reason).
+    package: str = ""
+    #: How the backend's output becomes the page's query (``sumo-expression``: the match expression of the
+    #: Cloud SIEM rule JSON, whose metadata carries a conversion timestamp), or None for the output as is.
+    extract: str | None = None
 
 
 TARGETS: dict[str, TargetSpec] = {spec.name: spec for spec in (
@@ -78,7 +87,38 @@ TARGETS: dict[str, TargetSpec] = {spec.name: spec for spec in (
                ("sigma.backends.elasticsearch", "ElastalertBackend"),
                ("sigma.pipelines.elasticsearch.windows", "ecs_windows"),
                "Elastic Common Schema (ECS) Windows log mappings from Winlogbeat from version 7"),
+    TargetSpec("google-secops", "Google SecOps (Chronicle) YARA-L 2.0 rule on UDM", "yara-l",
+               ("sigma.backends.secops", "SecOpsBackend"), ("sigma.pipelines.secops", "secops_udm_pipeline"),
+               "Google SecOps UDM Pipeline", output_format="yara_l", package="pysigma-backend-secops"),
+    TargetSpec("ibm-qradar-aql", "IBM QRadar AQL on QRadar's normalized event fields", "aql",
+               ("sigma.backends.QRadarAQL", "QRadarAQLBackend"),
+               ("sigma.pipelines.QRadarAQL", "QRadarAQL_fields_pipeline"), "Qradar fields",
+               package="pysigma-backend-qradar-community"),
+    TargetSpec("sumo-logic", "Sumo Logic Cloud SIEM (CSE) rule match expression", "sumo-cse",
+               ("sigma.backends.sumologic", "SumoLogicCSEBackend"),
+               ("sigma.pipelines.sumologic", "sumologic_cse_pipeline"), "Sumo Logic Cloud SIEM (CSE) Pipeline",
+               package="pysigma-backend-sumologic", extract="sumo-expression"),
+    TargetSpec("crowdstrike-logscale", "CrowdStrike Falcon LogScale query on Falcon events", "logscale",
+               ("sigma.backends.crowdstrike", "LogScaleBackend"),
+               ("sigma.pipelines.crowdstrike", "crowdstrike_falcon_pipeline"), "CrowdStrike Falcon Pipeline",
+               package="pysigma-backend-crowdstrike"),
+    TargetSpec("sentinelone-powerquery", "SentinelOne Singularity Data Lake PowerQuery", "powerquery",
+               ("sigma.backends.sentinelone_pq", "SentinelOnePQBackend"),
+               ("sigma.pipelines.sentinelone_pq", "sentinelonepq_pipeline"), "SentinelOne PQ pipeline",
+               package="pysigma-backend-sentinelone-pq"),
+    # Executed locally: SQLite on the scenario's Sysmon events (Python's sqlite3), Spark SQL on local PySpark.
+    TargetSpec("sqlite", "SQLite over a table of Sysmon event fields (Zircolite layout)", "sql",
+               ("sigma.backends.sqlite", "sqliteBackend"), None, None, package="pysigma-backend-sqlite"),
+    TargetSpec("spark-sql", "Apache Spark / Databricks SQL predicate over Sysmon event fields", "spark-sql",
+               ("sigma.backends.databricks", "DatabricksBackend"), None, None,
+               package="pysigma-backend-databricks"),
 )}
+
+#: Why a backend package cannot be installed next to the pinned pySigma, when that is known.
+INCOMPATIBLE_PACKAGES = {
+    "pysigma-backend-qradar-aql": "requires pySigma >=0.9.8,<0.12 (Assay pins pySigma >=1.5.1,<2); Assay uses "
+                                  "its maintained fork pysigma-backend-qradar-community for IBM QRadar",
+}
 
 
 @dataclass(frozen=True)
@@ -122,8 +162,12 @@ def _import(dotted: tuple[str, str]) -> Any:
 
 def _shorten(message: str) -> str:
     """pySigma messages can carry a list of hundreds of valid fields: keep the reason, drop the list."""
-    message = message.split(" Please use valid fields")[0]
+    message = message.split(" Please use valid fields")[0].split(" This pipeline only supports the following")[0]
     message = re.sub(r"\s+", " ", message).strip()
+    # A backend that prepends to its transformation's message on every call (the SentinelOne PQ pipeline keeps
+    # one transformation object) repeats the same sentence once per earlier conversion: say it once.
+    sentences = re.split(r"(?<=\.) ", message)
+    message = " ".join(dict.fromkeys(sentences))
     return message if len(message) <= 600 else message[:600] + "…"
 
 
@@ -214,6 +258,9 @@ def convert_loaded(rule: LoadedRule, target: str) -> Conversion:
                          hint=(f"did you mean {suggestion!r}? " if suggestion else "") + "see assay convert --list")
     notes = _Notes()
     pipeline_name = ""
+    missing = _missing_backend(spec)
+    if missing is not None:
+        return Conversion(spec.name, "unavailable", None, (missing,), spec.backend[1], "", spec.language)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -235,6 +282,8 @@ def convert_loaded(rule: LoadedRule, target: str) -> Conversion:
             else:
                 output = backend.convert(collection)
         for warning in caught:
+            if issubclass(warning.category, DeprecationWarning):
+                continue  # a backend's own imports (importlib.resources…), not the rule
             notes.messages.append(f"warning: {warning.message}")
             notes.warned = True
     except SigmaError as error:
@@ -245,6 +294,11 @@ def convert_loaded(rule: LoadedRule, target: str) -> Conversion:
         return Conversion(spec.name, "failed", None, tuple([*notes.messages, f"{type(error).__name__}: {reason}"]),
                           spec.backend[1], pipeline_name, spec.language)
     query = _as_text(output)
+    if spec.output_format == "yara_l":
+        query = query.strip("\n")  # the rule comes wrapped in blank lines
+    if query and spec.extract == "sumo-expression":
+        query, extra = _sumo_expression(query)
+        notes.messages += extra
     if not query:
         return Conversion(spec.name, "failed", None, tuple([*notes.messages, "backend produced no query"]),
                           spec.backend[1], pipeline_name, spec.language)
@@ -256,6 +310,47 @@ def convert_loaded(rule: LoadedRule, target: str) -> Conversion:
             "the meaning")
     status: ConversionStatus = "converted-with-warnings" if notes.warned else "converted"
     return Conversion(spec.name, status, query, tuple(notes.messages), spec.backend[1], pipeline_name, spec.language)
+
+
+def _missing_backend(spec: TargetSpec) -> str | None:
+    """Why a target's backend or pipeline cannot be imported here, or None when it can."""
+    for module, _ in (spec.backend, *((spec.pipeline,) if spec.pipeline else ())):
+        try:
+            with warnings.catch_warnings():
+                # Some backends read their data with importlib.resources' legacy API at import time.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                importlib.import_module(module)
+        except ImportError as error:
+            package = spec.package or module
+            reason = INCOMPATIBLE_PACKAGES.get(package, f"{type(error).__name__}: {error}")
+            return (f"backend unavailable: the pySigma backend package {package} is not installed here "
+                    f"({reason}); install it with pip install {package}")
+    return None
+
+
+def _sumo_expression(output: str) -> tuple[str, list[str]]:
+    """The match expression of a Sumo Logic CSE rule JSON, and the backend's own notes on it (field-mapping
+    confidence, warnings); the JSON's metadata has a conversion timestamp, so it is not the page's query."""
+    import json
+
+    try:
+        rules = json.loads(output).get("rules", [])
+        rule = rules[0]
+        expression = str(rule["expression"])
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError):
+        return output, []
+    messages = [f"the backend wrote a Cloud SIEM {rule.get('pattern_type', 'match')} rule (JSON); this is its "
+                f"match expression"]
+    confidence = rule.get("conversion_metadata", {}).get("mapping_confidence", {})
+    if isinstance(confidence, dict):
+        if "overall_score" in confidence:
+            messages.append(f"the backend's field-mapping confidence: {confidence['overall_score']}")
+        warnings_found = [str(w) for w in confidence.get("warnings", [])]
+        for mapping in confidence.get("field_mappings", []):
+            warnings_found += [f"{mapping.get('sigma_field')} -> {mapping.get('cse_field')}: {w}"
+                               for w in mapping.get("warnings", [])]
+        messages += [f"warning: {w}" for w in warnings_found]
+    return expression, messages
 
 
 def mixes_and_or_unparenthesized(query: str) -> bool:

@@ -73,7 +73,8 @@ def _value_of(backend: SqlglotBackend, correlation: SigmaCorrelationRule, refere
 
 
 def _collect_events(rule: LoadedRule, correlation: SigmaCorrelationRule, engine: DuckDBEngine,
-                    routes_out: list[RouteEvaluation], route_override: Route | None = None) -> list[_Event]:
+                    routes_out: list[RouteEvaluation], route_override: Route | None = None,
+                    keep: Callable[[Route], bool] | None = None) -> list[_Event]:
     group_by = list(correlation.group_by or [])
     value_field = correlation.condition.fieldref if isinstance(correlation.condition, SigmaCorrelationCondition) \
         else None
@@ -84,16 +85,24 @@ def _collect_events(rule: LoadedRule, correlation: SigmaCorrelationRule, engine:
         key = _reference_key(reference)
         base = rule.fresh_rule(key)
         routes = [route_override] if route_override is not None else routes_for_rule_logsource(base)
+        if keep is not None:
+            routes = [r for r in routes if keep(r)]
+            if not routes:
+                continue  # this referenced rule has no route in the part of the database asked for
         if not routes:
             raise SigmaError(f"correlation {rule.title!r}: referenced rule {base.title!r} has no route",
                              span=SourceSpan.of_file(rule.source))
         for route in routes:
             target = compile_condition(rule, route, select=key)
             outcome = evaluate_target(target, engine)
-            routes_out.append(RouteEvaluation(f"{key}@{outcome.route}", outcome.table, outcome.status,
-                                              outcome.event_ids, outcome.missing, outcome.rows_in_route,
-                                              outcome.sql, outcome.error))
-            if not outcome.event_ids:
+            # A group-by field the route cannot provide (User on Security 4688) would put every event in one
+            # group: the route cannot evaluate the correlation, and its events are left out.
+            ungroupable = tuple(g for g in group_by if route.table_field(_field_for(correlation, key, g)) is None)
+            status = "cannot-evaluate" if ungroupable and outcome.status != "no-data" else outcome.status
+            routes_out.append(RouteEvaluation(f"{key}@{outcome.route}", outcome.table, status,
+                                              outcome.event_ids, (*outcome.missing, *ungroupable),
+                                              outcome.rows_in_route, outcome.sql, outcome.error))
+            if not outcome.event_ids or ungroupable:
                 continue
             backend = SqlglotBackend(route)
             columns: list[exp.Expr] = [exp.column("AssayEventId", quoted=True), exp.column("Timestamp", quoted=True)]
@@ -167,9 +176,11 @@ def _evaluate_window(correlation: SigmaCorrelationRule, window: list[_Event],
     return position == len(order), float(position), members
 
 
-def evaluate_correlation(rule: LoadedRule, engine: DuckDBEngine, route: Route | None = None) -> SigmaEvaluation:
+def evaluate_correlation(rule: LoadedRule, engine: DuckDBEngine, route: Route | None = None,
+                         keep: Callable[[Route], bool] | None = None) -> SigmaEvaluation:
     """Evaluate a correlation rule whose referenced rules are in the same file (on ``route`` only, if given:
-    ``assay sigma eval`` uses the flat route)."""
+    ``assay sigma eval`` uses the flat route; on the routes ``keep`` accepts, if given: one telemetry's routes, so
+    an event and its copy mapped into a Defender table are not counted twice)."""
     correlation = rule.rule
     if not isinstance(correlation, SigmaCorrelationRule):
         raise SigmaError(f"{rule.title!r} is not a correlation rule", span=SourceSpan.of_file(rule.source))
@@ -178,7 +189,7 @@ def evaluate_correlation(rule: LoadedRule, engine: DuckDBEngine, route: Route | 
                          span=SourceSpan.of_file(rule.source),
                          hint="supported: event_count, value_count, temporal, temporal_ordered")
     routes: list[RouteEvaluation] = []
-    events = _collect_events(rule, correlation, engine, routes, route)
+    events = _collect_events(rule, correlation, engine, routes, route, keep)
     order = [_reference_key(r) for r in correlation.rules or []]
     hits = _windows(correlation, events, order)
     return SigmaEvaluation(rule_id=rule.id, title=rule.title, source=rule.source, routes=tuple(routes),

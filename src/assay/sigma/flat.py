@@ -22,6 +22,7 @@ from sqlglot import exp
 
 from assay.engine import DuckDBEngine
 from assay.errors import AssayError, SigmaError, SourceSpan
+from assay.ingest.eventdata import element_text
 from assay.sigma.compiler import compile_rule
 from assay.sigma.loading import LoadedRule, load_rule, load_rule_text
 from assay.sigma.lowering import false_when_null
@@ -62,9 +63,13 @@ class FlatEvaluation:
 
 
 def field_text(value: Any) -> str | None:
-    """How a JSON value reads as a Sigma field value (text; numbers as written; booleans lower case)."""
+    """How a JSON value reads as a Sigma field value (text; numbers as written; booleans lower case; an XML
+    element as the evtx parser renders it, ``{"#text": …}``, as its text: see :mod:`assay.ingest.eventdata`)."""
     if value is None:
         return None
+    is_element, text = element_text(value)
+    if is_element:
+        return text
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float | str):

@@ -57,6 +57,8 @@ class Route:
     #: Windows service logs (Defender…) name EventData fields with spaces ("Threat Name") where Sigma writes
     #: "ThreatName": look both up.
     spaced_names: bool = False
+    #: every Windows event log record (any channel, any event id), not the rows of Defender XDR exports
+    event_logs_only: bool = False
 
     @property
     def typed(self) -> bool:
@@ -73,6 +75,9 @@ class Route:
 
 
 FLAT_ROUTE = Route(name="flat", table=RAW_EVENTS, flat=True)
+#: ``logsource: {product: windows}`` alone: every record of every Windows event log (EVTX, evtx JSON, Winlogbeat,
+#: OTRF…), whatever its channel; EventData names as written (spaced service names looked up too).
+WINDOWS_ROUTE = Route(name="windows", table=RAW_EVENTS, spaced_names=True, event_logs_only=True)
 
 
 @cache
@@ -129,6 +134,9 @@ def defender_field_map(table: str) -> dict[str, str | None]:
     for sigma_field in ("Hashes", "User", "ParentUser"):
         if f"={sigma_field}" in computed_field_names(table):
             mapping[sigma_field] = f"={sigma_field}"
+    # The event's host: Sigma (and correlation group-by) says Computer, Defender DeviceName.
+    if "Computer" not in mapping and "DeviceName" in columns:
+        mapping["Computer"] = "DeviceName"
     return mapping
 
 
@@ -163,6 +171,10 @@ def routes_for_logsource(logsource: SigmaLogSource) -> list[Route]:
         if service_channels is not None:
             routes.append(Route(name=f"service:{service}", table=RAW_EVENTS, channels=service_channels,
                                 spaced_names=True))
+        return routes
+    if product == "windows":
+        # Only the product (keyword rules such as a Mimikatz keyword list): every Windows event log record.
+        routes.append(WINDOWS_ROUTE)
     return routes
 
 

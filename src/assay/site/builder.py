@@ -24,6 +24,7 @@ from assay.catalog.models import SEVERITIES, LoadedDetection
 from assay.errors import AssayError, SiteError, SourceSpan
 from assay.schema.attack import AttackData, attack_data
 from assay.site.highlight import Highlighter, pygments_css
+from assay.site.markdown import MarkdownRenderer
 from assay.site.model import (
     ConversionInput,
     DetectionView,
@@ -33,6 +34,7 @@ from assay.site.model import (
     build_platform_listings,
     detection_slug,
     detection_view,
+    form_label,
     with_related,
 )
 from assay.site.paths import SiteWriter
@@ -46,10 +48,11 @@ NAVIGATOR_LAYER = "attack-navigator-layer.json"
 STATIC_FILES = ("site.css", "site.js")
 
 PROOF_LABELS = {"proven": "Proven", "partial": "Partly proven", "untested": "Untested", "failing": "Failing",
-                "not-runnable": "Not run locally", "none": "No detection"}
+                "not-runnable": "Converted, not executed", "none": "No detection"}
 RESULT_LABELS = {"pass": "Pass", "fail": "Fail", "skip": "Skipped", "error": "Error", "not-run": "Not yet run"}
 CONVERSION_LABELS = {"native": "Native", "portable": "Portable", "converted": "Converted",
-                     "converted-with-warnings": "Converted with warnings", "failed": "Conversion failed"}
+                     "converted-with-warnings": "Converted with warnings", "failed": "Conversion failed",
+                     "unavailable": "Backend unavailable"}
 
 ConversionProvider = Callable[[LoadedDetection], Sequence[ConversionInput]]
 
@@ -89,8 +92,12 @@ def _environment() -> Environment:
         keep_trailing_newline=True,
     )
     environment.filters["highlight"] = Highlighter()
+    markdown = MarkdownRenderer()
+    environment.filters["markdown"] = markdown.block
+    environment.filters["markdown_inline"] = markdown.inline
     environment.globals.update(proof_labels=PROOF_LABELS, result_labels=RESULT_LABELS,
-                               conversion_labels=CONVERSION_LABELS, search_text=search_text)
+                               conversion_labels=CONVERSION_LABELS, search_text=search_text,
+                               form_label=form_label)
     return environment
 
 
@@ -225,12 +232,10 @@ def build_site(catalog: Catalog | str | Path, out: str | Path, *, report: ProofR
     for view in model.detections:
         if view.sigma_download is not None and view.loaded.sigma_path is not None:
             writer.copy_file(view.loaded.sigma_path, view.sigma_download)
-        same_technique = [other for other in model.detections
-                          if other.id != view.id and other.attack.matrix_technique_id == view.attack.matrix_technique_id]
         for page in view.pages:
             title, subtitle = page_title(view, page)
             html = template.render(**common, root="../../", view=view, page=page, page_title=title,
-                                   subtitle=subtitle, same_technique=same_technique)
+                                   subtitle=subtitle)
             writer.write_text(page.path, html)
             detection_pages += 1
 
@@ -238,7 +243,12 @@ def build_site(catalog: Catalog | str | Path, out: str | Path, *, report: ProofR
     for listing in model.platforms:
         writer.write_text(listing.path, platform_template.render(**common, root="../", listing=listing))
 
+    from assay.verify.coverage import DATA_SOURCES, data_source_coverage
+
+    sources = {row.id: row.sources for row in data_source_coverage(
+        [view.loaded for view in model.detections], frozenset(DATA_SOURCES))}
     index_html = environment.get_template("index.html").render(
+        data_sources=DATA_SOURCES, sources_by_id=sources,
         **common, root="", detections=model.detections, matrix=model.matrix, platforms=model.platforms,
         proof_statuses=PROOF_STATUSES, severities=SEVERITIES, status_counts=model.status_counts,
         catalog_errors=model.catalog_errors, page_count=detection_pages,

@@ -1,6 +1,7 @@
 """Server-side syntax highlighting for the site's queries (Pygments), so pages need no script to look right.
 
-KQL and YAML have Pygments lexers; SPL, ES|QL, EQL and Lucene do not, so a small regex lexer covers their common
+KQL, YAML and SQL (SQLite, Spark SQL, QRadar AQL) have Pygments lexers; SPL, ES|QL, EQL, Lucene, YARA-L, LogScale,
+PowerQuery and Sumo Logic expressions do not, so a small regex lexer covers their common
 shape (strings, numbers, pipes, operators, keywords). Pygments escapes every token, so the output is safe HTML.
 """
 
@@ -56,9 +57,10 @@ def lexer_for(language: str) -> Lexer:
         return KustoLexer()
     if key in {"yaml", "sigma", "yml", "elastalert"}:
         return YamlLexer()
-    if key in {"sql"}:
+    if key in {"sql", "aql", "spark sql", "spark-sql"}:
         return SqlLexer()
-    if key in {"spl", "spl2", "es|ql", "esql", "eql", "lucene", "piped-query", "splunk", "elastic", "query"}:
+    if key in {"spl", "spl2", "es|ql", "esql", "eql", "lucene", "piped-query", "splunk", "elastic", "query",
+               "yara-l", "logscale", "powerquery", "cse rule expression"}:
         return PipedQueryLexer()
     return TextLexer()
 

@@ -14,6 +14,7 @@ from typing import Literal
 
 from assay.catalog.models import LoadedDetection, Scenario
 from assay.schema.attack import AttackData, Tactic, Technique
+from assay.site.formatting import format_query
 from assay.site.paths import slugify
 from assay.verify.coverage import combine
 from assay.verify.report import PROOF_STATUSES, DetectionReport, FormResult, ProofReport, ProofStatus
@@ -21,7 +22,7 @@ from assay.verify.report import PROOF_STATUSES, DetectionReport, FormResult, Pro
 #: How a page's query came to be: the detection's own KQL, the portable Sigma rule, or a pySigma conversion.
 QueryOrigin = Literal["native", "sigma", "converted"]
 #: Conversion status as the Sigma stage reports it, plus ``native``/``portable`` for the two hand-written forms.
-ConversionStatus = Literal["native", "portable", "converted", "converted-with-warnings", "failed"]
+ConversionStatus = Literal["native", "portable", "converted", "converted-with-warnings", "failed", "unavailable"]
 #: A page's proof status: the report's statuses, plus ``not-runnable`` for a language Assay does not execute.
 PageProofStatus = Literal["proven", "partial", "untested", "failing", "not-runnable"]
 ResultBadge = Literal["pass", "fail", "skip", "error", "not-run"]
@@ -76,6 +77,13 @@ _TARGET_NAMES: dict[str, tuple[str, str, str, int]] = {
     "elastic-eql": ("Elastic", "EQL", "", 31),
     "elastic-lucene": ("Elastic", "Lucene", "", 32),
     "elastic-elastalert": ("Elastic", "ElastAlert", "rule", 33),
+    "google-secops": ("Google SecOps", "YARA-L", "", 40),
+    "ibm-qradar-aql": ("IBM QRadar", "AQL", "", 45),
+    "sumo-logic": ("Sumo Logic", "CSE rule expression", "Cloud SIEM", 50),
+    "crowdstrike-logscale": ("CrowdStrike Falcon", "LogScale", "", 55),
+    "sentinelone-powerquery": ("SentinelOne", "PowerQuery", "", 60),
+    "sqlite": ("SQLite", "SQL", "Sysmon fields table", 70),
+    "spark-sql": ("Databricks / Apache Spark", "Spark SQL", "", 71),
 }
 _TARGET_PATTERNS: tuple[tuple[str, str, str, int], ...] = (
     (r"asim", "Microsoft Sentinel", "KQL", 13),
@@ -181,6 +189,18 @@ class FindingView:
 
 
 @dataclass(frozen=True)
+class FormVerdict:
+    """One form's outcome on one scenario, in a word: the cells of a page's verdict table."""
+
+    form: str
+    status: ResultBadge
+    #: "fired", "did not fire", "skipped", "error" or "not run".
+    outcome: str
+    #: The first reason a fail, error or skip gave (empty for a pass).
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class ScenarioView:
     """A scenario with its provenance and, for the page's form, its latest proof results."""
 
@@ -194,6 +214,8 @@ class ScenarioView:
     expected_columns: tuple[tuple[str, str], ...]
     results: tuple[ResultView, ...]
     findings: tuple[FindingView, ...] = ()
+    #: Every form's one-line outcome on this scenario (the report's forms, in its order).
+    verdicts: tuple[FormVerdict, ...] = ()
 
     @property
     def status(self) -> ResultBadge:
@@ -225,6 +247,13 @@ class PageView:
     stale: bool = False
     #: The distinct SQL texts the engine ran for this form, with where they ran (route / table).
     sql: tuple[tuple[str, str], ...] = ()
+    #: The query as shown: converted queries laid out one condition or pipe per line (``format_query``).
+    display_query: str | None = None
+
+    @property
+    def engine(self) -> str:
+        """The local engine this page's form runs on, in words."""
+        return engine_name(self.form)
 
 
 @dataclass(frozen=True)
@@ -233,6 +262,8 @@ class RelatedView:
     title: str | None
     technique: str | None
     path: str | None
+    #: Why it is related: "named in detection.yml", "same technique family T1218 …", "same tactic …", …
+    reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -258,6 +289,15 @@ class DetectionView:
     @property
     def title(self) -> str:
         return self.loaded.detection.title
+
+    @property
+    def forms(self) -> tuple[str, ...]:
+        """The forms the proof report ran for this detection (the columns of the verdict table)."""
+        return report_forms(self.report)
+
+    def form_page(self, form: str) -> PageView | None:
+        """The page showing a proof form's results."""
+        return next((page for page in self.pages if page.form == form), None)
 
     @property
     def home(self) -> PageView:
@@ -423,6 +463,72 @@ def _findings(report: DetectionReport | None, scenario_id: str, form: str | None
     return tuple(found)
 
 
+#: The engine each executed form runs on (converted forms by target); anything else runs on DuckDB.
+FORM_ENGINES = {
+    "kql": "Assay's KQL engine (KQL compiled to SQL, run on DuckDB)",
+    "sigma": "DuckDB (the Sigma rule compiled to SQL)",
+    "converted:microsoft-xdr": "Assay's KQL engine (KQL compiled to SQL, run on DuckDB)",
+    "converted:sqlite": "SQLite (Python's sqlite3 module)",
+    "converted:spark-sql": "Apache Spark (local PySpark)",
+    "converted:elastic-eql": "the eql package's EQL engine",
+}
+
+
+def engine_name(form: str | None) -> str:
+    if form is None:
+        return "no local engine"
+    return FORM_ENGINES.get(form, "DuckDB")
+
+
+def form_label(form: str) -> str:
+    """A verdict-table column heading: ``Sigma``, ``Native KQL``, ``SQL (SQLite)``…"""
+    if form == "sigma":
+        return "Sigma"
+    if form == "kql":
+        return "Native KQL"
+    target = form.split(":", 1)[1] if ":" in form else form
+    platform = describe_target(target)
+    return f"{platform.language} ({platform.label})"
+
+
+_BADGE_ORDER: tuple[ResultBadge, ...] = ("error", "fail", "pass", "skip")
+
+
+def report_forms(report: DetectionReport | None) -> tuple[str, ...]:
+    """The forms a proof report ran for a detection, in its order (``sigma``, ``kql``, ``converted:…``)."""
+    if report is None:
+        return ()
+    forms = list(report.forms)
+    for result in report.results():
+        if result.form not in forms:
+            forms.append(result.form)
+    return tuple(forms)
+
+
+def form_verdicts(report: DetectionReport | None, scenario_id: str) -> tuple[FormVerdict, ...]:
+    """Each form's outcome on a scenario: a fail or error shows first, then a pass on any route, then a skip."""
+    if report is None:
+        return ()
+    scenario = next((s for s in report.scenarios if s.id == scenario_id), None)
+    verdicts = []
+    for form in report_forms(report):
+        results = [r for r in scenario.results if r.form == form] if scenario is not None else []
+        statuses = {r.status for r in results}
+        status: ResultBadge = next((s for s in _BADGE_ORDER if s in statuses), "not-run")
+        decisive = [r for r in results if r.status == status]
+        verdict = next((r.verdict for r in decisive if r.verdict), None)
+        outcome = {"fires": "fired", "does-not-fire": "did not fire"}.get(verdict or "", "")
+        if status == "skip":
+            outcome = "skipped"
+        elif status == "error":
+            outcome = "error"
+        elif status == "not-run":
+            outcome = "not run"
+        reason = decisive[0].reason if decisive and status in ("fail", "error", "skip") else ""
+        verdicts.append(FormVerdict(form, status, outcome, reason))
+    return tuple(verdicts)
+
+
 def _expected(scenario: Scenario, origin: QueryOrigin) -> str:
     if origin == "native":
         return scenario.expected.kql
@@ -442,7 +548,8 @@ def _scenario_views(loaded: LoadedDetection, report: DetectionReport | None, for
                                   provenance_url=url, provenance_ref=ref,
                                   expected_outcome=_expected(scenario, origin), expected_columns=columns,
                                   results=_report_scenario_results(report, scenario.id, form),
-                                  findings=_findings(report, scenario.id, form)))
+                                  findings=_findings(report, scenario.id, form),
+                                  verdicts=form_verdicts(report, scenario.id)))
     return tuple(views)
 
 
@@ -479,6 +586,8 @@ def sql_that_ran(report: DetectionReport | None, form: str | None) -> tuple[tupl
     for result in report.results():
         if result.form == form and result.sql:
             by_label.setdefault(result.route or result.table or result.telemetry or form, result.sql)
+    if form in FORM_ENGINES and "DuckDB" not in FORM_ENGINES[form]:
+        return tuple(by_label.items())  # another engine's own text, shown exactly as it ran
     return tuple((label, pretty_sql(sql)) for label, sql in by_label.items())
 
 
@@ -499,6 +608,8 @@ def _normalise_status(status: str) -> ConversionStatus:
         return "converted"
     if "warn" in lowered:
         return "converted-with-warnings"
+    if lowered == "unavailable":
+        return "unavailable"
     return "failed"
 
 
@@ -539,13 +650,16 @@ def detection_view(loaded: LoadedDetection, slug: str, attack: AttackData, repor
         form = _converted_form(detection_report, conversion.target)
         status = _normalise_status(conversion.status)
         converted.append(PageView(
-            platform, "converted", status, conversion.query if status != "failed" else None, conversion.messages,
+            platform, "converted", status, conversion.query if status not in ("failed", "unavailable") else None,
+            conversion.messages,
             form, f"{base}/{platform.key}.html",
             form_proof_status(detection_report, form) if form else "not-runnable",
             _scenario_views(loaded, detection_report, form, "converted"),
             source_status=None if form else runnable_sigma_status,
             stale=query_changed(detection_report, form, conversion.query),
             sql=sql_that_ran(detection_report, form),
+            display_query=format_query(conversion.query, platform.language)
+            if conversion.query and status not in ("failed", "unavailable") else None,
         ))
     converted.sort(key=lambda page: (page.platform.rank, page.platform.label, page.platform.key))
     pages.extend(converted)
@@ -560,21 +674,78 @@ def detection_view(loaded: LoadedDetection, slug: str, attack: AttackData, repor
     )
 
 
+#: How many computed related detections a page lists (the author's own ``related`` ids always show).
+RELATED_LIMIT = 6
+#: What each shared fact weighs; a detection is related when its weight reaches ``RELATED_THRESHOLD``.
+RELATED_WEIGHTS = {"technique": 50, "family": 30, "tactic": 10, "data_source": 4, "table": 3}
+RELATED_THRESHOLD = 10
+
+
+def relation(view: DetectionView, other: DetectionView) -> tuple[int, tuple[str, ...]]:
+    """(weight, reasons) of how ``other`` relates to ``view``: same technique or technique family, shared
+    tactics, shared data sources and tables."""
+    weight = 0
+    reasons: list[str] = []
+    mine, theirs = view.attack, other.attack
+    if mine.technique_id == theirs.technique_id:
+        weight += RELATED_WEIGHTS["technique"]
+        reasons.append(f"same technique {mine.technique_id}")
+    elif mine.matrix_technique_id == theirs.matrix_technique_id:
+        weight += RELATED_WEIGHTS["family"]
+        family = mine.parent.name if mine.parent else mine.technique_name
+        reasons.append(f"same technique family {mine.matrix_technique_id} {family}")
+    tactics = [tactic.name for tactic in mine.tactics if tactic in theirs.tactics]
+    if tactics:
+        weight += RELATED_WEIGHTS["tactic"] * len(tactics)
+        reasons.append(f"same tactic {', '.join(tactics)}")
+    detection, other_detection = view.loaded.detection, other.loaded.detection
+    sources = [source for source in detection.data_sources if source in other_detection.data_sources]
+    if sources:
+        weight += RELATED_WEIGHTS["data_source"] * len(sources)
+        reasons.append(f"shared data source{'s' if len(sources) > 1 else ''} {', '.join(sources)}")
+    tables = [table for table in detection.required_tables if table in other_detection.required_tables]
+    if tables:
+        weight += RELATED_WEIGHTS["table"] * len(tables)
+        reasons.append(f"reads {', '.join(tables)} too")
+    return weight, tuple(reasons)
+
+
+def related_views(view: DetectionView, views: Sequence[DetectionView],
+                  limit: int = RELATED_LIMIT) -> tuple[RelatedView, ...]:
+    """The detection's related detections: those its author named (a dangling id stays, marked as not in the
+    catalog), then the closest by technique family, tactic and data source, each with its reasons."""
+    by_id = {other.id: other for other in views}
+    related: list[RelatedView] = []
+    for related_id in view.loaded.detection.related:
+        target = by_id.get(related_id)
+        reasons = ("named in detection.yml", *(relation(view, target)[1] if target else ()))
+        related.append(RelatedView(related_id, target.title if target else None,
+                                   target.loaded.detection.technique if target else None,
+                                   target.home.path if target and target.pages else None, reasons))
+    named = set(view.loaded.detection.related) | {view.id}
+    scored = []
+    for other in views:
+        if other.id in named or not other.pages:
+            continue
+        weight, reasons = relation(view, other)
+        if weight >= RELATED_THRESHOLD:
+            scored.append((weight, other, reasons))
+    scored.sort(key=lambda item: (-item[0], item[1].loaded.detection.technique, item[1].title))
+    for _, other, reasons in scored[:limit]:
+        related.append(RelatedView(other.id, other.title, other.loaded.detection.technique, other.home.path,
+                                   reasons))
+    return tuple(related)
+
+
 def with_related(views: Sequence[DetectionView]) -> tuple[DetectionView, ...]:
-    """Resolve every detection's ``related`` ids to links (a dangling id stays, marked as not in the catalog)."""
-    by_id = {view.id: view for view in views}
+    """Every detection with its related detections resolved to links, with the reasons (``related_views``)."""
     resolved = []
     for view in views:
-        related = []
-        for related_id in view.loaded.detection.related:
-            target = by_id.get(related_id)
-            related.append(RelatedView(related_id, target.title if target else None,
-                                       target.loaded.detection.technique if target else None,
-                                       target.home.path if target and target.pages else None))
         resolved.append(DetectionView(
             loaded=view.loaded, slug=view.slug, attack=view.attack, pages=view.pages,
             proof_status=view.proof_status, report=view.report, run_date=view.run_date,
-            sigma_download=view.sigma_download, related=tuple(related), modified_after_run=view.modified_after_run))
+            sigma_download=view.sigma_download, related=related_views(view, views),
+            modified_after_run=view.modified_after_run))
     return tuple(resolved)
 
 

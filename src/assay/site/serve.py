@@ -7,6 +7,9 @@ browsers restrict ``file://`` pages (the clipboard API, for one) and to check th
 from __future__ import annotations
 
 import functools
+import os
+import stat
+from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,12 @@ LOCALHOST = "127.0.0.1"
 
 
 class SiteRequestHandler(SimpleHTTPRequestHandler):
-    """Static files from the site folder (the standard handler refuses paths outside it), quiet by default."""
+    """Regular files inside the site folder, quiet by default; anything else is 404.
+
+    The standard handler keeps ``..`` out but follows symbolic links wherever they lead and lists any folder
+    without an index.html. Here a request is answered only when its real path (links resolved) lies inside the
+    site's real folder and is a regular file, or a folder whose index.html is one; never a listing.
+    """
 
     quiet = True
 
@@ -25,11 +33,40 @@ class SiteRequestHandler(SimpleHTTPRequestHandler):
         if not self.quiet:
             super().log_message(format, *args)
 
+    def send_head(self) -> Any:
+        path = self.translate_path(self.path)
+        root = os.path.realpath(self.directory)
+        real = os.path.realpath(path)
+        if os.path.isdir(real) and _inside(real, root):
+            index = os.path.realpath(os.path.join(real, "index.html"))
+            allowed = _inside(index, root) and stat.S_ISREG(_mode(index))
+        else:
+            allowed = _inside(real, root) and stat.S_ISREG(_mode(real))
+        if not allowed:
+            self.send_error(HTTPStatus.NOT_FOUND, "File not found")
+            return None
+        return super().send_head()
+
+    def list_directory(self, path: str | os.PathLike[str]) -> None:
+        self.send_error(HTTPStatus.NOT_FOUND, "File not found")  # no listings, whatever the folder
+        return None
+
     def end_headers(self) -> None:
         # A preview must show the latest build: no caching. The same policy as the pages' own CSP meta tag.
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
         super().end_headers()
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _mode(path: str) -> int:
+    try:
+        return os.stat(path).st_mode
+    except (OSError, ValueError):
+        return 0
 
 
 def make_server(out: str | Path, port: int = 8000, *, quiet: bool = True) -> ThreadingHTTPServer:

@@ -238,7 +238,14 @@ def _atoms_for(form: str, loaded: LoadedDetection, converted: dict[str, str]) ->
     if form == "kql":
         return kql_atoms(loaded.kql_text or "")
     target = form.split(":", 1)[1] if ":" in form else next(iter(converted), "")
+    if target in NON_KQL_TARGETS:
+        # SQL / EQL text has no KQL atoms; its verdicts are still compared, without an operator diagnosis.
+        return []
     return kql_atoms(converted.get(target, ""), form=form)
+
+
+#: Converted targets whose text is not KQL (run on SQLite, Spark, EQL): no atom-level diagnosis.
+NON_KQL_TARGETS = frozenset({"sqlite", "spark-sql", "elastic-eql"})
 
 
 def _evaluate(atom: Atom, sysmon: dict[str, Any], defender: dict[str, Any]) -> tuple[bool, str | None]:

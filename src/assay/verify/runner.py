@@ -10,6 +10,7 @@ the forms' verdicts with each other (:mod:`assay.verify.agreement`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import platform
@@ -45,17 +46,19 @@ from assay.verify.report import (
 from assay.verify.synth import Telemetry, synthesize, write_telemetry
 
 AgreementMode = Literal["fail", "warn"]
-#: pySigma conversion targets whose KQL runs on our engine, and the telemetry each reads.
-CONVERTED_TARGETS: dict[str, str] = {"microsoft-xdr": "defender", "sentinel-securityevent": "security"}
-#: The targets a detection is converted to by default; the fallbacks are tried, in order, when none of them can
-#: express the rule's logsource (a Security-log rule has no Defender table: its converted form is the Sentinel
-#: SecurityEvent query instead).
-DEFAULT_CONVERTED_TARGETS: tuple[str, ...] = ("microsoft-xdr",)
-FALLBACK_CONVERTED_TARGETS: tuple[str, ...] = ("sentinel-securityevent",)
-#: pySigma messages saying a target has no table or field for the rule's logsource (the form cannot exist),
-#: as opposed to a defect of the rule.
-_INEXPRESSIBLE = ("Unable to determine table name", "Invalid SigmaDetectionItem field name",
-                  "does not support correlation")
+#: pySigma conversion targets Assay executes, and the telemetry each reads: the Defender XDR KQL on our KQL engine;
+#: SQLite, Spark SQL and Elastic EQL on their own engines (:mod:`assay.verify.converted`).
+CONVERTED_TARGETS: dict[str, tuple[str, ...]] = {
+    "microsoft-xdr": ("defender",), "sqlite": ("sysmon", "security", "windows"),
+    "spark-sql": ("sysmon", "security", "windows"),
+    "elastic-eql": ("ecs",), "sentinel-securityevent": ("security",)}
+#: Run by default: the KQL conversion and SQLite (standard library, milliseconds). Ask for the others with
+#: ``assay test --converted``: Spark SQL starts a JVM (seconds per run, ~0.3 s per scenario) and EQL needs the
+#: optional AGPL eql package and ECS documents (a real recording has none, so its scenarios skip).
+DEFAULT_CONVERTED_TARGETS: tuple[str, ...] = ("microsoft-xdr", "sqlite")
+#: When a target's pipeline cannot express a rule's logsource, the target tried in its place: a Security-log rule
+#: has no Defender XDR table, and its KQL form is pySigma's Sentinel query on SecurityEvent.
+FALLBACK_CONVERTED_TARGETS: dict[str, str] = {"microsoft-xdr": "sentinel-securityevent"}
 #: Telemetry schemas a synthesized scenario can be rendered in for the Sigma rule (``windows``: the event channels
 #: other than Sysmon and Security, e.g. System, PowerShell/Operational, TaskScheduler/Operational).
 SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender", "ecs")
@@ -63,6 +66,11 @@ SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender",
 #: doubles the Sigma checks and the ingest cost per scenario, so it is opt-in (``--telemetry ecs``). A schema
 #: without events in a scenario costs nothing (no file, no database).
 DEFAULT_SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender")
+#: What pySigma's query-table processing says when a pipeline has no table for a rule's logsource.
+NO_TABLE_FOR_LOGSOURCE = "Unable to determine table name from rule"
+#: pySigma messages saying a pipeline cannot express a rule's logsource: no table, or a table found by event id
+#: without the rule's fields (the XDR pipeline on a Security 4662 rule).
+INEXPRESSIBLE_LOGSOURCE = (NO_TABLE_FOR_LOGSOURCE, "Invalid SigmaDetectionItem field name")
 #: Telemetry the native KQL runs on when the detection does not say: the Defender XDR tables.
 KQL_TELEMETRY: tuple[str, ...] = ("defender",)
 #: The telemetry that fills a table a KQL query reads (``required_tables`` in detection.yml decides).
@@ -99,6 +107,7 @@ class RunOptions:
     now: dt.datetime | None = None
     #: Folder with the real recordings (``../shared/data``); found automatically when None.
     shared_data: Path | None = None
+    #: Converted forms to execute; one whose engine is not installed here is left out (``skipped_targets``).
     converted_targets: tuple[str, ...] = DEFAULT_CONVERTED_TARGETS
     sigma_telemetry: tuple[str, ...] = DEFAULT_SIGMA_TELEMETRY
     #: Where the native KQL runs; None: from the detection's required tables (Device* -> defender,
@@ -106,7 +115,8 @@ class RunOptions:
     kql_telemetry: tuple[str, ...] | None = None
     #: Run only these scenario ids (all when None); an id no detection has is a usage error.
     scenarios: tuple[str, ...] | None = None
-    #: Scenarios proven in parallel (threads); results keep the tests.yml order.
+    #: Parallelism: several detections are proven in this many worker processes; a single detection's scenarios
+    #: in this many threads. Results keep the catalog and tests.yml order.
     jobs: int = 1
 
 
@@ -261,6 +271,11 @@ def _native(route: str, table: str, channels: Sequence[str] = ()) -> str | None:
     return next((schema for prefix, schema in NATIVE_TELEMETRY.items() if route.startswith(prefix)), None)
 
 
+def _is_native(route: Any, native: str) -> bool:
+    """Whether a Sigma route (:class:`assay.sigma.routes.Route`) reads the ``native`` telemetry."""
+    return _native(route.name, route.table, route.channels) == native
+
+
 def _route_applies(route: str, table: str, telemetry: str, channels: Sequence[str] = ()) -> bool:
     """Whether a Sigma route is run on a telemetry schema: its own routes (and for ECS, the event-log routes its
     documents are mapped back to); a recording runs on every route it has data for."""
@@ -323,6 +338,8 @@ class DetectionRun:
         self.kql_text = loaded.kql_text
         #: Each scenario's process creations (Sysmon and Defender side by side), kept for the agreement diagnosis.
         self.processes: dict[str, list[ProcessPair]] = {}
+        #: The Spark session the spark-sql converted form runs on, started on first use.
+        self._spark: Any = None
         forms = [f for f in loaded.forms if f in options.forms]
         self.forms: list[str] = []
         if "sigma" in forms:
@@ -342,15 +359,15 @@ class DetectionRun:
         return tuple(sorted(schemas)) or KQL_TELEMETRY
 
     def available_forms(self) -> list[str]:
-        """Every form the detection has, whatever this run was restricted to."""
+        """Every form the detection has, whatever this run was restricted to (a converted form whose engine is
+        not installed here is not available: it cannot count against the detection)."""
         forms: list[str] = []
         for form in self.loaded.forms:
             if form == "converted":
-                # A target that cannot express the rule (a correlation rule, a logsource without a table there) is
-                # not a form this detection has; a fallback target that converted is.
-                forms.extend(f"converted:{target}" for target in self.options.converted_targets
-                             if target not in self.unconvertible and (target in self.conversions
-                                                                      or not self.conversions))
+                # A target that cannot express the rule (a correlation rule) is not a form this detection has; a
+                # fallback target that converted in its place is.
+                forms.extend(f"converted:{target}" for target in runnable_targets(self.options.converted_targets)
+                             if target not in self.unconvertible)
                 forms.extend(f"converted:{target}" for target in self.conversions
                              if target not in self.options.converted_targets)
             else:
@@ -378,8 +395,7 @@ class DetectionRun:
     def _convert(self) -> None:
         from assay.sigma import convert
 
-        targets = list(self.options.converted_targets)
-        fallbacks = list(FALLBACK_CONVERTED_TARGETS) if tuple(targets) == DEFAULT_CONVERTED_TARGETS else []
+        targets = runnable_targets(self.options.converted_targets)
         while targets:
             target = targets.pop(0)
             try:
@@ -387,26 +403,39 @@ class DetectionRun:
             except Exception as error:
                 self.errors.append(f"converted:{target}: conversion failed: {_describe_error(error)}")
                 continue
-            messages = "; ".join(conversion.messages) or "no query produced"
+            if (conversion.status == "failed" or not conversion.query) and self.rule.is_correlation:
+                # pySigma's Kusto backends do not convert correlation rules: the form does not exist for this rule
+                # (its native KQL carries the window logic); each scenario says so instead of failing the detection.
+                self.unconvertible[target] = ("pySigma cannot convert a Sigma correlation rule for this target ("
+                                              f"{'; '.join(conversion.messages) or 'no query produced'}); the "
+                                              "native KQL is the windowed form")
+                continue
+            if conversion.status == "failed" and any(text in m for m in conversion.messages
+                                                     for text in INEXPRESSIBLE_LOGSOURCE):
+                # The target's pipeline has no table (or no field) for this logsource (the Microsoft XDR pipeline
+                # maps no Defender table to process_access, for example): this platform cannot run the rule, so
+                # the form does not exist; each scenario says why, as for correlation rules.
+                logsource = getattr(self.rule.rule, "logsource", None)
+                where = ", ".join(f"{key}: {value}" for key in ("product", "category", "service")
+                                  if (value := getattr(logsource, key, None))) or "its logsource"
+                self.unconvertible[target] = (f"pySigma's {target} pipeline maps no table to the rule's logsource "
+                                              f"({where}): the rule cannot be converted for this platform")
+                fallback = FALLBACK_CONVERTED_TARGETS.get(target)
+                if fallback and fallback not in targets and fallback not in self.conversions \
+                        and fallback not in self.unconvertible:
+                    # A Security-log rule has no Defender table: its KQL form is Sentinel's SecurityEvent query.
+                    targets.insert(0, fallback)
+                continue
             if conversion.status == "failed" or not conversion.query:
-                if self.rule.is_correlation or any(text in messages for text in _INEXPRESSIBLE):
-                    # The target cannot express this rule (its logsource has no table there, or it is a
-                    # correlation rule): not a form of this detection. Each scenario says so (skip), and another
-                    # target is tried.
-                    why = ("pySigma cannot convert a Sigma correlation rule; the native KQL is the windowed form"
-                           if self.rule.is_correlation else f"the {target} target cannot express this rule's "
-                           "logsource")
-                    self.unconvertible[target] = f"{why} ({messages})"
-                    if not self.conversions and not targets and fallbacks:
-                        targets.append(fallbacks.pop(0))
-                    continue
-                self.errors.append(f"converted:{target}: pySigma could not convert the rule: {messages}")
+                self.errors.append(f"converted:{target}: pySigma could not convert the rule: "
+                                   f"{'; '.join(conversion.messages) or 'no query produced'}")
                 continue
             self.conversions[target] = conversion.query
             self.forms.append(f"converted:{target}")
-        if self.conversions:
-            # A target that converted is the form; the ones that could not express the rule are not worth a skip.
-            self.unconvertible.clear()
+        # A fallback that could not express the rule either is no form worth a skip per scenario.
+        for fallback in FALLBACK_CONVERTED_TARGETS.values():
+            if fallback not in self.options.converted_targets:
+                self.unconvertible.pop(fallback, None)
 
     # -- one scenario ----------------------------------------------------------------------------------------------
 
@@ -428,7 +457,8 @@ class DetectionRun:
         )
         schemas = sorted(set(self.options.sigma_telemetry if "sigma" in self.forms else ())
                          | set(self.kql_telemetry() if "kql" in self.forms else ())
-                         | {CONVERTED_TARGETS.get(t, "defender") for t in self.conversions},
+                         | {schema for t in self.conversions for schema in CONVERTED_TARGETS.get(t, ("defender",))
+                            if schema != "ecs"},
                          key=lambda s: SIGMA_TELEMETRY.index(s) if s in SIGMA_TELEMETRY else 99)
         try:
             with scenario_data(scenario, schemas, shared_data) as data:
@@ -526,10 +556,19 @@ class DetectionRun:
 
         expected = scenario.expected.outcome("sigma")
         results: list[FormResult] = []
+        runs: list[tuple[str, DuckDBEngine, str]] = []
         for telemetry, engine in self._engines(data, self.options.sigma_telemetry):
+            # One evaluation per kind of route (Sysmon, Security, other channels, Defender tables): a database
+            # holds an event and its copy mapped into a Defender table, which must not count twice.
+            natives = ("sysmon", "security", "windows", "defender") if telemetry in ("recording", "ecs") \
+                else (telemetry,)
+            runs.extend((telemetry, engine, native) for native in natives)
+        for telemetry, engine, native in runs:
+            if telemetry == "ecs" and native == "defender":
+                continue  # Winlogbeat documents map back to event-log routes only
             started = time.perf_counter()
             try:
-                outcome = evaluate_correlation(self.rule, engine)
+                outcome = evaluate_correlation(self.rule, engine, keep=partial(_is_native, native=native))
             except AssayError as error:
                 results.append(FormResult(form="sigma", key=f"sigma[correlation via {telemetry}]",
                                           telemetry=telemetry, status="error", expected=expected,
@@ -539,6 +578,17 @@ class DetectionRun:
             if not with_data:
                 continue  # none of the referenced rules' routes has events in this telemetry
             elapsed = (time.perf_counter() - started) * 1000
+            if all(r.status == "cannot-evaluate" for r in with_data):
+                # Every route with events lacks a group-by field: this telemetry cannot show the correlation.
+                missing = sorted({m for r in with_data for m in r.missing})
+                routes = sorted({r.route.split("@", 1)[-1] for r in with_data})
+                results.append(FormResult(
+                    form="sigma", key=f"sigma[correlation:{','.join(routes)}]", route=",".join(routes),
+                    table=with_data[0].table, telemetry=telemetry, status="skip", expected=expected,
+                    missing_fields=missing, duration_ms=round(elapsed, 2),
+                    reason=f"this telemetry cannot show it: the route lacks {', '.join(missing)} to group by"))
+                continue
+            with_data = [r for r in with_data if r.status != "cannot-evaluate"]
             verdict: Verdict = "fires" if outcome.correlation_hits else "does-not-fire"
             status, reason = judge(expected, verdict)
             matched = sum(len(r.event_ids) for r in outcome.routes)
@@ -585,7 +635,10 @@ class DetectionRun:
     def _run_kql(self, text: str, engine: DuckDBEngine, now: dt.datetime) -> Any:
         from assay.kql import run as run_kql
 
-        return run_kql(text, db=engine, now=now)
+        # a detection may ship the watchlists its KQL reads: <detection>/watchlists/<alias>.csv
+        folder = self.loaded.path / "watchlists"
+        watchlists = {p.stem: p for p in sorted(folder.glob("*.csv"))} if folder.is_dir() else {}
+        return run_kql(text, db=engine, now=now, watchlists=watchlists)
 
     def run_kql(self, scenario: Scenario, data: ScenarioData) -> list[FormResult]:
         assert self.kql_text is not None
@@ -625,8 +678,10 @@ class DetectionRun:
     def run_converted(self, scenario: Scenario, data: ScenarioData, target: str, query: str) -> list[FormResult]:
         form = f"converted:{target}"
         expected = scenario.expected.outcome("converted")
+        if target in LOCAL_TARGETS:
+            return [self.run_local(scenario, data, target, query)]
         results: list[FormResult] = []
-        for telemetry, engine in self._engines(data, (CONVERTED_TARGETS.get(target, "defender"),)):
+        for telemetry, engine in self._engines(data, CONVERTED_TARGETS.get(target, ("defender",))):
             now = self.now_for(data, engine)
             common: dict[str, Any] = dict(form=form, key=form, telemetry=telemetry, expected=expected, query=query,
                                           table=_leading_table(query), now=now)
@@ -645,6 +700,50 @@ class DetectionRun:
                                       row_count=len(result.rows), evidence=evidence, evidence_omitted=omitted,
                                       sql=result.sql, duration_ms=round((time.perf_counter() - started) * 1000, 2)))
         return results
+
+    def run_local(self, scenario: Scenario, data: ScenarioData, target: str, query: str) -> FormResult:
+        """A converted form on its own engine (SQLite, Spark, EQL) over the scenario's events."""
+        from assay.verify import converted
+
+        form = f"converted:{target}"
+        expected = scenario.expected.outcome("converted")
+        telemetry = "recording" if data.recording is not None else "+".join(CONVERTED_TARGETS[target])
+        common: dict[str, Any] = dict(form=form, key=form, telemetry=telemetry, expected=expected, query=query,
+                                      table="logs" if target != "elastic-eql" else None)
+        started = time.perf_counter()
+        try:
+            if target == "elastic-eql":
+                if data.telemetry is None:
+                    return FormResult(**common, status="skip",
+                                      reason="EQL runs on synthesized ECS documents; a recording has none")
+                result = converted.run_eql(query, data.telemetry.ecs)
+            else:
+                records = [record for schema in ("recording", *CONVERTED_TARGETS[target]) if schema in data.engines
+                           for record in converted.event_records(data.engines[schema])]
+                if target == "sqlite":
+                    result = converted.run_sqlite(query, records)
+                else:
+                    result = converted.run_spark(query, records, self._spark_session())
+        except AssayError as error:
+            return FormResult(**common, status="error", reason=f"the converted query did not run: {error}")
+        elapsed = (time.perf_counter() - started) * 1000
+        verdict: Verdict = "fires" if result.rows else "does-not-fire"
+        status, reason = judge(expected, verdict)
+        reason += f" ({converted.engine_label(target)})" + "".join(f"; {note}" for note in result.notes)
+        names = list(result.columns)
+        keep = _local_evidence_columns(names, query)
+        evidence, omitted = evidence_rows([names[i] for i in keep], [[row[i] for i in keep] for row in result.rows])
+        return FormResult(**common, status=status, verdict=verdict, reason=reason, row_count=len(result.rows),
+                          evidence=evidence, evidence_omitted=omitted, sql=result.statement,
+                          duration_ms=round(elapsed, 2))
+
+    def _spark_session(self) -> Any:
+        """One local Spark session for the run (Spark reuses the JVM across detections: getOrCreate)."""
+        if self._spark is None:
+            from assay.engine.spark_engine import SparkEngine
+
+            self._spark = SparkEngine(os.environ.get("ASSAY_SPARK_MASTER") or "local[1]").session
+        return self._spark
 
     def run(self, shared_data: Path | None,
             on_scenario: Callable[[str, ScenarioResult], None] | None = None) -> DetectionReport:
@@ -673,6 +772,37 @@ class DetectionRun:
         report.agreement = agreement_findings(self.loaded, report, self.processes, self.options.agreement,
                                               converted_queries=self.conversions)
         return report
+
+
+#: Converted targets with an engine of their own (not our KQL engine).
+LOCAL_TARGETS = ("sqlite", "spark-sql", "elastic-eql")
+#: Record fields always shown as evidence of a local converted form, besides those its query names.
+LOCAL_EVIDENCE_CONTEXT = ("EventID", "Computer", "Image", "NewProcessName", "CommandLine", "ParentImage",
+                          "ParentProcessName", "OriginalFileName", "User")
+
+
+def runnable_targets(targets: Sequence[str]) -> list[str]:
+    """The converted targets whose engine can run here (``skipped_targets`` says why the others cannot)."""
+    from assay.verify.converted import engine_unavailable
+
+    return [target for target in targets if target not in LOCAL_TARGETS or engine_unavailable(target) is None]
+
+
+def skipped_targets(targets: Sequence[str]) -> dict[str, str]:
+    """Requested converted targets whose engine is not installed here, with the reason."""
+    from assay.verify.converted import engine_unavailable
+
+    reasons = {target: engine_unavailable(target) for target in targets if target in LOCAL_TARGETS}
+    return {target: reason for target, reason in reasons.items() if reason is not None}
+
+
+def _local_evidence_columns(names: Sequence[str], query: str) -> list[int]:
+    import re
+
+    if len(names) <= EVIDENCE_COLUMN_LIMIT:
+        return list(range(len(names)))
+    mentioned = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", query))
+    return [i for i, name in enumerate(names) if name in LOCAL_EVIDENCE_CONTEXT or name in mentioned]
 
 
 def _error_result(form: str, scenario: Scenario, reason: str) -> FormResult:
@@ -799,18 +929,63 @@ def run_detections(detections: Sequence[LoadedDetection], options: RunOptions | 
                                  hint=f"did you mean {suggestion!r}?" if suggestion else
                                  "scenario ids are the `id:` keys of tests.yml")
         detections = [d for d in detections if any(s.id in options.scenarios for s in d.scenarios)]
-    for loaded in detections:
-        try:
-            report.detections.append(DetectionRun(loaded, options).run(shared_data, on_scenario))
-        except Exception as error:
-            # A detection that breaks the runner is reported as failing; the other detections still run.
-            detection = loaded.detection
-            report.detections.append(DetectionReport(
-                id=detection.id, title=detection.title, technique=detection.technique, path=str(loaded.path),
-                errors=[f"the proof run failed: {_describe_error(error)}"]))
+    if options.jobs > 1 and len(detections) > 1:
+        report.detections.extend(_prove_in_processes(detections, options, shared_data, on_scenario))
+    else:
+        for loaded in detections:
+            report.detections.append(_prove_one(loaded, options, shared_data, on_scenario))
     report.run.finished = dt.datetime.now(dt.UTC)
     report.summarize()
     return report
+
+
+def _prove_one(loaded: LoadedDetection, options: RunOptions, shared_data: Path | None,
+               on_scenario: Callable[[str, ScenarioResult], None] | None = None) -> DetectionReport:
+    try:
+        return DetectionRun(loaded, options).run(shared_data, on_scenario)
+    except Exception as error:
+        # A detection that breaks the runner is reported as failing; the other detections still run.
+        detection = loaded.detection
+        return DetectionReport(id=detection.id, title=detection.title, technique=detection.technique,
+                               path=str(loaded.path), errors=[f"the proof run failed: {_describe_error(error)}"])
+
+
+def _prove_in_worker(folder: str, options: RunOptions, shared_data: Path | None) -> DetectionReport:
+    """One detection proven in a worker process (it loads the folder itself: loaded models stay in the parent)."""
+    from assay.catalog.loader import load_detection
+
+    return _prove_one(load_detection(folder), options, shared_data)
+
+
+def _prove_in_processes(detections: Sequence[LoadedDetection], options: RunOptions, shared_data: Path | None,
+                        on_scenario: Callable[[str, ScenarioResult], None] | None) -> list[DetectionReport]:
+    """Detections proven in parallel worker processes (the work is Python and holds the GIL, so threads do not
+    pay); reports come back in catalog order, ``on_scenario`` is called as each detection finishes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    worker_options = dataclasses.replace(options, jobs=1)
+    # spawn: a worker must not inherit the parent's DuckDB or pySigma state half-initialised by a fork.
+    context = multiprocessing.get_context("spawn")
+    reports: list[DetectionReport | None] = [None] * len(detections)
+    with ProcessPoolExecutor(max_workers=min(options.jobs, len(detections)), mp_context=context) as pool:
+        futures = {pool.submit(_prove_in_worker, str(loaded.path), worker_options, shared_data): index
+                   for index, loaded in enumerate(detections)}
+        for future in as_completed(futures):
+            index = futures[future]
+            loaded = detections[index]
+            try:
+                result = future.result()
+            except Exception as error:  # the worker died (out of memory, killed): report it, keep the others
+                detection = loaded.detection
+                result = DetectionReport(id=detection.id, title=detection.title, technique=detection.technique,
+                                         path=str(loaded.path),
+                                         errors=[f"the proof worker failed: {_describe_error(error)}"])
+            reports[index] = result
+            if on_scenario is not None:
+                for scenario_result in result.scenarios:
+                    on_scenario(result.id, scenario_result)
+    return [r for r in reports if r is not None]
 
 
 def run_paths(paths: Sequence[str | Path], options: RunOptions | None = None, *,

@@ -146,7 +146,21 @@
     }
   }
 
+  /* Collapsed scenarios: a link to #scenario-… (or a page opened with one) opens the test it points at. */
+
+  function openTarget() {
+    var id = decodeURIComponent(window.location.hash.slice(1));
+    var target = id ? document.getElementById(id) : null;
+    var details = target ? target.querySelector("details") : null;
+    if (details && !details.open) {
+      details.open = true;
+      target.scrollIntoView();
+    }
+  }
+
   function init() {
+    openTarget();
+    window.addEventListener("hashchange", openTarget);
     var buttons = document.querySelectorAll("button[data-copy-target]");
     for (var b = 0; b < buttons.length; b++) {
       buttons[b].hidden = false;

@@ -1,0 +1,273 @@
+"""Converted forms run on real local engines: pySigma's SQLite output on Python's sqlite3, its Databricks / Spark SQL
+output on local PySpark, and its Elastic EQL output on the ``eql`` package (AGPL, the optional ``[eql]`` extra).
+
+Each engine gets the scenario's own events, laid out the way that platform stores them:
+
+* SQLite and Spark: one ``logs`` table, a row per event-log record (every Sysmon event of the scenario, or every
+  record of a recording), a TEXT column per event field: the layout Zircolite and a Sysmon table in a lakehouse
+  use. The converted query carries no logsource filter of its own, so it sees every event, as it would there. A
+  field the query names but no event carries is a NULL column (the platform would have the column, empty).
+* EQL: the scenario's Winlogbeat ECS documents, typed by ``event.category``. The Elasticsearch pipeline reads
+  ``<field>.caseless``, a lower-case-normalized keyword sub-field that only exists in an index mapping; it is
+  emulated by reading ``<field>`` itself, which is equivalent because EQL's ``:`` and ``like~`` compare
+  case-insensitively.
+
+Nothing here claims more than it ran: an engine that is not installed reports why, and its results are skips.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from assay.engine import DuckDBEngine
+from assay.errors import VerifyError
+
+#: Converted targets Assay executes, and the telemetry their engine reads.
+LOCAL_TARGETS: dict[str, str] = {"sqlite": "sysmon", "spark-sql": "sysmon", "elastic-eql": "ecs"}
+#: How many times a query is retried after adding a column it named that no event has.
+MAX_MISSING_COLUMNS = 64
+#: Event columns every ``logs`` row has besides the event's own fields.
+RECORD_COLUMNS = ("EventID", "Channel", "Computer")
+
+
+@dataclass(frozen=True)
+class LocalResult:
+    """What a converted query returned on a local engine."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+    #: The statement that ran (for SQLite and Spark the full SELECT, for EQL the query after emulation).
+    statement: str
+    #: What the run had to do to the data or the query (NULL columns added, sub-fields emulated).
+    notes: tuple[str, ...] = ()
+
+
+ENGINE_LABELS = {"sqlite": f"SQLite {sqlite3.sqlite_version} via Python's sqlite3",
+                 "spark-sql": "Apache Spark SQL, local PySpark", "elastic-eql": "the eql package's EQL engine"}
+
+
+def engine_label(target: str) -> str:
+    """The engine a local converted form ran on, for the result's reason."""
+    return ENGINE_LABELS.get(target, target)
+
+
+def engine_unavailable(target: str) -> str | None:
+    """Why a local engine cannot run here (None when it can)."""
+    if target == "spark-sql":
+        from assay.engine.spark_engine import pyspark_available
+
+        reason = pyspark_available()
+        return f"Spark is not available: {reason} (pip install 'assay[spark]' and a Java runtime)" if reason else None
+    if target == "elastic-eql":
+        try:
+            import eql  # noqa: F401
+        except ImportError:
+            return "the eql package is not installed (AGPL-3.0, optional: pip install 'assay[eql]')"
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Events as a platform stores them
+# --------------------------------------------------------------------------------------------------------------
+
+
+def event_records(engine: DuckDBEngine) -> list[dict[str, Any]]:
+    """Every event-log record of a scenario database, flat: EventID, Channel, Computer and the event's fields."""
+    result = engine.run('SELECT "EventID", "Channel", "Computer", "Fields", "Timestamp", "Provider" FROM "RawEvents" '
+                        'ORDER BY "AssayEventId"')
+    records = []
+    for event_id, channel, computer, fields, timestamp, provider in result.rows:
+        record: dict[str, Any] = {"EventID": str(event_id) if event_id is not None else None, "Channel": channel,
+                                  "Computer": computer, "Provider_Name": provider}
+        if timestamp is not None:
+            # The event time, for correlation rules (pySigma's SQL backends window on a ``timestamp`` column).
+            record["timestamp"] = timestamp.strftime("%Y-%m-%d %H:%M:%S.") + f"{timestamp.microsecond // 1000:03d}"
+        for name, value in dict(fields or {}).items():
+            record.setdefault(str(name), value)
+        records.append(record)
+    return records
+
+
+def _columns(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Every field name of the records, once: SQLite and Spark compare column names case-insensitively, so
+    ``ProcessId`` (Sysmon) and ``ProcessID`` (another provider) are one column, named as first seen."""
+    columns = list(RECORD_COLUMNS)
+    seen = {name.lower() for name in columns}
+    for record in records:
+        for name in record:
+            if name.lower() not in seen:
+                seen.add(name.lower())
+                columns.append(name)
+    return columns
+
+
+def _with_named_columns(columns: list[str], query: str, dialect: str) -> list[str]:
+    """The columns plus those the query names that no event has (NULL columns), found by parsing the query
+    with sqlglot; a query sqlglot cannot parse falls back to the engine's own "no such column" errors."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+
+    try:
+        tree = sqlglot.parse_one(query, read=dialect)
+    except SqlglotError:
+        return columns
+    known = {name.lower() for name in columns}
+    # Not event fields: SQLite's row id (a NULL column of that name would hide it), the names the query defines
+    # itself (CTE and output aliases of correlation queries) and columns qualified by another relation.
+    defined = {"rowid", "oid", "_rowid_"} | {alias.alias.lower() for alias in tree.find_all(exp.Alias)}
+    if "json_each" in query.lower():
+        defined |= {"key", "value", "type", "atom", "id", "parent", "fullkey", "path"}  # json_each's columns
+    named = [column.name for column in tree.find_all(exp.Column)
+             if column.name and column.name.lower() not in known and column.name.lower() not in defined
+             and (not column.table or column.table.lower() == "logs")]
+    return [*columns, *dict.fromkeys(named)]
+
+
+def _row(record: dict[str, Any], columns: Sequence[str]) -> tuple[str | None, ...]:
+    """A record's values in column order; a field spelled with other letter case fills its column."""
+    folded: dict[str, Any] = {}
+    for name, value in record.items():
+        if value is not None:
+            folded.setdefault(name.lower(), value)
+    return tuple(_text(folded.get(name.lower())) for name in columns)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# SQLite
+# --------------------------------------------------------------------------------------------------------------
+
+_SQLITE_MISSING = re.compile(r"no such column: (?:logs\.)?\"?([^\s\"]+)\"?")
+
+
+def run_sqlite(query: str, records: Sequence[dict[str, Any]]) -> LocalResult:
+    """The pySigma SQLite backend's ``SELECT … FROM logs WHERE …`` on an in-memory sqlite3 database."""
+    present = _columns(records)
+    columns = _with_named_columns(present, query, "sqlite")
+    added: list[str] = columns[len(present):]
+    with sqlite3.connect(":memory:") as connection:
+        for _ in range(MAX_MISSING_COLUMNS):
+            connection.execute("DROP TABLE IF EXISTS logs")
+            quoted = ", ".join('"' + name.replace('"', '""') + '" TEXT' for name in columns)
+            connection.execute(f"CREATE TABLE logs ({quoted})")
+            placeholders = ", ".join("?" for _ in columns)
+            connection.executemany(f"INSERT INTO logs VALUES ({placeholders})",
+                                   [_row(record, columns) for record in records])
+            try:
+                cursor = connection.execute(query)
+            except sqlite3.OperationalError as error:
+                missing = _SQLITE_MISSING.search(str(error))
+                if missing is None or missing.group(1).lower() in {c.lower() for c in columns}:
+                    raise VerifyError(f"SQLite rejected the converted query: {error}") from error
+                columns.append(missing.group(1))
+                added.append(missing.group(1))
+                continue
+            names = tuple(description[0] for description in cursor.description or ())
+            rows = tuple(tuple(row) for row in cursor.fetchall())
+            break
+        else:
+            raise VerifyError(f"the converted query names more than {MAX_MISSING_COLUMNS} fields no event has")
+    connection.close()
+    return LocalResult(names, rows, query, _null_note(added))
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _null_note(added: Sequence[str]) -> tuple[str, ...]:
+    if not added:
+        return ()
+    return (f"no event of the scenario has {', '.join(added)}: the logs table has "
+            f"{'it' if len(added) == 1 else 'them'} as NULL column{'s' if len(added) > 1 else ''}",)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Spark SQL
+# --------------------------------------------------------------------------------------------------------------
+
+_SPARK_MISSING = re.compile(r"name `([^`]+)` cannot be resolved")
+
+
+def run_spark(predicate: str, records: Sequence[dict[str, Any]], session: Any) -> LocalResult:
+    """The pySigma Databricks backend's predicate as ``SELECT * FROM <view> WHERE <predicate>`` on local Spark."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    present = _columns(records)
+    columns = _with_named_columns(present, f"SELECT * FROM logs WHERE {predicate}", "spark")
+    added: list[str] = columns[len(present):]
+    view = f"logs_{uuid.uuid4().hex[:12]}"
+    try:
+        for _ in range(MAX_MISSING_COLUMNS):
+            schema = StructType([StructField(name, StringType(), True) for name in columns])
+            frame = session.createDataFrame([_row(record, columns) for record in records], schema)
+            frame.createOrReplaceTempView(view)
+            statement = f"SELECT * FROM {view} WHERE {predicate}"
+            try:
+                result = session.sql(statement)
+                rows = result.collect()
+            except Exception as error:  # pyspark raises AnalysisException and friends
+                missing = _SPARK_MISSING.search(str(error))
+                if missing is None or missing.group(1).lower() in {c.lower() for c in columns}:
+                    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                    raise VerifyError(f"Spark rejected the converted query: {first_line}") from error
+                columns.append(missing.group(1))
+                added.append(missing.group(1))
+                continue
+            return LocalResult(tuple(result.columns), tuple(tuple(row) for row in rows),
+                               statement.replace(view, "logs"), _null_note(added))
+        raise VerifyError(f"the converted query names more than {MAX_MISSING_COLUMNS} fields no event has")
+    finally:
+        session.catalog.dropTempView(view)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Elastic EQL
+# --------------------------------------------------------------------------------------------------------------
+
+_CASELESS = re.compile(r"\b([A-Za-z_@][\w.@]*)\.caseless\b")
+#: ECS fields shown as evidence for an EQL match.
+EQL_EVIDENCE = ("@timestamp", "event.code", "host.name", "user.name", "process.executable", "process.command_line",
+                "process.pe.original_file_name", "process.parent.executable")
+
+
+def _dotted(document: dict[str, Any], path: str) -> Any:
+    value: Any = document
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def run_eql(query: str, documents: Sequence[dict[str, Any]]) -> LocalResult:
+    """The Elasticsearch backend's EQL on the scenario's ECS documents, with the eql package's engine."""
+    import eql
+
+    emulated = sorted(set(_CASELESS.findall(query)))
+    statement = _CASELESS.sub(r"\1", query)
+    try:
+        with eql.parser.elasticsearch_syntax, eql.parser.ignore_missing_functions:
+            parsed = eql.parse_query(statement)
+    except eql.EqlError as error:
+        raise VerifyError(f"the eql engine cannot parse the converted query: {error}") from error
+    hits: list[Any] = []
+    engine = eql.PythonEngine()
+    engine.add_output_hook(lambda result: hits.extend(result.events))
+    engine.add_query(parsed)
+    events = []
+    for document in documents:
+        category = _dotted(document, "event.category")
+        kind = category[0] if isinstance(category, list) and category else (category or "any")
+        events.append(eql.Event(str(kind), 0, document))
+    engine.stream_events(events)
+    rows = tuple(tuple(_dotted(hit.data, name) for name in EQL_EVIDENCE) for hit in hits)
+    notes = (f"{', '.join(f + '.caseless' for f in emulated)}: a lower-case keyword sub-field of the Elastic index "
+             f"mapping, emulated by reading {', '.join(emulated)} (EQL's : and like~ are case-insensitive)",
+             ) if emulated else ()
+    return LocalResult(EQL_EVIDENCE, rows, statement, notes)

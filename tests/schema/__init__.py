@@ -1,0 +1,1 @@
+"""Tests for assay.schema: the generated documented tables, custom schema files."""

@@ -1,0 +1,108 @@
+"""Converted forms executed on real local engines (SQLite, Spark SQL, EQL) over the scenario's own events, their
+verdicts judged and compared with the other forms like any form's."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from assay.catalog.loader import load_catalog
+from assay.cli.main import cli
+from assay.sigma import convert
+from assay.verify.converted import engine_unavailable, run_eql, run_spark, run_sqlite
+from assay.verify.runner import RunOptions, run_paths
+from assay.verify.synth import synthesize
+from tests.conftest import DETECTIONS
+
+CMSTP = DETECTIONS / "T1218.003-cmstp"
+RENAMED = "own-renamed-cmstp-public-folder"
+
+
+def _sysmon_records(scenario_id: str) -> list[dict[str, object]]:
+    scenario = next(s for s in load_catalog(CMSTP).detections[0].scenarios if s.id == scenario_id)
+    telemetry = synthesize(scenario)
+    return [{"EventID": str(r["Event"]["System"]["EventID"]), "Channel": r["Event"]["System"]["Channel"],
+             **r["Event"]["EventData"]} for r in telemetry.sysmon]
+
+
+def test_sqlite_runs_the_converted_query_on_the_scenarios_events() -> None:
+    query = convert(CMSTP, "sqlite").query
+    assert query is not None
+    fired = run_sqlite(query, _sysmon_records("atomic-remote-scriptlet"))
+    assert fired.rows and "CommandLine" in fired.columns
+    command_line = fired.rows[0][fired.columns.index("CommandLine")]
+    assert "cmstp.exe" in str(command_line).lower() and "/s" in str(command_line)
+    quiet = run_sqlite(query, _sysmon_records("fp-vpn-client-install-program-files"))
+    assert quiet.rows == ()
+
+
+def test_a_field_no_event_has_is_a_null_column_said_in_the_notes() -> None:
+    records = [{"EventID": "1", "Image": "C:\\Windows\\System32\\cmstp.exe", "CommandLine": "cmstp.exe /s x.inf"}]
+    result = run_sqlite("SELECT * FROM logs WHERE OriginalFileName = 'CMSTP.EXE' OR Image LIKE '%cmstp.exe'", records)
+    assert len(result.rows) == 1
+    assert result.notes and "OriginalFileName" in result.notes[0] and "NULL" in result.notes[0]
+    # Field names differing only in letter case are one column, as SQLite compares them.
+    merged = run_sqlite("SELECT ProcessId FROM logs", [{"ProcessId": "4"}, {"ProcessID": "8"}])
+    assert sorted(row[0] for row in merged.rows) == ["4", "8"]
+
+
+def test_sqlite_equality_is_case_sensitive_and_the_disagreement_is_reported(tmp_path: Path) -> None:
+    # Sigma compares a plain value case-insensitively; the SQLite backend emits '=' (case-sensitive in SQLite).
+    folder = tmp_path / "T1218.003-cmstp"
+    shutil.copytree(CMSTP, folder)
+    rule = (folder / "rule.sigma.yml").read_text(encoding="utf-8")
+    (folder / "rule.sigma.yml").write_text(rule.replace("OriginalFileName: 'CMSTP.EXE'",
+                                                        "OriginalFileName: 'cmstp.exe'"), encoding="utf-8")
+    report = run_paths([folder], RunOptions(converted_targets=("sqlite",), scenarios=(RENAMED,),
+                                            sigma_telemetry=("sysmon",)))
+    detection = report.detections[0]
+    results = {r.key: r for r in detection.scenarios[0].results}
+    assert results["sigma[sysmon:1]"].verdict == "fires"
+    sqlite = results["converted:sqlite"]
+    assert sqlite.verdict == "does-not-fire" and sqlite.status == "fail"
+    assert "SQLite" in sqlite.reason and sqlite.sql and "OriginalFileName='cmstp.exe'" in sqlite.sql
+    finding = next(f for f in detection.agreement if f.scenario == RENAMED)
+    assert finding.verdicts["converted:sqlite"] == "does-not-fire" and finding.verdicts["sigma[sysmon:1]"] == "fires"
+    assert finding.status in ("fail", "known")
+    assert detection.proof_status == "failing"
+
+
+def test_cli_rejects_an_unknown_converted_target() -> None:
+    result = CliRunner().invoke(cli, ["test", str(CMSTP), "--converted", "splunk"])
+    assert result.exit_code == 2
+    assert "not a converted form Assay executes" in result.output
+
+
+@pytest.mark.spark
+def test_spark_sql_runs_the_databricks_predicate() -> None:
+    reason = engine_unavailable("spark-sql")
+    if reason is not None:
+        pytest.skip(reason)
+    from assay.engine.spark_engine import SparkEngine
+
+    predicate = convert(CMSTP, "spark-sql").query
+    assert predicate is not None
+    session = SparkEngine("local[1]").session
+    fired = run_spark(predicate, _sysmon_records("atomic-remote-scriptlet"), session)
+    assert fired.rows and fired.statement.startswith("SELECT * FROM logs WHERE ")
+    assert run_spark(predicate, _sysmon_records("fp-vpn-client-install-program-files"), session).rows == ()
+    # The renamed binary: Spark's lower() = lower() compares case-insensitively, as Sigma does.
+    assert run_spark(predicate, _sysmon_records(RENAMED), session).rows
+
+
+def test_eql_runs_on_the_ecs_documents_with_caseless_emulated() -> None:
+    reason = engine_unavailable("elastic-eql")
+    if reason is not None:
+        pytest.skip(reason)
+    query = convert(CMSTP, "elastic-eql").query
+    assert query is not None and ".caseless" in query
+    scenario = next(s for s in load_catalog(CMSTP).detections[0].scenarios if s.id == "atomic-remote-scriptlet")
+    result = run_eql(query, synthesize(scenario).ecs)
+    assert result.rows and ".caseless" not in result.statement
+    assert "process.executable.caseless" in result.notes[0]
+    benign = next(s for s in load_catalog(CMSTP).detections[0].scenarios
+                  if s.id == "fp-vpn-client-install-program-files")
+    assert run_eql(query, synthesize(benign).ecs).rows == ()
