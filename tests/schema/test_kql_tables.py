@@ -48,7 +48,7 @@ def test_families_hunting_queries_use_are_known() -> None:
         assert name in tables, name
     assert len(tables) > 730
     assert tables["SigninLogs"].source == "azure-monitor"
-    assert tables["DeviceLogonEvents"].source == "defender+sentinel"
+    assert tables["IdentityLogonEvents"].source == "defender+sentinel"
 
 
 def test_ingest_filled_tables_keep_their_columns_and_gain_documented_ones() -> None:

@@ -29,10 +29,12 @@ def _custom_tables(schema_files: tuple[Path, ...]) -> dict[str, Any]:
 
 
 def _table_schemas(db_path: Path | None, custom: dict[str, Any] | None = None) -> Any:
-    """The known tables, those in the DuckDB file at ``db_path`` (opened read-only) and ``custom`` ones."""
+    """The known tables, those in the DuckDB file at ``db_path`` (opened read-only) and ``custom`` ones (a
+    declared table replaces a documented one of the same name, not one the database holds)."""
     from assay import kql
 
     engine = None
+    in_database: set[str] = set()
     if db_path is not None:
         if not db_path.exists():
             raise UsageError(f"database {db_path} does not exist")
@@ -41,11 +43,13 @@ def _table_schemas(db_path: Path | None, custom: dict[str, Any] | None = None) -
         engine = DuckDBEngine(db_path, read_only=True)
     try:
         tables = kql.table_schemas(engine)
+        if engine is not None:
+            in_database = set(engine.table_names())
     finally:
         if engine is not None:
             engine.close()
     for name, table in (custom or {}).items():
-        if name not in tables or engine is None:
+        if name not in in_database:
             tables[name] = list(table.kql_columns)
     return tables
 

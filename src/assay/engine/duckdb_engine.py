@@ -61,6 +61,7 @@ class DuckDBEngine:
             raise EngineError(f"cannot open DuckDB database {self.path}: {error}",
                               hint="check the path, or close other programs using it") from error
         self.read_only = read_only
+        self._present: set[str] = set()  # lower-cased names of tables known to exist (ensure_tables' cache)
         if threads:
             self.connection.execute(f"SET threads = {int(threads)}")
         if create_tables and not read_only:
@@ -74,21 +75,23 @@ class DuckDBEngine:
         """Create the known tables among ``names`` that this database lacks (TEMP tables when it is read-only);
         ``schemas`` adds tables (a user's schema file) to the known ones. Returns the names created."""
         known = known_tables()
-        wanted = [name for name in dict.fromkeys(names)
-                  if (schemas is not None and name in schemas) or name in known]
+        wanted = [name for name in dict.fromkeys(names) if name.lower() not in self._present
+                  and ((schemas is not None and name in schemas) or name in known)]
         if not wanted:
             return []
-        present = {str(row[0]).lower() for row in self.connection.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+        self._present.update(str(row[0]).lower() for row in self.connection.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
+            "UNION ALL SELECT view_name FROM duckdb_views() WHERE schema_name = 'main'").fetchall())
         created = []
         for name in wanted:
-            if name.lower() in present:
+            if name.lower() in self._present:
                 continue
             table = schemas[name] if schemas is not None and name in schemas else known[name]
             try:
                 self.connection.execute(duckdb_create_table_sql(table, temporary=self.read_only))
             except duckdb.Error as error:
                 raise EngineError(f"cannot create table {name}: {error}") from error
+            self._present.add(name.lower())
             created.append(name)
         return created
 

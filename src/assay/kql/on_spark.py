@@ -35,6 +35,8 @@ def run_on_spark(text: str, engine: Any, parquet_dir: str | Path | None = None, 
         schemas[name] = list(columns)
     fixed_now = _now(now)
     folder = Path(parquet_dir) if parquet_dir is not None else None
+    # Kusto names are case-sensitive (LogonId and LogonID are two columns); Spark's default is not
+    engine.session.conf.set("spark.sql.caseSensitive", "true")
     compiled = compile(text, tables=schemas, now=fixed_now, dialect="spark", file=file)
     for name in referenced_tables(compiled.tree):
         if name not in schemas:

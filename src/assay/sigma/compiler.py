@@ -13,6 +13,7 @@ from pathlib import Path
 from sigma.exceptions import SigmaError as PySigmaError
 from sigma.rule import SigmaRule
 from sqlglot import exp
+from sqlglot.errors import SqlglotError
 
 from assay.errors import SigmaError
 from assay.sigma.backend import SqlglotBackend
@@ -77,7 +78,7 @@ def compile_condition(rule: LoadedRule, route: Route, select: str | None = None)
     except PySigmaError as error:
         raise SigmaError(f"rule {sigma_rule.title!r} cannot run locally on route {route.name}: {error}",
                          span=rule.span("detection", key=True)) from error
-    except (TypeError, ValueError, NotImplementedError) as error:
+    except (TypeError, ValueError, NotImplementedError, SqlglotError) as error:
         raise SigmaError(f"rule {sigma_rule.title!r}: unsupported construct on route {route.name}: {error}",
                          span=rule.span("detection", key=True)) from error
     if not conditions:

@@ -8,6 +8,7 @@ reported with the events that make them up; overlapping firing windows of one gr
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from collections import defaultdict
 from collections.abc import Callable
@@ -95,14 +96,18 @@ def _collect_events(rule: LoadedRule, correlation: SigmaCorrelationRule, engine:
         for route in routes:
             target = compile_condition(rule, route, select=key)
             outcome = evaluate_target(target, engine)
-            # A group-by field the route cannot provide (User on Security 4688) would put every event in one
-            # group: the route cannot evaluate the correlation, and its events are left out.
-            ungroupable = tuple(g for g in group_by if route.table_field(_field_for(correlation, key, g)) is None)
-            status = "cannot-evaluate" if ungroupable and outcome.status != "no-data" else outcome.status
-            routes_out.append(RouteEvaluation(f"{key}@{outcome.route}", outcome.table, status,
-                                              outcome.event_ids, (*outcome.missing, *ungroupable),
-                                              outcome.rows_in_route, outcome.sql, outcome.error))
-            if not outcome.event_ids or ungroupable:
+            routes_out.append(RouteEvaluation(f"{key}@{outcome.route}", outcome.table, outcome.status,
+                                              outcome.event_ids, outcome.missing, outcome.rows_in_route,
+                                              outcome.sql, outcome.error))
+            # A group-by (or counted) field this route cannot read would put every event in one NULL group and
+            # fire where the events belong to different users or hosts: the route cannot evaluate the correlation.
+            lacking = tuple(name for name in [*group_by, *([value_field] if value_field else [])]
+                            if not route.table_field(_field_for(correlation, key, name)))
+            if lacking:
+                routes_out[-1] = dataclasses.replace(routes_out[-1], status="cannot-evaluate", event_ids=(),
+                                                     missing=tuple(dict.fromkeys((*outcome.missing, *lacking))))
+                continue
+            if not outcome.event_ids:
                 continue
             backend = SqlglotBackend(route)
             columns: list[exp.Expr] = [exp.column("AssayEventId", quoted=True), exp.column("Timestamp", quoted=True)]

@@ -6,8 +6,14 @@ Each engine gets the scenario's own events, laid out the way that platform store
 * SQLite and Spark: one ``logs`` table, a row per event-log record (every Sysmon event of the scenario, or every
   record of a recording), a TEXT column per event field: the layout Zircolite and a Sysmon table in a lakehouse
   use. The converted query carries no logsource filter of its own, so it sees every event, as it would there. A
-  field the query names but no event carries is a NULL column (the platform would have the column, empty).
-* EQL: the scenario's Winlogbeat ECS documents, typed by ``event.category``. The Elasticsearch pipeline reads
+  field the query names but no event carries is a NULL column (the platform would have the column, empty). A field
+  Windows spells with spaces (``Threat Name`` in Defender's log) is also a column without them (``ThreatName``),
+  the spelling Sigma rules use. SQLite has no ``REGEXP`` function of its own: as Zircolite does, one is registered
+  (with RE2, the project's engine for user patterns) for the backend's ``|re`` output.
+* EQL: the scenario's Winlogbeat ECS documents, typed by ``event.category``. A real recording has none: its Sysmon
+  records are turned into ECS documents with the field names pySigma's ``ecs_windows`` pipeline maps Sysmon fields
+  to (what Winlogbeat's Sysmon module writes for them); fields it does not map stay under
+  ``winlog.event_data``. The Elasticsearch pipeline reads
   ``<field>.caseless``, a lower-case-normalized keyword sub-field that only exists in an index mapping; it is
   emulated by reading ``<field>`` itself, which is equivalent because EQL's ``:`` and ``like~`` compare
   case-insensitively.
@@ -81,14 +87,18 @@ def event_records(engine: DuckDBEngine) -> list[dict[str, Any]]:
     result = engine.run('SELECT "EventID", "Channel", "Computer", "Fields", "Timestamp", "Provider" FROM "RawEvents" '
                         'ORDER BY "AssayEventId"')
     records = []
-    for event_id, channel, computer, fields, timestamp, provider in result.rows:
+    for event_id, channel, computer, fields, when, provider in result.rows:
+        # Provider_Name: the System field Sigma rules name the provider by (Service Control Manager for 7045).
         record: dict[str, Any] = {"EventID": str(event_id) if event_id is not None else None, "Channel": channel,
                                   "Computer": computer, "Provider_Name": provider}
-        if timestamp is not None:
-            # The event time, for correlation rules (pySigma's SQL backends window on a ``timestamp`` column).
-            record["timestamp"] = timestamp.strftime("%Y-%m-%d %H:%M:%S.") + f"{timestamp.microsecond // 1000:03d}"
         for name, value in dict(fields or {}).items():
             record.setdefault(str(name), value)
+            if " " in str(name):
+                record.setdefault(str(name).replace(" ", ""), value)
+        # The event time, as the SQLite and Databricks backends' correlation queries read it (julianday() /
+        # to_timestamp() parse 'YYYY-MM-DD HH:MM:SS.fff'); an event field of that name wins.
+        if when is not None and not any(name.lower() == "timestamp" for name in record):
+            record["timestamp"] = when.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         records.append(record)
     return records
 
@@ -118,14 +128,12 @@ def _with_named_columns(columns: list[str], query: str, dialect: str) -> list[st
     except SqlglotError:
         return columns
     known = {name.lower() for name in columns}
-    # Not event fields: SQLite's row id (a NULL column of that name would hide it), the names the query defines
-    # itself (CTE and output aliases of correlation queries) and columns qualified by another relation.
-    defined = {"rowid", "oid", "_rowid_"} | {alias.alias.lower() for alias in tree.find_all(exp.Alias)}
-    if "json_each" in query.lower():
-        defined |= {"key", "value", "type", "atom", "id", "parent", "fullkey", "path"}  # json_each's columns
-    named = [column.name for column in tree.find_all(exp.Column)
-             if column.name and column.name.lower() not in known and column.name.lower() not in defined
-             and (not column.table or column.table.lower() == "logs")]
+    # Names the query defines itself (CTEs, aliases such as a correlation's ts, eid, g0) and SQLite's built-in row
+    # id are not event fields: a NULL column of that name would shadow them.
+    known |= {"rowid", "oid", "_rowid_"}
+    known |= {alias.alias.lower() for alias in tree.find_all(exp.Alias) if alias.alias}
+    known |= {cte.alias.lower() for cte in tree.find_all(exp.CTE) if cte.alias}
+    named = [column.name for column in tree.find_all(exp.Column) if column.name and column.name.lower() not in known]
     return [*columns, *dict.fromkeys(named)]
 
 
@@ -151,13 +159,16 @@ def run_sqlite(query: str, records: Sequence[dict[str, Any]]) -> LocalResult:
     columns = _with_named_columns(present, query, "sqlite")
     added: list[str] = columns[len(present):]
     with sqlite3.connect(":memory:") as connection:
+        connection.create_function("REGEXP", 2, _regexp, deterministic=True)
         for _ in range(MAX_MISSING_COLUMNS):
             connection.execute("DROP TABLE IF EXISTS logs")
-            quoted = ", ".join('"' + name.replace('"', '""') + '" TEXT' for name in columns)
+            # Untyped columns, and whole numbers stored as numbers: with TEXT columns SQLite compares
+            # DestinationPort >= 49152 as text ('8181' >= '49152' is true), which no log store does.
+            quoted = ", ".join('"' + name.replace('"', '""') + '"' for name in columns)
             connection.execute(f"CREATE TABLE logs ({quoted})")
             placeholders = ", ".join("?" for _ in columns)
             connection.executemany(f"INSERT INTO logs VALUES ({placeholders})",
-                                   [_row(record, columns) for record in records])
+                                   [tuple(_number_or_text(v) for v in _row(record, columns)) for record in records])
             try:
                 cursor = connection.execute(query)
             except sqlite3.OperationalError as error:
@@ -174,6 +185,26 @@ def run_sqlite(query: str, records: Sequence[dict[str, Any]]) -> LocalResult:
             raise VerifyError(f"the converted query names more than {MAX_MISSING_COLUMNS} fields no event has")
     connection.close()
     return LocalResult(names, rows, query, _null_note(added))
+
+
+def _regexp(pattern: str | None, value: str | None) -> bool:
+    """SQLite's ``value REGEXP pattern`` (called as regexp(pattern, value)); NULL never matches."""
+    import re2
+
+    if pattern is None or value is None:
+        return False
+    try:
+        return re2.search(pattern, str(value)) is not None
+    except re2.error as error:
+        raise VerifyError(f"the converted query's regular expression {pattern!r} is not valid RE2: {error}") from error
+
+
+def _number_or_text(value: str | None) -> int | str | None:
+    """A decimal whole number as an int (as a log store types a port or an event id), anything else unchanged:
+    leading zeros, signs, hex and spaces keep the text."""
+    if value is not None and value.isascii() and value.isdigit() and (value == "0" or not value.startswith("0")):
+        return int(value)
+    return value
 
 
 def _text(value: Any) -> str | None:
@@ -243,6 +274,61 @@ def _dotted(document: dict[str, Any], path: str) -> Any:
             return None
         value = value.get(part)
     return value
+
+
+#: Sysmon event id -> (Sigma category, ECS event.category).
+SYSMON_CATEGORIES: dict[str, tuple[str, str]] = {
+    "1": ("process_creation", "process"), "3": ("network_connection", "network"), "5": ("process_termination",
+    "process"), "7": ("image_load", "library"), "11": ("file_event", "file"), "12": ("registry_add", "registry"),
+    "13": ("registry_set", "registry"), "14": ("registry_rename", "registry"), "22": ("dns_query", "network"),
+    "23": ("file_delete", "file")}
+
+
+def _ecs_mappings() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(Sysmon field -> ECS field, Sysmon field -> ((kind, category, ECS field), …)) from pySigma's pipeline."""
+    from sigma.pipelines.elasticsearch.windows import ecs_windows, ecs_windows_variable_mappings
+    from sigma.processing.transformations import FieldMappingTransformation
+
+    general: dict[str, Any] = {}
+    for item in ecs_windows().items:
+        if item.identifier == "ecs_windows_field_mapping" and isinstance(item.transformation,
+                                                                         FieldMappingTransformation):
+            general = {str(name): ecs for name, ecs in item.transformation.mapping.items()}
+    return general, dict(ecs_windows_variable_mappings)
+
+
+def _set_dotted(document: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.removesuffix(".caseless").split(".")
+    target = document
+    for part in parts[:-1]:
+        child = target.setdefault(part, {})
+        if not isinstance(child, dict):
+            return  # a scalar already sits where a parent object would go: keep the first
+        target = child
+    target.setdefault(parts[-1], value)
+
+
+def ecs_documents(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """ECS documents for event-log records (a recording): Sysmon fields at the ECS names the ecs_windows pipeline
+    maps them to, ``event.category`` from the Sysmon event id, the raw fields under ``winlog.event_data``."""
+    general, variable = _ecs_mappings()
+    documents = []
+    for record in records:
+        if "sysmon" not in str(record.get("Channel") or "").lower():
+            continue
+        event_id = str(record.get("EventID"))
+        sigma_category, ecs_category = SYSMON_CATEGORIES.get(event_id, ("", "any"))
+        fields = {k: v for k, v in record.items() if k not in RECORD_COLUMNS and v is not None}
+        document: dict[str, Any] = {"event": {"code": event_id, "category": [ecs_category]},
+                                    "host": {"name": record.get("Computer")},
+                                    "winlog": {"channel": record.get("Channel"), "event_data": fields}}
+        for name, value in fields.items():
+            targets = [ecs for kind, category, ecs in variable.get(name, ())
+                       if kind == "category" and category == sigma_category] or general.get(name) or []
+            for ecs_field in [targets] if isinstance(targets, str) else targets:
+                _set_dotted(document, str(ecs_field), value)
+        documents.append(document)
+    return documents
 
 
 def run_eql(query: str, documents: Sequence[dict[str, Any]]) -> LocalResult:

@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -56,9 +56,10 @@ CONVERTED_TARGETS: dict[str, tuple[str, ...]] = {
 #: ``assay test --converted``: Spark SQL starts a JVM (seconds per run, ~0.3 s per scenario) and EQL needs the
 #: optional AGPL eql package and ECS documents (a real recording has none, so its scenarios skip).
 DEFAULT_CONVERTED_TARGETS: tuple[str, ...] = ("microsoft-xdr", "sqlite")
-#: When a target's pipeline cannot express a rule's logsource, the target tried in its place: a Security-log rule
-#: has no Defender XDR table, and its KQL form is pySigma's Sentinel query on SecurityEvent.
-FALLBACK_CONVERTED_TARGETS: dict[str, str] = {"microsoft-xdr": "sentinel-securityevent"}
+#: pySigma messages saying a target has no table or field for the rule's logsource (the form cannot exist),
+#: as opposed to a defect of the rule.
+_INEXPRESSIBLE = ("Unable to determine table name", "Invalid SigmaDetectionItem field name",
+                  "does not support correlation")
 #: Telemetry schemas a synthesized scenario can be rendered in for the Sigma rule (``windows``: the event channels
 #: other than Sysmon and Security, e.g. System, PowerShell/Operational, TaskScheduler/Operational).
 SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender", "ecs")
@@ -66,18 +67,16 @@ SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender",
 #: doubles the Sigma checks and the ingest cost per scenario, so it is opt-in (``--telemetry ecs``). A schema
 #: without events in a scenario costs nothing (no file, no database).
 DEFAULT_SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender")
-#: What pySigma's query-table processing says when a pipeline has no table for a rule's logsource.
-NO_TABLE_FOR_LOGSOURCE = "Unable to determine table name from rule"
-#: pySigma messages saying a pipeline cannot express a rule's logsource: no table, or a table found by event id
-#: without the rule's fields (the XDR pipeline on a Security 4662 rule).
-INEXPRESSIBLE_LOGSOURCE = (NO_TABLE_FOR_LOGSOURCE, "Invalid SigmaDetectionItem field name")
+#: A Kusto target tried when a rule's logsource has no table on the first: Security, System and other Windows
+#: event-log rules have no Defender XDR table but run on Sentinel's SecurityEvent.
+KQL_FALLBACK_TARGETS: dict[str, str] = {"microsoft-xdr": "sentinel-securityevent"}
 #: Telemetry the native KQL runs on when the detection does not say: the Defender XDR tables.
 KQL_TELEMETRY: tuple[str, ...] = ("defender",)
 #: The telemetry that fills a table a KQL query reads (``required_tables`` in detection.yml decides).
 TABLE_TELEMETRY = {"SecurityEvent": "security", "DeviceProcessEvents": "defender", "DeviceFileEvents": "defender",
                    "DeviceRegistryEvents": "defender", "DeviceNetworkEvents": "defender",
                    "DeviceImageLoadEvents": "defender", "DeviceLogonEvents": "defender",
-                   "DeviceEvents": "defender", "IdentityLogonEvents": "defender"}
+                   "DeviceEvents": "defender", "IdentityLogonEvents": "defender", "WindowsEvent": "windows"}
 #: Which telemetry a Sigma route is native to, by its name (any other pairing is labelled "via <telemetry>");
 #: routes over other event channels (System, PowerShell…) are native to ``windows`` (see :func:`_native`).
 NATIVE_TELEMETRY = {"sysmon": "sysmon", "security": "security", "Device": "defender"}
@@ -340,6 +339,8 @@ class DetectionRun:
         self.processes: dict[str, list[ProcessPair]] = {}
         #: The Spark session the spark-sql converted form runs on, started on first use.
         self._spark: Any = None
+        #: Local-engine targets whose backend could not convert the rule, with the backend's reason.
+        self.unconverted: dict[str, str] = {}
         forms = [f for f in loaded.forms if f in options.forms]
         self.forms: list[str] = []
         if "sigma" in forms:
@@ -364,12 +365,12 @@ class DetectionRun:
         forms: list[str] = []
         for form in self.loaded.forms:
             if form == "converted":
-                # A target that cannot express the rule (a correlation rule) is not a form this detection has; a
-                # fallback target that converted in its place is.
+                # A target that cannot express the rule (a correlation rule, a logsource without a table there, a
+                # local backend without the construct) is not a form this detection has; a fallback that converted is.
                 forms.extend(f"converted:{target}" for target in runnable_targets(self.options.converted_targets)
-                             if target not in self.unconvertible)
+                             if target not in self.unconvertible and target not in self.unconverted)
                 forms.extend(f"converted:{target}" for target in self.conversions
-                             if target not in self.options.converted_targets)
+                             if target not in self.options.converted_targets)  # a fallback target
             else:
                 forms.append(form)
         return forms
@@ -395,7 +396,7 @@ class DetectionRun:
     def _convert(self) -> None:
         from assay.sigma import convert
 
-        targets = runnable_targets(self.options.converted_targets)
+        targets = list(runnable_targets(self.options.converted_targets))
         while targets:
             target = targets.pop(0)
             try:
@@ -403,39 +404,33 @@ class DetectionRun:
             except Exception as error:
                 self.errors.append(f"converted:{target}: conversion failed: {_describe_error(error)}")
                 continue
-            if (conversion.status == "failed" or not conversion.query) and self.rule.is_correlation:
-                # pySigma's Kusto backends do not convert correlation rules: the form does not exist for this rule
-                # (its native KQL carries the window logic); each scenario says so instead of failing the detection.
-                self.unconvertible[target] = ("pySigma cannot convert a Sigma correlation rule for this target ("
-                                              f"{'; '.join(conversion.messages) or 'no query produced'}); the "
-                                              "native KQL is the windowed form")
-                continue
-            if conversion.status == "failed" and any(text in m for m in conversion.messages
-                                                     for text in INEXPRESSIBLE_LOGSOURCE):
-                # The target's pipeline has no table (or no field) for this logsource (the Microsoft XDR pipeline
-                # maps no Defender table to process_access, for example): this platform cannot run the rule, so
-                # the form does not exist; each scenario says why, as for correlation rules.
-                logsource = getattr(self.rule.rule, "logsource", None)
-                where = ", ".join(f"{key}: {value}" for key in ("product", "category", "service")
-                                  if (value := getattr(logsource, key, None))) or "its logsource"
-                self.unconvertible[target] = (f"pySigma's {target} pipeline maps no table to the rule's logsource "
-                                              f"({where}): the rule cannot be converted for this platform")
-                fallback = FALLBACK_CONVERTED_TARGETS.get(target)
-                if fallback and fallback not in targets and fallback not in self.conversions \
-                        and fallback not in self.unconvertible:
-                    # A Security-log rule has no Defender table: its KQL form is Sentinel's SecurityEvent query.
-                    targets.insert(0, fallback)
-                continue
+            messages = "; ".join(conversion.messages) or "no query produced"
             if conversion.status == "failed" or not conversion.query:
-                self.errors.append(f"converted:{target}: pySigma could not convert the rule: "
-                                   f"{'; '.join(conversion.messages) or 'no query produced'}")
+                if target in LOCAL_TARGETS:
+                    # A backend that cannot express the rule means there is no such form to prove (the site's
+                    # page for that platform shows the backend's reason); it is not a defect of the detection.
+                    self.unconverted[target] = messages
+                    continue
+                if self.rule.is_correlation or any(text in messages for text in _INEXPRESSIBLE):
+                    # The target cannot express this rule (its logsource has no table there, or it is a
+                    # correlation rule): not a form of this detection. Each scenario says so (skip), and another
+                    # target is tried.
+                    why = ("pySigma cannot convert a Sigma correlation rule; the native KQL is the windowed form"
+                           if self.rule.is_correlation else f"the {target} target cannot express this rule's "
+                           "logsource")
+                    self.unconvertible[target] = f"{why} ({messages})"
+                    fallback = KQL_FALLBACK_TARGETS.get(target)
+                    if (fallback and not self.rule.is_correlation and fallback not in targets
+                            and fallback not in self.conversions and fallback not in self.unconvertible):
+                        # The same rule as Sentinel runs it on the Windows event tables (a Security-log rule has
+                        # no Defender table but has SecurityEvent): the converted form is proven on that target.
+                        self.unconvertible[target] += f"; tried {fallback} instead"
+                        targets.append(fallback)
+                    continue
+                self.errors.append(f"converted:{target}: pySigma could not convert the rule: {messages}")
                 continue
             self.conversions[target] = conversion.query
             self.forms.append(f"converted:{target}")
-        # A fallback that could not express the rule either is no form worth a skip per scenario.
-        for fallback in FALLBACK_CONVERTED_TARGETS.values():
-            if fallback not in self.options.converted_targets:
-                self.unconvertible.pop(fallback, None)
 
     # -- one scenario ----------------------------------------------------------------------------------------------
 
@@ -577,6 +572,17 @@ class DetectionRun:
             with_data = [r for r in outcome.routes if r.status != "no-data" and r.rows_in_route]
             if not with_data:
                 continue  # none of the referenced rules' routes has events in this telemetry
+            if all(r.status == "cannot-evaluate" for r in with_data):
+                # Every route here lacks a field the correlation groups or counts by (4688 has no User): this
+                # telemetry cannot show the activity, as for a single rule's missing field.
+                lacking = sorted({name for r in with_data for name in r.missing})
+                routes = sorted({r.route.split("@", 1)[-1] for r in with_data})
+                results.append(FormResult(
+                    form="sigma", key=f"sigma[correlation:{','.join(routes)}]", route=",".join(routes),
+                    table=with_data[0].table, telemetry=telemetry, status="skip", verdict=None, expected=expected,
+                    missing_fields=lacking,
+                    reason=f"this telemetry cannot show it: the route lacks {', '.join(lacking)}"))
+                continue
             elapsed = (time.perf_counter() - started) * 1000
             if all(r.status == "cannot-evaluate" for r in with_data):
                 # Every route with events lacks a group-by field: this telemetry cannot show the correlation.
@@ -713,13 +719,16 @@ class DetectionRun:
         started = time.perf_counter()
         try:
             if target == "elastic-eql":
+                documents = data.telemetry.ecs if data.telemetry is not None else converted.ecs_documents(
+                    [record for engine in data.engines.values() for record in converted.event_records(engine)])
+                result = converted.run_eql(query, documents)
                 if data.telemetry is None:
-                    return FormResult(**common, status="skip",
-                                      reason="EQL runs on synthesized ECS documents; a recording has none")
-                result = converted.run_eql(query, data.telemetry.ecs)
+                    result = replace(result, notes=(*result.notes, "the recording's Sysmon records as ECS "
+                                                    "documents (the ecs_windows pipeline's field names)"))
             else:
                 records = [record for schema in ("recording", *CONVERTED_TARGETS[target]) if schema in data.engines
                            for record in converted.event_records(data.engines[schema])]
+                records = self._logsource_records(records)
                 if target == "sqlite":
                     result = converted.run_sqlite(query, records)
                 else:
@@ -736,6 +745,26 @@ class DetectionRun:
         return FormResult(**common, status=status, verdict=verdict, reason=reason, row_count=len(result.rows),
                           evidence=evidence, evidence_omitted=omitted, sql=result.statement,
                           duration_ms=round(elapsed, 2))
+
+    def _logsource_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records of the rule's logsource only, as a SIEM's table for that logsource would hold them: the
+        SQLite and Databricks backends query one ``logs`` table and do not scope by logsource themselves, so a
+        network rule's negative conditions would otherwise judge process events too. A rule whose routes name no
+        channel (a keyword rule over every event log, a correlation rule) keeps every record."""
+        scopes = [(frozenset(c.lower() for c in t.route_spec.channels), frozenset(t.route_spec.event_ids))
+                  for t in self.targets if t.route_spec.channels]
+        if not scopes:
+            return records
+
+        def in_scope(record: dict[str, Any]) -> bool:
+            channel = str(record.get("Channel") or "").lower()
+            try:
+                event_id = int(record.get("EventID") or -1)
+            except ValueError:
+                event_id = -1
+            return any(channel in channels and (not ids or event_id in ids) for channels, ids in scopes)
+
+        return [record for record in records if in_scope(record)]
 
     def _spark_session(self) -> Any:
         """One local Spark session for the run (Spark reuses the JVM across detections: getOrCreate)."""

@@ -19,10 +19,14 @@ from assay.kql.bind.scope import (
     aliased,
 )
 from assay.kql.typed import (
+    NUMERIC_TYPES,
     literal,
     number,
     string,
 )
+
+#: A table wildcard (union *, search) expanding to more tables than this is refused: each table is one leg
+MAX_WILDCARD_TABLES = 64
 
 
 class CombineOperators(AggregateBinder):
@@ -58,6 +62,11 @@ class CombineOperators(AggregateBinder):
                 suggestion = did_you_mean(right_name, right.names())
                 self.fail(f"unknown column '{right_name}' on the right side of the {operator.name}", pos,
                           f"did you mean '{suggestion}'?" if suggestion else None)
+            left_type, right_type = left.type_of(left_name), right.type_of(right_name)
+            if left_type != right_type and not ({left_type, right_type} <= {"string", "guid"} or (
+                    left_type in NUMERIC_TYPES and right_type in NUMERIC_TYPES)):
+                self.fail(f"the {operator.name} compares {left_name} ({left_type}) with {right_name} "
+                          f"({right_type})", pos, "convert one side first, e.g. extend Key = tostring(...)")
         kind = operator.kind
         left_source = left
         if kind == "innerunique":
@@ -132,6 +141,12 @@ class CombineOperators(AggregateBinder):
                 if not matches:
                     self.fail(f"no table matches '{source.name}'", source.pos,
                               "ingest data with `assay ingest`, or name the tables")
+                if len(matches) > MAX_WILDCARD_TABLES:
+                    # without data (check, compile) every known schema matches: hundreds of legs
+                    self.unsupported(f"'{source.name}' matches {len(matches)} known tables (at most "
+                                     f"{MAX_WILDCARD_TABLES} here)", source.pos,
+                                     "name the tables (search in (T1, T2) ..., union T1, T2), or run the query on "
+                                     "a database, where the wildcard reads only the tables that hold data")
                 expanded.extend(ast.TableRef(source.pos, name) for name in matches)
             else:
                 expanded.append(source)
