@@ -74,7 +74,8 @@ def _value_of(backend: SqlglotBackend, correlation: SigmaCorrelationRule, refere
 
 
 def _collect_events(rule: LoadedRule, correlation: SigmaCorrelationRule, engine: DuckDBEngine,
-                    routes_out: list[RouteEvaluation], route_override: Route | None = None) -> list[_Event]:
+                    routes_out: list[RouteEvaluation], route_override: Route | None = None,
+                    keep: Callable[[Route], bool] | None = None) -> list[_Event]:
     group_by = list(correlation.group_by or [])
     value_field = correlation.condition.fieldref if isinstance(correlation.condition, SigmaCorrelationCondition) \
         else None
@@ -85,6 +86,10 @@ def _collect_events(rule: LoadedRule, correlation: SigmaCorrelationRule, engine:
         key = _reference_key(reference)
         base = rule.fresh_rule(key)
         routes = [route_override] if route_override is not None else routes_for_rule_logsource(base)
+        if keep is not None:
+            routes = [r for r in routes if keep(r)]
+            if not routes:
+                continue  # this referenced rule has no route in the part of the database asked for
         if not routes:
             raise SigmaError(f"correlation {rule.title!r}: referenced rule {base.title!r} has no route",
                              span=SourceSpan.of_file(rule.source))
@@ -176,9 +181,11 @@ def _evaluate_window(correlation: SigmaCorrelationRule, window: list[_Event],
     return position == len(order), float(position), members
 
 
-def evaluate_correlation(rule: LoadedRule, engine: DuckDBEngine, route: Route | None = None) -> SigmaEvaluation:
+def evaluate_correlation(rule: LoadedRule, engine: DuckDBEngine, route: Route | None = None,
+                         keep: Callable[[Route], bool] | None = None) -> SigmaEvaluation:
     """Evaluate a correlation rule whose referenced rules are in the same file (on ``route`` only, if given:
-    ``assay sigma eval`` uses the flat route)."""
+    ``assay sigma eval`` uses the flat route; on the routes ``keep`` accepts, if given: one telemetry's routes, so
+    an event and its copy mapped into a Defender table are not counted twice)."""
     correlation = rule.rule
     if not isinstance(correlation, SigmaCorrelationRule):
         raise SigmaError(f"{rule.title!r} is not a correlation rule", span=SourceSpan.of_file(rule.source))
@@ -187,7 +194,7 @@ def evaluate_correlation(rule: LoadedRule, engine: DuckDBEngine, route: Route | 
                          span=SourceSpan.of_file(rule.source),
                          hint="supported: event_count, value_count, temporal, temporal_ordered")
     routes: list[RouteEvaluation] = []
-    events = _collect_events(rule, correlation, engine, routes, route)
+    events = _collect_events(rule, correlation, engine, routes, route, keep)
     order = [_reference_key(r) for r in correlation.rules or []]
     hits = _windows(correlation, events, order)
     return SigmaEvaluation(rule_id=rule.id, title=rule.title, source=rule.source, routes=tuple(routes),

@@ -84,12 +84,13 @@ def engine_unavailable(target: str) -> str | None:
 
 def event_records(engine: DuckDBEngine) -> list[dict[str, Any]]:
     """Every event-log record of a scenario database, flat: EventID, Channel, Computer and the event's fields."""
-    result = engine.run('SELECT "EventID", "Channel", "Computer", "Fields", "Timestamp" FROM "RawEvents" '
+    result = engine.run('SELECT "EventID", "Channel", "Computer", "Fields", "Timestamp", "Provider" FROM "RawEvents" '
                         'ORDER BY "AssayEventId"')
     records = []
-    for event_id, channel, computer, fields, when in result.rows:
+    for event_id, channel, computer, fields, when, provider in result.rows:
+        # Provider_Name: the System field Sigma rules name the provider by (Service Control Manager for 7045).
         record: dict[str, Any] = {"EventID": str(event_id) if event_id is not None else None, "Channel": channel,
-                                  "Computer": computer}
+                                  "Computer": computer, "Provider_Name": provider}
         for name, value in dict(fields or {}).items():
             record.setdefault(str(name), value)
             if " " in str(name):

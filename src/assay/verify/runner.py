@@ -270,6 +270,11 @@ def _native(route: str, table: str, channels: Sequence[str] = ()) -> str | None:
     return next((schema for prefix, schema in NATIVE_TELEMETRY.items() if route.startswith(prefix)), None)
 
 
+def _is_native(route: Any, native: str) -> bool:
+    """Whether a Sigma route (:class:`assay.sigma.routes.Route`) reads the ``native`` telemetry."""
+    return _native(route.name, route.table, route.channels) == native
+
+
 def _route_applies(route: str, table: str, telemetry: str, channels: Sequence[str] = ()) -> bool:
     """Whether a Sigma route is run on a telemetry schema: its own routes (and for ECS, the event-log routes its
     documents are mapped back to); a recording runs on every route it has data for."""
@@ -546,10 +551,19 @@ class DetectionRun:
 
         expected = scenario.expected.outcome("sigma")
         results: list[FormResult] = []
+        runs: list[tuple[str, DuckDBEngine, str]] = []
         for telemetry, engine in self._engines(data, self.options.sigma_telemetry):
+            # One evaluation per kind of route (Sysmon, Security, other channels, Defender tables): a database
+            # holds an event and its copy mapped into a Defender table, which must not count twice.
+            natives = ("sysmon", "security", "windows", "defender") if telemetry in ("recording", "ecs") \
+                else (telemetry,)
+            runs.extend((telemetry, engine, native) for native in natives)
+        for telemetry, engine, native in runs:
+            if telemetry == "ecs" and native == "defender":
+                continue  # Winlogbeat documents map back to event-log routes only
             started = time.perf_counter()
             try:
-                outcome = evaluate_correlation(self.rule, engine)
+                outcome = evaluate_correlation(self.rule, engine, keep=partial(_is_native, native=native))
             except AssayError as error:
                 results.append(FormResult(form="sigma", key=f"sigma[correlation via {telemetry}]",
                                           telemetry=telemetry, status="error", expected=expected,
@@ -570,6 +584,17 @@ class DetectionRun:
                     reason=f"this telemetry cannot show it: the route lacks {', '.join(lacking)}"))
                 continue
             elapsed = (time.perf_counter() - started) * 1000
+            if all(r.status == "cannot-evaluate" for r in with_data):
+                # Every route with events lacks a group-by field: this telemetry cannot show the correlation.
+                missing = sorted({m for r in with_data for m in r.missing})
+                routes = sorted({r.route.split("@", 1)[-1] for r in with_data})
+                results.append(FormResult(
+                    form="sigma", key=f"sigma[correlation:{','.join(routes)}]", route=",".join(routes),
+                    table=with_data[0].table, telemetry=telemetry, status="skip", expected=expected,
+                    missing_fields=missing, duration_ms=round(elapsed, 2),
+                    reason=f"this telemetry cannot show it: the route lacks {', '.join(missing)} to group by"))
+                continue
+            with_data = [r for r in with_data if r.status != "cannot-evaluate"]
             verdict: Verdict = "fires" if outcome.correlation_hits else "does-not-fire"
             status, reason = judge(expected, verdict)
             matched = sum(len(r.event_ids) for r in outcome.routes)
