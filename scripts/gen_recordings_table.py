@@ -84,8 +84,11 @@ def hunt_catalog(data: Path, detections: Path = ROOT / "detections") -> tuple[li
                 row.named.add(path[len(CORPUS) + 1:] if path.startswith(CORPUS + "/") else path)
         rows.append(row)
         if loaded.sigma_text:
-            rule_id = str((yaml.safe_load(loaded.sigma_text) or {}).get("id", "")).lower()
-            by_rule[rule_id] = row
+            # A correlation rule file holds several documents (the correlation and the rules it references): the
+            # hunt reports hits under any of their ids.
+            for document in yaml.safe_load_all(loaded.sigma_text):
+                if isinstance(document, dict) and document.get("id"):
+                    by_rule[str(document["id"]).lower()] = row
     rule_files = [d.sigma_path for d in catalog.detections if d.sigma_path is not None]
     with hunt([corpus], rule_files, cache_dir=False) as result:
         for hit in result.hits:

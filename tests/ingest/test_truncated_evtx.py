@@ -173,3 +173,15 @@ def test_a_truncated_file_split_into_chunk_ranges_reads_and_reports_the_same(rec
         assert (split.events, split.bad_records, [vars(b) for b in split.bad_record_list]) == expected
     summary, loaded = _ingest(truncated)
     assert loaded == expected[0] and summary.bad_records == expected[1]
+
+
+def test_a_damaged_file_header_is_not_believed(recording: bytes, tmp_path: Path) -> None:
+    cut = _cuts(recording)["between two chunks"]
+    damaged = bytearray(recording[:cut])
+    damaged[24:32] = (2**62).to_bytes(8, "little")  # next record number: nonsense, and the header CRC now fails
+    truncated = tmp_path / "Sysmon.evtx"
+    truncated.write_bytes(bytes(damaged))
+    summary, loaded = _ingest(truncated)
+    assert loaded > 0
+    assert summary.bad_records < 10**6  # no count from a header that fails its own checksum
+    assert not any("truncated" in b.reason for b in summary.bad_record_list)  # nothing says the file was cut

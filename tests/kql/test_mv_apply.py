@@ -74,3 +74,11 @@ def test_mv_apply_errors_are_located() -> None:
     assert caught.value.span.col == 26
     with pytest.raises(KqlBindError, match="unknown column"):
         kql.check("print a = dynamic([1]) | mv-apply a on (where b > 1)")
+
+
+def test_mv_expand_limit_without_item_index_and_bagexpansion(engine: DuckDBEngine) -> None:
+    # limit counts items per input row (it was silently ignored without with_itemindex)
+    query = "datatable(k: long, d: dynamic) [1, dynamic([1, 2, 3]), 2, dynamic([4, 5])] | mv-expand d limit 2"
+    assert rows(engine, query) == [(1, 1), (1, 2), (2, 4), (2, 5)]
+    query = "print d = dynamic({'a': 1, 'b': 2}) | mv-expand bagexpansion=array d"
+    assert rows(engine, query) == [(["a", 1],), (["b", 2],)]

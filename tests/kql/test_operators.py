@@ -256,7 +256,7 @@ def test_type_errors_are_reported_before_running() -> None:
     ("_GetWatchlist('HighValueAssets') | take 1", "not available offline"),
     ("DeviceProcessEvents | evaluate autocluster()", "evaluate plugin autocluster"),
     ("DeviceProcessEvents | sample 5", "'sample' operator is not supported"),
-    ("DeviceProcessEvents | extend p = prev(FileName)", r"prev\(\) is not supported"),
+    ("DeviceProcessEvents | extend p = parse_xml(FileName)", r"parse_xml\(\) is not supported"),
 ])
 def test_unsupported_constructs_are_named(query: str, message: str) -> None:
     with pytest.raises(KqlUnsupportedError, match=message) as raised:

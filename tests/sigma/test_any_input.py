@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from assay.cli.main import cli
@@ -137,6 +137,8 @@ CONDITIONS = st.recursive(
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(CONDITIONS)
+@example("not selection_img and 1 of nomatch_*")  # an empty pattern inside a condition, not at its top
+@example("all of nomatch_*")
 def test_any_condition_gives_a_rule_or_an_error_at_the_condition(condition: str) -> None:
     path = Path("/cases/rules/condition.yml")
     text = RULE.replace("all of selection_* and not 1 of filter_*", condition.replace("'", "") or "''")
@@ -257,3 +259,17 @@ def test_lint_gives_the_same_location_as_sigma_eval(tmp_path: Path) -> None:
     evaluated = runner.invoke(cli, ["sigma", "eval", str(condition / "rule.sigma.yml"), str(events)])
     assert "selects nothing" in linted.output and "selects nothing" in evaluated.output
     assert _location(linted.output, "rule.sigma.yml") == _location(evaluated.output, "rule.sigma.yml")
+
+
+def test_a_rule_no_table_holds_is_listed_at_its_logsource(tmp_path: Path) -> None:
+    from assay.hunt.rules import load_hunt_rules
+
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    text = RULE.replace("    category: process_creation\n    product: windows\n",
+                        "    product: linux\n    service: auditd\n")
+    (folder / "linux.yml").write_text(text, encoding="utf-8")
+    problems = load_hunt_rules([folder], cache_dir=False).problems
+    assert [p.kind for p in problems] == ["no-route"]
+    line = next(n for n, content in enumerate(text.splitlines(), start=1) if content.startswith("logsource:"))
+    assert _location(problems[0].reason, "linux.yml") == f"linux.yml:{line}:1"

@@ -6,6 +6,7 @@ never missing."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +87,41 @@ def test_local_engine_targets_convert() -> None:
     spark = convert(CMSTP, "spark-sql")
     assert spark.status == "converted" and spark.query is not None
     assert "contains(lower(CommandLine), lower('/s'))" in spark.query
+
+
+def test_sentinelone_pipeline_is_applied_once(tmp_path: Path) -> None:
+    # The SentinelOne PQ backend applies its pipeline itself; passing it too mapped every field twice and
+    # rejected the mapped names (tgt.process.image.path), so every rule failed.
+    rule = tmp_path / "rule.yml"
+    rule.write_text(CMSTP_WITHOUT_ORIGINAL_FILE_NAME, encoding="utf-8")
+    conversion = convert(rule, "sentinelone-powerquery")
+    assert conversion.status == "converted", conversion.messages
+    assert conversion.query is not None
+    assert "tgt.process.image.path" in conversion.query
+    assert "tgt.process.cmdline" in conversion.query
+
+
+CMSTP_WITHOUT_ORIGINAL_FILE_NAME = r"""title: CMSTP silent install from a user folder
+id: 0f6f4a4e-3f0c-4c55-8a57-7d1e2b9c4e11
+status: test
+logsource:
+    category: process_creation
+    product: windows
+detection:
+    selection:
+        Image|endswith: '\cmstp.exe'
+        CommandLine|contains: '/s'
+    condition: selection
+level: high
+"""
+
+
+def test_sentinelone_reason_is_this_rules_not_an_earlier_ones(tmp_path: Path) -> None:
+    # The backend's shared transformation prepends each failure's field to one message: a later rule's reason
+    # must name its own field only.
+    other = tmp_path / "hashes.yml"
+    other.write_text(CMSTP_WITHOUT_ORIGINAL_FILE_NAME.replace("CommandLine|contains: '/s'", "Hashes|contains: 'MD5='"),
+                     encoding="utf-8")
+    convert(other, "sentinelone-powerquery")
+    reason = convert(CMSTP, "sentinelone-powerquery").messages[-1]
+    assert "OriginalFileName" in reason and "Hashes" not in reason

@@ -269,3 +269,11 @@ def test_index_filters_by_the_telemetry_a_user_has(cmstp_site: SiteBuild) -> Non
     options = [attrs.get("value") for tag, attrs in index.tags if tag == "option"]
     assert {"sysmon", "security", "defender", "ecs"} <= set(options)
     assert "filter-sources" in index.ids
+
+
+def test_forms_assay_executes_are_not_yet_run_rather_than_not_executed(cmstp_site: SiteBuild) -> None:
+    for key in ("sqlite", "spark-sql", "microsoft-xdr"):
+        page = parse_page(_page(cmstp_site, key))
+        assert "not-runnable" not in page.ids, key
+        assert "not-yet-run" in page.ids, key
+    assert "not-runnable" in parse_page(_page(cmstp_site, "ibm-qradar-aql")).ids

@@ -67,6 +67,11 @@ def test_sqlite_equality_is_case_sensitive_and_the_disagreement_is_reported(tmp_
     finding = next(f for f in detection.agreement if f.scenario == RENAMED)
     assert finding.verdicts["converted:sqlite"] == "does-not-fire" and finding.verdicts["sigma[sysmon:1]"] == "fires"
     assert finding.status in ("fail", "known")
+    # The operator that differs is pinned down on the renamed binary's event.
+    assert finding.operator is not None
+    assert "SQLite OriginalFileName='cmstp.exe' is false" in finding.operator
+    assert "Sigma OriginalFileName|equals 'cmstp.exe' is true" in finding.operator
+    assert "case-sensitively in SQLite" in finding.operator
     assert detection.proof_status == "failing"
 
 
@@ -106,3 +111,47 @@ def test_eql_runs_on_the_ecs_documents_with_caseless_emulated() -> None:
     benign = next(s for s in load_catalog(CMSTP).detections[0].scenarios
                   if s.id == "fp-vpn-client-install-program-files")
     assert run_eql(query, synthesize(benign).ecs).rows == ()
+
+
+def test_sqlite_regexp_and_spaced_field_names_work_as_in_zircolite() -> None:
+    # SQLite has no REGEXP of its own (the backend emits it for |re); Windows service logs spell fields with
+    # spaces ("Threat Name") where Sigma writes ThreatName.
+    records = [{"EventID": "1116", "Threat Name": "Tool:Win32/EICAR_Test_File", "ThreatName": "Tool:Win32/EICAR_Test_File"},
+               {"EventID": "1116", "Threat Name": "Trojan:Win32/Other", "ThreatName": "Trojan:Win32/Other"}]
+    result = run_sqlite("SELECT * FROM logs WHERE ThreatName REGEXP 'EICAR_[A-Z][a-z]+_File$'", records)
+    assert len(result.rows) == 1
+    assert run_sqlite("SELECT * FROM logs WHERE ThreatName REGEXP NULL", records).rows == ()
+
+
+def test_a_rule_the_sqlite_backend_cannot_convert_is_not_a_failing_detection(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from assay.sigma.conversion import TARGETS
+
+    broken = dataclasses.replace(TARGETS["sqlite"], backend=("sigma.backends.not_here", "NopeBackend"))
+    monkeypatch.setitem(TARGETS, "sqlite", broken)
+    report = run_paths([CMSTP], RunOptions(converted_targets=("sqlite",), scenarios=("atomic-remote-scriptlet",),
+                                           sigma_telemetry=("sysmon",)))
+    detection = report.detections[0]
+    assert not detection.errors
+    assert "converted:sqlite" not in detection.forms and "converted:sqlite" not in detection.available_forms
+    assert detection.proof_status == "proven"
+
+
+def test_eql_runs_on_a_recordings_records_mapped_to_ecs() -> None:
+    from assay.verify.converted import ecs_documents
+
+    reason = engine_unavailable("elastic-eql")
+    if reason is not None:
+        pytest.skip(reason)
+    query = convert(CMSTP, "elastic-eql").query
+    assert query is not None
+    documents = ecs_documents(_sysmon_records("atomic-remote-scriptlet"))
+    process = next(d for d in documents if d["event"]["code"] == "1"
+                   and str(d["winlog"]["event_data"].get("Image", "")).lower().endswith("\\cmstp.exe"))
+    assert process["event"]["category"] == ["process"]
+    assert process["process"]["executable"].lower().endswith("cmstp.exe")
+    assert "command_line" in process["process"] and "executable" in process["process"]["parent"]
+    assert run_eql(query, documents).rows
+    assert run_eql(query, ecs_documents(_sysmon_records("fp-vpn-client-install-program-files"))).rows == ()

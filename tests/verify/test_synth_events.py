@@ -360,3 +360,53 @@ def test_ecs_documents_map_back_to_the_same_events(databases: dict[str, DuckDBEn
     fields = databases["ecs"].run(
         'SELECT "Fields" FROM "RawEvents" WHERE "EventID" = 1102').rows[0][0]
     assert dict(fields)["SubjectUserName"] == USER["name"]
+
+
+def test_kql_reads_the_new_tables_and_event_data_the_documented_way(databases: dict[str, DuckDBEngine]) -> None:
+    import datetime as dt
+
+    from assay.kql import run
+
+    now = dt.datetime(2026, 3, 14, 10, 12, tzinfo=dt.UTC)
+    rc4 = run('SecurityEvent | where EventID == 4769 '
+              '| extend Enc = extract(@"TicketEncryptionType\\W+(0x[0-9a-fA-F]+)", 1, EventData) '
+              '| where Enc == "0x17" | summarize Tickets = count() by TargetUserName', db=databases["security"],
+              now=now)
+    assert [tuple(r) for r in rc4.rows] == [(f"{USER['name']}@CORP.CONTOSO.COM", 2)]
+    commands = run('DeviceEvents | where ActionType == "PowerShellCommand" '
+                   '| summarize make_set(tostring(AdditionalFields.Command))', db=databases["defender"], now=now)
+    assert "Invoke-Mimikatz" in str(commands.rows[0][0])
+    lsass = run('DeviceEvents | where ActionType == "OpenProcessApiCall" and FileName =~ "lsass.exe" '
+                '| where binary_and(toint(AdditionalFields.DesiredAccess), 0x10) == 0x10 '
+                '| project InitiatingProcessFileName', db=databases["defender"], now=now)
+    assert [tuple(r) for r in lsass.rows] == [("rundll32.exe",)]
+    failures = run('DeviceLogonEvents | where ActionType == "LogonFailed" '
+                   '| summarize Failures = count() by RemoteIP, bin(Timestamp, 5m)', db=databases["defender"], now=now)
+    assert [(r[0], r[2]) for r in failures.rows] == [("10.1.2.3", 3)]
+
+
+def test_expected_telemetry_claims_cover_the_other_channels(telemetry: Telemetry) -> None:
+    from assay.verify.expectations import inventory_of_events, unbacked_claims
+
+    inventory = inventory_of_events(telemetry.sysmon, telemetry.security, telemetry.windows)
+    backed = ["System 7045 updsvc with ImagePath C:\\Users\\Public\\svc.exe", "Security 4697 for the same service",
+              "PowerShell 4104 script block with IEX", "TaskScheduler 106 \\Updater registered",
+              "Defender 1116 HackTool:Win32/Mimikatz", "Security 1102 the log was cleared",
+              "Sysmon EID 10 rundll32.exe opens lsass.exe", "Security 4648 by powershell.exe"]
+    assert unbacked_claims(backed, inventory) == []
+    notes = unbacked_claims(["System 7036 the service started", "PowerShell 4105 command started",
+                             "Task Scheduler 201 action completed", "Security 5145 for cmd.exe"], inventory)
+    assert [n.split(": ", 1)[1] for n in notes] == [
+        "the events hold no System 7036", "the events hold no PowerShell 4105",
+        "the events hold no Task Scheduler 201", "no Security 5145 event for cmd.exe"]
+
+
+def test_kerberos_events_also_render_as_identity_logon_events(telemetry: Telemetry) -> None:
+    rows = telemetry.defender["IdentityLogonEvents"]
+    assert len(rows) == len(_records(telemetry, SECURITY, 4768)) + len(_records(telemetry, SECURITY, 4769)) + len(
+        _records(telemetry, SECURITY, 4771))
+    tickets = [r for r in rows if r["LogonType"] == "Resource access"]
+    assert len(tickets) == 2 and all(r["AdditionalFields"]["EncryptionType"] == "Rc4Hmac" for r in tickets)
+    assert tickets[0]["AdditionalFields"]["Spns"] == "svc_sql" and tickets[0]["Protocol"] == "Kerberos"
+    failed = next(r for r in rows if r["ActionType"] == "LogonFailed")
+    assert failed["FailureReason"] == "WrongPassword" and failed["AccountName"] == "adm.keller"

@@ -113,9 +113,10 @@ def print_proof_report(report: Any, verbose: bool = False) -> None:
 @click.option("--shared-data", type=click.Path(path_type=Path, file_okay=False),
               help="Folder with the real recordings (default: $ASSAY_SHARED_DATA or ../shared/data).")
 @click.option("--telemetry", "telemetry", multiple=True,
-              type=click.Choice(["sysmon", "security", "defender", "ecs"]),
-              help="Schemas the Sigma rule runs on (repeatable). Default: sysmon, security, defender; add ecs to "
-                   "also prove it through Winlogbeat documents.")
+              type=click.Choice(["sysmon", "security", "windows", "defender", "ecs"]),
+              help="Schemas the Sigma rule runs on (repeatable). Default: sysmon, security, windows (System, "
+                   "PowerShell, Task Scheduler channels), defender; add ecs to also prove it through Winlogbeat "
+                   "documents.")
 @click.option("--scenario", "scenario_ids", multiple=True, metavar="ID",
               help="Run only this scenario (repeatable); the detections without it are left out.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
@@ -136,9 +137,10 @@ def prove_command(paths: tuple[Path, ...], forms: tuple[str, ...], output_format
 
     \b
     For each detection under PATHS (default: detections/), each scenario of its tests.yml is synthesized as
-    Sysmon, Security 4688 and Defender XDR events (ECS too with --telemetry ecs) or its real recording is
-    loaded, each schema is ingested into a fresh in-memory DuckDB, and it is judged in every form: the Sigma rule on every route it applies to, the native KQL with
-    the detection's alert predicate, and the KQL pySigma's Kusto backend converted the rule to.
+    Sysmon, Security, other Windows channels and Defender XDR events (ECS too with --telemetry ecs) or its real
+    recording is loaded, each schema is ingested into a fresh in-memory DuckDB, and it is judged in every form:
+    the Sigma rule (or correlation rule) on every route it applies to, the native KQL with the detection's alert
+    predicate, and the KQL pySigma's Kusto backend converted the rule to.
     Writes OUT/report.json and OUT/junit.xml. Exit 1 on any failure or undeclared disagreement.
     """
     from assay.verify.junit import junit_xml
@@ -361,5 +363,41 @@ def atomics_import(atomics_dir: Path, technique: str, out_path: Path | None, all
     click.echo(f"wrote {text.count(chr(10) + '- id: ')} scenario stub(s) to {out_path}")
 
 
-COMMANDS: list[click.Command] = [prove_command, coverage_command, atomics_group]
+@click.command("new")
+@click.argument("technique")
+@click.option("--into", "catalog", type=click.Path(path_type=Path, file_okay=False), default=Path("detections"),
+              show_default=True, help="The catalog folder to create the detection in.")
+@click.option("--slug", help="Folder name after the technique id (default: from the technique's name).")
+@click.option("--atomics", "atomics_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Atomic Red Team atomics folder (default: ../shared/data/atomic-red-team/atomics when present).")
+@click.option("--author", default="Assay detection engineering", show_default=True, help="The author field.")
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="Output format.")
+def new_command(technique: str, catalog: Path, slug: str | None, atomics_dir: Path | None, author: str,
+                output_format: str) -> None:
+    """Scaffold a detection folder for TECHNIQUE (e.g. T1003.001) from ATT&CK and its atomic tests.
+
+    \b
+    Writes <catalog>/<technique>-<slug>/ with detection.yml (names and tactics from ATT&CK, TODO prose),
+    rule.sigma.yml and sentinel.kql to sharpen, and tests.yml: one attack scenario per Windows atomic test,
+    the host and user as shared fixtures, and a benign scenario for the first false positive.
+    """
+    from assay.verify.runner import find_shared_data
+    from assay.verify.scaffold import scaffold_detection
+
+    if atomics_dir is None:
+        shared = find_shared_data(catalog)
+        candidate = shared / "atomic-red-team" / "atomics" if shared else None
+        atomics_dir = candidate if candidate is not None and candidate.is_dir() else None
+    folder = scaffold_detection(technique, catalog, slug=slug, atomics_dir=atomics_dir, author=author)
+    scenarios = (folder / "tests.yml").read_text(encoding="utf-8").count("\n- id: ")
+    if output_format == "json":
+        emit_json({"folder": str(folder), "scenarios": scenarios,
+                   "atomics": str(atomics_dir) if atomics_dir else None})
+        return
+    click.echo(f"created {folder} ({scenarios} scenario(s){'' if atomics_dir else '; no atomics folder found'})")
+    click.echo(f"next: replace the TODOs, then `assay lint {folder}` and `assay test {folder}`")
+
+
+COMMANDS: list[click.Command] = [prove_command, coverage_command, atomics_group, new_command]
 

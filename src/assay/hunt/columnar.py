@@ -34,7 +34,7 @@ from sqlglot import exp
 
 from assay.hunt.events import as_field_map, duck_lower
 from assay.hunt.hitrows import HIT_ROW_SCHEMA
-from assay.hunt.prefilter import Formula
+from assay.hunt.prefilter import Formula, needle
 from assay.hunt.timeline import key_fields
 from assay.ingest.mapping import sql_string, timestamp_sql
 from assay.ingest.writer import positions as position_column
@@ -70,11 +70,12 @@ _SYSTEM_PATHS = ("/Event/System/Channel", "/Event/System/EventID", "/Event/Syste
                  _PROVIDER, _COMPUTER, "/Event/UserData")
 
 
-def _records_sql(table: str, *, keys_when: str | None = None, time: bool = False) -> str:
+def _records_sql(table: str, *, keys_when: str | None = None, time: bool = False, gate: str | None = None) -> str:
     """One JSON pass over each record of ``table``: Position, Channel, EventID, HasEventData, Ed (EventData's
     text), Provider, Computer, Ud (UserData's text); with ``keys_when`` (a condition on Channel and EventID)
     EventData's key list (Keys) for the records it holds for, NULL for the others; with ``time`` the SystemTime
-    text and the EventRecordID (the grouping needs the one, hit evidence the other)."""
+    text and the EventRecordID (the grouping needs the one, hit evidence the other); with ``gate`` (a condition
+    on Ed and Ud) its value as Gate."""
     paths = _SYSTEM_PATHS + ((_SYSTEM_TIME, _EVENT_RECORD_ID) if time else ())
     extra = ", v[8] AS SystemTime, TRY_CAST(v[9] AS BIGINT) AS EventRecordID" if time else ""
     records = f"""
@@ -84,6 +85,8 @@ def _records_sql(table: str, *, keys_when: str | None = None, time: bool = False
                CASE WHEN left(v[4], 1) = '{{' THEN v[4] END AS Ed,
                v[5] AS Provider, v[6] AS Computer, v[7] AS Ud{extra}
         FROM (SELECT Position, json_extract_string(Text, {sql_list(paths)}) AS v FROM {table})"""
+    if gate is not None:
+        records = f"SELECT *, {gate} AS Gate FROM ({records})"
     if keys_when is None:
         return records
     return f"SELECT *, CASE WHEN HasEventData AND ({keys_when}) THEN json_keys(Ed) END AS Keys FROM ({records})"
@@ -188,6 +191,23 @@ def text_cover(formula: Formula) -> frozenset[str] | None:
     return None
 
 
+#: Characters RE2 reads as operators outside a class: escaped, everything else stands for itself.
+_RE2_SPECIAL = re.compile(r"[\\.+*?()|\[\]{}^$]")
+
+
+def gate_sql(document: str, texts: Sequence[str]) -> str:
+    """SQL true when some value of the field object ``document`` (its JSON text) may contain one of ``texts``
+    (lower-cased): one regular expression over the lower-cased text, the texts JSON-escaped as the object spells
+    them (DuckDB escapes only quotes, backslashes and control characters, so escaping and lower-casing commute and
+    a value holding a text means the object's text holds the escaped text). An object holding an object or a list
+    (``":{`` or ``":[`` anywhere, even inside a string) always passes: Python renders such a value otherwise."""
+    if not texts:
+        return f"(contains({document}, '\":{{') OR contains({document}, '\":['))"
+    pattern = "|".join(_RE2_SPECIAL.sub(r"\\\g<0>", needle(text)) for text in sorted(set(texts)))
+    return (f"(contains({document}, '\":{{') OR contains({document}, '\":[') "
+            f"OR regexp_matches(lower({document}), {sql_string(pattern)}))")
+
+
 @dataclass
 class RouteShape:
     """The values a route's rules read, in the order DuckDB extracts them.
@@ -227,11 +247,8 @@ class RouteShape:
                 base = "k.Ed" if has_event_data else _USER_DATA_FIELDS
                 paths = sql_list(["/" + pointer(n) for n in self.names])
                 items.append(f"coalesce(json_extract_string({base}, {paths}), {_nulls(len(self.names))})")
-            # a value that is itself an object or a list is rendered by Python differently: never gated out
-            tests = " OR ".join(f"contains(lower(v), {sql_string(text)})" for text in self.gate)
-            condition = (f"len(list_filter(json_extract_string({document}, '$.*'), "
-                         f"lambda v: left(v, 1) IN ('{{', '[') OR {tests or 'FALSE'})) > 0")
-            items.append(f"[CASE WHEN {condition} THEN {document} END]")
+            # k.Gate: one test per record for every gated route (see ColumnarEvaluator._extraction_sql)
+            items.append(f"[CASE WHEN k.Gate THEN {document} END]")
         elif self.all_fields:
             items.append(f"[{document}]")
         elif self.names:
@@ -378,7 +395,7 @@ class ColumnarEvaluator:
                          in enumerate(self._route_shapes))
         values = f"CASE r.RouteNo {whens} END" if whens else "NULL::VARCHAR[]"
         self._route_sql = f"""
-        WITH k AS ({_records_sql("{table}", keys_when=_pairs_condition(self._wide))})
+        WITH k AS ({_records_sql("{table}", keys_when=_pairs_condition(self._wide), gate=self._gate_sql())})
         SELECT k.Channel, k.EventID, k.HasEventData, CASE WHEN r.RouteNo IS NULL THEN k.Keys END AS NewKeys,
                r.RouteNo, {values} AS v, list(k.Position) AS Positions
         FROM k LEFT JOIN {ROUTES_TABLE} r ON k.Channel IS NOT DISTINCT FROM r.Channel
@@ -387,6 +404,15 @@ class ColumnarEvaluator:
         GROUP BY ALL
         """
         return self._route_sql
+
+    def _gate_sql(self) -> str | None:
+        """The gate of every gated route at once (the union of their texts, over EventData or else the whole
+        UserData): computed once per record, one regular expression, instead of once per route's extraction. A
+        route's own gate is implied by it, so it stays a necessary condition for each."""
+        gates = [shape.gate for shape, _extracts in self._route_shapes if shape.gate is not None]
+        if not gates:
+            return None
+        return gate_sql("coalesce(Ed, Ud)", sorted(set().union(*gates)))
 
     def _routes_table(self) -> pa.Table:
         keys = [(k, n) for k, n in self._route_numbers.items() if n >= 0]

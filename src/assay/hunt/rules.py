@@ -28,7 +28,7 @@ from assay.hunt.prefilter import Formula, formula_from_json, necessary_condition
 DETECTION_RULE_FILE = "rule.sigma.yml"
 RULE_SUFFIXES = (".yml", ".yaml")
 LEVELS = ("informational", "low", "medium", "high", "critical")
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: problems of compiled rules carry file:line:col
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,9 @@ def compile_rule_file(path_text: str, text: str) -> dict[str, Any]:
         compiled = compile_rule(loaded)
     except SigmaError as error:
         kind = "no-route" if "no table holds logsource" in error.message else "unsupported"
-        return {"problem": {"source": path_text, "title": title, "kind": kind, "reason": error.message}}
+        # the same location the other commands give (sigma eval, convert, lint)
+        reason = f"{error.span}: {error.message}" if error.span is not None else error.message
+        return {"problem": {"source": path_text, "title": title, "kind": kind, "reason": reason}}
     except Exception as error:  # a construct the lowering trips over: report it, keep hunting with the rest
         return {"problem": {"source": path_text, "title": title, "kind": "unsupported",
                             "reason": f"{type(error).__name__}: {error}"}}

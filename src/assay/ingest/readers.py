@@ -15,6 +15,7 @@ import os
 import re
 import struct
 import warnings
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -112,7 +113,13 @@ class EvtxFileHeader:
 
     @classmethod
     def parse(cls, header: bytes) -> EvtxFileHeader | None:
-        if len(header) < 44 or not header.startswith(EVTX_FILE_MAGIC):
+        """The header's counts, or None when it is not a sound EVTX file header (its CRC32 over the first 120
+        bytes, its sizes): a damaged header's counts would be guesses."""
+        if len(header) < 128 or not header.startswith(EVTX_FILE_MAGIC):
+            return None
+        header_size, block_size = struct.unpack_from("<I", header, 32)[0], struct.unpack_from("<H", header, 40)[0]
+        if (header_size != 128 or block_size != EVTX_FILE_HEADER_SIZE
+                or zlib.crc32(header[:120]) != struct.unpack_from("<I", header, 124)[0]):
             return None
         next_record = struct.unpack_from("<Q", header, 24)[0]
         chunks = struct.unpack_from("<H", header, 42)[0]

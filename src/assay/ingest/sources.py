@@ -39,7 +39,7 @@ DEFENDER_CSV = "defender-csv"
 JSON_FORMATS = {EVTX_JSON, ECS, OTRF, FLAT, DEFENDER_JSON}
 
 DEFENDER_TABLES = ("DeviceProcessEvents", "DeviceFileEvents", "DeviceRegistryEvents", "DeviceNetworkEvents",
-                   "DeviceImageLoadEvents", "DeviceLogonEvents", "DeviceEvents")
+                   "DeviceImageLoadEvents", "DeviceLogonEvents", "DeviceEvents", "IdentityLogonEvents")
 
 
 @dataclass(frozen=True, slots=True)

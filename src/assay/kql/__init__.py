@@ -27,11 +27,12 @@ from typing import Any
 
 from sqlglot import exp
 
-from assay.errors import KqlError, KqlSyntaxError, SourceSpan
+from assay.errors import EngineError, KqlError, KqlSyntaxError, SourceSpan
 from assay.kql import ast
 from assay.kql.binder import ORDINAL, Binder, Relation, decode_value
 from assay.kql.offline import OfflineSources
 from assay.kql.parser import parse as _parse
+from assay.kql.runtime import located_engine_error
 
 __all__ = ["Compiled", "KqlResult", "check", "compile", "parse", "referenced_tables", "run", "table_schemas"]
 
@@ -316,7 +317,10 @@ def run(text: str, *, db: Any = None, now: datetime | str | None = None, file: s
             sql = _generate(tree, "duckdb", text, file)
         engine.ensure_tables(referenced_tables(tree))  # documented tables are created when first read
         install_macros(engine)
-        result = engine.run(sql)
+        try:
+            result = engine.run(sql)
+        except EngineError as error:
+            raise located_engine_error(error, text, file) from None
     except KqlError:
         raise
     finally:

@@ -341,7 +341,12 @@ class Binder(ReshapeOperators, SearchOperators, SeriesOperators, TabularOperator
                 isinstance(typed.sql, exp.Null):
             return literal(None, kusto_type)
         if typed.kusto_type in NUMERIC_TYPES and kusto_type in NUMERIC_TYPES:
-            return cast(typed.sql, SQL_TYPES[kusto_type])
+            value = typed.sql.this if isinstance(typed.sql, exp.Neg) else typed.sql
+            if kusto_type == "int" and isinstance(value, exp.Literal) and not value.is_string:
+                number_value = float(value.this) * (-1 if isinstance(typed.sql, exp.Neg) else 1)
+                if not -2**31 <= number_value < 2**31:
+                    self.fail(f"{value.this} does not fit {context} (int is 32-bit)", pos, "declare the column long")
+            return exp.TryCast(this=typed.sql, to=exp.DataType.build(SQL_TYPES[kusto_type]))
         if {typed.kusto_type, kusto_type} <= {"string", "guid"}:
             return typed.sql
         if kusto_type == "dynamic":
@@ -364,6 +369,8 @@ class Binder(ReshapeOperators, SearchOperators, SeriesOperators, TabularOperator
         step = self.lower_expr(node.step, {}, env)
         result_type = start.kusto_type
         if start.kusto_type in NUMERIC_TYPES and stop.kusto_type in NUMERIC_TYPES:
+            if step.kusto_type not in NUMERIC_TYPES:
+                self.fail(f"a numeric range needs a numeric step, got {step.kusto_type}", node.step.pos)
             result_type = common_numeric(common_numeric(start.kusto_type, stop.kusto_type), step.kusto_type)
             if result_type == "real":
                 self.unsupported("range over real numbers is not supported", node.pos, "use long bounds")
@@ -421,6 +428,8 @@ class Binder(ReshapeOperators, SearchOperators, SeriesOperators, TabularOperator
             return self.op_mv_expand(source, operator, env)
         if isinstance(operator, ast.Parse):
             return self.op_parse(source, operator, env)
+        if isinstance(operator, ast.NoOp) and operator.name == "serialize":
+            return self.op_serialize(source)
         if isinstance(operator, ast.NoOp) and operator.name == "getschema":
             return self.op_getschema(source)
         if isinstance(operator, ast.As | ast.NoOp):

@@ -581,7 +581,10 @@ def _timespan_micros(ctx: CallContext, index: int, value: Typed) -> exp.Expr:
     node = ctx.call.args[index]
     if isinstance(node, ast.Literal) and isinstance(node.value, timedelta):
         span = node.value
-        return number((span.days * 86_400 + span.seconds) * 1_000_000 + span.microseconds)
+        micros = (span.days * 86_400 + span.seconds) * 1_000_000 + span.microseconds
+        if micros <= 0:
+            raise ctx.error(f"{ctx.call.name}() needs a positive bin size", node)
+        return number(micros)
     return cast(exp.Mul(this=fn("epoch", value.sql), expression=number(1_000_000)), "BIGINT")
 
 
@@ -789,6 +792,12 @@ def _datetime_diff(ctx: CallContext, args: list[Typed]) -> Typed:
     part = ctx.constant(0).lower()
     if part not in _PARTS:
         raise ctx.error(f"unknown datetime part {part!r}", ctx.call.args[0], f"use one of {', '.join(_PARTS)}")
+    for index in (1, 2):
+        node = ctx.call.args[index]
+        if args[index].kusto_type not in ("datetime", "dynamic") and not (
+                isinstance(node, ast.Literal) and node.value is None):
+            raise ctx.error(f"datetime_diff() compares datetimes, argument {index + 1} is a "
+                            f"{args[index].kusto_type}", ctx.call.args[index])
     duck_part = part
     if part == "nanosecond":
         return Typed(exp.Mul(this=fn("date_diff", string("microsecond"), args[2].sql, args[1].sql),
@@ -1134,6 +1143,75 @@ def _hash(ctx: CallContext, args: list[Typed]) -> Typed:
     return Typed(hashed, "long")
 
 
+@scalar("bag_has_key", 2)
+def _bag_has_key(ctx: CallContext, args: list[Typed]) -> Typed:
+    key = ctx.constant(1)
+    path = key if key.startswith("$") else '$."' + key.replace('"', '\\"') + '"'
+    return Typed(exp.Coalesce(this=fn("json_exists", args[0].sql, string(path)), expressions=[exp.false()]),
+                 "bool")
+
+
+@scalar("strcmp", 2)
+def _strcmp(ctx: CallContext, args: list[Typed]) -> Typed:
+    left, right = s(args[0]), s(args[1])
+    return Typed(exp.Case(ifs=[exp.If(this=exp.LT(this=left, expression=right), true=number(-1)),
+                               exp.If(this=exp.GT(this=left.copy(), expression=right.copy()), true=number(1))],
+                          default=number(0)), "int")
+
+
+@scalar("strrep", 2, 3)
+def _strrep(ctx: CallContext, args: list[Typed]) -> Typed:
+    if len(args) == 2:
+        return Typed(fn("repeat", s(args[0]), cast(args[1].sql, "BIGINT")), "string")
+    copies = fn("list_transform", fn("range", cast(args[1].sql, "BIGINT")), exp.Lambda(
+        this=s(args[0]), expressions=[exp.to_identifier("__i")]))
+    return Typed(fn("array_to_string", copies, s(args[2])), "string")
+
+
+@scalar("bag_merge", 2, 64, status="partial", note="top-level keys; the leftmost bag wins, as in Kusto")
+def _bag_merge(ctx: CallContext, args: list[Typed]) -> Typed:
+    merged = args[-1].sql
+    for bag in reversed(args[:-1]):
+        merged = fn("json_merge_patch", merged, bag.sql)
+    return Typed(merged, "dynamic")
+
+
+@scalar("array_reverse", 1)
+def _array_reverse(ctx: CallContext, args: list[Typed]) -> Typed:
+    return Typed(fn("to_json", fn("list_reverse", fn("from_json", args[0].sql, string('["json"]')))), "dynamic")
+
+
+@scalar("array_sum", 1)
+def _array_sum(ctx: CallContext, args: list[Typed]) -> Typed:
+    return Typed(fn("list_sum", fn("from_json", args[0].sql, string('["double"]'))), "real")
+
+
+@scalar("string_size", 1)
+def _string_size(ctx: CallContext, args: list[Typed]) -> Typed:
+    return Typed(cast(fn("octet_length", fn("encode", s(args[0]))), "BIGINT"), "long")
+
+
+@scalar("range", 2, 3)
+def _range(ctx: CallContext, args: list[Typed]) -> Typed:
+    start, stop = args[0], args[1]
+    if start.kusto_type == "datetime":
+        step = args[2].sql if len(args) == 3 else interval_micros(number(86_400_000_000))
+        values = fn("generate_series", start.sql, stop.sql, step)
+        shown = fn("list_transform", values, exp.Lambda(this=as_string(Typed(exp.column("__d"), "datetime")),
+                                                        expressions=[exp.to_identifier("__d")]))
+        return Typed(fn("to_json", shown), "dynamic")
+    if start.kusto_type not in NUMERIC_TYPES or stop.kusto_type not in NUMERIC_TYPES:
+        raise ctx.error(f"range() needs numbers or datetimes, got {start.kusto_type} and {stop.kusto_type}")
+    step_value = args[2] if len(args) == 3 else Typed(number(1), "long")
+    if "real" in (start.kusto_type, stop.kusto_type, step_value.kusto_type):
+        raise KqlUnsupportedError("range() over real numbers is not supported", ctx.span(),
+                                  "use whole numbers, or datetimes")
+    if isinstance(ctx.call.args[-1], ast.Literal) and len(args) == 3 and ctx.call.args[-1].value == 0:
+        raise ctx.error("range() needs a non-zero step", ctx.call.args[-1])
+    return Typed(fn("to_json", fn("generate_series", cast(start.sql, "BIGINT"), cast(stop.sql, "BIGINT"),
+                                  cast(step_value.sql, "BIGINT"))), "dynamic")
+
+
 # ---------------------------------------------------------------- series (arrays from make-series)
 
 def _numbers(value: Typed) -> exp.Expr:
@@ -1201,6 +1279,54 @@ for _name, _operator in (
                                                              "series_divide") else "bool")
 
 
+# ---------------------------------------------------------------- argument kinds (checked by the binder)
+
+#: What each argument must be, so a wrong type is a located error at check time instead of a DuckDB failure:
+#: "number", "datetime", "timespan", "dynamic", "bool" ("any" accepts everything; a dynamic value or a null is
+#: accepted for every kind: its type is only known at run time). The last kind repeats for extra arguments.
+ARGUMENT_KINDS: dict[str, tuple[str, ...]] = {
+    **{name: ("number",) for name in (
+        "acos", "asin", "atan", "cos", "sin", "tan", "exp", "log", "log10", "log2", "sqrt", "sign", "round",
+        "pow", "isnan", "isfinite", "tohex", "binary_and", "binary_or", "binary_xor", "binary_shift_left",
+        "binary_shift_right", "unixtime_seconds_todatetime", "unixtime_milliseconds_todatetime",
+        "unixtime_microseconds_todatetime", "make_datetime", "make_timespan")},
+    **{name: ("datetime",) for name in (
+        "startofday", "startofweek", "startofmonth", "startofyear", "endofday", "endofweek", "endofmonth",
+        "endofyear", "dayofweek", "dayofmonth", "dayofyear", "hourofday", "getmonth", "getyear", "monthofyear",
+        "week_of_year", "weekofyear")},
+    **{name: ("dynamic",) for name in (
+        "array_length", "bag_keys", "array_concat", "array_sort_asc", "array_sort_desc", "set_union",
+        "set_intersect", "set_difference", "array_reverse", "array_sum", "series_fit_line_dynamic",
+        "series_stats_dynamic")},
+    "startofday": ("datetime", "number"), "startofweek": ("datetime", "number"),
+    "startofmonth": ("datetime", "number"), "startofyear": ("datetime", "number"),
+    "endofday": ("datetime", "number"), "endofweek": ("datetime", "number"), "endofmonth": ("datetime", "number"),
+    "endofyear": ("datetime", "number"),
+    "array_sort_asc": ("dynamic", "any"), "array_sort_desc": ("dynamic", "any"),
+    "array_index_of": ("dynamic", "any"), "array_slice": ("dynamic", "number"), "set_has_element": ("dynamic", "any"),
+    "strcat_array": ("dynamic", "any"), "bag_has_key": ("dynamic", "any"),
+    "format_datetime": ("datetime", "any"), "format_timespan": ("timespan", "any"),
+    "datetime_add": ("any", "number", "datetime"), "datetime_part": ("any", "datetime"),
+    "datepart": ("any", "datetime"), "iff": ("bool", "any"), "iif": ("bool", "any"),
+    "substring": ("any", "number"), "strrep": ("any", "number", "any"), "bin_at": ("any", "any", "any"),
+}
+
+KIND_TYPES = {"number": NUMERIC_TYPES, "datetime": ("datetime",), "timespan": ("timespan",),
+              "dynamic": ("dynamic",), "bool": ("bool",)}
+
+
+def argument_problem(name: str, index: int, kusto_type: str, is_null: bool) -> str | None:
+    """Why argument ``index`` (a ``kusto_type`` value) does not fit function ``name``, or None."""
+    kinds = ARGUMENT_KINDS.get(name)
+    if kinds is None or is_null or kusto_type == "dynamic":
+        return None
+    kind = kinds[min(index, len(kinds) - 1)]
+    if name in ("case",) or kind == "any" or kusto_type in KIND_TYPES[kind]:
+        return None
+    article = "an" if kind[0] in "aeiou" else "a"
+    return f"argument {index + 1} of {name}() must be {article} {kind}, got {kusto_type}"
+
+
 # ---------------------------------------------------------------- aggregates (lowered in the binder)
 
 AGGREGATE_FUNCTIONS: dict[str, AggregateFunction] = {a.name: a for a in (
@@ -1225,6 +1351,9 @@ AGGREGATE_FUNCTIONS: dict[str, AggregateFunction] = {a.name: a for a in (
     AggregateFunction("make_list_if", 2, 3, "list_"),
     AggregateFunction("make_bag", 1, 2, "bag_", "partial", "later keys win on conflicts (Kusto: arbitrary)"),
     AggregateFunction("take_any", 1, 64, "any_", aliases=("any",)),
+    AggregateFunction("take_anyif", 2, 2, "any_"),
+    AggregateFunction("make_list_with_nulls", 1, 1, "list_"),
+    AggregateFunction("make_bag_if", 2, 3, "bag_", "partial", "later keys win on conflicts (Kusto: arbitrary)"),
     AggregateFunction("any", 1, 64, "any_"),
     AggregateFunction("percentile", 2, 2, "percentile_", "partial", "exact nearest-rank (Kusto estimates)"),
     AggregateFunction("percentiles", 2, 32, "percentile_", "partial", "exact nearest-rank (Kusto estimates)"),
@@ -1242,17 +1371,17 @@ OFFLINE_FUNCTIONS = ("_GetWatchlist", "_GetWatchlistAlias", "_ASim_", "externald
 
 #: Known Kusto functions we do not implement (named in errors and in the support matrix).
 UNSUPPORTED_FUNCTIONS = (
-    "prev", "next", "row_number", "row_cumsum", "row_window_session", "series_decompose", "series_fir",
+    "row_window_session", "series_decompose", "series_fir",
     "series_decompose_anomalies", "series_decompose_forecast", "series_periods_detect", "series_outliers",
     "series_iir", "series_fill_linear", "series_fill_forward", "series_fill_backward", "series_fill_const",
-    "make_series", "geo_distance_2points", "zip", "treepath", "bag_merge", "bag_remove_keys",
-    "array_split", "array_iff", "array_reverse", "array_rotate_left", "array_rotate_right", "array_shift_left",
-    "array_shift_right", "array_sum", "parse_csv", "parse_xml", "parse_user_agent", "parse_version",
+    "make_series", "geo_distance_2points", "zip", "treepath", "bag_remove_keys",
+    "array_split", "array_iff", "array_rotate_left", "array_rotate_right", "array_shift_left",
+    "array_shift_right", "parse_csv", "parse_xml", "parse_user_agent", "parse_version",
     "parse_ipv6", "parse_ipv4", "ipv6_compare", "ipv6_is_match", "ipv4_is_match", "punycode_to_string",
     "format_bytes", "format_ipv4", "format_ipv4_mask", "hash_combine", "hash_many", "hash_xxhash64",
-    "base64_decode_toarray", "base64_encode_fromarray", "base64_decode_toguid", "string_size", "unicode_codepoints_from_string",
+    "base64_decode_toarray", "base64_encode_fromarray", "base64_decode_toguid", "unicode_codepoints_from_string",
     "unicode_codepoints_to_string", "estimate_data_size", "toscalar_tabular", "translate", "jaccard_index",
     "make_string", "datetime_local_to_utc", "datetime_utc_to_local", "dcount_hll", "tdigest", "percentile_tdigest",
     "rank_tdigest", "percentilew", "percentilesw", "buildschema", "binary_all_and", "binary_all_or",
-    "binary_all_xor", "make_bag_if", "take_anyif", "has_ipv4", "has_ipv4_prefix", "has_any_ipv4",
+    "binary_all_xor", "has_ipv4", "has_ipv4_prefix", "has_any_ipv4",
 )

@@ -60,6 +60,9 @@ TYPE_ALIASES = {"double": "real", "boolean": "bool", "date": "datetime", "time":
                 "decimal": "real", "int64": "long", "int32": "int", "float": "real"}
 
 
+KNOWN_TYPES = frozenset({"string", "long", "int", "real", "bool", "datetime", "timespan", "dynamic", "guid"})
+
+
 def normalize_type(name: str) -> str:
     lowered = name.lower()
     return TYPE_ALIASES.get(lowered, lowered)
@@ -233,7 +236,7 @@ class Parser:
                         depth -= 1
                 kusto_type = "table"
             else:
-                kusto_type = normalize_type(self.expect_ident(f"for the type of parameter {name}").text)
+                kusto_type = self.parse_type_name(f"for the type of parameter {name}")
             default = None
             if self.accept_op("="):
                 default = self.parse_expression()
@@ -349,6 +352,16 @@ class Parser:
             return inner
         raise KqlUnsupportedError(f"the '{word}' operator is not supported", self.span(),
                                   "rewrite the query with where/union over named tables")
+
+    def parse_type_name(self, context: str) -> str:
+        """A scalar type name (string, long, datetime ...), normalized; anything else is a located error."""
+        token = self.expect_ident(context)
+        kusto_type = normalize_type(token.text)
+        if kusto_type not in KNOWN_TYPES:
+            suggestion = did_you_mean(token.text, SCALAR_TYPES)
+            self.fail(f"unknown type {token.text!r}", token, f"did you mean {suggestion}?" if suggestion else
+                      "use string, long, int, real, bool, datetime, timespan, dynamic or guid")
+        return kusto_type
 
     def parse_search_body(self) -> tuple[bool, list[str] | None, ast.Expr]:
         options = self.parse_options(("kind",))
@@ -616,9 +629,10 @@ class Parser:
         if word == "mv-expand":
             options = self.parse_options(("kind", "bagexpansion", "with_itemindex"))
             item_index = options["with_itemindex"][0] if "with_itemindex" in options else None
-            if "bagexpansion" in options:
-                raise KqlUnsupportedError("mv-expand bagexpansion is not supported", self.span(token),
-                                          "expand arrays; for property bags use bag_keys() first")
+            bag_expansion = options.get("bagexpansion", ("bag", token))[0].lower()
+            if bag_expansion not in ("bag", "array"):
+                self.fail(f"unknown mv-expand bagexpansion '{bag_expansion}'", options["bagexpansion"][1],
+                          "use bagexpansion=bag or bagexpansion=array")
             expansions: list[tuple[str | None, ast.Expr, str | None]] = []
             while True:
                 assignment = self.parse_assignment("mv-expand")
@@ -626,13 +640,13 @@ class Parser:
                 if self.accept_word("to"):
                     self.expect_word("typeof", "after 'to' in mv-expand")
                     self.expect_op("(", "after typeof")
-                    to_type = normalize_type(self.expect_ident("for the type in typeof(...)").text)
+                    to_type = self.parse_type_name("for the type in typeof(...)")
                     self.expect_op(")", "to close typeof(...)")
                 expansions.append((assignment.name, assignment.expr, to_type))
                 if not self.accept_op(","):
                     break
             limit = self.parse_expression() if self.accept_word("limit") else None
-            bag_as_array = options.get("kind", ("bag", token))[0].lower() == "array"
+            bag_as_array = options.get("kind", ("bag", token))[0].lower() == "array" or bag_expansion == "array"
             return ast.MvExpand(pos, word, tuple(expansions), item_index, limit, bag_as_array)
         if word in ("parse", "parse-where"):
             return self.parse_parse(pos, word)
@@ -661,7 +675,7 @@ class Parser:
             if self.accept_word("to"):
                 self.expect_word("typeof", f"after 'to' in {context}")
                 self.expect_op("(", "after typeof")
-                to_type = normalize_type(self.expect_ident("for the type in typeof(...)").text)
+                to_type = self.parse_type_name("for the type in typeof(...)")
                 self.expect_op(")", "to close typeof(...)")
             expansions.append((assignment.name, assignment.expr, to_type))
             if not self.accept_op(","):
@@ -817,7 +831,7 @@ class Parser:
                 name = self.advance().text
                 kusto_type = "string"
                 if self.accept_op(":"):
-                    kusto_type = normalize_type(self.expect_ident(f"for the type of {name}").text)
+                    kusto_type = self.parse_type_name(f"for the type of {name}")
                 pattern.append((name, kusto_type))
             elif self.accept_op(","):
                 continue

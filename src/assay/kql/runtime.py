@@ -6,7 +6,10 @@ written by Assay needs nothing special; Spark output names these functions and i
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from assay.errors import EngineError, SourceSpan
 
 MACROS = (
     # Kusto prints timespans as [-][d.]hh:mm:ss[.fffffff]
@@ -135,3 +138,48 @@ def install_macros(engine: Any) -> None:
             sql = macro.replace("CREATE MACRO IF NOT EXISTS", "CREATE OR REPLACE TEMP MACRO")
         engine.connection.execute(sql)
     engine._kql_macros_installed = True
+
+
+#: DuckDB function names in error messages → the KQL function that lowers to them
+SQL_TO_KQL_FUNCTIONS = {
+    "regexp_extract": "extract", "regexp_extract_all": "extract_all", "regexp_matches": "matches regex",
+    "regexp_replace": "replace_regex", "strptime": "todatetime", "try_strptime": "todatetime",
+    "json_extract": "parse_json", "from_json": "parse_json", "to_json": "tostring", "strftime": "format_datetime",
+    "date_trunc": "startofday", "epoch": "totimespan", "to_microseconds": "totimespan", "list_slice": "array_slice",
+    "string_split": "split", "substr": "substring", "range": "range", "generate_series": "range",
+}
+
+
+def located_engine_error(error: EngineError, text: str, file: str | None) -> EngineError:
+    """A DuckDB failure at run time, pointed at the KQL construct it most likely came from: a function named in
+    the message and called in the query, else a quoted name from the message, else the query's first line."""
+    detail = error.message.removeprefix("DuckDB failed: ").split("\n")[0].strip()
+    construct = None
+    position = None
+    for name in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", detail) + re.findall(r"function ([A-Za-z_]\w*)",
+                                                                                   detail):
+        kql_name = SQL_TO_KQL_FUNCTIONS.get(name.lower(), name)
+        pattern = re.escape(kql_name) + (r"\s*\(" if " " not in kql_name else "")
+        match = re.search(r"(?<![\w.])" + pattern, text, re.IGNORECASE)
+        if match:
+            construct, position = f"{kql_name}()" if " " not in kql_name else kql_name, match.start()
+            break
+    if position is None and "division by zero" in detail.lower():
+        match = re.search(r"(?<![/*])[/%](?![/*])", text)
+        if match:
+            construct, position = "a division", match.start()
+    if position is None:
+        for quoted in re.findall(r'"([^"]{1,100})"', detail):
+            match = re.search(r"(?<![\w.])" + re.escape(quoted) + r"(?!\w)", text)
+            if match:
+                construct, position = f"'{quoted}'", match.start()
+                break
+    line, col = 1, 1
+    if position is not None:
+        line = text.count("\n", 0, position) + 1
+        col = position - (text.rfind("\n", 0, position) + 1) + 1
+    where = f"in {construct}" if construct else "in the query"
+    return EngineError(f"the query failed while running, {where}: {detail}", sql=error.sql,
+                       span=SourceSpan(file, line, col, text),
+                       hint="kql check did not catch this: the values (or a construct) are outside what Assay "
+                            "lowers correctly; please report the query")

@@ -22,10 +22,22 @@ OPERATOR_NOTES: dict[str, tuple[str, str]] = {
     "join": ("supported", "every kind; the default is innerunique (one arbitrary left row per key, as in Kusto); "
                           "conditions are column names or $left.A == $right.B"),
     "lookup": ("supported", "kind=leftouter (default) and inner"),
-    "union": ("partial", "withsource, kind=inner/outer, isfuzzy; table-name wildcards are not supported; a "
-                         "column with different types in different legs becomes name_type, as in Kusto"),
+    "union": ("supported", "withsource, kind=inner/outer, isfuzzy; table-name wildcards (`union *`, "
+                           "`union Device*`) read every table that holds data; a column with different types in "
+                           "different legs becomes name_type, as in Kusto"),
+    "mv-apply": ("supported", "with_itemindex, `to typeof()`, limit; the subquery runs per input row (a LATERAL "
+                              "subquery) over that row's expanded arrays and sees only them, as in Kusto"),
+    "make-series": ("partial", "aggregates of summarize with `default=`, from/to/step (or `in range(...)`), by; "
+                               "without from/to each series spans its own data (as documented); "
+                               "kind=nonempty is not supported"),
+    "evaluate": ("partial", "plugins bag_unpack (prefix, columnsConflict, ignoredProperties, `: (schema)`) and "
+                            "pivot (count/sum/avg/min/max/dcount/make_set/make_list); their columns come from the "
+                            "data, so `kql check` needs an output schema; other plugins are rejected by name"),
+    "search": ("supported", "a bare string is a term in any string/dynamic column, `Col:\"x\"` a term in Col, "
+                            "`x*`/`*x`/`*x*` prefix/suffix/substring; kind=case_sensitive; `in (T1, T*)`; "
+                            "without tables it reads every table that holds data and adds `$table`"),
     "mv-expand": ("partial", "arrays and property bags (kind=array gives [key, value]); `to typeof()`, "
-                             "with_itemindex; `limit` needs with_itemindex; bagexpansion= is not supported"),
+                             "with_itemindex, limit, bagexpansion=bag/array"),
     "parse": ("partial", "kind=simple, regex (string columns greedy, as in Kusto) and relaxed; flags=U is not "
                          "supported"),
     "parse-where": ("partial", "as parse; rows whose pattern or typed values do not match are dropped"),
@@ -35,7 +47,8 @@ OPERATOR_NOTES: dict[str, tuple[str, str]] = {
     "top": ("supported", "same defaults as sort"),
     "distinct": ("supported", ""),
     "render": ("supported", "accepted and ignored (presentation only)"),
-    "serialize": ("supported", "accepted; rows keep their order after sort anyway"),
+    "serialize": ("supported", "fixes the current row order (a hidden row number) so prev(), next(), "
+                               "row_number() and row_cumsum() can run"),
     "as": ("supported", "names the input for union withsource"),
     "getschema": ("supported", "ColumnName, ColumnOrdinal, DataType (.NET type name), ColumnType"),
     "invoke": ("supported", "the pipe input becomes the function's first (tabular) parameter"),
@@ -51,10 +64,27 @@ SOURCE_NOTES: list[tuple[str, str, str]] = [
     ("print", "supported", "runs without a database"),
     ("range", "supported", "long and datetime ranges (not real)"),
     ("materialize()", "supported", "inlined (no cache needed on DuckDB)"),
-    ("toscalar()", "supported", "evaluated once per query"),
-    ("externaldata", "not available offline", "load the data with `assay ingest`, or use datatable"),
-    ("_GetWatchlist, _ASim*, _Im_* (Sentinel workspace functions)", "not available offline",
+    ("toscalar()", "supported", "evaluated once per query; over a tabular expression, a let or a function "
+                                "call pipeline (`toscalar(f() \\| count)`)"),
+    ("externaldata", "offline stand-in", "reads the local file mapped to its URL: `--externaldata URL=FILE` "
+                                         "(`externaldata={url: path}` in assay.kql); csv, tsv, psv, scsv, txt, raw, "
+                                         "json, multijson; unmapped: a located error naming the flag; never "
+                                         "the network"),
+    ("_GetWatchlist('alias')", "offline stand-in", "reads the CSV mapped with `--watchlist alias=FILE` "
+                                                   "(`watchlists=` in assay.kql; `<detection>/watchlists/alias.csv` "
+                                                   "when a detection is verified): the CSV's columns as strings, "
+                                                   "plus SearchKey (its SearchKey column, else the first) and "
+                                                   "WatchlistItem (the row as a bag)"),
+    ("_ASim*, _Im_*, other Sentinel workspace functions", "not available offline",
      "export the data and load it as a table"),
+    ("arg(\"\").T, workspace(...).T, cluster(...).database(...).T, app(...)", "not available offline",
+     "cross-service data: a located error"),
+    ("Defender: AssignedIPAddresses(x, y), invoke DeviceFromIP()", "supported",
+     "answered from a local DeviceNetworkInfo table (KQL in assay.kql.bind.defender)"),
+    ("Defender: invoke FileProfile(), invoke SeenBy()", "needs the service",
+     "global prevalence, signers and device discovery live in Microsoft's cloud: a located error"),
+    ("deprecated names: mvexpand, mvapply, makeset, makelist, makeset_if, makelist_if, make_dictionary, "
+     "parsejson, extractjson, anyif, array_strcat", "supported", "read as their current names"),
     ("set statements", "supported", "accepted and ignored"),
     ("declare query_parameters, alias, pattern, restrict", "not supported", ""),
 ]
@@ -70,6 +100,18 @@ SEMANTICS = [
     "`now()` is fixed once per run and settable (`--now`, `run(now=...)`); `ago()` follows it.",
     "long / long is integer division (truncating); a real operand gives real division; `%` is never negative.",
     "Datetimes have microsecond precision (Kusto: 100 ns ticks).",
+    "Lenient comparisons, as Kusto: a string literal compared with a number or a datetime is converted to it "
+    "(`RemotePort == \"3389\"`, `RemotePort in (\"22\", \"3389\")`, `Timestamp > \"2024-05-01\"`); text that "
+    "does not convert matches nothing. A string column compared with a number stays a type error.",
+    "Unicode spaces (no-break U+00A0/U+202F, zero-width U+200B-U+200D/U+2060/U+FEFF, typographic "
+    "U+2000-U+200A, U+3000) are whitespace in query text; inside strings they are kept.",
+    "Regular expressions are RE2 (checked with google-re2 before running): inline flags mid-pattern (`a(?i)b`) "
+    "work; `extract()` reads any capture group (DuckDB's limit of 9 is worked around).",
+    "`in` and `!in` flatten nested dynamic arrays (`x in (dynamic([1,[2,3]]))` is `x in (1,2,3)`); the right "
+    "side of `in`/`has_any`/`has_all` may be a tabular let, a table or a subquery (its first column), or a "
+    "dynamic column.",
+    "Every error has a line and column: parse, check and bind errors point at the construct; a failure inside "
+    "DuckDB at run time is reported at the construct its message names (bench/fuzz_kql.py checks this).",
     "`in~` compares text: a number or datetime operand is converted with tostring() (pySigma's kusto backend "
     "writes `RemotePort in~ (\"80\", \"443\")`). An unknown escape in a string literal (`\"\\*\"`) keeps "
     "the character.",
@@ -129,7 +171,7 @@ def render_markdown() -> str:
         if name.lstrip("!").startswith("has") and name.lstrip("!") not in ("has_any", "has_all"):
             note = "needs a constant right side"
         if name.lstrip("!") in ("has_any", "has_all", "has_any_cs", "has_all_cs"):
-            note = "constant strings or a dynamic array literal (also through a let)"
+            note = "constant strings, dynamic arrays (literal, let or column), or a tabular let / subquery"
         if name in ("in", "!in", "in~", "!in~"):
             note = "values, dynamic arrays (flattened) or a tabular subquery"
         if name in ("between", "!between"):
@@ -150,6 +192,13 @@ def render_markdown() -> str:
         "| `typeof` | 1 | supported | in extract() and function parameters |",
         "| `toscalar` | 1 | supported | evaluated once per query |",
         "| `column_ifexists` | 2 | supported | |",
+        "| `prev`, `next` | 1..3 | supported | over serialized rows (after sort or serialize), in extend/project |",
+        "| `row_number`, `row_cumsum` | 0..2 | partial | over serialized rows; a restart condition is not "
+        "supported |",
+        "| `ingestion_time` | 0 | partial | Assay stores no ingestion time: the row's _IngestionTime, else its "
+        "TimeGenerated or Timestamp stands in |",
+        "| `series_stats`, `series_fit_line` | 1 | supported | several columns: `extend series_stats(x)` names "
+        "them series_stats_x_min ...; `extend (a, b, ...) = series_fit_line(x)` |",
         "",
         "## Aggregate functions (summarize)",
         "",
@@ -170,8 +219,10 @@ def render_markdown() -> str:
         "",
         "## Not available offline",
         "",
-        ", ".join(f"`{name}`" for name in sorted(OFFLINE_FUNCTIONS)) +
-        " and every `_GetWatchlist*`, `_ASim*`, `_Im_*` Sentinel function.",
+        ", ".join(f"`{name}`" for name in sorted(OFFLINE_FUNCTIONS)
+                  if name not in ("_GetWatchlist", "externaldata")) +
+        " and every `_ASim*`, `_Im_*` Sentinel function. `_GetWatchlist` and `externaldata` read local files "
+        "mapped to them (see the sources table).",
         "",
     ]
     from assay.schema.docs import tables_markdown

@@ -13,11 +13,12 @@ from pathlib import Path
 from sigma.exceptions import SigmaError as PySigmaError
 from sigma.rule import SigmaRule
 from sqlglot import exp
+from sqlglot.errors import SqlglotError
 
 from assay.errors import SigmaError
 from assay.sigma.backend import SqlglotBackend
 from assay.sigma.loading import LoadedRule, load_rule
-from assay.sigma.routes import FLAT_ROUTE, Route, routes_for_logsource
+from assay.sigma.routes import FLAT_ROUTE, Route, routes_for_rule_logsource
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def compile_condition(rule: LoadedRule, route: Route, select: str | None = None)
     except PySigmaError as error:
         raise SigmaError(f"rule {sigma_rule.title!r} cannot run locally on route {route.name}: {error}",
                          span=rule.span("detection", key=True)) from error
-    except (TypeError, ValueError, NotImplementedError) as error:
+    except (TypeError, ValueError, NotImplementedError, SqlglotError) as error:
         raise SigmaError(f"rule {sigma_rule.title!r}: unsupported construct on route {route.name}: {error}",
                          span=rule.span("detection", key=True)) from error
     if not conditions:
@@ -99,7 +100,7 @@ def compile_condition(rule: LoadedRule, route: Route, select: str | None = None)
 def routes_for_rule(rule: LoadedRule) -> list[Route]:
     if not isinstance(rule.rule, SigmaRule):
         return []
-    return routes_for_logsource(rule.rule.logsource)
+    return routes_for_rule_logsource(rule.rule)
 
 
 def compile_rule(rule: LoadedRule | str | Path, *, targets: Sequence[str] | None = None) -> list[CompiledTarget]:

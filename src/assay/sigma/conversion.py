@@ -165,9 +165,12 @@ def _shorten(message: str) -> str:
     message = message.split(" Please use valid fields")[0].split(" This pipeline only supports the following")[0]
     message = re.sub(r"\s+", " ", message).strip()
     # A backend that prepends to its transformation's message on every call (the SentinelOne PQ pipeline keeps
-    # one transformation object) repeats the same sentence once per earlier conversion: say it once.
-    sentences = re.split(r"(?<=\.) ", message)
-    message = " ".join(dict.fromkeys(sentences))
+    # one transformation object for all conversions) carries the reasons of earlier rules after this one's: keep
+    # the first sentence of each kind ("Invalid … encountered: X."), which is this conversion's.
+    kept: dict[str, str] = {}
+    for sentence in re.split(r"(?<=\.) ", message):
+        kept.setdefault(sentence.split(": ")[0] if ": " in sentence else sentence, sentence)
+    message = " ".join(kept.values())
     return message if len(message) <= 600 else message[:600] + "…"
 
 
@@ -276,6 +279,11 @@ def convert_loaded(rule: LoadedRule, target: str) -> Conversion:
                 if fixes:
                     pipeline = _fix_pipeline(fixes) + pipeline
             backend_class = _import(spec.backend)
+            built_in = getattr(backend_class, "backend_processing_pipeline", None)
+            if pipeline is not None and getattr(built_in, "name", None) == pipeline_name:
+                # The backend applies this pipeline itself (SentinelOne PQ): passing it again would map the
+                # fields twice and reject the mapped names.
+                pipeline = None
             backend = backend_class(processing_pipeline=pipeline)
             if spec.output_format:
                 output = backend.convert(collection, output_format=spec.output_format)

@@ -29,7 +29,7 @@ from assay.sigma.backend import SqlglotBackend
 from assay.sigma.compiler import compile_condition, route_filter
 from assay.sigma.evaluation import CorrelationHit, RouteEvaluation, SigmaEvaluation, evaluate_target
 from assay.sigma.loading import LoadedRule
-from assay.sigma.routes import Route, routes_for_logsource
+from assay.sigma.routes import Route, routes_for_rule_logsource
 
 _OPERATORS: dict[SigmaCorrelationConditionOperator, Callable[[float, float], bool]] = {
     SigmaCorrelationConditionOperator.LT: operator.lt, SigmaCorrelationConditionOperator.LTE: operator.le,
@@ -83,7 +83,7 @@ def _collect_events(rule: LoadedRule, correlation: SigmaCorrelationRule, engine:
     for reference in correlation.rules or []:
         key = _reference_key(reference)
         base = rule.fresh_rule(key)
-        routes = [route_override] if route_override is not None else routes_for_logsource(base.logsource)
+        routes = [route_override] if route_override is not None else routes_for_rule_logsource(base)
         if not routes:
             raise SigmaError(f"correlation {rule.title!r}: referenced rule {base.title!r} has no route",
                              span=SourceSpan.of_file(rule.source))

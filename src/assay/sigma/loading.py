@@ -310,7 +310,8 @@ def _check_conditions(rule: SigmaRule, text: str, path: Path | None, document: i
             if item is None:
                 return True
             if isinstance(item, ConditionItem):
-                return not item.args or any(empty(a) for a in item.args if isinstance(a, ConditionItem))
+                return not item.args or any(a is None or (isinstance(a, ConditionItem) and empty(a))
+                                            for a in item.args)
             return False
 
         if empty(parsed):

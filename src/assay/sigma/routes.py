@@ -9,11 +9,12 @@ pipeline, restricted to the columns our canonical tables actually have.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 
-from sigma.rule import SigmaLogSource
+from sigma.rule import SigmaLogSource, SigmaRule
 
 from assay.schema import RAW_EVENTS, canonical_tables
 
@@ -176,3 +177,38 @@ def routes_for_logsource(logsource: SigmaLogSource) -> list[Route]:
 
 def route_names_for_logsource(logsource: SigmaLogSource) -> list[str]:
     return [route.name for route in routes_for_logsource(logsource)]
+
+
+def rule_event_ids(rule: SigmaRule) -> tuple[int, ...]:
+    """The EventID values a rule's detection names (in selections or filters), sorted; () when it names none."""
+    found: set[int] = set()
+
+    def visit(item: object) -> None:
+        nested = getattr(item, "detection_items", None)
+        if nested is not None:
+            for child in nested:
+                visit(child)
+            return
+        if getattr(item, "field", None) != "EventID":
+            return
+        for value in getattr(item, "value", ()) or ():
+            text = str(getattr(value, "number", None) or value)
+            if text.isdigit():
+                found.add(int(text))
+
+    for detection in rule.detection.detections.values():
+        visit(detection)
+    return tuple(sorted(found))
+
+
+def routes_for_rule_logsource(rule: SigmaRule) -> list[Route]:
+    """The routes of a rule's logsource, a service route named after the event ids the rule reads
+    (``security:4624,4625`` rather than ``service:security``) so reports say which events it runs on. The name only:
+    the rows a route reads stay the whole channel, since a rule's condition may combine EventID selections freely."""
+    routes = routes_for_logsource(rule.logsource)
+    event_ids = rule_event_ids(rule)
+    if not event_ids:
+        return routes
+    ids = ",".join(str(i) for i in event_ids)
+    return [dataclasses.replace(route, name=f"{route.name.removeprefix('service:')}:{ids}")
+            if route.name.startswith("service:") else route for route in routes]

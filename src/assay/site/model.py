@@ -647,8 +647,11 @@ def detection_view(loaded: LoadedDetection, slug: str, attack: AttackData, repor
             platform = PlatformSpec(key=f"{platform.key}-converted", label=platform.label,
                                     language=platform.language, variant=platform.variant, rank=platform.rank)
         used.add(platform.key)
-        form = _converted_form(detection_report, conversion.target)
         status = _normalise_status(conversion.status)
+        # A form Assay executes is "not yet run" until a report has it, never "converted, not executed".
+        executable = f"converted:{conversion.target}" in FORM_ENGINES and status not in ("failed", "unavailable")
+        form = _converted_form(detection_report, conversion.target) or (
+            f"converted:{conversion.target}" if executable else None)
         converted.append(PageView(
             platform, "converted", status, conversion.query if status not in ("failed", "unavailable") else None,
             conversion.messages,

@@ -2,7 +2,7 @@
 
 Forms must agree on every scenario. A disagreement is reported with the forms' verdicts, the event they disagree
 on and, when it can be pinned down, the operator that differs: each form's atoms (a Sigma ``field|modifier: value``,
-a KQL ``Column op "value"``) are re-evaluated on the scenario's event, and an atom pair on the same field and value
+a KQL ``Column op "value"``, a SQLite ``Field LIKE '%v%'``) are re-evaluated on the scenario's event, and an atom pair on the same field and value
 whose truth differs is named (e.g. Sigma ``CommandLine|contains '/s'`` is true on ``/su``, KQL
 ``ProcessCommandLine has "/s"`` is false). Differences the detection declares (``known_differences``) are reported,
 not failed; a declaration that no longer matches anything is pointed out.
@@ -95,6 +95,51 @@ def kql_atoms(text: str, form: str = "kql") -> list[Atom]:
         values = tuple(_kql_string_value(m.group(0)) for m in re.finditer(_KQL_STRING, match.group("value")))
         atoms.append(Atom(form, match.group("column"), match.group("op"), values, " ".join(match.group(0).split())))
     return atoms
+
+
+_SQL_ATOM = re.compile(
+    r"(?P<field>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<op>NOT\s+LIKE|LIKE|=)\s*'(?P<value>(?:[^']|'')*)'"
+    r"(?:\s*ESCAPE\s*'(?P<escape>[^']*)')?", re.IGNORECASE)
+
+
+def sqlite_atoms(text: str, form: str = "converted:sqlite") -> list[Atom]:
+    """Every ``Field LIKE '%v%' ESCAPE '\\'`` / ``Field='v'`` of the SQLite backend's query, as an atom on the
+    Sysmon field (LIKE is ASCII case-insensitive in SQLite; ``=`` is case-sensitive)."""
+    atoms: list[Atom] = []
+    for match in _SQL_ATOM.finditer(text):
+        field, op, raw = match.group("field"), match.group("op").upper(), match.group("value").replace("''", "'")
+        if op == "=":
+            kind, needle = "sqlite-equals-cs", raw
+        else:
+            escape = match.group("escape") or ""
+            starts, ends = raw.startswith("%"), raw.endswith("%") and not raw.endswith(escape + "%") if escape \
+                else raw.endswith("%")
+            body = raw[1 if starts else 0: len(raw) - (1 if ends else 0)]
+            needle = re.sub(re.escape(escape) + r"(.)", r"\1", body) if escape else body
+            kind = {(True, True): "like-contains", (True, False): "like-endswith", (False, True): "like-startswith",
+                    (False, False): "like-equals"}[(starts, ends)]
+            if op.startswith("NOT"):
+                kind = "not-" + kind
+        atoms.append(Atom(form, SIGMA_TO_DEFENDER.get(field, field), kind, (needle,), " ".join(match.group(0).split()),
+                          sigma_field=field))
+    return atoms
+
+
+def evaluate_sqlite_atom(atom: Atom, event: dict[str, Any]) -> tuple[bool, str | None]:
+    """(truth, the value that matched) of a SQLite atom on a Sysmon EventData dict, with SQLite's semantics."""
+    value = event.get(atom.sigma_field or atom.column)
+    if value is None:
+        return False, None
+    text, needle = str(value), atom.values[0]
+    kind = atom.operator.removeprefix("not-")
+    if kind == "sqlite-equals-cs":
+        result = text == needle
+    else:
+        folded, wanted = text.lower(), needle.lower()  # SQLite's LIKE folds ASCII letters only
+        result = {"like-contains": wanted in folded, "like-endswith": folded.endswith(wanted),
+                  "like-startswith": folded.startswith(wanted), "like-equals": folded == wanted}[kind]
+    result = not result if atom.operator.startswith("not-") else result
+    return result, needle if result else None
 
 
 def sigma_atoms(text: str, form: str = "sigma") -> list[Atom]:
@@ -238,8 +283,10 @@ def _atoms_for(form: str, loaded: LoadedDetection, converted: dict[str, str]) ->
     if form == "kql":
         return kql_atoms(loaded.kql_text or "")
     target = form.split(":", 1)[1] if ":" in form else next(iter(converted), "")
+    if target == "sqlite":
+        return sqlite_atoms(converted.get(target, ""), form=form)
     if target in NON_KQL_TARGETS:
-        # SQL / EQL text has no KQL atoms; its verdicts are still compared, without an operator diagnosis.
+        # Spark SQL / EQL text has no atoms here; its verdicts are still compared, without an operator diagnosis.
         return []
     return kql_atoms(converted.get(target, ""), form=form)
 
@@ -249,6 +296,8 @@ NON_KQL_TARGETS = frozenset({"sqlite", "spark-sql", "elastic-eql"})
 
 
 def _evaluate(atom: Atom, sysmon: dict[str, Any], defender: dict[str, Any]) -> tuple[bool, str | None]:
+    if atom.form == "converted:sqlite":
+        return evaluate_sqlite_atom(atom, sysmon)
     return evaluate_sigma_atom(atom, sysmon) if atom.form == "sigma" else evaluate_kql_atom(atom, defender)
 
 
@@ -259,11 +308,15 @@ def _describe(atom: Atom, truth: bool, needle: str | None) -> str:
         return f"Sigma {atom.sigma_field}|{atom.operator} {shown!r} is {str(truth).lower()}"
     shown = needle if needle is not None else (atom.values[0] if len(atom.values) == 1 else
                                                "/".join(atom.values[:4]))
+    if atom.form == "converted:sqlite":
+        return f"SQLite {atom.text} is {str(truth).lower()}"
     name = "KQL" if atom.form == "kql" else atom.form
     return f"{name} {atom.column} {atom.operator} {shown!r} is {str(truth).lower()}"
 
 
 _SEMANTICS = {
+    "sqlite-equals-cs": "= compares case-sensitively in SQLite, while a Sigma value matches in any case",
+    "like-": "SQLite's LIKE folds ASCII letters only",
     "has": "KQL has matches whole terms (maximal runs of letters and digits)",
     "contains": "contains is a substring match",
     "equals": "a Sigma value without modifier must equal the whole field",
@@ -289,24 +342,26 @@ def _pin_operator(truths_a: list[tuple[Atom, bool, str | None]], truths_b: list[
 
     ``fired`` (0 or 1) says which form fired: the atom must then be true on that side and false on the other,
     or it does not explain the verdicts."""
-    for atom_a, _, _ in truths_a:
-        for atom_b, _, _ in truths_b:
-            if atom_a.group() != atom_b.group():
+    # Atoms on the very same column first, then on columns naming the same thing (FolderPath / FileName …).
+    pairs = sorted(((atom_a, atom_b) for atom_a, _, _ in truths_a for atom_b, _, _ in truths_b),
+                   key=lambda pair: pair[0].column != pair[1].column)
+    for atom_a, atom_b in pairs:
+        if atom_a.group() != atom_b.group():
+            continue
+        normal_b = {_normal(v): v for v in atom_b.values}
+        for value_a in atom_a.values:
+            value_b = normal_b.get(_normal(value_a))
+            if value_b is None:
                 continue
-            normal_b = {_normal(v): v for v in atom_b.values}
-            for value_a in atom_a.values:
-                value_b = normal_b.get(_normal(value_a))
-                if value_b is None:
-                    continue
-                one_a = replace(atom_a, values=(value_a,))
-                one_b = replace(atom_b, values=(value_b,))
-                truth_a = _evaluate(one_a, sysmon, defender)[0]
-                truth_b = _evaluate(one_b, sysmon, defender)[0]
-                if truth_a != truth_b and (fired is None or truth_a == (fired == 0)):
-                    column = atom_b.column if atom_b.form != "sigma" else atom_a.column
-                    why = _why(atom_a, atom_b)
-                    text = f"{_describe(one_a, truth_a, value_a)}; {_describe(one_b, truth_b, value_b)}"
-                    return (f"{text} ({why})" if why else text), column
+            one_a = replace(atom_a, values=(value_a,))
+            one_b = replace(atom_b, values=(value_b,))
+            truth_a = _evaluate(one_a, sysmon, defender)[0]
+            truth_b = _evaluate(one_b, sysmon, defender)[0]
+            if truth_a != truth_b and (fired is None or truth_a == (fired == 0)):
+                column = atom_b.column if atom_b.form != "sigma" else atom_a.column
+                why = _why(atom_a, atom_b)
+                text = f"{_describe(one_a, truth_a, value_a)}; {_describe(one_b, truth_b, value_b)}"
+                return (f"{text} ({why})" if why else text), column
     return None
 
 

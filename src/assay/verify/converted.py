@@ -6,8 +6,14 @@ Each engine gets the scenario's own events, laid out the way that platform store
 * SQLite and Spark: one ``logs`` table, a row per event-log record (every Sysmon event of the scenario, or every
   record of a recording), a TEXT column per event field: the layout Zircolite and a Sysmon table in a lakehouse
   use. The converted query carries no logsource filter of its own, so it sees every event, as it would there. A
-  field the query names but no event carries is a NULL column (the platform would have the column, empty).
-* EQL: the scenario's Winlogbeat ECS documents, typed by ``event.category``. The Elasticsearch pipeline reads
+  field the query names but no event carries is a NULL column (the platform would have the column, empty). A field
+  Windows spells with spaces (``Threat Name`` in Defender's log) is also a column without them (``ThreatName``),
+  the spelling Sigma rules use. SQLite has no ``REGEXP`` function of its own: as Zircolite does, one is registered
+  (with RE2, the project's engine for user patterns) for the backend's ``|re`` output.
+* EQL: the scenario's Winlogbeat ECS documents, typed by ``event.category``. A real recording has none: its Sysmon
+  records are turned into ECS documents with the field names pySigma's ``ecs_windows`` pipeline maps Sysmon fields
+  to (what Winlogbeat's Sysmon module writes for them); fields it does not map stay under
+  ``winlog.event_data``. The Elasticsearch pipeline reads
   ``<field>.caseless``, a lower-case-normalized keyword sub-field that only exists in an index mapping; it is
   emulated by reading ``<field>`` itself, which is equivalent because EQL's ``:`` and ``like~`` compare
   case-insensitively.
@@ -85,6 +91,8 @@ def event_records(engine: DuckDBEngine) -> list[dict[str, Any]]:
                                   "Computer": computer}
         for name, value in dict(fields or {}).items():
             record.setdefault(str(name), value)
+            if " " in str(name):
+                record.setdefault(str(name).replace(" ", ""), value)
         records.append(record)
     return records
 
@@ -140,6 +148,7 @@ def run_sqlite(query: str, records: Sequence[dict[str, Any]]) -> LocalResult:
     columns = _with_named_columns(present, query, "sqlite")
     added: list[str] = columns[len(present):]
     with sqlite3.connect(":memory:") as connection:
+        connection.create_function("REGEXP", 2, _regexp, deterministic=True)
         for _ in range(MAX_MISSING_COLUMNS):
             connection.execute("DROP TABLE IF EXISTS logs")
             quoted = ", ".join('"' + name.replace('"', '""') + '" TEXT' for name in columns)
@@ -163,6 +172,18 @@ def run_sqlite(query: str, records: Sequence[dict[str, Any]]) -> LocalResult:
             raise VerifyError(f"the converted query names more than {MAX_MISSING_COLUMNS} fields no event has")
     connection.close()
     return LocalResult(names, rows, query, _null_note(added))
+
+
+def _regexp(pattern: str | None, value: str | None) -> bool:
+    """SQLite's ``value REGEXP pattern`` (called as regexp(pattern, value)); NULL never matches."""
+    import re2
+
+    if pattern is None or value is None:
+        return False
+    try:
+        return re2.search(pattern, str(value)) is not None
+    except re2.error as error:
+        raise VerifyError(f"the converted query's regular expression {pattern!r} is not valid RE2: {error}") from error
 
 
 def _text(value: Any) -> str | None:
@@ -232,6 +253,61 @@ def _dotted(document: dict[str, Any], path: str) -> Any:
             return None
         value = value.get(part)
     return value
+
+
+#: Sysmon event id -> (Sigma category, ECS event.category).
+SYSMON_CATEGORIES: dict[str, tuple[str, str]] = {
+    "1": ("process_creation", "process"), "3": ("network_connection", "network"), "5": ("process_termination",
+    "process"), "7": ("image_load", "library"), "11": ("file_event", "file"), "12": ("registry_add", "registry"),
+    "13": ("registry_set", "registry"), "14": ("registry_rename", "registry"), "22": ("dns_query", "network"),
+    "23": ("file_delete", "file")}
+
+
+def _ecs_mappings() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(Sysmon field -> ECS field, Sysmon field -> ((kind, category, ECS field), …)) from pySigma's pipeline."""
+    from sigma.pipelines.elasticsearch.windows import ecs_windows, ecs_windows_variable_mappings
+    from sigma.processing.transformations import FieldMappingTransformation
+
+    general: dict[str, Any] = {}
+    for item in ecs_windows().items:
+        if item.identifier == "ecs_windows_field_mapping" and isinstance(item.transformation,
+                                                                         FieldMappingTransformation):
+            general = {str(name): ecs for name, ecs in item.transformation.mapping.items()}
+    return general, dict(ecs_windows_variable_mappings)
+
+
+def _set_dotted(document: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.removesuffix(".caseless").split(".")
+    target = document
+    for part in parts[:-1]:
+        child = target.setdefault(part, {})
+        if not isinstance(child, dict):
+            return  # a scalar already sits where a parent object would go: keep the first
+        target = child
+    target.setdefault(parts[-1], value)
+
+
+def ecs_documents(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """ECS documents for event-log records (a recording): Sysmon fields at the ECS names the ecs_windows pipeline
+    maps them to, ``event.category`` from the Sysmon event id, the raw fields under ``winlog.event_data``."""
+    general, variable = _ecs_mappings()
+    documents = []
+    for record in records:
+        if "sysmon" not in str(record.get("Channel") or "").lower():
+            continue
+        event_id = str(record.get("EventID"))
+        sigma_category, ecs_category = SYSMON_CATEGORIES.get(event_id, ("", "any"))
+        fields = {k: v for k, v in record.items() if k not in RECORD_COLUMNS and v is not None}
+        document: dict[str, Any] = {"event": {"code": event_id, "category": [ecs_category]},
+                                    "host": {"name": record.get("Computer")},
+                                    "winlog": {"channel": record.get("Channel"), "event_data": fields}}
+        for name, value in fields.items():
+            targets = [ecs for kind, category, ecs in variable.get(name, ())
+                       if kind == "category" and category == sigma_category] or general.get(name) or []
+            for ecs_field in [targets] if isinstance(targets, str) else targets:
+                _set_dotted(document, str(ecs_field), value)
+        documents.append(document)
+    return documents
 
 
 def run_eql(query: str, documents: Sequence[dict[str, Any]]) -> LocalResult:

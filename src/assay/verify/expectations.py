@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from assay.engine import DuckDBEngine
 
 _SYSMON_CLAIM = re.compile(r"\bSysmon\s+EID\s+(\d+)(?:\s+(\S+))?", re.IGNORECASE)
-_SECURITY_CLAIM = re.compile(r"\bSecurity\s+(4\d{3})\b(.*)", re.IGNORECASE)
+_SECURITY_CLAIM = re.compile(r"\bSecurity\s+(?:EID\s+)?([14]\d{3}|5\d{3})\b(.*)", re.IGNORECASE)
+#: Claims about the other Windows channels: "System 7045", "PowerShell 4104", "TaskScheduler 106", "Defender 1116".
+_CHANNEL_CLAIM = re.compile(r"\b(System|PowerShell|Task\s*Scheduler|Defender)\s+(?:EID\s+)?(\d{3,4})\b",
+                            re.IGNORECASE)
+#: Claim word -> the lower-case channel names it covers.
+CLAIM_CHANNELS = {"system": ("system",), "powershell": ("microsoft-windows-powershell/operational",
+                                                       "windows powershell"),
+                  "taskscheduler": ("microsoft-windows-taskscheduler/operational",),
+                  "defender": ("microsoft-windows-windows defender/operational",)}
 _EXE = re.compile(r"([\w.$-]+\.exe)\b", re.IGNORECASE)
 SYSMON_CHANNEL = "microsoft-windows-sysmon/operational"
 
@@ -32,10 +40,22 @@ class TelemetryInventory:
             names.add(re.split(r"[\\/]", image)[-1].lower())
 
 
-def inventory_of_events(sysmon: Iterable[dict[str, object]], security: Iterable[dict[str, object]]
-                        ) -> TelemetryInventory:
-    """The inventory of synthesized evtx-JSON records."""
+def _channel_key(channel: str) -> str | None:
+    lowered = channel.lower()
+    return next((word for word, channels in CLAIM_CHANNELS.items() if lowered in channels), None)
+
+
+def inventory_of_events(sysmon: Iterable[dict[str, object]], security: Iterable[dict[str, object]],
+                        windows: Iterable[dict[str, object]] = ()) -> TelemetryInventory:
+    """The inventory of synthesized evtx-JSON records (``windows``: System, PowerShell, Task Scheduler…)."""
     inventory = TelemetryInventory()
+    for record in windows:
+        event = record["Event"]
+        assert isinstance(event, dict)
+        event_id = event["System"]["EventID"]
+        key = _channel_key(str(event["System"]["Channel"]))
+        if key is not None:
+            inventory.add(key, int(event_id["#text"] if isinstance(event_id, dict) else event_id), None)
     for record in sysmon:
         event = record["Event"]
         assert isinstance(event, dict)
@@ -62,6 +82,8 @@ def inventory_of_database(engine: DuckDBEngine) -> TelemetryInventory:
             inventory.add("sysmon", int(event_id), image)
         elif channel == "security":
             inventory.add("security", int(event_id), new_process)
+        elif (key := _channel_key(str(channel))) is not None:
+            inventory.add(key, int(event_id), None)
     return inventory
 
 
@@ -79,6 +101,11 @@ def unbacked_claims(claims: Iterable[str], inventory: TelemetryInventory) -> lis
             if image and image.group(1).lower() not in inventory.images[key]:
                 notes.append(f"expected telemetry {claim!r}: no Sysmon EID {key[1]} event has Image "
                              f"{image.group(1)} (found: {', '.join(sorted(inventory.images[key])) or 'none'})")
+        for match in _CHANNEL_CLAIM.finditer(claim):
+            word = re.sub(r"\s+", "", match.group(1)).lower()
+            channel_key = ("taskscheduler" if word.startswith("task") else word, int(match.group(2)))
+            if channel_key not in inventory.images:
+                notes.append(f"expected telemetry {claim!r}: the events hold no {match.group(1)} {channel_key[1]}")
         for match in _SECURITY_CLAIM.finditer(claim):
             key = ("security", int(match.group(1)))
             if key not in inventory.images:

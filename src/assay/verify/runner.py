@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -51,11 +51,15 @@ AgreementMode = Literal["fail", "warn"]
 CONVERTED_TARGETS: dict[str, tuple[str, ...]] = {
     "microsoft-xdr": ("defender",), "sqlite": ("sysmon", "security", "windows"),
     "spark-sql": ("sysmon", "security", "windows"),
-    "elastic-eql": ("ecs",)}
+    "elastic-eql": ("ecs",), "sentinel-securityevent": ("security",)}
 #: Run by default: the KQL conversion and SQLite (standard library, milliseconds). Ask for the others with
 #: ``assay test --converted``: Spark SQL starts a JVM (seconds per run, ~0.3 s per scenario) and EQL needs the
 #: optional AGPL eql package and ECS documents (a real recording has none, so its scenarios skip).
 DEFAULT_CONVERTED_TARGETS: tuple[str, ...] = ("microsoft-xdr", "sqlite")
+#: pySigma messages saying a target has no table or field for the rule's logsource (the form cannot exist),
+#: as opposed to a defect of the rule.
+_INEXPRESSIBLE = ("Unable to determine table name", "Invalid SigmaDetectionItem field name",
+                  "does not support correlation")
 #: Telemetry schemas a synthesized scenario can be rendered in for the Sigma rule (``windows``: the event channels
 #: other than Sysmon and Security, e.g. System, PowerShell/Operational, TaskScheduler/Operational).
 SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender", "ecs")
@@ -63,19 +67,25 @@ SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender",
 #: doubles the Sigma checks and the ingest cost per scenario, so it is opt-in (``--telemetry ecs``). A schema
 #: without events in a scenario costs nothing (no file, no database).
 DEFAULT_SIGMA_TELEMETRY: tuple[str, ...] = ("sysmon", "security", "windows", "defender")
+#: A Kusto target tried when a rule's logsource has no table on the first: Security, System and other Windows
+#: event-log rules have no Defender XDR table but run on Sentinel's SecurityEvent.
+KQL_FALLBACK_TARGETS: dict[str, str] = {"microsoft-xdr": "sentinel-securityevent"}
 #: Telemetry the native KQL runs on when the detection does not say: the Defender XDR tables.
 KQL_TELEMETRY: tuple[str, ...] = ("defender",)
 #: The telemetry that fills a table a KQL query reads (``required_tables`` in detection.yml decides).
 TABLE_TELEMETRY = {"SecurityEvent": "security", "DeviceProcessEvents": "defender", "DeviceFileEvents": "defender",
                    "DeviceRegistryEvents": "defender", "DeviceNetworkEvents": "defender",
                    "DeviceImageLoadEvents": "defender", "DeviceLogonEvents": "defender",
-                   "DeviceEvents": "defender"}
+                   "DeviceEvents": "defender", "IdentityLogonEvents": "defender", "WindowsEvent": "windows"}
 #: Which telemetry a Sigma route is native to, by its name (any other pairing is labelled "via <telemetry>");
 #: routes over other event channels (System, PowerShell…) are native to ``windows`` (see :func:`_native`).
 NATIVE_TELEMETRY = {"sysmon": "sysmon", "security": "security", "Device": "defender"}
 SYSMON_CHANNEL_NAME = "microsoft-windows-sysmon/operational"
 #: When no --now is given, the KQL runs this long after the scenario started (inside a 24h look-back).
 DEFAULT_NOW_OFFSET = dt.timedelta(hours=1)
+#: For a recording, the KQL runs this long after its newest event ("just after the recording"), so ``ago(1h)``
+#: covers the recording's last hour (an hour after the newest event, ``Timestamp > ago(1h)`` matched nothing).
+RECORDING_NOW_OFFSET = dt.timedelta(minutes=1)
 SHARED_DATA_ENV = "ASSAY_SHARED_DATA"
 #: Columns shown as Sigma evidence besides the fields the rule reads.
 EVIDENCE_CONTEXT = {
@@ -324,6 +334,8 @@ class DetectionRun:
         self.processes: dict[str, list[ProcessPair]] = {}
         #: The Spark session the spark-sql converted form runs on, started on first use.
         self._spark: Any = None
+        #: Local-engine targets whose backend could not convert the rule, with the backend's reason.
+        self.unconverted: dict[str, str] = {}
         forms = [f for f in loaded.forms if f in options.forms]
         self.forms: list[str] = []
         if "sigma" in forms:
@@ -348,9 +360,12 @@ class DetectionRun:
         forms: list[str] = []
         for form in self.loaded.forms:
             if form == "converted":
-                # A target that cannot express the rule (a correlation rule) is not a form this detection has.
+                # A target that cannot express the rule (a correlation rule, a logsource without a table there, a
+                # local backend without the construct) is not a form this detection has; a fallback that converted is.
                 forms.extend(f"converted:{target}" for target in runnable_targets(self.options.converted_targets)
-                             if target not in self.unconvertible)
+                             if target not in self.unconvertible and target not in self.unconverted)
+                forms.extend(f"converted:{target}" for target in self.conversions
+                             if target not in self.options.converted_targets)  # a fallback target
             else:
                 forms.append(form)
         return forms
@@ -376,22 +391,38 @@ class DetectionRun:
     def _convert(self) -> None:
         from assay.sigma import convert
 
-        for target in runnable_targets(self.options.converted_targets):
+        targets = list(runnable_targets(self.options.converted_targets))
+        while targets:
+            target = targets.pop(0)
             try:
                 conversion = convert(self.rule, target)
             except Exception as error:
                 self.errors.append(f"converted:{target}: conversion failed: {_describe_error(error)}")
                 continue
-            if (conversion.status == "failed" or not conversion.query) and self.rule.is_correlation:
-                # pySigma's Kusto backends do not convert correlation rules: the form does not exist for this rule
-                # (its native KQL carries the window logic); each scenario says so instead of failing the detection.
-                self.unconvertible[target] = ("pySigma cannot convert a Sigma correlation rule for this target ("
-                                              f"{'; '.join(conversion.messages) or 'no query produced'}); the "
-                                              "native KQL is the windowed form")
-                continue
+            messages = "; ".join(conversion.messages) or "no query produced"
             if conversion.status == "failed" or not conversion.query:
-                self.errors.append(f"converted:{target}: pySigma could not convert the rule: "
-                                   f"{'; '.join(conversion.messages) or 'no query produced'}")
+                if target in LOCAL_TARGETS:
+                    # A backend that cannot express the rule means there is no such form to prove (the site's
+                    # page for that platform shows the backend's reason); it is not a defect of the detection.
+                    self.unconverted[target] = messages
+                    continue
+                if self.rule.is_correlation or any(text in messages for text in _INEXPRESSIBLE):
+                    # The target cannot express this rule (its logsource has no table there, or it is a
+                    # correlation rule): not a form of this detection. Each scenario says so (skip), and another
+                    # target is tried.
+                    why = ("pySigma cannot convert a Sigma correlation rule; the native KQL is the windowed form"
+                           if self.rule.is_correlation else f"the {target} target cannot express this rule's "
+                           "logsource")
+                    self.unconvertible[target] = f"{why} ({messages})"
+                    fallback = KQL_FALLBACK_TARGETS.get(target)
+                    if (fallback and not self.rule.is_correlation and fallback not in targets
+                            and fallback not in self.conversions and fallback not in self.unconvertible):
+                        # The same rule as Sentinel runs it on the Windows event tables (a Security-log rule has
+                        # no Defender table but has SecurityEvent): the converted form is proven on that target.
+                        self.unconvertible[target] += f"; tried {fallback} instead"
+                        targets.append(fallback)
+                    continue
+                self.errors.append(f"converted:{target}: pySigma could not convert the rule: {messages}")
                 continue
             self.conversions[target] = conversion.query
             self.forms.append(f"converted:{target}")
@@ -404,7 +435,8 @@ class DetectionRun:
         start = data.start_time()
         if start is None:
             latest = engine.run('SELECT max("Timestamp") FROM "RawEvents"').rows[0][0]
-            start = latest.replace(tzinfo=dt.UTC) if isinstance(latest, dt.datetime) else dt.datetime.now(dt.UTC)
+            newest = latest.replace(tzinfo=dt.UTC) if isinstance(latest, dt.datetime) else dt.datetime.now(dt.UTC)
+            return newest + RECORDING_NOW_OFFSET
         return start + DEFAULT_NOW_OFFSET
 
     def run_scenario(self, scenario: Scenario, shared_data: Path | None) -> ScenarioResult:
@@ -458,7 +490,7 @@ class DetectionRun:
         if not scenario.expected_telemetry:
             return []
         if data.telemetry is not None:
-            inventory = inventory_of_events(data.telemetry.sysmon, data.telemetry.security)
+            inventory = inventory_of_events(data.telemetry.sysmon, data.telemetry.security, data.telemetry.windows)
         elif "recording" in data.engines:
             inventory = inventory_of_database(data.engines["recording"])
         else:
@@ -651,10 +683,12 @@ class DetectionRun:
         started = time.perf_counter()
         try:
             if target == "elastic-eql":
+                documents = data.telemetry.ecs if data.telemetry is not None else converted.ecs_documents(
+                    [record for engine in data.engines.values() for record in converted.event_records(engine)])
+                result = converted.run_eql(query, documents)
                 if data.telemetry is None:
-                    return FormResult(**common, status="skip",
-                                      reason="EQL runs on synthesized ECS documents; a recording has none")
-                result = converted.run_eql(query, data.telemetry.ecs)
+                    result = replace(result, notes=(*result.notes, "the recording's Sysmon records as ECS "
+                                                    "documents (the ecs_windows pipeline's field names)"))
             else:
                 records = [record for schema in ("recording", *CONVERTED_TARGETS[target]) if schema in data.engines
                            for record in converted.event_records(data.engines[schema])]

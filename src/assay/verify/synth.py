@@ -8,8 +8,9 @@ advanced-hunting rows and ECS documents as Winlogbeat ships them. Every event is
 the millisecond, repeated events ``count`` times ``every_seconds`` apart), and everything not given (GUIDs, PIDs,
 hashes, record ids) is derived from the scenario id, so a scenario always renders to the same bytes.
 
-The families live in :mod:`assay.verify.synth_base` (core and process tree), :mod:`assay.verify.synth_windows`
-and :mod:`assay.verify.synth_endpoint`; this module orders them and writes the files ingestion reads.
+The families live in :mod:`assay.verify.synth_process` (process tree), :mod:`assay.verify.synth_windows` and
+:mod:`assay.verify.synth_endpoint`, over :mod:`assay.verify.synth_base`; this module orders them and writes the
+files ingestion reads.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 from assay.catalog.models import Logon, Repeated, Scenario
 from assay.errors import VerifyError
 from assay.schema import canonical_tables
-from assay.verify import synth_endpoint, synth_windows
+from assay.verify import synth_endpoint, synth_process, synth_windows
 from assay.verify.synth_base import (
     SCHEMAS,
     HostFacts,
@@ -87,7 +88,8 @@ class Synthesizer(_Synthesizer):
         process = getattr(item, "process", None)
         if process is not None:
             return self.side_effect_time(process, None, index, kind)
-        return truncate_ms(self.start + dt.timedelta(milliseconds=300 * index + self.seed.number(0, 90, kind,
+        # Never exactly at ``start``: the KQL's clock is start + 1h, and ``Timestamp > ago(1h)`` is strict.
+        return truncate_ms(self.start + dt.timedelta(milliseconds=300 * index + self.seed.number(5, 90, kind,
                                                                                                   index)))
 
     def run(self) -> Telemetry:
@@ -103,19 +105,19 @@ class Synthesizer(_Synthesizer):
             timeline.append((when, len(timeline), action))
 
         for process in self.processes.values():
-            add(process.start, partial(self.emit_process, telemetry, defender, process))
+            add(process.start, partial(synth_process.emit_process, self, telemetry, defender, process))
         for index, file in enumerate(self.activity.files):
             when = self.side_effect_time(file.process, file.after_seconds, index, "file")
-            add(when, partial(self.emit_file, telemetry, defender, file, when))
+            add(when, partial(synth_process.emit_file, self, telemetry, defender, file, when))
         for index, write in enumerate(self.activity.registry):
             when = self.side_effect_time(write.process, write.after_seconds, index, "registry")
-            add(when, partial(self.emit_registry, telemetry, defender, write, when))
+            add(when, partial(synth_process.emit_registry, self, telemetry, defender, write, when))
         for index, connection in enumerate(self.activity.network):
             when = self.side_effect_time(connection.process, connection.after_seconds, index, "network")
-            add(when, partial(self.emit_network, telemetry, defender, connection, when, len(timeline)))
+            add(when, partial(synth_process.emit_network, self, telemetry, defender, connection, when, len(timeline)))
         for index, module in enumerate(self.activity.modules):
             when = self.side_effect_time(module.process, module.after_seconds, index, "module")
-            add(when, partial(self.emit_module, telemetry, defender, module, when))
+            add(when, partial(synth_process.emit_module, self, telemetry, defender, module, when))
         instance = 0
         for kind, emitter in EMITTERS.items():
             for index, item in enumerate(getattr(self.activity, kind)):
@@ -138,15 +140,6 @@ class Synthesizer(_Synthesizer):
             table: [{k: v for k, v in row.items() if k in tables[table].column_names} for row in rows]
             for table, rows in defender.items() if rows}
         return telemetry
-
-    def emit_process(self, telemetry: Telemetry, defender: Defender, process: ProcessFacts) -> None:
-        record = self.sysmon_process_create(process)
-        telemetry.sysmon.append(record)
-        telemetry.ecs.append(self.ecs_sysmon_process(record, process))
-        security = self.security_process_create(process)
-        telemetry.security.append(security)
-        telemetry.ecs.append(self.ecs_security_process(security, process))
-        defender["DeviceProcessEvents"].append(self.defender_process(process))
 
 
 def synthesize(scenario: Scenario) -> Telemetry:

@@ -1,4 +1,4 @@
-"""The synthesizer's core: deterministic values, resolved facts, and the process-tree events of a scenario.
+"""The synthesizer's core: deterministic values, resolved facts, and the record builders every family uses.
 
 From a ``tests.yml`` activity (host, user, process tree, files, registry, network, module loads) this builds:
 Sysmon EID 1/3/7/11/13 and Security 4688 records in exactly the JSON shape the ``evtx`` package prints for a real
@@ -6,9 +6,9 @@ EVTX record, Defender XDR advanced-hunting rows (DeviceProcessEvents, DeviceFile
 DeviceNetworkEvents, DeviceImageLoadEvents) and ECS documents as Winlogbeat ships them. The same facts appear in
 every schema (command line, parent, user, host, times to the millisecond), and everything not given (GUIDs, PIDs,
 hashes, record ids) is derived from the scenario id, so a scenario always renders to the same bytes. The other
-event families live in :mod:`assay.verify.synth_windows` (Security, System, Task Scheduler) and
-:mod:`assay.verify.synth_endpoint` (Sysmon 8/10/17-23/26, PowerShell, Defender); :mod:`assay.verify.synth` puts
-them on one timeline.
+event families live in :mod:`assay.verify.synth_process` (the process tree and its side effects),
+:mod:`assay.verify.synth_windows` (Security, System, Task Scheduler) and :mod:`assay.verify.synth_endpoint` (Sysmon
+8/10/17-23/26, PowerShell, Defender); :mod:`assay.verify.synth` puts them on one timeline.
 """
 
 from __future__ import annotations
@@ -22,11 +22,7 @@ from typing import Any
 
 from assay.catalog.models import (
     Activity,
-    FileWrite,
-    ImageLoad,
-    NetworkConnection,
     Process,
-    RegistryWrite,
     Scenario,
     User,
 )
@@ -541,136 +537,6 @@ class _Synthesizer:
             event["EventData"] = event_data or {}
         return {"Event": event}
 
-    def sysmon_process_create(self, process: ProcessFacts) -> dict[str, Any]:
-        parent = process.parent
-        assert parent is not None
-        return self.sysmon_event(1, process.start, {
-            "RuleName": "-",
-            "UtcTime": utc_time(process.start),
-            "ProcessGuid": process.guid,
-            "ProcessId": process.pid,
-            "Image": process.image,
-            "FileVersion": process.info.file_version,
-            "Description": process.info.description,
-            "Product": process.info.product,
-            "Company": process.info.company,
-            "OriginalFileName": process.info.original_file_name,
-            "CommandLine": process.command_line,
-            "CurrentDirectory": process.current_directory,
-            "User": process.account,
-            "LogonGuid": process.logon_guid,
-            "LogonId": hex(process.logon_id),
-            "TerminalSessionId": process.terminal_session,
-            "IntegrityLevel": process.integrity,
-            "Hashes": process.hashes.sysmon(),
-            "ParentProcessGuid": parent.guid,
-            "ParentProcessId": parent.pid,
-            "ParentImage": parent.image,
-            "ParentCommandLine": parent.command_line,
-            "ParentUser": parent.account,
-        })
-
-    def security_process_create(self, process: ProcessFacts) -> dict[str, Any]:
-        parent = process.parent
-        assert parent is not None
-        # The subject is the creator's token; the target is set only when the new process runs as someone else.
-        same_user = parent.user.sid == process.user.sid
-        written = process.start + dt.timedelta(microseconds=self.seed.number(200, 4_000, "4688", process.ref))
-        self.security_record += self.seed.number(1, 6, "security-step", self.security_record)
-        return self.evtx_record(
-            provider=SECURITY_PROVIDER, provider_guid=SECURITY_PROVIDER_GUID, event_id=4688, version=2, level=0,
-            task=13312, keywords="0x8020000000000000", when=written, record_id=self.security_record,
-            channel=SECURITY_CHANNEL, execution_pid=4, security=None, event_data={
-                "SubjectUserSid": parent.user.sid,
-                "SubjectUserName": parent.user.name if parent.user.sid != SYSTEM_USER.sid else
-                f"{self.host.name.upper()}$",
-                "SubjectDomainName": parent.user.domain if parent.user.sid != SYSTEM_USER.sid else
-                (self.activity.host.domain or "WORKGROUP").split(".")[0].upper(),
-                "SubjectLogonId": hex(parent.logon_id),
-                "NewProcessId": hex(process.pid),
-                "NewProcessName": process.image,
-                "TokenElevationType": ELEVATION_TYPES[process.elevation][0],
-                "ProcessId": hex(parent.pid),
-                "CommandLine": process.command_line,
-                "TargetUserSid": "S-1-0-0" if same_user else process.user.sid,
-                "TargetUserName": "-" if same_user else process.user.name,
-                "TargetDomainName": "-" if same_user else process.user.domain,
-                "TargetLogonId": "0x0" if same_user else hex(process.logon_id),
-                "ParentProcessName": parent.image,
-                "MandatoryLabel": MANDATORY_LABELS[process.integrity],
-            })
-
-    def sysmon_network(self, process: ProcessFacts, connection: NetworkConnection, when: dt.datetime,
-                       local_port: int) -> dict[str, Any]:
-        destination_host = _url_host(connection.remote_url) or "-"
-        return self.sysmon_event(3, when, {
-            "RuleName": "-",
-            "UtcTime": utc_time(when),
-            "ProcessGuid": process.guid,
-            "ProcessId": process.pid,
-            "Image": process.image,
-            "User": process.account,
-            "Protocol": connection.protocol,
-            "Initiated": True,
-            "SourceIsIpv6": False,
-            "SourceIp": connection.local_ip or self.host.ip,
-            "SourceHostname": self.host.computer,
-            "SourcePort": local_port,
-            "SourcePortName": "-",
-            "DestinationIsIpv6": ":" in connection.remote_ip,
-            "DestinationIp": connection.remote_ip,
-            "DestinationHostname": destination_host,
-            "DestinationPort": connection.remote_port,
-            "DestinationPortName": {80: "http", 443: "https", 445: "microsoft-ds", 53: "domain"}.get(
-                connection.remote_port, "-"),
-        })
-
-    def sysmon_image_load(self, process: ProcessFacts, module: ImageLoad, when: dt.datetime,
-                          info: BinaryInfo, hashes: Hashes) -> dict[str, Any]:
-        return self.sysmon_event(7, when, {
-            "RuleName": "-",
-            "UtcTime": utc_time(when),
-            "ProcessGuid": process.guid,
-            "ProcessId": process.pid,
-            "Image": process.image,
-            "ImageLoaded": module.path,
-            "FileVersion": info.file_version,
-            "Description": info.description,
-            "Product": info.product,
-            "Company": info.company,
-            "OriginalFileName": info.original_file_name,
-            "Hashes": hashes.sysmon(),
-            "Signed": "true" if module.signed else "false",
-            "Signature": module.signature or (info.signer if module.signed else "-"),
-            "SignatureStatus": "Valid" if module.signed else "Unavailable",
-            "User": process.account,
-        })
-
-    def sysmon_file_create(self, process: ProcessFacts, file: FileWrite, when: dt.datetime) -> dict[str, Any]:
-        return self.sysmon_event(11, when, {
-            "RuleName": "-",
-            "UtcTime": utc_time(when),
-            "ProcessGuid": process.guid,
-            "ProcessId": process.pid,
-            "Image": process.image,
-            "TargetFilename": file.path,
-            "CreationUtcTime": utc_time(when),
-            "User": process.account,
-        })
-
-    def sysmon_registry_set(self, process: ProcessFacts, write: RegistryWrite, when: dt.datetime) -> dict[str, Any]:
-        return self.sysmon_event(13, when, {
-            "RuleName": "-",
-            "EventType": "SetValue",
-            "UtcTime": utc_time(when),
-            "ProcessGuid": process.guid,
-            "ProcessId": process.pid,
-            "Image": process.image,
-            "TargetObject": sysmon_registry_path(write.key, process.user.sid) + "\\" + write.value_name,
-            "Details": sysmon_registry_details(write.type, write.data),
-            "User": process.account,
-        })
-
     # -- Defender XDR --------------------------------------------------------------------------------------------
 
     def next_report_id(self) -> int:
@@ -713,40 +579,6 @@ class _Synthesizer:
                 "InitiatingProcessSignatureStatus": "Valid" if process.info.signer else "Unsigned",
             })
         return columns
-
-    def defender_process(self, process: ProcessFacts) -> dict[str, Any]:
-        parent = process.parent
-        assert parent is not None
-        return {
-            **self.device_columns(process.start, "ProcessCreated"),
-            "FileName": process.file_name,
-            "FolderPath": process.image,
-            "SHA1": process.hashes.sha1.lower(),
-            "SHA256": process.hashes.sha256.lower(),
-            "MD5": process.hashes.md5.lower(),
-            "FileSize": process.info.size,
-            "ProcessVersionInfoCompanyName": _dash_to_none(process.info.company),
-            "ProcessVersionInfoProductName": _dash_to_none(process.info.product),
-            "ProcessVersionInfoProductVersion": _dash_to_none(process.info.product_version),
-            "ProcessVersionInfoInternalFileName": _dash_to_none(process.info.original_file_name.split(".")[0]),
-            "ProcessVersionInfoOriginalFileName": _dash_to_none(process.info.original_file_name),
-            "ProcessVersionInfoFileDescription": _dash_to_none(process.info.description),
-            "ProcessId": process.pid,
-            "ProcessCommandLine": process.command_line,
-            "ProcessIntegrityLevel": process.integrity,
-            "ProcessTokenElevation": ELEVATION_TYPES[process.elevation][1],
-            "ProcessCreationTime": process.start,
-            "ProcessCurrentWorkingDirectory": process.current_directory,
-            "AccountDomain": process.user.domain.lower(),
-            "AccountName": process.user.name.lower(),
-            "AccountSid": process.user.sid,
-            "AccountUpn": _upn(process.user),
-            "AccountObjectId": _object_id(self.seed, process.user),
-            "LogonId": process.logon_id,
-            **self.initiating_columns(parent, full=True),
-            "ReportId": self.next_report_id(),
-            "AdditionalFields": None,
-        }
 
     # -- ECS (Winlogbeat) ----------------------------------------------------------------------------------------
 
@@ -819,168 +651,11 @@ class _Synthesizer:
         doc["message"] = _sysmon_message(action, record["Event"]["EventData"])
         return doc
 
-    def ecs_sysmon_process(self, record: dict[str, Any], process: ProcessFacts) -> dict[str, Any]:
-        parent = process.parent
-        assert parent is not None
-        hashes = {"md5": process.hashes.md5.lower(), "sha256": process.hashes.sha256.lower()}
-        pe = {"original_file_name": process.info.original_file_name, "description": process.info.description,
-              "product": process.info.product, "company": process.info.company,
-              "file_version": process.info.file_version, "imphash": process.hashes.imphash.lower()}
-        doc = self.ecs_from_sysmon(record, process, {
-            "event": {"category": ["process"], "type": ["start"]},
-            "process": {"command_line": process.command_line, "args": split_command_line(process.command_line),
-                        "args_count": len(split_command_line(process.command_line)),
-                        "working_directory": process.current_directory.rstrip("\\"), "pe": pe, "hash": hashes,
-                        "parent": {**self.ecs_process_fields(parent), "command_line": parent.command_line,
-                                   "args": split_command_line(parent.command_line)}},
-            "hash": hashes,
-        })
-        doc["related"]["hash"] = [*hashes.values(), process.hashes.imphash.lower()]
-        return doc
 
-    def ecs_security_process(self, record: dict[str, Any], process: ProcessFacts) -> dict[str, Any]:
-        parent = process.parent
-        assert parent is not None
-        doc = self.ecs_base(record, "security", "created-process")
-        data = record["Event"]["EventData"]
-        doc["event"] |= {"category": ["process"], "type": ["start"], "outcome": "success"}
-        doc["winlog"]["event_data"]["TokenElevationTypeDescription"] = ELEVATION_TYPES[process.elevation][2]
-        doc["winlog"]["logon"] = {"id": data["SubjectLogonId"]}
-        doc["user"] = {"id": data["SubjectUserSid"], "name": data["SubjectUserName"],
-                       "domain": data["SubjectDomainName"]}
-        doc["related"] = {"user": [data["SubjectUserName"]]}
-        doc["process"] = {"pid": process.pid, "executable": process.image, "name": process.file_name,
-                          "command_line": process.command_line, "args": split_command_line(process.command_line),
-                          "args_count": len(split_command_line(process.command_line)),
-                          "parent": {"pid": parent.pid, "executable": parent.image, "name": parent.file_name}}
-        doc["message"] = ("A new process has been created.\n\nCreator Subject:\n\tSecurity ID:\t\t"
-                          f"{data['SubjectUserSid']}\n\tAccount Name:\t\t{data['SubjectUserName']}\n\t"
-                          f"Account Domain:\t\t{data['SubjectDomainName']}\n\tLogon ID:\t\t{data['SubjectLogonId']}"
-                          f"\n\nProcess Information:\n\tNew Process ID:\t\t{data['NewProcessId']}\n\t"
-                          f"New Process Name:\t{data['NewProcessName']}\n\tToken Elevation Type:\t"
-                          f"{data['TokenElevationType']}\n\tMandatory Label:\t\t{data['MandatoryLabel']}\n\t"
-                          f"Creator Process ID:\t{data['ProcessId']}\n\tCreator Process Name:\t"
-                          f"{data['ParentProcessName']}\n\tProcess Command Line:\t{data['CommandLine']}")
-        return doc
 
-    def emit_file(self, telemetry: Telemetry, defender: dict[str, list[dict[str, Any]]], file: FileWrite,
-                  when: dt.datetime) -> None:
-        process = self.processes[file.process]
-        record = self.sysmon_file_create(process, file, when)
-        telemetry.sysmon.append(record)
-        name = file_name_of(file.path)
-        telemetry.ecs.append(self.ecs_from_sysmon(record, process, {
-            "event": {"category": ["file"], "type": ["creation"]},
-            "file": {"path": file.path, "name": name, "directory": folder_of(file.path),
-                     "extension": name.rsplit(".", 1)[-1].lower() if "." in name else ""},
-        }))
-        sha256 = (file.sha256 or self.seed.hex(64, "file-sha256", file.path)).lower()
-        defender["DeviceFileEvents"].append({
-            **self.device_columns(when, "FileCreated"),
-            "FileName": name,
-            "FolderPath": file.path,
-            "SHA1": self.seed.hex(40, "file-sha1", file.path).lower(),
-            "SHA256": sha256,
-            "MD5": self.seed.hex(32, "file-md5", file.path).lower(),
-            "FileSize": len(file.content.encode("utf-8")) if file.content else self.seed.number(300, 9_000,
-                                                                                                "size", file.path),
-            "FileOriginUrl": None,
-            "PreviousFileName": None,
-            "PreviousFolderPath": None,
-            "RequestAccountName": None,
-            **self.initiating_columns(process),
-            "ReportId": self.next_report_id(),
-            "AdditionalFields": None,
-        })
 
-    def emit_registry(self, telemetry: Telemetry, defender: dict[str, list[dict[str, Any]]],
-                      write: RegistryWrite, when: dt.datetime) -> None:
-        process = self.processes[write.process]
-        record = self.sysmon_registry_set(process, write, when)
-        telemetry.sysmon.append(record)
-        key = defender_registry_key(write.key, process.user.sid)
-        telemetry.ecs.append(self.ecs_from_sysmon(record, process, {
-            "event": {"category": ["configuration", "registry"], "type": ["change"]},
-            "registry": {"path": record["Event"]["EventData"]["TargetObject"], "hive": key.split("\\", 1)[0],
-                         "key": key.split("\\", 1)[-1], "value": write.value_name,
-                         "data": {"strings": [record["Event"]["EventData"]["Details"]],
-                                  "type": {"REG_DWORD": "SZ_DWORD", "REG_QWORD": "SZ_QWORD",
-                                           "REG_BINARY": "SZ_BINARY"}.get(write.type, "SZ_SZ")}},
-        }))
-        defender["DeviceRegistryEvents"].append({
-            **self.device_columns(when, "RegistryValueSet"),
-            "RegistryKey": key,
-            "RegistryValueType": REGISTRY_TYPES_DEFENDER[write.type],
-            "RegistryValueName": write.value_name,
-            "RegistryValueData": defender_registry_data(write.type, write.data),
-            "PreviousRegistryKey": None,
-            "PreviousRegistryValueName": None,
-            "PreviousRegistryValueData": None,
-            **self.initiating_columns(process),
-            "ReportId": self.next_report_id(),
-            "AdditionalFields": None,
-        })
 
-    def emit_network(self, telemetry: Telemetry, defender: dict[str, list[dict[str, Any]]],
-                     connection: NetworkConnection, when: dt.datetime, position: int) -> None:
-        process = self.processes[connection.process]
-        local_port = connection.local_port or self.seed.number(49_152, 65_535, "port", position)
-        record = self.sysmon_network(process, connection, when, local_port)
-        telemetry.sysmon.append(record)
-        local_ip = connection.local_ip or self.host.ip
-        telemetry.ecs.append(self.ecs_from_sysmon(record, process, {
-            "event": {"category": ["network"], "type": ["connection", "start", "protocol"]},
-            "source": {"ip": local_ip, "port": local_port, "domain": self.host.computer},
-            "destination": {"ip": connection.remote_ip, "port": connection.remote_port,
-                            **({"domain": _url_host(connection.remote_url)} if connection.remote_url else {})},
-            "network": {"transport": connection.protocol, "direction": "egress",
-                        "type": "ipv6" if ":" in connection.remote_ip else "ipv4"},
-        }))
-        defender["DeviceNetworkEvents"].append({
-            **self.device_columns(when, "ConnectionSuccess"),
-            "RemoteIP": connection.remote_ip,
-            "RemotePort": connection.remote_port,
-            "RemoteUrl": _url_host(connection.remote_url) if connection.remote_url else None,
-            "LocalIP": local_ip,
-            "LocalPort": local_port,
-            "Protocol": "Tcp" if connection.protocol == "tcp" else "Udp",
-            "LocalIPType": _ip_type(local_ip),
-            "RemoteIPType": _ip_type(connection.remote_ip),
-            **self.initiating_columns(process),
-            "ReportId": self.next_report_id(),
-            "AdditionalFields": None,
-        })
 
-    def emit_module(self, telemetry: Telemetry, defender: dict[str, list[dict[str, Any]]], module: ImageLoad,
-                    when: dt.datetime) -> None:
-        process = self.processes[module.process]
-        info = binary_info(file_name_of(module.path))
-        hashes = self.hashes(info, module.path)
-        record = self.sysmon_image_load(process, module, when, info, hashes)
-        telemetry.sysmon.append(record)
-        telemetry.ecs.append(self.ecs_from_sysmon(record, process, {
-            "event": {"category": ["process"], "type": ["change"]},
-            "dll": {"path": module.path, "name": file_name_of(module.path),
-                    "hash": {"md5": hashes.md5.lower(), "sha256": hashes.sha256.lower()},
-                    "code_signature": {"signed": module.signed, "valid": module.signed,
-                                       **({"subject_name": record["Event"]["EventData"]["Signature"]}
-                                          if module.signed else {})},
-                    "pe": {"original_file_name": info.original_file_name, "description": info.description,
-                           "product": info.product, "company": info.company, "file_version": info.file_version,
-                           "imphash": hashes.imphash.lower()}},
-        }))
-        defender["DeviceImageLoadEvents"].append({
-            **self.device_columns(when, "ImageLoaded"),
-            "FileName": file_name_of(module.path),
-            "FolderPath": module.path,
-            "SHA1": hashes.sha1.lower(),
-            "SHA256": hashes.sha256.lower(),
-            "MD5": hashes.md5.lower(),
-            "FileSize": info.size,
-            **self.initiating_columns(process),
-            "ReportId": self.next_report_id(),
-            "AdditionalFields": None,
-        })
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -37,7 +37,9 @@ from assay.verify.synth_base import (
     ProcessFacts,
     Telemetry,
     _ip_type,
+    _object_id,
     _Synthesizer,
+    _upn,
     file_name_of,
 )
 
@@ -74,6 +76,9 @@ ADMIN_PRIVILEGES = ("SeSecurityPrivilege", "SeBackupPrivilege", "SeRestorePrivil
                     "SeDebugPrivilege", "SeSystemEnvironmentPrivilege", "SeLoadDriverPrivilege",
                     "SeImpersonatePrivilege", "SeDelegateSessionUserImpersonatePrivilege")
 ENCRYPTION_TYPES = {"des": "0x3", "aes128": "0x11", "aes256": "0x12", "rc4": "0x17", "rc4-exp": "0x18"}
+#: The Kerberos encryption types by their .NET names (Defender for Identity's AdditionalFields.EncryptionType).
+IDENTITY_ENCRYPTION_NAMES = {"des": "DesCbcMd5", "aes128": "Aes128CtsHmacSha196", "aes256": "Aes256CtsHmacSha196",
+                             "rc4": "Rc4Hmac", "rc4-exp": "Rc4HmacExp"}
 #: Account action -> (event id, task).
 ACCOUNT_EVENTS: dict[str, int] = {
     "created": 4720, "enabled": 4722, "password-changed": 4723, "password-reset": 4724, "disabled": 4725,
@@ -437,6 +442,29 @@ def emit_kerberos(syn: _Synthesizer, telemetry: Telemetry, defender: Defender, i
         "failure" if failed or item.kind == "preauth-failed" else "success",
         {"user": {"name": user.name, "domain": realm, "id": user.sid},
          "source": {"ip": item.client_ip, "port": int(port)}, "related": {"user": [user.name]}}))
+    # Defender for Identity on the DC: a TGT validates credentials, a service ticket accesses a resource.
+    failure = failed or item.kind == "preauth-failed"
+    service = record["Event"]["EventData"].get("ServiceName", "")
+    defender.setdefault("IdentityLogonEvents", []).append({
+        "Timestamp": when, "ActionType": "LogonFailed" if failure else "LogonSuccess",
+        "Application": "Active Directory",
+        "LogonType": "Resource access" if item.kind == "service-ticket" else "Credentials validation",
+        "Protocol": "Kerberos",
+        "FailureReason": ("WrongPassword" if item.kind == "preauth-failed" or item.status.lower() == "0x18"
+                          else f"Kerberos error {item.status}") if failure else None,
+        "AccountName": user.name.lower(), "AccountDomain": realm.lower(), "AccountUpn": _upn(user),
+        "AccountSid": user.sid, "AccountObjectId": _object_id(syn.seed, user),
+        "AccountDisplayName": user.name,
+        "DeviceName": None, "IPAddress": item.client_ip, "Port": int(port),
+        "DestinationDeviceName": syn.host.device_name, "DestinationIPAddress": syn.host.ip, "DestinationPort": 88,
+        "TargetDeviceName": service.rstrip("$").lower() if item.kind == "service-ticket" and
+        service.endswith("$") else None,
+        "ReportId": str(syn.next_report_id()),
+        "AdditionalFields": {"Spns": service if item.kind == "service-ticket" else f"krbtgt/{realm}",
+                             "EncryptionType": IDENTITY_ENCRYPTION_NAMES[item.encryption],
+                             "PreAuthType": item.pre_auth_type, "TicketOptions": record["Event"]["EventData"]
+                             .get("TicketOptions")},
+    })
 
 
 def emit_directory_access(syn: _Synthesizer, telemetry: Telemetry, defender: Defender, item: DirectoryAccess,

@@ -10,7 +10,7 @@ from typing import Any
 from sqlglot import exp
 
 from assay.kql import ast
-from assay.kql.bind.scalar import ScalarBinder
+from assay.kql.bind.scalar import ScalarBinder, not_positional
 from assay.kql.bind.scope import (
     Environment,
     Relation,
@@ -60,7 +60,7 @@ class AggregateBinder(ScalarBinder):
                 used_names.add(name)
         select = exp.select(*inner_selections, copy=False).from_(self.subquery(source), copy=False)
         if keys:
-            select = select.group_by(*[t.sql for _, t in keys], copy=False)
+            select = select.group_by(*[not_positional(t.sql) for _, t in keys], copy=False)
         if not keys and not operator.aggregates:
             self.fail("summarize needs an aggregate or a by clause", operator.pos)
         if not operator.aggregates:
@@ -80,7 +80,7 @@ class AggregateBinder(ScalarBinder):
         call = assignment.expr
         if not isinstance(call, ast.Call) or call.name not in AGGREGATE_FUNCTIONS:
             # an expression over aggregates, e.g. summarize Ratio = 100.0 * countif(x) / count()
-            return [self.lower_aggregate_expression(assignment, scope, env, used_names, hidden)]
+            return [self.lower_aggregate_expression(assignment, scope, env, used_names, hidden, key_names)]
         spec = AGGREGATE_FUNCTIONS[call.name]
         if spec.status == "unsupported":
             self.unsupported(f"aggregate {call.name}() is not supported: {spec.note}", call.pos)
@@ -134,13 +134,18 @@ class AggregateBinder(ScalarBinder):
                  typed.kusto_type)]
 
     def lower_aggregate_expression(self, assignment: ast.Assignment, scope: dict[str, Typed], env: Environment,
-                                   used_names: set[str], hidden: Any
+                                   used_names: set[str], hidden: Any, key_names: set[str] | None = None
                                    ) -> tuple[str, exp.Expr | None, exp.Expr, str]:
         aggregate_scope = _AggregateScope(self, scope, env)
         typed = self.lower_expr(assignment.expr, scope, env, aggregates=aggregate_scope)
         if not aggregate_scope.used:
             self.fail("summarize needs an aggregate function here, e.g. count() or dcount(Column)",
                       assignment.expr.pos)
+        for column in typed.sql.find_all(exp.Column):
+            if column.name not in (key_names or set()) and not outside_aggregate_is_allowed(column):
+                self.fail(f"'{column.name}' is used outside an aggregate in summarize",
+                          name_position(assignment.expr, column.name) or assignment.expr.pos,
+                          f"aggregate it (e.g. take_any({column.name})) or add it to the by clause")
         name = assignment.name or f"Column{len(used_names) + 1}"
         inner_name = f"__agg{next(hidden)}"
         return (name, aliased(typed.sql, inner_name, quoted=True), exp.column(inner_name, quoted=True),
@@ -225,8 +230,16 @@ class AggregateBinder(ScalarBinder):
                 items = fn("list_slice", items, number(1), limit_value.sql)
             return Typed(exp.Coalesce(this=fn("to_json", items), expressions=[
                 cast(string("[]"), "JSON")]), "dynamic")
-        if name == "make_bag":
-            bags = exp.ArrayAgg(this=args[0].sql)
+        if name == "take_anyif":
+            self.require_bool(args[1], call.args[1])
+            return Typed(fn("any_value", when(args[1], args[0].sql)), args[0].kusto_type)
+        if name == "make_list_with_nulls":
+            return Typed(exp.Coalesce(this=fn("to_json", exp.ArrayAgg(this=args[0].sql)), expressions=[
+                cast(string("[]"), "JSON")]), "dynamic")
+        if name in ("make_bag", "make_bag_if"):
+            bag_values = args[0].sql if name == "make_bag" else when(args[1], args[0].sql)
+            bags = fn("list_filter", exp.ArrayAgg(this=bag_values), exp.Lambda(this=exp.not_(exp.Is(
+                this=exp.column("x"), expression=exp.null())), expressions=[exp.to_identifier("x")]))
             merged = fn("list_reduce", bags, exp.Lambda(this=fn("json_merge_patch", exp.column("a"),
                                                                  exp.column("b")),
                                                          expressions=[exp.to_identifier("a"),
@@ -294,3 +307,34 @@ class AggregateBinder(ScalarBinder):
         if typed.kusto_type != "bool":
             self.fail(f"expected a bool predicate, got {typed.kusto_type}", node.pos)
 
+
+
+#: Aggregates Assay writes as plain function calls (sqlglot parses them as anonymous functions)
+ANONYMOUS_AGGREGATES = frozenset({"list", "quantile_disc", "arg_max", "arg_min", "any_value", "stddev_samp",
+                                  "stddev_pop", "var_samp", "var_pop", "bool_or", "bool_and", "first", "last"})
+
+
+def outside_aggregate_is_allowed(column: exp.Column) -> bool:
+    """True when ``column`` sits inside an aggregate call (or a subquery/lambda of its own)."""
+    node: exp.Expr | None = column.parent
+    while node is not None:
+        if isinstance(node, exp.AggFunc | exp.Subquery | exp.Lambda | exp.Window):
+            return True
+        if isinstance(node, exp.Anonymous) and str(node.this).lower() in ANONYMOUS_AGGREGATES:
+            return True
+        node = node.parent
+    return False
+
+
+def name_position(node: ast.Expr, name: str) -> ast.Pos | None:
+    """Where ``name`` is first mentioned in an expression (a dataclass tree walk)."""
+    pending: list[object] = [node]
+    while pending:
+        current = pending.pop(0)
+        if isinstance(current, ast.Name) and current.name == name:
+            return current.pos
+        if isinstance(current, ast.Expr):
+            pending.extend(value for value in vars(current).values() if isinstance(value, ast.Expr | tuple))
+        elif isinstance(current, tuple):
+            pending.extend(item for item in current if isinstance(item, ast.Expr))
+    return None

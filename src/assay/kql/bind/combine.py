@@ -19,6 +19,7 @@ from assay.kql.bind.scope import (
     aliased,
 )
 from assay.kql.typed import (
+    NUMERIC_TYPES,
     literal,
     number,
     string,
@@ -58,6 +59,11 @@ class CombineOperators(AggregateBinder):
                 suggestion = did_you_mean(right_name, right.names())
                 self.fail(f"unknown column '{right_name}' on the right side of the {operator.name}", pos,
                           f"did you mean '{suggestion}'?" if suggestion else None)
+            left_type, right_type = left.type_of(left_name), right.type_of(right_name)
+            if left_type != right_type and not ({left_type, right_type} <= {"string", "guid"} or (
+                    left_type in NUMERIC_TYPES and right_type in NUMERIC_TYPES)):
+                self.fail(f"the {operator.name} compares {left_name} ({left_type}) with {right_name} "
+                          f"({right_type})", pos, "convert one side first, e.g. extend Key = tostring(...)")
         kind = operator.kind
         left_source = left
         if kind == "innerunique":

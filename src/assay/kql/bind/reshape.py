@@ -50,20 +50,21 @@ class ReshapeOperators(AggregateBinder):
             expanded[column_name] = (items, result_type)
             order.append(column_name)
         alias = self.alias()
+        source_subquery = self.subquery(source)  # first: after sort it sets source.ordered (the hidden order)
         inner_items: list[exp.Expr] = []
         for name in source.names():
             if name not in expanded:
                 inner_items.append(exp.column(name, quoted=True))
         for index, name in enumerate(order):
             inner_items.append(aliased(exp.Unnest(expressions=[expanded[name][0]]), f"__mv{index}", quoted=True))
-        if operator.item_index:
+        if operator.item_index or operator.limit is not None:  # limit counts items per row
             first_items = expanded[order[0]][0]
             inner_items.append(aliased(exp.Sub(this=exp.Unnest(expressions=[
                 fn("generate_series", number(1), fn("len", first_items))]), expression=number(1)),
                 "__mv_index", quoted=True))
         if source.ordered:
             inner_items.append(exp.column(ORDINAL, quoted=True))
-        inner = exp.select(*inner_items, copy=False).from_(self.subquery(source), copy=False)
+        inner = exp.select(*inner_items, copy=False).from_(source_subquery, copy=False)
         outer_items: list[exp.Expr] = []
         columns: list[tuple[str, str]] = []
         mv_index = {name: index for index, name in enumerate(order)}
@@ -93,10 +94,10 @@ class ReshapeOperators(AggregateBinder):
             this=exp.to_identifier(alias))), copy=False)
         if operator.limit is not None:
             limit = self.lower_expr(operator.limit, {}, env)
-            self.unsupported("mv-expand limit is not supported", operator.limit.pos) if limit.kusto_type not in (
-                "long", "int") else None
-            outer = outer.where(exp.LT(this=exp.column("__mv_index", quoted=True), expression=limit.sql), copy=False) \
-                if operator.item_index else outer
+            if limit.kusto_type not in ("long", "int"):
+                self.fail("mv-expand limit needs a whole number", operator.limit.pos)
+            outer = outer.where(exp.LT(this=exp.column("__mv_index", quoted=True), expression=limit.sql),
+                                copy=False)
         if source.ordered:
             outer = self._with_order(outer, source)
         return Relation(outer, columns, source.ordered, source.source_name)

@@ -14,6 +14,7 @@ from sqlglot import exp
 from assay.errors import KqlUnsupportedError, did_you_mean
 from assay.kql import ast
 from assay.kql.bind.scope import (
+    ORDINAL,
     BinderBase,
     Environment,
     FunctionLet,
@@ -30,6 +31,7 @@ from assay.kql.functions import (
     SCALAR_FUNCTIONS,
     UNSUPPORTED_FUNCTIONS,
     CallContext,
+    argument_problem,
     contains,
     dynamic_term_match,
     lower_term_match,
@@ -392,6 +394,9 @@ class ScalarBinder(BinderBase):
                 # Kusto long arithmetic is 64-bit; DuckDB types small literals as INTEGER and would overflow
                 lsql = cast(lsql, "BIGINT") if isinstance(left.sql, exp.Literal | exp.Neg) else lsql
                 rsql = cast(rsql, "BIGINT") if isinstance(right.sql, exp.Literal | exp.Neg) else rsql
+            if op in ("/", "%") and result_type != "real" and isinstance(node.right, ast.Literal) and \
+                    node.right.value == 0:
+                self.fail("division by zero", node.right.pos)
             if op == "/":
                 if result_type == "real":
                     return Typed(exp.Div(this=cast(lsql, "DOUBLE"), expression=rsql), "real")
@@ -567,6 +572,43 @@ class ScalarBinder(BinderBase):
         membership = exp.In(this=needle, expressions=expressions)
         return Typed(exp.not_(exp.Paren(this=membership)) if negated else membership, "bool")
 
+    def lower_window_function(self, node: ast.Call, scope: Mapping[str, Typed], env: Environment,
+                              aggregates: _AggregateScope | None) -> Typed:
+        """prev/next/row_number/row_cumsum over serialized rows: window functions ordered by the hidden order."""
+        name = node.name
+        low, high = WINDOW_FUNCTIONS[name]
+        if not low <= len(node.args) <= high:
+            self.fail(f"{name}() takes {low} to {high} arguments, got {len(node.args)}", node.pos)
+        if name in ("row_number", "row_cumsum") and len(node.args) == high:
+            self.unsupported(f"{name}() with a restart condition", node.args[-1].pos)
+        if not self.serialized_rows:
+            self.fail(f"{name}() needs serialized rows", node.pos,
+                      "put `| serialize` (or a sort) before it; it runs in extend or project")
+        order = exp.Order(expressions=[exp.Ordered(this=exp.column(ORDINAL, quoted=True))])
+        args = [self.lower_expr(a, scope, env, aggregates) for a in node.args]
+        if name == "row_number":
+            start = args[0].sql if args else number(1)
+            return Typed(exp.Add(this=exp.Window(this=exp.RowNumber(), order=order), expression=exp.Sub(
+                this=exp.Paren(this=start), expression=number(1))), "long")
+        if name == "row_cumsum":
+            if args[0].kusto_type not in NUMERIC_TYPES:
+                self.fail(f"row_cumsum() needs a number, got {args[0].kusto_type}", node.args[0].pos)
+            frame = exp.WindowSpec(kind="ROWS", start="UNBOUNDED", start_side="PRECEDING", end="CURRENT ROW")
+            return Typed(exp.Window(this=exp.Sum(this=args[0].sql), order=order, spec=frame),
+                         "real" if args[0].kusto_type == "real" else "long")
+        value = args[0]
+        offset = args[1].sql if len(args) > 1 else number(1)
+        if len(args) > 1 and args[1].kusto_type not in ("long", "int"):
+            self.fail(f"{name}()'s offset must be a whole number", node.args[1].pos)
+        window_args = [value.sql, offset]
+        if len(args) > 2:
+            window_args.append(self.coerce(args[2], value.kusto_type, node.args[2].pos, f"the default of {name}()"))
+        shifted = exp.Window(this=exp.Anonymous(this="lag" if name == "prev" else "lead", expressions=window_args),
+                             order=order)
+        if value.kusto_type in ("string", "guid") and len(args) <= 2:
+            return Typed(exp.Coalesce(this=shifted, expressions=[string("")]), value.kusto_type)
+        return Typed(shifted, value.kusto_type)
+
     def has_terms(self, base: str, negated: bool, haystack: exp.Expr, terms: exp.Expr) -> Typed:
         """``has_any``/``has_all`` over a list of terms known only at run time (a tabular let, a column)."""
         variable = exp.to_identifier("__term")
@@ -617,6 +659,8 @@ class ScalarBinder(BinderBase):
                 return value  # refers to row columns: nothing to evaluate once
             # evaluated once per query, as Kusto does (toscalar(new_guid()) is one value for every row)
             return Typed(exp.Subquery(this=exp.select(value.sql, copy=False)), value.kusto_type)
+        if name in WINDOW_FUNCTIONS:
+            return self.lower_window_function(node, scope, env, aggregates)
         if name == "ingestion_time":
             if node.args:
                 self.fail("ingestion_time() takes no arguments", node.pos)
@@ -658,6 +702,11 @@ class ScalarBinder(BinderBase):
                       node.pos)
         resolved_args = tuple(self.resolve_literal_arg(a, scope, env) for a in node.args)
         args = [self.lower_expr(a, scope, env, aggregates) for a in node.args]
+        for index, (argument, typed_argument) in enumerate(zip(node.args, args, strict=True)):
+            problem = argument_problem(name, index, typed_argument.kusto_type, self.is_null(typed_argument))
+            if problem is not None:
+                self.fail(problem, argument.pos, "convert it, e.g. todouble(...), todatetime(...), "
+                                                 "parse_json(...) or tobool(...)")
         context = CallContext(ast.Call(node.pos, node.name, resolved_args), self.now_sql, self.query.file,
                               self.query.text)
         return spec.lower(context, args)
@@ -672,6 +721,10 @@ class ScalarBinder(BinderBase):
 
 
 
+#: Functions over serialized rows → (fewest, most arguments)
+WINDOW_FUNCTIONS = {"prev": (1, 3), "next": (1, 3), "row_number": (0, 2), "row_cumsum": (1, 2)}
+
+
 def flatten(values: list[Any]) -> list[Any]:
     """Nested arrays flattened into one list of values, as ``in`` reads them (``x in (dynamic([1,[2,3]]))`` is
     ``x in (1,2,3)`` per Microsoft's in-operator documentation)."""
@@ -684,3 +737,11 @@ def flatten(values: list[Any]) -> list[Any]:
         else:
             result.append(value)
     return result
+
+
+def not_positional(expression: exp.Expr) -> exp.Expr:
+    """SQL reads a bare integer in ORDER BY / GROUP BY as a column position; KQL means the constant."""
+    literal_value = expression.this if isinstance(expression, exp.Neg) else expression
+    if isinstance(literal_value, exp.Literal) and not literal_value.is_string:
+        return exp.Cast(this=expression, to=exp.DataType.build("DOUBLE"))
+    return expression

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NoReturn
@@ -97,6 +98,7 @@ class BinderBase:
                  probe: Callable[[exp.Expr], list[tuple[Any, ...]]] | None = None,
                  data_tables: set[str] | None = None) -> None:
         self.query = query
+        self.serialized_rows = False  # inside extend/project over serialized rows (see window_functions)
         # the tables that hold data (when running): what `union *` and `search` read; None: every known table
         self.data_tables = data_tables
         # runs a SELECT on the data while binding (a sqlglot tree in, rows out): plugins whose output columns depend on
@@ -143,6 +145,17 @@ class BinderBase:
             return self.probe(final)
         except AssayError as error:
             self.fail(f"{construct}: reading its columns from the data failed: {error.message}", pos)
+
+    @contextmanager
+    def window_functions(self, source: Relation) -> Iterator[None]:
+        """While lowering extend/project expressions over ``source``: prev(), next(), row_number() and
+        row_cumsum() may run when its rows are serialized (they order by the hidden order column)."""
+        saved = self.serialized_rows
+        self.serialized_rows = source.ordered or source.ordinal_builder is not None
+        try:
+            yield
+        finally:
+            self.serialized_rows = saved
 
     def alias(self) -> str:
         return f"_q{next(self.alias_counter)}"

@@ -12,6 +12,7 @@ from sqlglot import exp
 from assay.errors import did_you_mean
 from assay.kql import ast
 from assay.kql.bind.aggregate import AggregateBinder
+from assay.kql.bind.scalar import not_positional
 from assay.kql.bind.scope import (
     ORDINAL,
     Environment,
@@ -66,9 +67,17 @@ class TabularOperators(AggregateBinder):
         select = self._with_order(select, source, star=True)
         return Relation(select, list(source.columns), source.ordered, source.source_name)
 
+    def op_serialize(self, source: Relation) -> Relation:
+        """``serialize``: rows get a fixed order (their current one) so prev()/next()/row_number() may run."""
+        if source.ordered or source.ordinal_builder is not None:
+            return source
+        select = self.star_select(source, aliased(exp.Window(this=exp.RowNumber()), ORDINAL, quoted=True))
+        return Relation(select, list(source.columns), True, source.source_name)
+
     def op_extend(self, source: Relation, operator: ast.Extend, env: Environment) -> Relation:
         scope = self.row_scope(source)
-        assigned = self.assign(operator.assignments, scope, env, "extend")
+        with self.window_functions(source):
+            assigned = self.assign(operator.assignments, scope, env, "extend")
         columns = list(source.columns)
         for name, typed in assigned:
             replaced = False
@@ -97,7 +106,8 @@ class TabularOperators(AggregateBinder):
             if assignment.name is None and isinstance(assignment.expr, ast.Name) and \
                     any(c in assignment.expr.name for c in "*") is False and assignment.expr.name not in scope:
                 self.unknown_column(assignment.expr.name, assignment.expr.pos, scope, env)
-            [(name, typed)] = self.assign([assignment], copy_scope(scope), env, "project", len(columns) + 1)
+            with self.window_functions(source):
+                [(name, typed)] = self.assign([assignment], copy_scope(scope), env, "project", len(columns) + 1)
             if name in [c for c, _ in columns]:
                 self.fail(f"column '{name}' is projected twice", assignment.expr.pos,
                           "rename one of them with name = expression")
@@ -151,12 +161,13 @@ class TabularOperators(AggregateBinder):
         for key in keys:
             typed = self.lower_expr(key.expr, scope, env)
             nulls_first = key.nulls_first if key.nulls_first is not None else not key.descending
-            ordered.append(exp.Ordered(this=typed.sql, desc=key.descending, nulls_first=nulls_first))
+            ordered.append(exp.Ordered(this=not_positional(typed.sql), desc=key.descending, nulls_first=nulls_first))
         limit: Typed | None = None
         if count is not None:
             limit = self.lower_expr(count, {}, env)
             if limit.kusto_type not in ("long", "int"):
                 self.fail("top needs a whole number of rows", count.pos)
+            limit = Typed(self.row_limit(limit, count), limit.kusto_type)
         source_subquery = self.subquery(source)
         names = source.names()
 
@@ -177,11 +188,20 @@ class TabularOperators(AggregateBinder):
 
         return Relation(plain(), list(source.columns), False, source.source_name, with_ordinal)
 
+    def row_limit(self, limit: Typed, node: ast.Expr) -> exp.Expr:
+        """A row count for LIMIT: a negative constant is an error; a computed one below 0 means no rows."""
+        if isinstance(node, ast.Literal) and isinstance(node.value, int):
+            if node.value < 0:
+                self.fail(f"a row count cannot be negative ({node.value})", node.pos)
+            return limit.sql
+        return exp.Greatest(this=limit.sql, expressions=[number(0)])
+
     def op_take(self, source: Relation, operator: ast.Take, env: Environment) -> Relation:
         limit = self.lower_expr(operator.count, {}, env)
         if limit.kusto_type not in ("long", "int"):
             self.fail("take needs a whole number of rows", operator.count.pos)
-        select = self._with_order(self.star_select(source), source, star=True).limit(limit.sql, copy=False)
+        select = self._with_order(self.star_select(source), source, star=True).limit(
+            self.row_limit(limit, operator.count), copy=False)
         return Relation(select, list(source.columns), source.ordered, source.source_name)
 
     def op_distinct(self, source: Relation, operator: ast.Distinct, env: Environment) -> Relation:
@@ -195,4 +215,3 @@ class TabularOperators(AggregateBinder):
         select = exp.select(*[aliased(t.sql, n, quoted=True) for n, t in assigned], copy=False).from_(
             self.subquery(source), copy=False).distinct(copy=False)
         return Relation(select, [(n, t.kusto_type) for n, t in assigned])
-
