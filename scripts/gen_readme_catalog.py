@@ -30,32 +30,33 @@ def _cell(text: str) -> str:
 
 
 def catalog_block(detections_root: Path = ROOT / "detections") -> str:
-    """The Markdown between the markers (markers included)."""
+    """The Markdown between the markers (markers included): one line per tactic, each detection listed once,
+    under the first of its tactics in matrix order (the site's matrix shows every tactic)."""
     attack = attack_data()
     catalog = load_catalog(detections_root)
-    by_tactic: dict[str, list[tuple[str, str, str, str]]] = {}
+    order = [t.name for t in attack.tactics_in_order()]
+    by_tactic: dict[str, list[str]] = {}
+    tactics_seen: set[str] = set()
     techniques: set[str] = set()
     for loaded in sorted(catalog.detections, key=lambda d: (d.detection.technique, d.path.name)):
         context = attack_context(loaded, attack)
         techniques.add(loaded.detection.technique)
-        name = context.technique.name if context.technique else "unknown technique"
-        row = (loaded.detection.technique, name, loaded.detection.title, loaded.path.name)
-        for tactic in context.tactics or ():
-            by_tactic.setdefault(tactic.name, []).append(row)
-    order = [t.name for t in attack.tactics_in_order()]
+        names = [t.name for t in context.tactics]
+        tactics_seen.update(names)
+        first = min(names, key=order.index) if names else "Unknown tactic"
+        label = context.technique.name if context.technique else loaded.detection.title
+        folder = loaded.path.name
+        by_tactic.setdefault(first, []).append(
+            f"[{loaded.detection.technique} {_cell(label)}](detections/{folder}/)")
     lines = [START, "",
              f"{len(catalog.detections)} detections, {len(techniques)} ATT&CK techniques, "
-             f"{len(by_tactic)} of {len(order)} tactics (ATT&CK {attack.version}).", ""]
-    for tactic in order:
-        rows = by_tactic.get(tactic)
-        if not rows:
-            continue
-        lines += [f"**{tactic}** ({len(rows)})", "", "| technique | detection | folder |", "|---|---|---|"]
-        for technique, name, title, folder in rows:
-            lines.append(f"| {technique} {_cell(name)} | {_cell(title)} | "
-                         f"[`{folder}`](detections/{folder}/) |")
-        lines.append("")
-    lines.append(END)
+             f"{len(tactics_seen)} of {len(order)} tactics (ATT&CK {attack.version}); each is listed under its "
+             "first tactic.", ""]
+    for tactic in [*order, "Unknown tactic"]:
+        entries = by_tactic.get(tactic)
+        if entries:
+            lines += [f"- **{tactic}** ({len(entries)}): " + " · ".join(entries)]
+    lines += ["", END]
     return "\n".join(lines)
 
 

@@ -45,6 +45,7 @@ class DetectionRecordings:
     technique: str
     title: str
     named: set[str] = field(default_factory=set)  # recordings its scenarios name (relative to the corpus)
+    correlation: bool = False  # a correlation rule: `assay hunt` lists it as not evaluated
     fired: dict[str, int] = field(default_factory=dict)  # recording -> hits
 
     def is_named(self, recording: str) -> bool:
@@ -84,8 +85,13 @@ def hunt_catalog(data: Path, detections: Path = ROOT / "detections") -> tuple[li
                 row.named.add(path[len(CORPUS) + 1:] if path.startswith(CORPUS + "/") else path)
         rows.append(row)
         if loaded.sigma_text:
-            rule_id = str((yaml.safe_load(loaded.sigma_text) or {}).get("id", "")).lower()
-            by_rule[rule_id] = row
+            # A correlation rule file holds several documents (the correlation and the rules it references): the
+            # hunt reports hits under any of their ids.
+            for document in yaml.safe_load_all(loaded.sigma_text):
+                if isinstance(document, dict) and document.get("id"):
+                    by_rule[str(document["id"]).lower()] = row
+                if isinstance(document, dict) and "correlation" in document:
+                    row.correlation = True
     rule_files = [d.sigma_path for d in catalog.detections if d.sigma_path is not None]
     with hunt([corpus], rule_files, cache_dir=False) as result:
         for hit in result.hits:
@@ -118,7 +124,8 @@ def render(rows: list[DetectionRecordings], total: int) -> str:
     for row in rows:
         def cell(names: list[str], row: DetectionRecordings = row) -> str:
             return "<br>".join(f"`{n}` ({row.fired[n]})" for n in names) or "–"
-        lines.append(f"| [`{row.folder}`](../detections/{row.folder}/) | {row.technique} | {cell(row.expected)} | "
+        expected = cell(row.expected) if not row.correlation else "(a correlation rule: the hunt does not evaluate it)"
+        lines.append(f"| [`{row.folder}`](../detections/{row.folder}/) | {row.technique} | {expected} | "
                      f"{cell(row.unexpected)} |")
     by_file: dict[str, list[str]] = defaultdict(list)
     for row in rows:

@@ -53,6 +53,8 @@ def test_catalog_section_groups_every_detection_by_tactic(tmp_path) -> None:  # 
     for folder in folders:
         assert f"detections/{folder}/" in block, f"{folder} is missing from the README catalog section"
     assert re.search(rf"^{len(folders)} detections, ", block.splitlines()[2])
+    for folder in folders:
+        assert block.count(f"detections/{folder}/") == 1, f"{folder} is listed more than once"
 
 
 @pytest.mark.parametrize("command", _shown_commands())

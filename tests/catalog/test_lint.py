@@ -186,3 +186,23 @@ def test_stale_known_difference_is_flagged(cmstp_copy: Path, edit: Edit) -> None
     found = issue(lint(cmstp_copy), "known-difference")
     assert found.severity == "warning" and "every scenario it names expects the same outcome" in found.message
     assert found.span.line == line_of(path, "scenarios: [fp-configmgr-deployment]") - 1
+
+
+def test_linting_one_folder_knows_its_neighbours_related_ids(tmp_path: Path) -> None:
+    """A related id naming a sibling detection is not dangling when only one folder is linted; an unknown id
+    still is."""
+    import shutil
+
+    from assay.catalog.init_repo import init_repository
+
+    init_repository(tmp_path / "repo")
+    folder = tmp_path / "repo" / "detections" / "T1202-indirect-command-execution"
+    shutil.copytree(DETECTIONS / "T1218.003-cmstp", tmp_path / "repo" / "detections" / "T1218.003-cmstp")
+    text = (folder / "detection.yml").read_text(encoding="utf-8")
+    related = "related:\n  - 5c191f9c-ff71-48e7-bebb-1f04e3d6e3f8\n"
+    (folder / "detection.yml").write_text(text.replace("author:", related + "author:"), encoding="utf-8")
+    report = lint_catalog(folder)
+    assert not [i for i in report.issues if i.code == "related-id"], report.issues
+    (folder / "detection.yml").write_text(
+        text.replace("author:", "related:\n  - 00000000-0000-4000-8000-000000000000\nauthor:"), encoding="utf-8")
+    assert [i for i in lint_catalog(folder).issues if i.code == "related-id"]

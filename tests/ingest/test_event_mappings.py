@@ -119,3 +119,16 @@ def test_a_mapped_synthesized_event_agrees_with_the_synthesized_defender_row(tmp
     row = next(r for r in telemetry.defender["DeviceEvents"] if r["ActionType"] == "OpenProcessApiCall")
     assert [tuple(a) for a in access] == [(row["FileName"], row["InitiatingProcessFileName"],
                                            str(row["AdditionalFields"]["DesiredAccess"]))]
+
+
+def test_exclude_channels_must_be_a_list_of_names() -> None:
+    from assay.errors import IngestError
+    from assay.ingest.mapping import compile_mapping
+
+    good = compile_mapping({"name": "x", "table": "WindowsEvent", "leftover": "EventData",
+                            "match": {"exclude_channels": ["Security"]},
+                            "columns": {"EventID": {"raw": "EventID"}}}, "x.yml")
+    assert "Channel NOT IN ('Security')" in good.where_sql()
+    with pytest.raises(IngestError, match="exclude_channels"):
+        compile_mapping({"name": "x", "table": "WindowsEvent", "match": {"exclude_channels": "Security"},
+                         "columns": {"EventID": {"raw": "EventID"}}}, "x.yml")

@@ -140,3 +140,21 @@ def test_raw_events_keep_every_original_field(shared_db: tuple[DuckDBEngine, Ing
     extra = rows(engine, """SELECT AdditionalFields->>'ProcessGuid' AS guid FROM DeviceProcessEvents
                             WHERE AssaySource LIKE '%sysmon_1_13_11_cmstp_ini_uacbypass.evtx#16038'""")
     assert extra[0]["guid"] == fields["ProcessGuid"]
+
+
+def test_every_channel_but_security_fills_windowsevent(shared_db: tuple[DuckDBEngine, IngestSummary]) -> None:
+    """Sentinel's WindowsEvent: each non-Security record once, its fields in the EventData bag (a 4104 script
+    block is readable as EventData.ScriptBlockText); Security records go to SecurityEvent only."""
+    engine, _ = shared_db
+    raw = engine.run("SELECT count(*) FROM RawEvents WHERE Channel IS NOT NULL AND Channel <> 'Security'").rows[0][0]
+    windows = engine.run("SELECT count(*) FROM WindowsEvent").rows[0][0]
+    assert raw > 1000 and windows == raw
+    assert engine.run("SELECT count(*) FROM WindowsEvent WHERE Channel = 'Security'").rows[0][0] == 0
+    from assay import kql
+
+    result = kql.run('WindowsEvent | where Channel == "Microsoft-Windows-PowerShell/Operational" and EventID == 4104'
+                     ' | extend Script = tostring(EventData.ScriptBlockText)'
+                     ' | where Script has "MiniDumpWriteDump" | project Computer, Script', db=engine)
+    assert result.rows and all("MiniDumpWriteDump" in row[1] for row in result.rows)
+    cleared = kql.run('WindowsEvent | where Channel == "System" and EventID == 104 | count', db=engine)
+    assert cleared.rows[0][0] >= 1

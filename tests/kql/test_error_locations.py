@@ -113,6 +113,7 @@ def test_run_gives_rows_or_located_errors(engine: DuckDBEngine, query: str) -> N
     "datatable(a: long) [3, 1] | order by 9223372036854775807 desc",
     "range Step from 1 to 24 step now()",
     "print a = round('x'), b = startofday(5), c = array_length('x'), d = iff('a', 1, 2)",
+    "print 'abc' matches regex true",
 ])
 def test_fuzzer_findings_are_rows_or_located_check_errors(engine: DuckDBEngine, query: str) -> None:
     try:

@@ -74,8 +74,13 @@ STORMS = """datatable(State: string, EventType: string, Damage: long) [
     'TEXAS', 'Hail', 10, 'TEXAS', 'Flood', 30, 'KANSAS', 'Hail', 5, 'KANSAS', 'Hail', 1]"""
 
 
-def test_pivot_counts_each_value(engine: DuckDBEngine) -> None:
-    result = kql.run(STORMS + " | evaluate pivot(EventType)", db=engine)
+def test_pivot_counts_each_value_grouped_by_the_other_columns(engine: DuckDBEngine) -> None:
+    # without group columns, Kusto groups by every column but the pivot column
+    result = kql.run(STORMS + " | project State, EventType | evaluate pivot(EventType) | order by State asc",
+                     db=engine)
+    assert result.as_dicts() == [{"State": "KANSAS", "Flood": 0, "Hail": 2},
+                                 {"State": "TEXAS", "Flood": 1, "Hail": 1}]
+    result = kql.run(STORMS + " | project EventType | evaluate pivot(EventType)", db=engine)
     assert result.as_dicts() == [{"Flood": 1, "Hail": 3}]
 
 

@@ -2,7 +2,8 @@
 the documented tables, each with the rows Kusto returns on a small hand-written dataset.
 
 Data: ``conformance/hunting/data.yml`` (loaded as ``assay ingest --table`` loads rows). Cases:
-``conformance/hunting/cases/*.yml``, each ``{id, kql, columns, rows, ordered?, sets?, unsupported?}``. Expected rows
+``conformance/hunting/cases/*.yml``, each ``{id, kql, columns, rows, ordered?, sets?, watchlists?, externaldata?,
+unsupported?}`` (watchlists and externaldata map names/URLs to files in ``conformance/hunting/files``). Expected rows
 were worked out from Kusto's documented semantics, not copied from Assay's output. ``sets`` names dynamic columns
 whose array order Kusto leaves unspecified (make_set). ``unsupported`` cases use operators Assay does not run yet:
 they are strict xfails, so the day one starts to pass the marker must go.
@@ -81,7 +82,10 @@ def row_matches(row: tuple[Any, ...], columns: tuple[tuple[str, str], ...], expe
 
 def check_case(engine: DuckDBEngine, case: dict[str, Any]) -> None:
     who = f"{case['file']}:{case['id']}"
-    result = kql.run(case["kql"], db=engine, now=NOW)
+    files = HERE / "files"
+    result = kql.run(case["kql"], db=engine, now=NOW,
+                     watchlists={k: files / v for k, v in (case.get("watchlists") or {}).items()},
+                     externaldata={k: files / v for k, v in (case.get("externaldata") or {}).items()})
     if "columns" in case:
         assert list(result.column_names) == case["columns"], f"{who} -> columns"
     rows = list(result.rows)

@@ -236,3 +236,29 @@ def test_placeholder_is_refused_with_the_rule_file(tmp_path: Path) -> None:
     with pytest.raises(SigmaError, match="placeholder") as raised:
         compile_rule(path)
     assert raised.value.span is not None and raised.value.span.file == str(path)
+
+
+def test_registry_target_object_is_key_and_value_name_on_defender_rows(tmp_path: Path) -> None:
+    """Sysmon's TargetObject holds the key and the value name; on DeviceRegistryEvents the route rebuilds it
+    from RegistryKey and RegistryValueName, so a value-level rule means the same on both routes."""
+    rule = tmp_path / "lua.yml"
+    rule.write_text("""title: UAC disabled
+id: 7c1d2c55-3b0e-4a7f-9d55-31a1f0f3c2aa
+logsource: {category: registry_set, product: windows}
+detection:
+    selection:
+        TargetObject|endswith: '\\\\Policies\\\\System\\\\EnableLUA'
+        Details: 'DWORD (0x00000000)'
+    condition: selection
+""", encoding="utf-8")
+    engine = DuckDBEngine()
+    key = r"HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows\CurrentVersion\Policies\System"
+    for event_id, value_name in ((1, "EnableLUA"), (2, "ConsentPromptBehaviorAdmin"), (3, "")):
+        engine.connection.execute(
+            'INSERT INTO "DeviceRegistryEvents" ("Timestamp", "DeviceName", "ActionType", "RegistryKey", '
+            '"RegistryValueName", "RegistryValueData", "AssayEventId", "AssaySource") VALUES '
+            "(TIMESTAMP '2026-03-02 10:02:11', 'ws1', 'RegistryValueSet', ?, ?, 'DWORD (0x00000000)', ?, 'x#1')",
+            [key, value_name, event_id])
+    outcome = evaluate(rule, engine)
+    defender = next(r for r in outcome.routes if r.route == "DeviceRegistryEvents")
+    assert defender.event_ids == (1,)

@@ -44,9 +44,13 @@ def test_a_field_no_event_has_is_a_null_column_said_in_the_notes() -> None:
     result = run_sqlite("SELECT * FROM logs WHERE OriginalFileName = 'CMSTP.EXE' OR Image LIKE '%cmstp.exe'", records)
     assert len(result.rows) == 1
     assert result.notes and "OriginalFileName" in result.notes[0] and "NULL" in result.notes[0]
-    # Field names differing only in letter case are one column, as SQLite compares them.
-    merged = run_sqlite("SELECT ProcessId FROM logs", [{"ProcessId": "4"}, {"ProcessID": "8"}])
-    assert sorted(row[0] for row in merged.rows) == [4, 8]  # a column of integers is INTEGER
+    # Field names differing only in letter case are one column, as SQLite compares them; whole numbers are
+    # stored as numbers (a port compared with >= must not compare as text), other text stays text.
+    merged = run_sqlite("SELECT ProcessId FROM logs", [{"ProcessId": "4"}, {"ProcessID": "8"}, {"ProcessId": "0x1c"}])
+    assert set(merged.rows) == {(4,), (8,), ("0x1c",)}
+    ports = run_sqlite("SELECT DestinationPort FROM logs WHERE DestinationPort >= 49152",
+                       [{"DestinationPort": "8181"}, {"DestinationPort": "50123"}])
+    assert ports.rows == ((50123,),)
 
 
 def test_sqlite_equality_is_case_sensitive_and_the_disagreement_is_reported(tmp_path: Path) -> None:

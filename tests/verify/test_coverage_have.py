@@ -60,11 +60,11 @@ def test_unknown_source_is_a_usage_error_with_a_suggestion() -> None:
 
 def test_cli_table_and_json() -> None:
     runner = CliRunner()
-    table = runner.invoke(cli, ["coverage", str(DETECTIONS), "--have", "sysmon,security"])
+    table = runner.invoke(cli, ["coverage", str(DETECTIONS / "T1218.003-cmstp"), "--have", "sysmon,security"])
     assert table.exit_code == 0, table.output
     assert "kql: needs defender for DeviceProcessEvents" in table.output
     assert "1 detection(s): 0 run in every form, 1 in some forms, 0 cannot run on security, sysmon" in table.output
-    result = runner.invoke(cli, ["coverage", str(DETECTIONS), "--have", "ecs", "--format", "json"])
+    result = runner.invoke(cli, ["coverage", str(DETECTIONS / "T1218.003-cmstp"), "--have", "ecs", "--format", "json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
     assert payload["have"] == ["ecs"]

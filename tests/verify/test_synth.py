@@ -275,3 +275,13 @@ def test_children_never_start_before_their_parent() -> None:
     late_parent[1]["after_seconds"] = 5  # cmstp explicitly before its parent: the scenario is wrong
     with pytest.raises(VerifyError, match="before its parent 'ps'"):
         synthesize(scenario(processes=late_parent))
+
+
+def test_declared_original_file_name_wins_over_a_known_name() -> None:
+    """A renamed copy of a tool Assay has no facts for, named like a known binary, keeps its own identity."""
+    from assay.verify.binaries import binary_info
+
+    masquerade = binary_info("svchost.exe", "7za.exe")
+    assert masquerade.original_file_name == "7za.exe" and masquerade.company == "-"
+    assert binary_info("notepad.exe", "InstallUtil.exe").original_file_name.lower() == "installutil.exe"
+    assert binary_info("svchost.exe").original_file_name.lower() == "svchost.exe"

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from assay.catalog.loader import Catalog, load_catalog, load_yaml
+import yaml
+
+from assay.catalog.loader import DETECTION_FILE, Catalog, load_catalog, load_yaml
 from assay.catalog.models import FORMS, Form, LoadedDetection, Scenario, YamlPath
 from assay.errors import AssayError, CatalogError, SourceSpan
 from assay.schema import known_tables
@@ -133,7 +135,7 @@ class _Linter:
                            loaded.span("detection", ("id",)), hint="give this detection a fresh UUID")
             else:
                 seen[loaded.id] = loaded
-        known_ids = set(seen)
+        known_ids = set(seen) | _sibling_ids(catalog)
         sigma_ids: dict[str, LoadedDetection] = {}
         for loaded in catalog.detections:
             self.check_detection(loaded, known_ids)
@@ -678,6 +680,20 @@ def _evaluate_predicate(predicate: str, columns: dict[str, Any]) -> bool | None:
 
     result = parse_or()
     return result if index == len(tokens) else None
+
+
+def _sibling_ids(catalog: Catalog) -> set[str]:
+    """Ids of the detections next to the linted ones (linting one folder of a catalog still knows its
+    neighbours, so a ``related`` id pointing at one is not dangling). Only each sibling's ``id:`` is read."""
+    ids: set[str] = set()
+    parents = {loaded.path.resolve().parent for loaded in catalog.detections}
+    for parent in parents:
+        for detection_file in parent.glob(f"*/{DETECTION_FILE}"):
+            with contextlib.suppress(OSError, yaml.YAMLError):
+                data = yaml.safe_load(detection_file.read_text(encoding="utf-8"))
+                if isinstance(data, dict) and isinstance(data.get("id"), str):
+                    ids.add(data["id"].lower())
+    return ids
 
 
 def _kql_checker() -> Callable[..., None] | None:

@@ -38,10 +38,20 @@ class _Progress(AbstractContextManager["_Progress"]):
     def __enter__(self) -> _Progress:
         if self.enabled:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+            # A cold compile of a large rule set takes a while on every core: show the rate and what is left.
+            rate = TextColumn("{task.fields[rate]}")
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), rate,
+                                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                                console=Console(stderr=True), transient=True)
             self.bar.__enter__()
         return self
 
@@ -54,8 +64,12 @@ class _Progress(AbstractContextManager["_Progress"]):
             return
         if stage not in self.tasks:
             label = "compiling rules" if stage == "rules" else "hunting logs (work units)"
-            self.tasks[stage] = self.bar.add_task(label, total=total)
-        self.bar.update(self.tasks[stage], completed=done, total=total)
+            self.tasks[stage] = self.bar.add_task(label, total=total, rate="")
+        task = self.tasks[stage]
+        self.bar.update(task, completed=done, total=total)
+        speed = next((t.speed for t in self.bar.tasks if t.id == task), None)
+        unit = "rules" if stage == "rules" else "units"
+        self.bar.update(task, rate=f"{speed:,.0f} {unit}/s" if speed else "")
 
 
 def _short(text: Any) -> Any:

@@ -70,11 +70,12 @@ _SYSTEM_PATHS = ("/Event/System/Channel", "/Event/System/EventID", "/Event/Syste
                  _PROVIDER, _COMPUTER, "/Event/UserData")
 
 
-def _records_sql(table: str, *, keys_when: str | None = None, time: bool = False) -> str:
+def _records_sql(table: str, *, keys_when: str | None = None, time: bool = False, gate: str | None = None) -> str:
     """One JSON pass over each record of ``table``: Position, Channel, EventID, HasEventData, Ed (EventData's
     text), Provider, Computer, Ud (UserData's text); with ``keys_when`` (a condition on Channel and EventID)
     EventData's key list (Keys) for the records it holds for, NULL for the others; with ``time`` the SystemTime
-    text and the EventRecordID (the grouping needs the one, hit evidence the other)."""
+    text and the EventRecordID (the grouping needs the one, hit evidence the other); with ``gate`` (a condition
+    on Ed and Ud) its value as Gate."""
     paths = _SYSTEM_PATHS + ((_SYSTEM_TIME, _EVENT_RECORD_ID) if time else ())
     extra = ", v[8] AS SystemTime, TRY_CAST(v[9] AS BIGINT) AS EventRecordID" if time else ""
     records = f"""
@@ -84,6 +85,8 @@ def _records_sql(table: str, *, keys_when: str | None = None, time: bool = False
                CASE WHEN left(v[4], 1) = '{{' THEN v[4] END AS Ed,
                v[5] AS Provider, v[6] AS Computer, v[7] AS Ud{extra}
         FROM (SELECT Position, json_extract_string(Text, {sql_list(paths)}) AS v FROM {table})"""
+    if gate is not None:
+        records = f"SELECT *, {gate} AS Gate FROM ({records})"
     if keys_when is None:
         return records
     return f"SELECT *, CASE WHEN HasEventData AND ({keys_when}) THEN json_keys(Ed) END AS Keys FROM ({records})"
@@ -244,7 +247,8 @@ class RouteShape:
                 base = "k.Ed" if has_event_data else _USER_DATA_FIELDS
                 paths = sql_list(["/" + pointer(n) for n in self.names])
                 items.append(f"coalesce(json_extract_string({base}, {paths}), {_nulls(len(self.names))})")
-            items.append(f"[CASE WHEN {gate_sql(document, self.gate)} THEN {document} END]")
+            # k.Gate: one test per record for every gated route (see ColumnarEvaluator._extraction_sql)
+            items.append(f"[CASE WHEN k.Gate THEN {document} END]")
         elif self.all_fields:
             items.append(f"[{document}]")
         elif self.names:
@@ -391,7 +395,7 @@ class ColumnarEvaluator:
                          in enumerate(self._route_shapes))
         values = f"CASE r.RouteNo {whens} END" if whens else "NULL::VARCHAR[]"
         self._route_sql = f"""
-        WITH k AS ({_records_sql("{table}", keys_when=_pairs_condition(self._wide))})
+        WITH k AS ({_records_sql("{table}", keys_when=_pairs_condition(self._wide), gate=self._gate_sql())})
         SELECT k.Channel, k.EventID, k.HasEventData, CASE WHEN r.RouteNo IS NULL THEN k.Keys END AS NewKeys,
                r.RouteNo, {values} AS v, list(k.Position) AS Positions
         FROM k LEFT JOIN {ROUTES_TABLE} r ON k.Channel IS NOT DISTINCT FROM r.Channel
@@ -400,6 +404,15 @@ class ColumnarEvaluator:
         GROUP BY ALL
         """
         return self._route_sql
+
+    def _gate_sql(self) -> str | None:
+        """The gate of every gated route at once (the union of their texts, over EventData or else the whole
+        UserData): computed once per record, one regular expression, instead of once per route's extraction. A
+        route's own gate is implied by it, so it stays a necessary condition for each."""
+        gates = [shape.gate for shape, _extracts in self._route_shapes if shape.gate is not None]
+        if not gates:
+            return None
+        return gate_sql("coalesce(Ed, Ud)", sorted(set().union(*gates)))
 
     def _routes_table(self) -> pa.Table:
         keys = [(k, n) for k, n in self._route_numbers.items() if n >= 0]

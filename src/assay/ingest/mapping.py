@@ -110,11 +110,16 @@ class Mapping:
     consumed_fields: frozenset[str]
     leftover_column: str | None  # AdditionalFields / EventData: JSON of the fields no column uses
     file: str
+    #: Channels left out (with no ``channel``: every other channel, e.g. WindowsEvent takes all but Security).
+    exclude_channels: tuple[str, ...] = ()
 
     def where_sql(self) -> str:
         conditions = []
         if self.channel is not None:
             conditions.append(f"Channel = {sql_string(self.channel)}")
+        if self.exclude_channels:
+            listed = ", ".join(sql_string(c) for c in self.exclude_channels)
+            conditions.append(f"Channel IS NOT NULL AND Channel NOT IN ({listed})")
         if self.event_ids:
             conditions.append(f"EventID IN ({', '.join(str(i) for i in self.event_ids)})")
         return " AND ".join(conditions) if conditions else "TRUE"
@@ -312,6 +317,9 @@ def compile_mapping(data: Any, file: str) -> Mapping:
     match = data.get("match") or {}
     channel = match.get("channel")
     event_ids = match.get("event_ids") or []
+    excluded = match.get("exclude_channels") or []
+    if not isinstance(excluded, list) or not all(isinstance(c, str) for c in excluded):
+        raise compiler.error("match.exclude_channels must be a list of channel names")
     if not isinstance(event_ids, list) or not all(isinstance(i, int) for i in event_ids):
         raise compiler.error("match.event_ids must be a list of integers")
     schema = tables[table]
@@ -330,7 +338,7 @@ def compile_mapping(data: Any, file: str) -> Mapping:
     for extra in data.get("also_consumed") or []:
         compiler.consumed.add(str(extra))
     return Mapping(name, str(data.get("description", "")), str(table), channel, tuple(event_ids), tuple(compiled),
-                   frozenset(compiler.consumed), leftover, file)
+                   frozenset(compiler.consumed), leftover, file, tuple(excluded))
 
 
 @cache

@@ -244,11 +244,20 @@ def _bind(text: str, file: str | None, tables: TableMap | None, now: datetime | 
     try:
         relation = Binder(query, schemas, fixed_now, _json_columns(engine), offline,
                           _prober(engine) if engine is not None else None,
-                          set(_database_columns(engine)) if engine is not None else None).bind()
+                          set(_database_columns(engine)) if engine is not None else _tables_with_data(schemas)).bind()
     except RecursionError:
         raise KqlSyntaxError("query is nested too deeply", SourceSpan(file, 1, 1, text),
                              "simplify the query or split it with let statements") from None
     return relation, fixed_now
+
+
+def _tables_with_data(schemas: Mapping[str, Any]) -> set[str]:
+    """Without a database, the tables ``union *`` stands for: all but the ~730 documented tables nothing has
+    filled (a union over every documented table would be a query of tens of thousands of columns)."""
+    from assay.schema import canonical_tables, documented_tables
+
+    filled = canonical_tables()
+    return {name for name in schemas if name in filled or name not in documented_tables()}
 
 
 def _prober(engine: Any) -> Any:

@@ -120,6 +120,14 @@ def _computed_fields(table: str) -> dict[str, exp.Expr]:
                                       ",SHA256=", exp.Upper(this=col("SHA256")))
     if {"AccountDomain", "AccountName"} <= columns:
         computed["=User"] = _joined(col("AccountDomain"), "\\", col("AccountName"))
+    if {"RegistryKey", "RegistryValueName"} <= columns:
+        # Sysmon's TargetObject is the key and, for a value event, the value name: Defender splits them.
+        value = col("RegistryValueName")
+        computed["=TargetObject"] = exp.Case(
+            ifs=[exp.If(this=exp.or_(exp.Is(this=value.copy(), expression=exp.Null()),
+                                     exp.EQ(this=value.copy(), expression=exp.Literal.string(""))),
+                        true=col("RegistryKey"))],
+            default=_joined(col("RegistryKey"), "\\", value))
     if {"InitiatingProcessAccountDomain", "InitiatingProcessAccountName"} <= columns:
         computed["=ParentUser"] = _joined(col("InitiatingProcessAccountDomain"), "\\",
                                           col("InitiatingProcessAccountName"))

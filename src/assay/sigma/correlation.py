@@ -8,6 +8,7 @@ reported with the events that make them up; overlapping firing windows of one gr
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from collections import defaultdict
 from collections.abc import Callable
@@ -73,7 +74,8 @@ def _value_of(backend: SqlglotBackend, correlation: SigmaCorrelationRule, refere
 
 
 def _collect_events(rule: LoadedRule, correlation: SigmaCorrelationRule, engine: DuckDBEngine,
-                    routes_out: list[RouteEvaluation], route_override: Route | None = None) -> list[_Event]:
+                    routes_out: list[RouteEvaluation], route_override: Route | None = None,
+                    keep: Callable[[Route], bool] | None = None) -> list[_Event]:
     group_by = list(correlation.group_by or [])
     value_field = correlation.condition.fieldref if isinstance(correlation.condition, SigmaCorrelationCondition) \
         else None
@@ -84,6 +86,10 @@ def _collect_events(rule: LoadedRule, correlation: SigmaCorrelationRule, engine:
         key = _reference_key(reference)
         base = rule.fresh_rule(key)
         routes = [route_override] if route_override is not None else routes_for_rule_logsource(base)
+        if keep is not None:
+            routes = [r for r in routes if keep(r)]
+            if not routes:
+                continue  # this referenced rule has no route in the part of the database asked for
         if not routes:
             raise SigmaError(f"correlation {rule.title!r}: referenced rule {base.title!r} has no route",
                              span=SourceSpan.of_file(rule.source))
@@ -93,6 +99,14 @@ def _collect_events(rule: LoadedRule, correlation: SigmaCorrelationRule, engine:
             routes_out.append(RouteEvaluation(f"{key}@{outcome.route}", outcome.table, outcome.status,
                                               outcome.event_ids, outcome.missing, outcome.rows_in_route,
                                               outcome.sql, outcome.error))
+            # A group-by (or counted) field this route cannot read would put every event in one NULL group and
+            # fire where the events belong to different users or hosts: the route cannot evaluate the correlation.
+            lacking = tuple(name for name in [*group_by, *([value_field] if value_field else [])]
+                            if not route.table_field(_field_for(correlation, key, name)))
+            if lacking:
+                routes_out[-1] = dataclasses.replace(routes_out[-1], status="cannot-evaluate", event_ids=(),
+                                                     missing=tuple(dict.fromkeys((*outcome.missing, *lacking))))
+                continue
             if not outcome.event_ids:
                 continue
             backend = SqlglotBackend(route)
@@ -167,9 +181,11 @@ def _evaluate_window(correlation: SigmaCorrelationRule, window: list[_Event],
     return position == len(order), float(position), members
 
 
-def evaluate_correlation(rule: LoadedRule, engine: DuckDBEngine, route: Route | None = None) -> SigmaEvaluation:
+def evaluate_correlation(rule: LoadedRule, engine: DuckDBEngine, route: Route | None = None,
+                         keep: Callable[[Route], bool] | None = None) -> SigmaEvaluation:
     """Evaluate a correlation rule whose referenced rules are in the same file (on ``route`` only, if given:
-    ``assay sigma eval`` uses the flat route)."""
+    ``assay sigma eval`` uses the flat route; on the routes ``keep`` accepts, if given: one telemetry's routes, so
+    an event and its copy mapped into a Defender table are not counted twice)."""
     correlation = rule.rule
     if not isinstance(correlation, SigmaCorrelationRule):
         raise SigmaError(f"{rule.title!r} is not a correlation rule", span=SourceSpan.of_file(rule.source))
@@ -178,7 +194,7 @@ def evaluate_correlation(rule: LoadedRule, engine: DuckDBEngine, route: Route | 
                          span=SourceSpan.of_file(rule.source),
                          hint="supported: event_count, value_count, temporal, temporal_ordered")
     routes: list[RouteEvaluation] = []
-    events = _collect_events(rule, correlation, engine, routes, route)
+    events = _collect_events(rule, correlation, engine, routes, route, keep)
     order = [_reference_key(r) for r in correlation.rules or []]
     hits = _windows(correlation, events, order)
     return SigmaEvaluation(rule_id=rule.id, title=rule.title, source=rule.source, routes=tuple(routes),

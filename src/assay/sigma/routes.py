@@ -131,9 +131,12 @@ def defender_field_map(table: str) -> dict[str, str | None]:
     # the backend computes them ("=" names) so values keep Sysmon's shape.
     from assay.sigma.backend import computed_field_names
 
-    for sigma_field in ("Hashes", "User", "ParentUser"):
+    for sigma_field in ("Hashes", "User", "ParentUser", "TargetObject"):
         if f"={sigma_field}" in computed_field_names(table):
             mapping[sigma_field] = f"={sigma_field}"
+    # The event's host: Sigma (and correlation group-by) says Computer, Defender DeviceName.
+    if "Computer" not in mapping and "DeviceName" in columns:
+        mapping["Computer"] = "DeviceName"
     return mapping
 
 

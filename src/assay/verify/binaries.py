@@ -109,12 +109,13 @@ FILE_NAME_ALIASES: dict[str, str] = {"pwsh.exe": "pwsh.dll"}
 
 def binary_info(file_name: str, original_file_name: str | None = None) -> BinaryInfo:
     """The version facts for an image: by its declared OriginalFileName, else by its file name, else UNKNOWN."""
-    for candidate in (original_file_name, file_name):
-        if candidate:
-            lowered = candidate.lower()
-            found = KNOWN_BINARIES.get(FILE_NAME_ALIASES.get(lowered, lowered))
-            if found is not None:
-                return found
+    # A declared OriginalFileName is the binary's identity: a renamed copy of an unlisted tool must not take the
+    # version facts of whatever known binary its new name imitates (7za.exe renamed to svchost.exe).
+    for candidate in (original_file_name,) if original_file_name else (file_name,):
+        lowered = candidate.lower()
+        found = KNOWN_BINARIES.get(FILE_NAME_ALIASES.get(lowered, lowered))
+        if found is not None:
+            return found
     if original_file_name:
         return BinaryInfo(original_file_name=original_file_name, description="-", file_version="-", product="-",
                           company="-", size=UNKNOWN.size, signer="")

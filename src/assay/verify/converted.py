@@ -8,8 +8,7 @@ Each engine gets the scenario's own events, laid out the way that platform store
   use. The converted query carries no logsource filter of its own, so it sees every event, as it would there. A
   field the query names but no event carries is a NULL column (the platform would have the column, empty). A field
   Windows spells with spaces (``Threat Name`` in Defender's log) is also a column without them (``ThreatName``),
-  the spelling Sigma rules use. In SQLite a column whose every value is a decimal integer is INTEGER (ports, ids),
-  the others TEXT, as Zircolite types its JSON: numeric comparisons compare numbers. A ``timestamp`` column (ISO 8601, UTC) carries the event time the SQLite backend's
+  the spelling Sigma rules use. Whole numbers are stored as numbers (ports compare as numbers). A ``timestamp`` column (ISO 8601, UTC) carries the event time the SQLite backend's
   correlation queries read. SQLite has no ``REGEXP`` function of its own: as Zircolite does, one is registered
   (with RE2, the project's engine for user patterns) for the backend's ``|re`` output.
 * EQL: the scenario's Winlogbeat ECS documents, typed by ``event.category``. A real recording has none: its Sysmon
@@ -86,20 +85,21 @@ def engine_unavailable(target: str) -> str | None:
 
 def event_records(engine: DuckDBEngine) -> list[dict[str, Any]]:
     """Every event-log record of a scenario database, flat: EventID, Channel, Computer and the event's fields."""
-    result = engine.run('SELECT "EventID", "Channel", "Computer", "Timestamp", "Provider", "Fields" FROM "RawEvents" '
+    result = engine.run('SELECT "EventID", "Channel", "Computer", "Fields", "Timestamp", "Provider" FROM "RawEvents" '
                         'ORDER BY "AssayEventId"')
     records = []
-    for event_id, channel, computer, timestamp, provider, fields in result.rows:
-        # ``timestamp`` (ISO 8601, UTC) is the column pySigma's SQLite backend reads for correlation windows.
+    for event_id, channel, computer, fields, when, provider in result.rows:
+        # Provider_Name: the System field Sigma rules name the provider by (Service Control Manager for 7045).
         record: dict[str, Any] = {"EventID": str(event_id) if event_id is not None else None, "Channel": channel,
-                                  "Computer": computer,
-                                  "timestamp": timestamp.isoformat() if timestamp is not None else None,
-                                  # System/Provider/@Name, as Sigma names it (service-log rules read it).
-                                  "Provider_Name": provider}
+                                  "Computer": computer, "Provider_Name": provider}
         for name, value in dict(fields or {}).items():
             record.setdefault(str(name), value)
             if " " in str(name):
                 record.setdefault(str(name).replace(" ", ""), value)
+        # The event time, as the SQLite and Databricks backends' correlation queries read it (julianday() /
+        # to_timestamp() parse 'YYYY-MM-DD HH:MM:SS.fff'); an event field of that name wins.
+        if when is not None and not any(name.lower() == "timestamp" for name in record):
+            record["timestamp"] = when.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         records.append(record)
     return records
 
@@ -129,6 +129,11 @@ def _with_named_columns(columns: list[str], query: str, dialect: str) -> list[st
     except SqlglotError:
         return columns
     known = {name.lower() for name in columns}
+    # Names the query defines itself (CTEs, aliases such as a correlation's ts, eid, g0) and SQLite's built-in row
+    # id are not event fields: a NULL column of that name would shadow them.
+    known |= {"rowid", "oid", "_rowid_"}
+    known |= {alias.alias.lower() for alias in tree.find_all(exp.Alias) if alias.alias}
+    known |= {cte.alias.lower() for cte in tree.find_all(exp.CTE) if cte.alias}
     named = [column.name for column in tree.find_all(exp.Column) if column.name and column.name.lower() not in known]
     return [*columns, *dict.fromkeys(named)]
 
@@ -159,13 +164,13 @@ def run_sqlite(query: str, records: Sequence[dict[str, Any]]) -> LocalResult:
         connection.create_function("REGEXP", 2, _regexp, deterministic=True)
         for _ in range(MAX_MISSING_COLUMNS):
             connection.execute("DROP TABLE IF EXISTS logs")
-            integers = _integer_columns(records, columns)
-            quoted = ", ".join('"' + name.replace('"', '""') + ('" INTEGER' if name in integers else '" TEXT')
-                               for name in columns)
+            # Untyped columns, and whole numbers stored as numbers: with TEXT columns SQLite compares
+            # DestinationPort >= 49152 as text ('8181' >= '49152' is true), which no log store does.
+            quoted = ", ".join('"' + name.replace('"', '""') + '"' for name in columns)
             connection.execute(f"CREATE TABLE logs ({quoted})")
             placeholders = ", ".join("?" for _ in columns)
             connection.executemany(f"INSERT INTO logs VALUES ({placeholders})",
-                                   [_row(record, columns) for record in records])
+                                   [tuple(_number_or_text(v) for v in _row(record, columns)) for record in records])
             try:
                 cursor = connection.execute(query)
             except sqlite3.OperationalError as error:
@@ -184,20 +189,6 @@ def run_sqlite(query: str, records: Sequence[dict[str, Any]]) -> LocalResult:
     return LocalResult(names, rows, query, _null_note(added))
 
 
-_DECIMAL = re.compile(r"-?[0-9]+")
-
-
-def _integer_columns(records: Sequence[dict[str, Any]], columns: Sequence[str]) -> set[str]:
-    """Columns whose every value is a decimal integer (ports, ids, event ids): typed INTEGER, as Zircolite types
-    the numbers of its JSON, so ``DestinationPort >= 49152`` compares numbers, not text ('8181' > '49152')."""
-    integers = set()
-    for name in columns:
-        values = [value for value in (_row(record, [name])[0] for record in records) if value is not None]
-        if values and all(_DECIMAL.fullmatch(value) for value in values):
-            integers.add(name)
-    return integers
-
-
 def _regexp(pattern: str | None, value: str | None) -> bool:
     """SQLite's ``value REGEXP pattern`` (called as regexp(pattern, value)); NULL never matches."""
     import re2
@@ -208,6 +199,14 @@ def _regexp(pattern: str | None, value: str | None) -> bool:
         return re2.search(pattern, str(value)) is not None
     except re2.error as error:
         raise VerifyError(f"the converted query's regular expression {pattern!r} is not valid RE2: {error}") from error
+
+
+def _number_or_text(value: str | None) -> int | str | None:
+    """A decimal whole number as an int (as a log store types a port or an event id), anything else unchanged:
+    leading zeros, signs, hex and spaces keep the text."""
+    if value is not None and value.isascii() and value.isdigit() and (value == "0" or not value.startswith("0")):
+        return int(value)
+    return value
 
 
 def _text(value: Any) -> str | None:

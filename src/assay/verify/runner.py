@@ -76,7 +76,7 @@ KQL_TELEMETRY: tuple[str, ...] = ("defender",)
 TABLE_TELEMETRY = {"SecurityEvent": "security", "DeviceProcessEvents": "defender", "DeviceFileEvents": "defender",
                    "DeviceRegistryEvents": "defender", "DeviceNetworkEvents": "defender",
                    "DeviceImageLoadEvents": "defender", "DeviceLogonEvents": "defender",
-                   "DeviceEvents": "defender", "IdentityLogonEvents": "defender"}
+                   "DeviceEvents": "defender", "IdentityLogonEvents": "defender", "WindowsEvent": "windows"}
 #: Which telemetry a Sigma route is native to, by its name (any other pairing is labelled "via <telemetry>");
 #: routes over other event channels (System, PowerShell…) are native to ``windows`` (see :func:`_native`).
 NATIVE_TELEMETRY = {"sysmon": "sysmon", "security": "security", "Device": "defender"}
@@ -268,6 +268,11 @@ def _native(route: str, table: str, channels: Sequence[str] = ()) -> str | None:
             return "security"
         return "windows"
     return next((schema for prefix, schema in NATIVE_TELEMETRY.items() if route.startswith(prefix)), None)
+
+
+def _is_native(route: Any, native: str) -> bool:
+    """Whether a Sigma route (:class:`assay.sigma.routes.Route`) reads the ``native`` telemetry."""
+    return _native(route.name, route.table, route.channels) == native
 
 
 def _route_applies(route: str, table: str, telemetry: str, channels: Sequence[str] = ()) -> bool:
@@ -546,10 +551,19 @@ class DetectionRun:
 
         expected = scenario.expected.outcome("sigma")
         results: list[FormResult] = []
+        runs: list[tuple[str, DuckDBEngine, str]] = []
         for telemetry, engine in self._engines(data, self.options.sigma_telemetry):
+            # One evaluation per kind of route (Sysmon, Security, other channels, Defender tables): a database
+            # holds an event and its copy mapped into a Defender table, which must not count twice.
+            natives = ("sysmon", "security", "windows", "defender") if telemetry in ("recording", "ecs") \
+                else (telemetry,)
+            runs.extend((telemetry, engine, native) for native in natives)
+        for telemetry, engine, native in runs:
+            if telemetry == "ecs" and native == "defender":
+                continue  # Winlogbeat documents map back to event-log routes only
             started = time.perf_counter()
             try:
-                outcome = evaluate_correlation(self.rule, engine)
+                outcome = evaluate_correlation(self.rule, engine, keep=partial(_is_native, native=native))
             except AssayError as error:
                 results.append(FormResult(form="sigma", key=f"sigma[correlation via {telemetry}]",
                                           telemetry=telemetry, status="error", expected=expected,
@@ -558,7 +572,29 @@ class DetectionRun:
             with_data = [r for r in outcome.routes if r.status != "no-data" and r.rows_in_route]
             if not with_data:
                 continue  # none of the referenced rules' routes has events in this telemetry
+            if all(r.status == "cannot-evaluate" for r in with_data):
+                # Every route here lacks a field the correlation groups or counts by (4688 has no User): this
+                # telemetry cannot show the activity, as for a single rule's missing field.
+                lacking = sorted({name for r in with_data for name in r.missing})
+                routes = sorted({r.route.split("@", 1)[-1] for r in with_data})
+                results.append(FormResult(
+                    form="sigma", key=f"sigma[correlation:{','.join(routes)}]", route=",".join(routes),
+                    table=with_data[0].table, telemetry=telemetry, status="skip", verdict=None, expected=expected,
+                    missing_fields=lacking,
+                    reason=f"this telemetry cannot show it: the route lacks {', '.join(lacking)}"))
+                continue
             elapsed = (time.perf_counter() - started) * 1000
+            if all(r.status == "cannot-evaluate" for r in with_data):
+                # Every route with events lacks a group-by field: this telemetry cannot show the correlation.
+                missing = sorted({m for r in with_data for m in r.missing})
+                routes = sorted({r.route.split("@", 1)[-1] for r in with_data})
+                results.append(FormResult(
+                    form="sigma", key=f"sigma[correlation:{','.join(routes)}]", route=",".join(routes),
+                    table=with_data[0].table, telemetry=telemetry, status="skip", expected=expected,
+                    missing_fields=missing, duration_ms=round(elapsed, 2),
+                    reason=f"this telemetry cannot show it: the route lacks {', '.join(missing)} to group by"))
+                continue
+            with_data = [r for r in with_data if r.status != "cannot-evaluate"]
             verdict: Verdict = "fires" if outcome.correlation_hits else "does-not-fire"
             status, reason = judge(expected, verdict)
             matched = sum(len(r.event_ids) for r in outcome.routes)
@@ -694,6 +730,7 @@ class DetectionRun:
             else:
                 records = [record for schema in ("recording", *CONVERTED_TARGETS[target]) if schema in data.engines
                            for record in converted.event_records(data.engines[schema])]
+                records = self._logsource_records(records)
                 if target == "sqlite":
                     result = converted.run_sqlite(query, records)
                 else:
@@ -710,6 +747,26 @@ class DetectionRun:
         return FormResult(**common, status=status, verdict=verdict, reason=reason, row_count=len(result.rows),
                           evidence=evidence, evidence_omitted=omitted, sql=result.statement,
                           duration_ms=round(elapsed, 2))
+
+    def _logsource_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records of the rule's logsource only, as a SIEM's table for that logsource would hold them: the
+        SQLite and Databricks backends query one ``logs`` table and do not scope by logsource themselves, so a
+        network rule's negative conditions would otherwise judge process events too. A rule whose routes name no
+        channel (a keyword rule over every event log, a correlation rule) keeps every record."""
+        scopes = [(frozenset(c.lower() for c in t.route_spec.channels), frozenset(t.route_spec.event_ids))
+                  for t in self.targets if t.route_spec.channels]
+        if not scopes:
+            return records
+
+        def in_scope(record: dict[str, Any]) -> bool:
+            channel = str(record.get("Channel") or "").lower()
+            try:
+                event_id = int(record.get("EventID") or -1)
+            except ValueError:
+                event_id = -1
+            return any(channel in channels and (not ids or event_id in ids) for channels, ids in scopes)
+
+        return [record for record in records if in_scope(record)]
 
     def _spark_session(self) -> Any:
         """One local Spark session for the run (Spark reuses the JVM across detections: getOrCreate)."""

@@ -25,6 +25,9 @@ from assay.kql.typed import (
     string,
 )
 
+#: A table wildcard (union *, search) expanding to more tables than this is refused: each table is one leg
+MAX_WILDCARD_TABLES = 64
+
 
 class CombineOperators(AggregateBinder):
     """Operators that combine tables."""
@@ -138,6 +141,12 @@ class CombineOperators(AggregateBinder):
                 if not matches:
                     self.fail(f"no table matches '{source.name}'", source.pos,
                               "ingest data with `assay ingest`, or name the tables")
+                if len(matches) > MAX_WILDCARD_TABLES:
+                    # without data (check, compile) every known schema matches: hundreds of legs
+                    self.unsupported(f"'{source.name}' matches {len(matches)} known tables (at most "
+                                     f"{MAX_WILDCARD_TABLES} here)", source.pos,
+                                     "name the tables (search in (T1, T2) ..., union T1, T2), or run the query on "
+                                     "a database, where the wildcard reads only the tables that hold data")
                 expanded.extend(ast.TableRef(source.pos, name) for name in matches)
             else:
                 expanded.append(source)

@@ -137,6 +137,11 @@ class PluginOperators(AggregateBinder):
                 aggregate = argument
             else:
                 by.append(argument)
+        if not by:
+            # Kusto: without group columns, every column but the pivot column (and the aggregated one) groups
+            excluded = {self.derive_name(pivot_node, None)} | {
+                self.derive_name(a, None) for a in aggregate.args if isinstance(a, ast.Name)}
+            by = [ast.Name(operator.pos, name) for name in source.names() if name not in excluded]
         if operator.schema is not None:
             by_names = {self.derive_name(b, None) for b in by}
             values = [name for name, _ in operator.schema if name not in by_names]

@@ -345,6 +345,8 @@ class ScalarBinder(BinderBase):
             return Typed(exp.not_(exp.Paren(this=result)) if negated else result, "bool")
         right = sub(node.right)
         if op == "matches regex":
+            if right.kusto_type not in ("string", "dynamic") and not self.is_null(right):
+                self.fail(f"matches regex needs a string pattern, got {right.kusto_type}", node.right.pos)
             pattern = right.sql
             if isinstance(node.right, ast.Literal) and isinstance(node.right.value, str):
                 problem = regex_problem(node.right.value)
