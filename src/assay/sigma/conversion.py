@@ -111,10 +111,10 @@ TARGETS: dict[str, TargetSpec] = {spec.name: spec for spec in (
     # id (network_connection -> EventID=3), since the logs table holds every event.
     TargetSpec("sqlite", "SQLite over a table of event-log fields (Zircolite layout)", "sql",
                ("sigma.backends.sqlite", "sqliteBackend"), ("sigma.pipelines.sysmon", "sysmon_pipeline"),
-               "Generic Log Sources to Sysmon Transformation", package="pysigma-backend-sqlite"),
+               None, package="pysigma-backend-sqlite"),
     TargetSpec("spark-sql", "Apache Spark / Databricks SQL predicate over event-log fields", "spark-sql",
                ("sigma.backends.databricks", "DatabricksBackend"), ("sigma.pipelines.sysmon", "sysmon_pipeline"),
-               "Generic Log Sources to Sysmon Transformation", package="pysigma-backend-databricks"),
+               None, package="pysigma-backend-databricks"),
 )}
 
 #: Why a backend package cannot be installed next to the pinned pySigma, when that is known.
