@@ -13,7 +13,7 @@ from assay.site.builder import NAVIGATOR_LAYER, build_site
 from assay.verify.coverage import STATUS_SCORE
 from assay.verify.report import save_report
 from tests.conftest import DETECTIONS
-from tests.site.conftest import BUILD_TIME, CMSTP_SLUG, make_report, parse_page
+from tests.site.conftest import BUILD_TIME, CMSTP_SLUG, cmstp_catalog, make_report, parse_page
 
 FAILING_SCENARIO = "atomic-uac-bypass-inf"
 
@@ -21,7 +21,8 @@ FAILING_SCENARIO = "atomic-uac-bypass-inf"
 @pytest.fixture(scope="module")
 def proven_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("proven") / "site"
-    build_site(load_catalog(DETECTIONS), out, report=make_report(), now=BUILD_TIME)
+    catalog = cmstp_catalog(tmp_path_factory.mktemp("proven-catalog"))
+    build_site(load_catalog(catalog), out, report=make_report(), now=BUILD_TIME)
     return out
 
 
@@ -30,7 +31,7 @@ def failing_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("failing")
     report_path = save_report(make_report(failing_kql=FAILING_SCENARIO), folder / "report.json")
     out = folder / "site"
-    build_site(load_catalog(DETECTIONS), out, report=report_path, now=BUILD_TIME)
+    build_site(load_catalog(cmstp_catalog(folder / "catalog")), out, report=report_path, now=BUILD_TIME)
     return out
 
 
@@ -121,7 +122,7 @@ def test_detection_changed_after_the_run_is_flagged(tmp_path: Path) -> None:
     report = make_report()
     report.run.started = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.UTC)
     report.run.finished = dt.datetime(2026, 11, 20, 8, 1, tzinfo=dt.UTC)
-    build_site(load_catalog(DETECTIONS), tmp_path / "site", report=report, now=BUILD_TIME)
+    build_site(load_catalog(cmstp_catalog(tmp_path / "catalog")), tmp_path / "site", report=report, now=BUILD_TIME)
     text = parse_page(_page(tmp_path / "site", "sentinel-kql")).all_text
     assert "The detection was modified after this run" in text
 
@@ -134,8 +135,9 @@ def test_results_for_another_query_text_are_flagged_stale(tmp_path: Path) -> Non
             if result.form == "kql":
                 # What ran: an older query that did not look at the /au switch.
                 result.query = kql_text.replace('("/s", "/au")', '("/s")') + "\n| where AutoClose"
-    build_site(load_catalog(DETECTIONS), tmp_path / "fresh", report=make_report(), now=BUILD_TIME)
-    build_site(load_catalog(DETECTIONS), tmp_path / "stale", report=report, now=BUILD_TIME)
+    build_site(load_catalog(cmstp_catalog(tmp_path / "fresh-catalog")), tmp_path / "fresh", report=make_report(),
+               now=BUILD_TIME)
+    build_site(load_catalog(cmstp_catalog(tmp_path / "stale-catalog")), tmp_path / "stale", report=report, now=BUILD_TIME)
     assert "stale-results" in parse_page(_page(tmp_path / "stale", "sentinel-kql")).ids
     assert "stale-results" not in parse_page(_page(tmp_path / "fresh", "sentinel-kql")).ids
     assert "stale-results" not in parse_page(_page(tmp_path / "stale", "sigma")).ids

@@ -159,3 +159,12 @@ def test_eql_runs_on_a_recordings_records_mapped_to_ecs() -> None:
     assert "command_line" in process["process"] and "executable" in process["process"]["parent"]
     assert run_eql(query, documents).rows
     assert run_eql(query, ecs_documents(_sysmon_records("fp-vpn-client-install-program-files"))).rows == ()
+
+
+def test_sqlite_compares_numbers_as_numbers() -> None:
+    # Every field arrives as text; a column of decimal integers is INTEGER (as Zircolite types JSON numbers), so
+    # a port filter compares 8181 with 49152, not '8181' with '49152' (which is greater as text).
+    records = [{"EventID": "3", "DestinationPort": "8181", "Image": "rundll32.exe"},
+               {"EventID": "3", "DestinationPort": "50123", "Image": "svchost.exe"}]
+    result = run_sqlite("SELECT Image FROM logs WHERE EventID=3 AND NOT COALESCE(DestinationPort >= 49152, 0)", records)
+    assert result.rows == (("rundll32.exe",),)

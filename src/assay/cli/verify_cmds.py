@@ -55,7 +55,9 @@ def print_proof_report(report: Any, verbose: bool = False) -> None:
         forms = detection.forms or ["sigma", "kql"]
         rows = []
         for scenario in detection.scenarios:
-            expected = {r.base_form: r.expected for r in scenario.results}
+            # Local-engine converted forms are held to the Sigma expectation: keyed by their own name.
+            expected = {(r.form if r.form in ("converted:sqlite", "converted:spark-sql", "converted:elastic-eql")
+                         else r.base_form): r.expected for r in scenario.results}
             if len(set(expected.values())) > 1:
                 shown = ", ".join(f"{form} {outcome}" for form, outcome in expected.items())
             else:

@@ -106,12 +106,15 @@ TARGETS: dict[str, TargetSpec] = {spec.name: spec for spec in (
                ("sigma.backends.sentinelone_pq", "SentinelOnePQBackend"),
                ("sigma.pipelines.sentinelone_pq", "sentinelonepq_pipeline"), "SentinelOne PQ pipeline",
                package="pysigma-backend-sentinelone-pq"),
-    # Executed locally: SQLite on the scenario's Sysmon events (Python's sqlite3), Spark SQL on local PySpark.
-    TargetSpec("sqlite", "SQLite over a table of Sysmon event fields (Zircolite layout)", "sql",
-               ("sigma.backends.sqlite", "sqliteBackend"), None, None, package="pysigma-backend-sqlite"),
-    TargetSpec("spark-sql", "Apache Spark / Databricks SQL predicate over Sysmon event fields", "spark-sql",
-               ("sigma.backends.databricks", "DatabricksBackend"), None, None,
-               package="pysigma-backend-databricks"),
+    # Executed locally: SQLite on the scenario's event-log records (Python's sqlite3), Spark SQL on local PySpark.
+    # Both with pySigma's Sysmon pipeline, as Zircolite builds its rule sets: a category becomes its Sysmon event
+    # id (network_connection -> EventID=3), since the logs table holds every event.
+    TargetSpec("sqlite", "SQLite over a table of event-log fields (Zircolite layout)", "sql",
+               ("sigma.backends.sqlite", "sqliteBackend"), ("sigma.pipelines.sysmon", "sysmon_pipeline"),
+               None, package="pysigma-backend-sqlite"),
+    TargetSpec("spark-sql", "Apache Spark / Databricks SQL predicate over event-log fields", "spark-sql",
+               ("sigma.backends.databricks", "DatabricksBackend"), ("sigma.pipelines.sysmon", "sysmon_pipeline"),
+               None, package="pysigma-backend-databricks"),
 )}
 
 #: Why a backend package cannot be installed next to the pinned pySigma, when that is known.

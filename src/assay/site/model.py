@@ -529,10 +529,14 @@ def form_verdicts(report: DetectionReport | None, scenario_id: str) -> tuple[For
     return tuple(verdicts)
 
 
-def _expected(scenario: Scenario, origin: QueryOrigin) -> str:
+#: Converted forms held to the Sigma rule's expectation (they run on its event-log records; see the runner).
+SIGMA_EXPECTATION_FORMS = frozenset({"converted:sqlite", "converted:spark-sql", "converted:elastic-eql"})
+
+
+def _expected(scenario: Scenario, origin: QueryOrigin, form: str | None = None) -> str:
     if origin == "native":
         return scenario.expected.kql
-    if origin == "sigma":
+    if origin == "sigma" or form in SIGMA_EXPECTATION_FORMS:
         return scenario.expected.sigma
     return scenario.expected.outcome("converted")
 
@@ -546,7 +550,7 @@ def _scenario_views(loaded: LoadedDetection, report: DetectionReport | None, for
             if origin == "native" else ()
         views.append(ScenarioView(scenario=scenario, number=number, provenance_kind=kind, provenance_text=text,
                                   provenance_url=url, provenance_ref=ref,
-                                  expected_outcome=_expected(scenario, origin), expected_columns=columns,
+                                  expected_outcome=_expected(scenario, origin, form), expected_columns=columns,
                                   results=_report_scenario_results(report, scenario.id, form),
                                   findings=_findings(report, scenario.id, form),
                                   verdicts=form_verdicts(report, scenario.id)))

@@ -427,18 +427,37 @@ def diagnose(forms: tuple[str, str], loaded: LoadedDetection, pairs: Sequence[Pr
 # --------------------------------------------------------------------------------------------------------------
 
 
+#: Converted forms run on their own engines over the Sigma rule's event-log records: each is its own form here
+#: (compared with every other, the Defender XDR conversion included), and reads as ``sigma`` for declarations.
+LOCAL_ENGINE_FORMS = frozenset({"converted:sqlite", "converted:spark-sql", "converted:elastic-eql"})
+
+
+def _agreement_base(result: FormResult) -> str:
+    return result.form if result.form in LOCAL_ENGINE_FORMS else result.base_form
+
+
 def _differing_pairs(results: Sequence[FormResult]) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     for a, b in combinations(results, 2):
-        if a.base_form != b.base_form and a.verdict != b.verdict:
-            pair = tuple(sorted((a.base_form, b.base_form)))
+        base_a, base_b = _agreement_base(a), _agreement_base(b)
+        if base_a != base_b and a.verdict != b.verdict:
+            pair = tuple(sorted((base_a, base_b)))
             if pair not in pairs:
                 pairs.append((pair[0], pair[1]))
     return pairs
 
 
 def _full_form(base: str, results: Iterable[FormResult]) -> str:
-    return next((r.form for r in results if r.base_form == base), base)
+    return next((r.form for r in results if _agreement_base(r) == base), base)
+
+
+def _declared(loaded: LoadedDetection, a: str, b: str, scenario_id: str) -> Any:
+    """The declaration covering two forms on a scenario; a local engine against the Sigma rule (both read as
+    ``sigma``) is never declared: an engine that disagrees with the rule it was converted from is a finding."""
+    form_a, form_b = _as_form(a), _as_form(b)
+    if form_a == form_b:
+        return None
+    return loaded.known_difference(form_a, form_b, scenario_id)
 
 
 def agreement_findings(loaded: LoadedDetection, report: DetectionReport,
@@ -462,16 +481,16 @@ def agreement_findings(loaded: LoadedDetection, report: DetectionReport,
                     explanation="a difference is declared for this scenario, but the forms agree: the declaration "
                                 "is stale (remove it from known_differences) or the scenario no longer shows it"))
             continue
-        undeclared = [p for p in pairs if loaded.known_difference(_as_form(p[0]), _as_form(p[1]), scenario.id)
+        undeclared = [p for p in pairs if _declared(loaded, p[0], p[1], scenario.id)
                       is None]
         status = "known" if not undeclared else ("warn" if mode == "warn" else "fail")
         focus = undeclared[0] if undeclared else pairs[0]
         scenario_processes = processes.get(scenario.id) or []
-        fires = [any(r.verdict == "fires" for r in ran if r.base_form == base) for base in focus]
+        fires = [any(r.verdict == "fires" for r in ran if _agreement_base(r) == base) for base in focus]
         fired = fires.index(True) if fires.count(True) == 1 else None
         diagnosis = diagnose((_full_form(focus[0], ran), _full_form(focus[1], ran)), loaded, scenario_processes,
                              converted, fired)
-        declarations = [loaded.known_difference(_as_form(a), _as_form(b), scenario.id) for a, b in pairs]
+        declarations = [_declared(loaded, a, b, scenario.id) for a, b in pairs]
         reasons = list(dict.fromkeys(d.reason for d in declarations if d is not None))
         operator = diagnosis.operator
         if operator is None:
@@ -491,7 +510,7 @@ def agreement_findings(loaded: LoadedDetection, report: DetectionReport,
 
 
 def _as_form(base: str) -> Form:
-    if base == "sigma":
+    if base == "sigma" or base in LOCAL_ENGINE_FORMS:
         return "sigma"
     if base == "kql":
         return "kql"

@@ -8,7 +8,8 @@ Each engine gets the scenario's own events, laid out the way that platform store
   use. The converted query carries no logsource filter of its own, so it sees every event, as it would there. A
   field the query names but no event carries is a NULL column (the platform would have the column, empty). A field
   Windows spells with spaces (``Threat Name`` in Defender's log) is also a column without them (``ThreatName``),
-  the spelling Sigma rules use. SQLite has no ``REGEXP`` function of its own: as Zircolite does, one is registered
+  the spelling Sigma rules use. Whole numbers are stored as numbers (ports compare as numbers). A ``timestamp`` column (ISO 8601, UTC) carries the event time the SQLite backend's
+  correlation queries read. SQLite has no ``REGEXP`` function of its own: as Zircolite does, one is registered
   (with RE2, the project's engine for user patterns) for the backend's ``|re`` output.
 * EQL: the scenario's Winlogbeat ECS documents, typed by ``event.category``. A real recording has none: its Sysmon
   records are turned into ECS documents with the field names pySigma's ``ecs_windows`` pipeline maps Sysmon fields
@@ -38,7 +39,7 @@ LOCAL_TARGETS: dict[str, str] = {"sqlite": "sysmon", "spark-sql": "sysmon", "ela
 #: How many times a query is retried after adding a column it named that no event has.
 MAX_MISSING_COLUMNS = 64
 #: Event columns every ``logs`` row has besides the event's own fields.
-RECORD_COLUMNS = ("EventID", "Channel", "Computer")
+RECORD_COLUMNS = ("EventID", "Channel", "Computer", "timestamp", "Provider_Name")
 
 
 @dataclass(frozen=True)
@@ -155,9 +156,10 @@ _SQLITE_MISSING = re.compile(r"no such column: (?:logs\.)?\"?([^\s\"]+)\"?")
 
 def run_sqlite(query: str, records: Sequence[dict[str, Any]]) -> LocalResult:
     """The pySigma SQLite backend's ``SELECT … FROM logs WHERE …`` on an in-memory sqlite3 database."""
-    present = _columns(records)
-    columns = _with_named_columns(present, query, "sqlite")
-    added: list[str] = columns[len(present):]
+    # Missing fields come from SQLite's own "no such column" errors, not from parsing: a correlation query's CTEs
+    # name columns of their own (ts, g0, rowid…) that must not be added to the table.
+    columns = _columns(records)
+    added: list[str] = []
     with sqlite3.connect(":memory:") as connection:
         connection.create_function("REGEXP", 2, _regexp, deterministic=True)
         for _ in range(MAX_MISSING_COLUMNS):

@@ -682,10 +682,10 @@ class DetectionRun:
         return results
 
     def run_converted(self, scenario: Scenario, data: ScenarioData, target: str, query: str) -> list[FormResult]:
-        form = f"converted:{target}"
-        expected = scenario.expected.outcome("converted")
         if target in LOCAL_TARGETS:
             return [self.run_local(scenario, data, target, query)]
+        form = f"converted:{target}"
+        expected = scenario.expected.outcome("converted")
         results: list[FormResult] = []
         for telemetry, engine in self._engines(data, CONVERTED_TARGETS.get(target, ("defender",))):
             now = self.now_for(data, engine)
@@ -712,7 +712,9 @@ class DetectionRun:
         from assay.verify import converted
 
         form = f"converted:{target}"
-        expected = scenario.expected.outcome("converted")
+        # These forms read the event-log records the Sigma rule reads, with the Sigma rule's field names: they are
+        # held to the Sigma rule's expectation (expected.converted describes the Defender XDR conversion).
+        expected = scenario.expected.outcome("sigma")
         telemetry = "recording" if data.recording is not None else "+".join(CONVERTED_TARGETS[target])
         common: dict[str, Any] = dict(form=form, key=form, telemetry=telemetry, expected=expected, query=query,
                                       table="logs" if target != "elastic-eql" else None)
