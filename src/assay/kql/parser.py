@@ -386,14 +386,21 @@ class Parser:
     def parse_schema(self, context: str) -> tuple[tuple[str, str], ...]:
         """``(Name: type, ...)``; a leading ``*,`` (keep the input's columns) is accepted and ignored."""
         self.expect_op("(", f"to open {context}")
+        columns = self.parse_typed_columns(f"a column of {context}", "column", star=True)
+        self.expect_op(")", f"to close {context}")
+        return columns
+
+    def parse_typed_columns(self, what: str, noun: str, *, star: bool = False) -> tuple[tuple[str, str], ...]:
+        """``Name: type, ...`` up to the closing parenthesis (not consumed); ``what`` and ``noun`` name the
+        column in errors ("for a datatable column", "after datatable column X")."""
         columns: list[tuple[str, str]] = []
         while not self.at_op(")"):
-            if self.accept_op("*"):
+            if star and self.accept_op("*"):
                 if not self.accept_op(","):
                     break
                 continue
-            name = self.expect_ident(f"for a column of {context}").text
-            self.expect_op(":", f"after column {name}")
+            name = self.expect_ident(f"for {what}").text
+            self.expect_op(":", f"after {noun} {name}")
             type_token = self.expect_ident(f"for the type of column {name}")
             kusto_type = normalize_type(type_token.text)
             if kusto_type not in {normalize_type(t) for t in SCALAR_TYPES}:
@@ -402,24 +409,12 @@ class Parser:
             columns.append((name, kusto_type))
             if not self.accept_op(","):
                 break
-        self.expect_op(")", f"to close {context}")
         return tuple(columns)
 
     def parse_externaldata(self) -> ast.TabularExpr:
         token = self.advance()
         self.expect_op("(", "after externaldata")
-        columns: list[tuple[str, str]] = []
-        while not self.at_op(")"):
-            name = self.expect_ident("for an externaldata column").text
-            self.expect_op(":", f"after externaldata column {name}")
-            type_token = self.expect_ident(f"for the type of column {name}")
-            kusto_type = normalize_type(type_token.text)
-            if kusto_type not in {normalize_type(t) for t in SCALAR_TYPES}:
-                self.fail(f"unknown type {type_token.text!r}", type_token,
-                          f"did you mean {did_you_mean(type_token.text, SCALAR_TYPES) or 'string'}?")
-            columns.append((name, kusto_type))
-            if not self.accept_op(","):
-                break
+        columns = self.parse_typed_columns("an externaldata column", "externaldata column")
         self.expect_op(")", "to close the externaldata schema")
         self.expect_op("[", "to open the externaldata URLs")
         urls: list[str] = []
@@ -451,18 +446,7 @@ class Parser:
     def parse_datatable(self) -> ast.TabularExpr:
         token = self.advance()
         self.expect_op("(", "after datatable")
-        columns: list[tuple[str, str]] = []
-        while not self.at_op(")"):
-            name = self.expect_ident("for a datatable column").text
-            self.expect_op(":", f"after datatable column {name}")
-            type_token = self.expect_ident(f"for the type of column {name}")
-            kusto_type = normalize_type(type_token.text)
-            if kusto_type not in {normalize_type(t) for t in SCALAR_TYPES}:
-                self.fail(f"unknown type {type_token.text!r}", type_token,
-                          f"did you mean {did_you_mean(type_token.text, SCALAR_TYPES) or 'string'}?")
-            columns.append((name, kusto_type))
-            if not self.accept_op(","):
-                break
+        columns = self.parse_typed_columns("a datatable column", "datatable column")
         self.expect_op(")", "to close the datatable schema")
         self.expect_op("[", "to open the datatable values")
         values: list[ast.Expr] = []
