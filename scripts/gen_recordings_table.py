@@ -13,7 +13,6 @@ is *unexpected* (a recording of another technique, or of this one that no scenar
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -25,18 +24,11 @@ sys.path.insert(0, str(ROOT / "src"))
 import yaml  # noqa: E402
 
 from assay.catalog import load_catalog  # noqa: E402
+from assay.catalog.lint import shared_data_dir  # noqa: E402
 from assay.hunt.run import hunt  # noqa: E402
 
 OUT = ROOT / "docs" / "catalog-recordings.md"
 CORPUS = "evtx-attack-samples"
-
-
-def shared_data() -> Path | None:
-    env = os.environ.get("ASSAY_SHARED_DATA")
-    for candidate in ([Path(env)] if env else []) + [ROOT.parent / "shared" / "data"]:
-        if candidate.is_dir():
-            return candidate
-    return None
 
 
 @dataclass
@@ -142,7 +134,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 when the page is stale")
     args = parser.parse_args()
-    data = shared_data()
+    data = shared_data_dir(ROOT)
     if data is None:
         print("shared reference data not found: set ASSAY_SHARED_DATA or put it at ../shared/data", file=sys.stderr)
         return 2
