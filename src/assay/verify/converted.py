@@ -3,10 +3,11 @@ output on local PySpark, and its Elastic EQL output on the ``eql`` package (AGPL
 
 Each engine gets the scenario's own events, laid out the way that platform stores them:
 
-* SQLite and Spark: one ``logs`` table, a row per event-log record (every Sysmon event of the scenario, or every
-  record of a recording), a TEXT column per event field: the layout Zircolite and a Sysmon table in a lakehouse
-  use. The converted query carries no logsource filter of its own, so it sees every event, as it would there. A
-  field the query names but no event carries is a NULL column (the platform would have the column, empty). A field
+* SQLite and Spark: one ``logs`` table, a row per event-log record (every event of the scenario, or every record
+  of a recording), a column per event field: the layout Zircolite and a Sysmon table in a lakehouse use. The rule
+  is converted through pySigma's Sysmon pipeline, so its logsource becomes an event-id condition in the query, as in
+  Zircolite's rule sets; that is the only logsource filter. A field the query names but no event carries is a NULL
+  column (the platform would have the column, empty). A field
   Windows spells with spaces (``Threat Name`` in Defender's log) is also a column without them (``ThreatName``),
   the spelling Sigma rules use. Whole numbers are stored as numbers (ports compare as numbers). A ``timestamp`` column (ISO 8601, UTC) carries the event time the SQLite backend's
   correlation queries read. SQLite has no ``REGEXP`` function of its own: as Zircolite does, one is registered

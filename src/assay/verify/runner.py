@@ -730,7 +730,6 @@ class DetectionRun:
             else:
                 records = [record for schema in ("recording", *CONVERTED_TARGETS[target]) if schema in data.engines
                            for record in converted.event_records(data.engines[schema])]
-                records = self._logsource_records(records)
                 if target == "sqlite":
                     result = converted.run_sqlite(query, records)
                 else:
@@ -747,26 +746,6 @@ class DetectionRun:
         return FormResult(**common, status=status, verdict=verdict, reason=reason, row_count=len(result.rows),
                           evidence=evidence, evidence_omitted=omitted, sql=result.statement,
                           duration_ms=round(elapsed, 2))
-
-    def _logsource_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The records of the rule's logsource only, as a SIEM's table for that logsource would hold them: the
-        SQLite and Databricks backends query one ``logs`` table and do not scope by logsource themselves, so a
-        network rule's negative conditions would otherwise judge process events too. A rule whose routes name no
-        channel (a keyword rule over every event log, a correlation rule) keeps every record."""
-        scopes = [(frozenset(c.lower() for c in t.route_spec.channels), frozenset(t.route_spec.event_ids))
-                  for t in self.targets if t.route_spec.channels]
-        if not scopes:
-            return records
-
-        def in_scope(record: dict[str, Any]) -> bool:
-            channel = str(record.get("Channel") or "").lower()
-            try:
-                event_id = int(record.get("EventID") or -1)
-            except ValueError:
-                event_id = -1
-            return any(channel in channels and (not ids or event_id in ids) for channels, ids in scopes)
-
-        return [record for record in records if in_scope(record)]
 
     def _spark_session(self) -> Any:
         """One local Spark session for the run (Spark reuses the JVM across detections: getOrCreate)."""
